@@ -1,0 +1,26 @@
+# espf: `make run` runs the service, `make test` runs every test. Both install first.
+SHELL := /bin/bash
+DEPS := node_modules/.espf-installed
+
+.PHONY: run test typecheck unit bench deps clean
+
+$(DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(DEPS)
+
+deps: $(DEPS)
+
+run: $(DEPS)
+	node bin/espf.js run $(if $(INSTANCE),--instance $(INSTANCE),)
+
+typecheck: $(DEPS)
+	npx tsc --noEmit -p .
+
+test: $(DEPS) typecheck
+	npx mocha
+
+bench: $(DEPS)
+	node --import tsx bench/run.ts
+
+clean:
+	rm -rf node_modules .espf log

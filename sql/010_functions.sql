@@ -1,0 +1,33 @@
+-- Helpers shared by the capture rules and the dispatchers.
+
+-- Available funds (contract §2). 'Infinity' stands for unlimited.
+CREATE OR REPLACE FUNCTION espf.account_funds(billing_model text, balance numeric, credit_limit numeric)
+RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN billing_model = 'debit' THEN balance
+              ELSE coalesce(credit_limit - balance, 'Infinity') END
+$$;
+
+CREATE OR REPLACE FUNCTION espf.customer_funds(balance numeric, credit_limit numeric)
+RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT coalesce(credit_limit - balance, 'Infinity')
+$$;
+
+-- `event_time` as every event carries it: UTC, 'YYYY-MM-DD HH:MM:SS'.
+CREATE OR REPLACE FUNCTION espf.event_time()
+RETURNS text LANGUAGE sql VOLATILE AS $$
+  SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+$$;
+
+-- Writes one event into the outbox. `vars` holds the type's own variables;
+-- emit adds the common ones (i_event, i_env, event_time).
+CREATE OR REPLACE FUNCTION espf.emit(event_type text, i_env int, vars jsonb)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  id bigint := nextval('espf.events_i_event_seq');
+BEGIN
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (id, event_type,
+          vars || jsonb_build_object('i_event', id, 'i_env', i_env, 'event_time', espf.event_time()));
+  RETURN id;
+END
+$$;

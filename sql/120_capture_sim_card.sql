@@ -1,0 +1,37 @@
+-- Capture rule for billing.sim_card: Account/SIMCardAssignment.
+-- One event per account that gained or lost a SIM card (a move gives two:
+-- the account that lost it first), and one when the IMSI of an assigned card
+-- changes. Variables: i_account, imsi (the account's SIM now, or null), prev_imsi.
+CREATE OR REPLACE FUNCTION espf.capture_sim_card_assignment() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  lost   bigint := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN OLD.i_account END;
+  gained bigint := CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN NEW.i_account END;
+BEGIN
+  IF lost IS NOT NULL AND lost IS DISTINCT FROM gained THEN
+    PERFORM espf.emit(TG_ARGV[0], (SELECT a.i_env FROM billing.account a WHERE a.i_account = lost),
+      jsonb_build_object('i_account', lost, 'imsi', NULL, 'prev_imsi', OLD.imsi));
+  END IF;
+  IF gained IS NOT NULL THEN
+    PERFORM espf.emit(TG_ARGV[0], (SELECT a.i_env FROM billing.account a WHERE a.i_account = gained),
+      jsonb_build_object('i_account', gained, 'imsi', NEW.imsi,
+                         'prev_imsi', CASE WHEN lost = gained THEN OLD.imsi END));
+  END IF;
+  RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER espf_sim_card_assigned
+  AFTER INSERT ON billing.sim_card FOR EACH ROW
+  WHEN (NEW.i_account IS NOT NULL)
+  EXECUTE FUNCTION espf.capture_sim_card_assignment('Account/SIMCardAssignment');
+
+CREATE OR REPLACE TRIGGER espf_sim_card_reassigned
+  AFTER UPDATE OF i_account, imsi ON billing.sim_card FOR EACH ROW
+  WHEN (OLD.i_account IS DISTINCT FROM NEW.i_account
+        OR (NEW.i_account IS NOT NULL AND OLD.imsi IS DISTINCT FROM NEW.imsi))
+  EXECUTE FUNCTION espf.capture_sim_card_assignment('Account/SIMCardAssignment');
+
+CREATE OR REPLACE TRIGGER espf_sim_card_removed
+  AFTER DELETE ON billing.sim_card FOR EACH ROW
+  WHEN (OLD.i_account IS NOT NULL)
+  EXECUTE FUNCTION espf.capture_sim_card_assignment('Account/SIMCardAssignment');

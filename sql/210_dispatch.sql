@@ -1,0 +1,56 @@
+-- espf.dispatch runs a dispatcher for a batch of source events, in one
+-- transaction: it claims each (source event, dispatcher) with a DISPATCHED row
+-- of espf.event_deliveries and inserts what the dispatcher's views produce for
+-- the events it claimed. A replay of the same source events (after a crash)
+-- claims nothing and produces nothing, so children are never duplicated.
+-- Only enabled event types are produced. Returns the number of events produced.
+CREATE OR REPLACE FUNCTION espf.dispatch(handler text, source_events bigint[], instance text,
+                                         commit_lsn pg_lsn DEFAULT NULL)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  claimed bigint[];
+  rule record;
+  produced bigint := 0;
+  n bigint;
+BEGIN
+  WITH c AS (
+    INSERT INTO espf.event_deliveries AS d
+           (i_event, handler, state, event_type, order_key, instance, commit_lsn, attempts,
+            first_attempt_at, last_attempt_at, finished_at)
+    SELECT e.i_event, dispatch.handler, 'DISPATCHED', e.event_type, 'e:' || e.i_event, dispatch.instance,
+           dispatch.commit_lsn, 1, now(), now(), now()
+      FROM espf.events e
+     WHERE e.i_event = ANY (source_events)
+    ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO NOTHING
+    RETURNING d.i_event)
+  SELECT coalesce(array_agg(i_event), '{}') INTO claimed FROM c;
+
+  IF cardinality(claimed) = 0 THEN
+    RETURN 0;
+  END IF;
+
+  FOR rule IN
+    SELECT r.view_name, array_agg(r.event_type) AS consumed
+      FROM espf.dispatcher_rules r
+     WHERE r.handler = dispatch.handler
+     GROUP BY r.view_name
+  LOOP
+    EXECUTE format($q$
+      INSERT INTO espf.events (i_event, event_type, variables, source_i_event)
+      SELECT p.i_event, p.event_type,
+             p.variables || jsonb_build_object('i_event', p.i_event, 'i_env', p.i_env,
+                                               'event_time', espf.event_time()),
+             p.source_i_event
+        FROM (SELECT nextval('espf.events_i_event_seq') AS i_event, v.*
+                FROM (SELECT v.* FROM espf.%I v
+                        JOIN espf.events s ON s.i_event = v.source_i_event
+                        JOIN espf.event_types t ON t.name = v.event_type AND t.enabled
+                       WHERE v.source_i_event = ANY ($1) AND s.event_type = ANY ($2)
+                       ORDER BY v.source_i_event, v.variables ->> 'i_account') v) p
+    $q$, rule.view_name) USING claimed, rule.consumed;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    produced := produced + n;
+  END LOOP;
+  RETURN produced;
+END
+$$;

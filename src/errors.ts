@@ -1,0 +1,54 @@
+/** Our own error codes; database errors keep their SQLSTATE in `code`. */
+export type EspfErrorCode =
+  | 'ESPF_USAGE'                // bad command-line input
+  | 'ESPF_NO_DATABASE'          // the database cannot be reached
+  | 'ESPF_MIGRATION_EDITED'     // a shipped migration was edited after it was applied
+  | 'ESPF_MIGRATION_FAILED'     // a migration or repeatable SQL file failed
+  | 'ESPF_UNKNOWN_HANDLER'
+  | 'ESPF_UNKNOWN_TYPE'
+  | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start
+  | 'ESPF_NOT_MIGRATED';        // the espf schema is missing
+
+export class EspfError extends Error {
+  readonly code: EspfErrorCode;
+  constructor(code: EspfErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'EspfError';
+  }
+}
+
+/** SQLSTATE classes we branch on. */
+export const SQLSTATE = {
+  checkViolation: '23514',
+  foreignKeyViolation: '23503',
+  uniqueViolation: '23505',
+  undefinedTable: '42P01',
+  invalidCatalogName: '3D000',
+  duplicateObject: '42710',
+  objectInUse: '55006',
+  adminShutdown: '57P01',
+  cannotConnectNow: '57P03',
+} as const;
+
+export function sqlState(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/** True for errors that mean "no database answered" (refused, unknown host, socket gone, shutting down). */
+export function isConnectionError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'ENOENT', 'EHOSTUNREACH', 'EPIPE',
+    SQLSTATE.adminShutdown, SQLSTATE.cannotConnectNow, '57P02', '08006', '08001', '08003', '08004', SQLSTATE.invalidCatalogName].includes(code);
+}
+
+/** One line for a person: what went wrong, without stack or secrets. */
+export function oneLine(err: unknown): string {
+  if (err instanceof Error) {
+    const first = err.message.split('\n')[0] ?? '';
+    return first.trim() || err.name;
+  }
+  return String(err);
+}

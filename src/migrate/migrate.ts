@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { sql, type Connection } from '@databases/pg';
+import type { Db } from '../db/connect.ts';
+import { EspfError, oneLine } from '../errors.ts';
+import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../paths.ts';
+
+export interface MigrationFile {
+  readonly version: number;
+  readonly name: string;
+  readonly file: string;
+  readonly checksum: string;
+  readonly text: string;
+}
+
+export interface MigrateResult {
+  readonly applied: readonly string[];     // migrations applied by this run
+  readonly alreadyApplied: number;
+  readonly repeatable: readonly string[];  // sql/ files re-applied
+}
+
+/** Same key for every espf migrate: two migrates at once run one after the other. */
+const MIGRATE_LOCK_KEY = 0x65737066; // 'espf'
+
+const MIGRATION_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
+
+export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFile[]> {
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.sql')).sort();
+  const files: MigrationFile[] = [];
+  for (const name of names) {
+    const m = MIGRATION_NAME.exec(name);
+    if (!m) throw new EspfError('ESPF_MIGRATION_FAILED', `migrations/${name}: name must be NNNN_lower_case_name.sql`);
+    const text = await readFile(path.join(dir, name), 'utf8');
+    files.push({ version: Number(m[1]), name, file: path.join(dir, name), text, checksum: sha256(text) });
+  }
+  const seen = new Set<number>();
+  for (const f of files) {
+    if (seen.has(f.version)) throw new EspfError('ESPF_MIGRATION_FAILED', `migrations/: two files share version ${f.version}`);
+    seen.add(f.version);
+  }
+  return files;
+}
+
+async function readRepeatable(dir = REPEATABLE_SQL_DIR): Promise<{ name: string; text: string }[]> {
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.sql')).sort();
+  return Promise.all(names.map(async (name) => ({ name, text: await readFile(path.join(dir, name), 'utf8') })));
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/**
+ * Applies every migration not yet applied, in order, each in its own
+ * transaction with its record, then re-applies the repeatable SQL of sql/ in one
+ * transaction. Holds an advisory lock throughout, so concurrent runs serialise.
+ */
+export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?: string }): Promise<MigrateResult> {
+  const migrations = await readMigrations(dirs?.migrations);
+  const repeatable = await readRepeatable(dirs?.repeatable);
+  return db.task(async (conn: Connection) => {
+    await conn.query(sql`SELECT pg_advisory_lock(${MIGRATE_LOCK_KEY})`);
+    try {
+      await conn.query(sql.file(path.join(path.dirname(new URL(import.meta.url).pathname), 'bootstrap.sql')));
+      const rows: { version: number; name: string; checksum: string }[] =
+        await conn.query(sql`SELECT version, name, checksum FROM espf.migrations ORDER BY version`);
+      const done = new Map(rows.map((r) => [r.version, r]));
+      for (const m of migrations) {
+        const prior = done.get(m.version);
+        if (prior && prior.checksum !== m.checksum) {
+          throw new EspfError('ESPF_MIGRATION_EDITED',
+            `migrations/${m.name} was edited after it was applied (checksum differs from the one recorded in espf.migrations); never edit a shipped migration: add a new one`);
+        }
+      }
+      const applied: string[] = [];
+      for (const m of migrations) {
+        if (done.has(m.version)) continue;
+        await runFile(conn, `migrations/${m.name}`, async (tx) => {
+          await tx.query(sql`INSERT INTO espf.migrations (version, name, checksum) VALUES (${m.version}, ${m.name}, ${m.checksum})`);
+          await tx.query(sql.__dangerous__rawValue(m.text));
+        });
+        applied.push(m.name);
+      }
+      await runFile(conn, 'sql/', async (tx) => {
+        for (const r of repeatable) {
+          try {
+            await tx.query(sql.__dangerous__rawValue(r.text));
+          } catch (err) {
+            throw new EspfError('ESPF_MIGRATION_FAILED', `sql/${r.name}: ${oneLine(err)}`, { cause: err });
+          }
+        }
+      });
+      return { applied, alreadyApplied: migrations.length - applied.length, repeatable: repeatable.map((r) => r.name) };
+    } finally {
+      await conn.query(sql`SELECT pg_advisory_unlock(${MIGRATE_LOCK_KEY})`).catch(() => undefined);
+    }
+  });
+}
+
+async function runFile(conn: Connection, label: string, fn: (tx: Parameters<Parameters<Connection['tx']>[0]>[0]) => Promise<void>) {
+  try {
+    await conn.tx(fn);
+  } catch (err) {
+    if (err instanceof EspfError) throw err;
+    throw new EspfError('ESPF_MIGRATION_FAILED', `${label}: ${oneLine(err)}`, { cause: err });
+  }
+}
