@@ -1,44 +1,119 @@
 import { Command, CommanderError, Option } from 'commander';
-import { connect, ping, type Db } from '../db/connect.ts';
+import { connect, ping, redactUrl, type Db } from '../db/connect.ts';
 import { resolveDatabaseUrl } from '../db/database-url.ts';
-import { EspfError, oneLine } from '../errors.ts';
+import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import { migrate } from '../migrate/migrate.ts';
 import {
   formatMatrix, readMatrix, setHandlerEnabled, setSubscription, setTypeEnabled,
 } from '../config/handlers.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
-const EXIT_FAILED = 1;
-const EXIT_USAGE = 2;
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
+const ENVIRONMENT_HELP = `
+Environment:
+  DATABASE_URL   the billing database (postgres://user:password@host:port/database).
+                 When it is not set, the embedded database of \`espf run\` is used
+                 while it runs (ESPF_HOME, default ./.espf); otherwise espf refuses.
+
+Exit codes:
+  0  done
+  1  refused or failed (unknown handler or type, a row the database refuses,
+     no database); one line on stderr says why, and nothing was changed
+  2  bad usage (unknown command or option, missing or extra argument)
+`;
+
+/**
+ * Opens the database of DATABASE_URL (else the embedded one of `espf run`),
+ * checks that it answers, runs `fn`, and turns the usual failures into one line.
+ */
 async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
   const url = resolveDatabaseUrl();
-  const db = connect({ connectionString: url, poolSize: 2, applicationName: 'espf cli' });
+  let db: Db;
+  try {
+    db = connect({ connectionString: url, poolSize: 2, applicationName: 'espf cli' });
+  } catch (err) {
+    throw new EspfError('ESPF_NO_DATABASE',
+      `DATABASE_URL is not a PostgreSQL connection string (postgres://user@host:port/database): ${oneLine(err)}`, { cause: err });
+  }
   try {
     await ping(db, url);
-    return await fn(db);
+    try {
+      return await fn(db);
+    } catch (err) {
+      const state = sqlState(err);
+      if ((state === SQLSTATE.undefinedTable || state === '3F000' /* invalid_schema_name */) && /"espf[."]/.test(oneLine(err))) {
+        throw new EspfError('ESPF_NOT_MIGRATED',
+          `the espf schema is missing in ${redactUrl(url)} (${oneLine(err)}): run espf migrate first`, { cause: err });
+      }
+      throw err;
+    }
   } finally {
     await db.dispose();
   }
 }
 
-function onOff(cmd: string): boolean {
-  if (cmd === 'enable' || cmd === 'sub') return true;
-  if (cmd === 'disable' || cmd === 'unsub') return false;
-  throw new EspfError('ESPF_USAGE', `unknown action '${cmd}'`);
+/** `espf handler sub` for the program's `sub` command, and so on. */
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(' ');
+}
+
+/**
+ * Commander's errors in one line, with the command's own help as the hint:
+ *   espf handler sub: missing required argument 'type' (see: espf handler sub --help)
+ */
+function configureOutputs(cmd: Command, io: Out): void {
+  const path = commandPath(cmd);
+  cmd.configureOutput({
+    writeOut: io.out,
+    writeErr: io.err,
+    outputError: (str) => {
+      const text = str.trim().replace(/^error:\s*/, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
+      io.err(`${path}: ${text} (see: ${path} --help)\n`);
+    },
+  });
+  for (const sub of cmd.commands) configureOutputs(sub, io);
+}
+
+/**
+ * A command that only groups subcommands: without one, or with an unknown one,
+ * it says so in one line (exit 2) instead of printing its whole help on stderr.
+ */
+function group(parent: Command, name: string, description: string): Command {
+  const cmd = parent.command(name).description(description).helpCommand(true);
+  cmd.action((_opts: unknown, self: Command) => {
+    const known = self.commands.map((c) => c.name()).filter((n) => n !== 'help');
+    const [first] = self.args;
+    const list = `${known.slice(0, -1).join(', ')} or ${known.at(-1)}`;
+    self.error(first === undefined ? `missing command: ${list}` : `unknown command '${first}': use ${list}`,
+      { exitCode: EXIT_USAGE, code: 'espf.usage' });
+  });
+  return cmd;
 }
 
 export function buildProgram(io: Out): Command {
   const program = new Command('espf')
-    .description('espf: provisioning events from a PostgreSQL billing database to HTTP endpoints.\nEvery command reads DATABASE_URL (else the embedded database of `espf run`, when it runs).')
+    .description('espf: provisioning events from a PostgreSQL billing database to HTTP endpoints.\n'
+      + 'Configuration lives in rows of the espf schema; these commands write those rows.')
     .exitOverride()
-    .configureOutput({ writeOut: io.out, writeErr: io.err })
-    .showHelpAfterError('(add --help for usage)');
+    .addHelpText('after', ENVIRONMENT_HELP);
 
   program.command('migrate')
     .description('apply migrations/ (once each, in order) and the repeatable SQL of sql/; safe to run again')
+    .addHelpText('after', `
+Each migration runs in its own transaction and is recorded in espf.migrations with
+its checksum; a migration edited after it was applied is refused. Two migrates at
+once run one after the other (advisory lock).
+
+Example:
+  DATABASE_URL=postgres://postgres@localhost/billing espf migrate
+`)
     .action(async () => {
       const r = await withDb((db) => migrate(db));
       io.out(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied; sql/: ${r.repeatable.length} files re-applied\n`);
@@ -55,39 +130,65 @@ export function buildProgram(io: Out): Command {
       await runService({ instance: opts.instance, out: io.out });
     });
 
-  const handler = program.command('handler').description('enable, disable, subscribe and unsubscribe handlers');
-  handler.command('enable').argument('<handler>').description('espf.handlers.enabled = true')
-    .action(async (name: string) => report(io, await withDb((db) => setHandlerEnabled(db, name, true)), `handler ${name} enabled`));
-  handler.command('disable').argument('<handler>').description('espf.handlers.enabled = false')
-    .action(async (name: string) => report(io, await withDb((db) => setHandlerEnabled(db, name, false)), `handler ${name} disabled`));
+  const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions)');
+  handler.addHelpText('after', `
+Examples:
+  espf handler sub EventSender Account/Blocked
+  espf handler sub CustomerToAccountsDispatcher all
+  espf handler enable EventSender      (needs a URL: UPDATE espf.http_handlers SET url = '{https://…}')
+`);
+  for (const action of ['enable', 'disable'] as const) {
+    handler.command(action).argument('<handler>', 'a handler name (a row of espf.handlers)')
+      .description(`espf.handlers.enabled = ${action === 'enable'}`)
+      .addHelpText('after', action === 'enable'
+        ? '\nAn http handler cannot be enabled while its espf.http_handlers.url list is empty.\n'
+        : '')
+      .action(async (name: string) => {
+        const changed = await withDb((db) => setHandlerEnabled(db, name, action === 'enable'));
+        io.out(`handler ${name} ${action}d${changed ? '' : ' (no change)'}\n`);
+      });
+  }
   for (const action of ['sub', 'unsub'] as const) {
-    handler.command(action).argument('<handler>').argument('<type>', "an event type, or 'all' (every type the handler can take)")
-      .description(action === 'sub' ? 'subscribe a handler to an event type (a row of espf.subscriptions)' : 'unsubscribe a handler from an event type')
+    handler.command(action).argument('<handler>', 'a handler name (a row of espf.handlers)')
+      .argument('<type>', "an event type, or 'all': every type for an http handler, the types it consumes for a dispatcher")
+      .description(action === 'sub'
+        ? 'subscribe a handler to an event type (a row of espf.subscriptions)'
+        : 'unsubscribe a handler from an event type')
+      .addHelpText('after', action === 'sub'
+        ? '\nA dispatcher can subscribe only to the types it consumes (espf.dispatcher_rules).\n'
+        : '')
       .action(async (name: string, type: string) => {
-        const n = await withDb((db) => setSubscription(db, name, type, onOff(action)));
+        const n = await withDb((db) => setSubscription(db, name, type, action === 'sub'));
         io.out(`${name}: ${n} subscription${n === 1 ? '' : 's'} ${action === 'sub' ? 'added' : 'removed'}\n`);
       });
   }
 
-  const type = program.command('type').description('switch capture of event types on and off');
+  const type = group(program, 'type', 'switch capture of event types on and off (espf.event_types.enabled)');
+  type.addHelpText('after', `
+Examples:
+  espf type enable Account/Blocked
+  espf type disable all
+`);
   for (const action of ['enable', 'disable'] as const) {
-    type.command(action).argument('<type>', "an event type, or 'all'")
+    type.command(action).argument('<type>', "an event type (a row of espf.event_types), or 'all'")
       .description(`espf.event_types.enabled = ${action === 'enable'}`)
       .action(async (name: string) => {
-        const n = await withDb((db) => setTypeEnabled(db, name, onOff(action)));
+        const n = await withDb((db) => setTypeEnabled(db, name, action === 'enable'));
         io.out(`${n} event type${n === 1 ? '' : 's'} ${action}d\n`);
       });
   }
 
   program.command('matrix')
-    .description("print the matrix: a row per event type, a column per handler ('+' subscribed, '.' can subscribe)")
+    .description("print the matrix: a row per event type, a column per handler ('+' subscribed, '.' can subscribe, ' ' cannot)")
+    .addHelpText('after', '\nThe same as: SELECT * FROM espf.matrix\n')
     .action(async () => io.out(formatMatrix(await withDb(readMatrix)) + '\n'));
 
+  // A group's extra arguments reach its action (they are the unknown command). Set
+  // last: subcommands inherit the setting when created, and they must refuse extras.
+  handler.allowExcessArguments();
+  type.allowExcessArguments();
+  configureOutputs(program, io);
   return program;
-}
-
-function report(io: Out, changed: boolean, what: string) {
-  io.out(`${what}${changed ? '' : ' (no change)'}\n`);
 }
 
 /** Runs the CLI; returns the exit code. Never calls process.exit. */
@@ -99,17 +200,20 @@ export async function main(argv: readonly string[], io: Out = {
   try {
     if (argv.length <= 2) {
       io.out(program.helpInformation());
-      return 0;
+      return EXIT_OK;
     }
     await program.parseAsync([...argv]);
-    return 0;
+    return EXIT_OK;
   } catch (err) {
     if (err instanceof CommanderError) {
-      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return 0;
-      return EXIT_USAGE; // commander already printed the one-line reason
+      // --help, `espf help`: 0; everything else commander refuses is usage (it printed the line).
+      if (['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(err.code)) {
+        return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+      }
+      return EXIT_USAGE;
     }
     if (err instanceof EspfError && err.code === 'ESPF_USAGE') {
-      io.err(`espf: ${err.message}\n`);
+      io.err(`espf: ${oneLine(err)}\n`);
       return EXIT_USAGE;
     }
     io.err(`espf: ${oneLine(err)}\n`);

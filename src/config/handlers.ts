@@ -15,10 +15,16 @@ export async function getHandler(db: Db, name: string): Promise<HandlerRow> {
   return h as HandlerRow;
 }
 
+/** Enables or disables a handler; returns whether it changed. The database refuses an http handler without URL. */
 export async function setHandlerEnabled(db: Db, name: string, enabled: boolean): Promise<boolean> {
-  const h = await getHandler(db, name);
-  await db.query(sql`UPDATE espf.handlers SET enabled = ${enabled} WHERE name = ${name}`);
-  return h.enabled !== enabled;
+  const rows: { was: boolean }[] = await db.query(sql`
+    UPDATE espf.handlers h SET enabled = ${enabled}
+      FROM (SELECT name, enabled AS was FROM espf.handlers WHERE name = ${name} FOR UPDATE) o
+     WHERE h.name = o.name
+    RETURNING o.was`);
+  const [row] = rows;
+  if (!row) await getHandler(db, name); // throws ESPF_UNKNOWN_HANDLER
+  return row!.was !== enabled;
 }
 
 /** The types a handler can subscribe to: every type for http, the consumed ones for a dispatcher. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { sql, type Connection } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { EspfError, oneLine } from '../errors.ts';
@@ -21,7 +22,7 @@ export interface MigrateResult {
 }
 
 /** Same key for every espf migrate: two migrates at once run one after the other. */
-const MIGRATE_LOCK_KEY = 0x65737066; // 'espf'
+export const MIGRATE_LOCK_KEY = 0x65737066; // 'espf'
 
 const MIGRATION_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
@@ -62,7 +63,7 @@ export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?:
   return db.task(async (conn: Connection) => {
     await conn.query(sql`SELECT pg_advisory_lock(${MIGRATE_LOCK_KEY})`);
     try {
-      await conn.query(sql.file(path.join(path.dirname(new URL(import.meta.url).pathname), 'bootstrap.sql')));
+      await conn.query(sql.file(fileURLToPath(new URL('bootstrap.sql', import.meta.url))));
       const rows: { version: number; name: string; checksum: string }[] =
         await conn.query(sql`SELECT version, name, checksum FROM espf.migrations ORDER BY version`);
       const done = new Map(rows.map((r) => [r.version, r]));
