@@ -18,6 +18,20 @@ RETURNS text LANGUAGE sql VOLATILE AS $$
   SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
 $$;
 
+-- An event of an account or customer takes its i_event while holding the row
+-- lock of that account or customer until commit, so that for any one account or
+-- customer i_event increases in commit order (contract §3). UPDATEs of the row
+-- hold that lock already; capture rules on other tables (sim_card,
+-- service_attribute_value) take it with these. They return the row's i_env
+-- (null when there is no such row).
+CREATE OR REPLACE FUNCTION espf.lock_account(id bigint) RETURNS int LANGUAGE sql AS $$
+  SELECT a.i_env FROM billing.account a WHERE a.i_account = lock_account.id FOR NO KEY UPDATE
+$$;
+
+CREATE OR REPLACE FUNCTION espf.lock_customer(id bigint) RETURNS int LANGUAGE sql AS $$
+  SELECT c.i_env FROM billing.customer c WHERE c.i_customer = lock_customer.id FOR NO KEY UPDATE
+$$;
+
 -- Writes one event into the outbox. `vars` holds the type's own variables;
 -- emit adds the common ones (i_event, i_env, event_time).
 CREATE OR REPLACE FUNCTION espf.emit(event_type text, i_env int, vars jsonb)

@@ -2,17 +2,20 @@
 -- One event per account that gained or lost a SIM card (a move gives two:
 -- the account that lost it first), and one when the IMSI of an assigned card
 -- changes. Variables: i_account, imsi (the account's SIM now, or null), prev_imsi.
+-- The account's row is locked before its i_event is taken (espf.lock_account), so
+-- events of one account get increasing i_events in commit order even though a
+-- sim_card write does not otherwise lock the account.
 CREATE OR REPLACE FUNCTION espf.capture_sim_card_assignment() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   lost   bigint := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN OLD.i_account END;
   gained bigint := CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN NEW.i_account END;
 BEGIN
   IF lost IS NOT NULL AND lost IS DISTINCT FROM gained THEN
-    PERFORM espf.emit(TG_ARGV[0], (SELECT a.i_env FROM billing.account a WHERE a.i_account = lost),
+    PERFORM espf.emit(TG_ARGV[0], espf.lock_account(lost),
       jsonb_build_object('i_account', lost, 'imsi', NULL, 'prev_imsi', OLD.imsi));
   END IF;
   IF gained IS NOT NULL THEN
-    PERFORM espf.emit(TG_ARGV[0], (SELECT a.i_env FROM billing.account a WHERE a.i_account = gained),
+    PERFORM espf.emit(TG_ARGV[0], espf.lock_account(gained),
       jsonb_build_object('i_account', gained, 'imsi', NEW.imsi,
                          'prev_imsi', CASE WHEN lost = gained THEN OLD.imsi END));
   END IF;

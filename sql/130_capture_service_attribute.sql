@@ -1,21 +1,40 @@
 -- Capture rule for billing.service_attribute_value: ServiceAttribute/Changed on
--- insert, delete, and an update that changes the value (or moves the row).
+-- insert, delete, and an update that changes the value. An update that moves the
+-- row to another owner, service or name is a delete of the old attribute and an
+-- insert of the new one: two events, the old one first.
 -- Variables: owner_type, owner_id, service, name, value, prev_value.
--- i_env is the owner's.
-CREATE OR REPLACE FUNCTION espf.capture_service_attribute_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- i_env is the owner's; an account or customer owner's row is locked before the
+-- i_event is taken (see espf.lock_account in 010_functions.sql).
+CREATE OR REPLACE FUNCTION espf.emit_service_attribute_changed(
+  event_type text, r billing.service_attribute_value, value text, prev_value text)
+RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
-  r billing.service_attribute_value := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
   env int;
 BEGIN
   env := CASE r.owner_type
-    WHEN 'account'  THEN (SELECT i_env FROM billing.account  WHERE i_account  = r.owner_id)
-    WHEN 'customer' THEN (SELECT i_env FROM billing.customer WHERE i_customer = r.owner_id)
-    WHEN 'product'  THEN (SELECT i_env FROM billing.product  WHERE i_product  = r.owner_id)
+    WHEN 'account'  THEN espf.lock_account(r.owner_id)
+    WHEN 'customer' THEN espf.lock_customer(r.owner_id)
+    WHEN 'product'  THEN (SELECT p.i_env FROM billing.product p WHERE p.i_product = r.owner_id)
   END;
-  PERFORM espf.emit(TG_ARGV[0], coalesce(env, 1), jsonb_build_object(
+  RETURN espf.emit(event_type, coalesce(env, 1), jsonb_build_object(
     'owner_type', r.owner_type, 'owner_id', r.owner_id, 'service', r.service, 'name', r.name,
-    'value', CASE WHEN TG_OP = 'DELETE' THEN NULL ELSE NEW.value END,
-    'prev_value', CASE WHEN TG_OP = 'INSERT' THEN NULL ELSE OLD.value END));
+    'value', value, 'prev_value', prev_value));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION espf.capture_service_attribute_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    PERFORM espf.emit_service_attribute_changed(TG_ARGV[0], NEW, NEW.value, NULL);
+  ELSIF TG_OP = 'DELETE' THEN
+    PERFORM espf.emit_service_attribute_changed(TG_ARGV[0], OLD, NULL, OLD.value);
+  ELSIF (OLD.owner_type, OLD.owner_id, OLD.service, OLD.name)
+        IS DISTINCT FROM (NEW.owner_type, NEW.owner_id, NEW.service, NEW.name) THEN
+    PERFORM espf.emit_service_attribute_changed(TG_ARGV[0], OLD, NULL, OLD.value);
+    PERFORM espf.emit_service_attribute_changed(TG_ARGV[0], NEW, NEW.value, NULL);
+  ELSE
+    PERFORM espf.emit_service_attribute_changed(TG_ARGV[0], NEW, NEW.value, OLD.value);
+  END IF;
   RETURN NULL;
 END
 $$;
