@@ -1,0 +1,58 @@
+/**
+ * e2e_eps: N events (100,000; quick 10,000) committed in bursts of 1,000 rows
+ * (each burst one UPDATE toggling billing.account.blocked, one transaction),
+ * rate limit off, async mode: events/s from the first commit until the last
+ * 2xx and its DELIVERED row of espf.event_deliveries.
+ */
+import { sql } from '@databases/pg';
+import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
+import { round } from './lib/util.ts';
+
+export interface E2eParams extends Record<string, unknown> {
+  readonly events: number;
+  readonly burstRows: number;
+  readonly tokenRate: number;
+  readonly tokenBurstiness: number;
+  readonly timeoutS: number;
+}
+
+export const e2e: Figure<E2eParams> = {
+  name: 'e2e',
+  params: (ctx) => ({
+    events: Math.min(ctx.quick ? 10_000 : 100_000, ctx.seed.accounts[1] - ctx.seed.accounts[0] + 1),
+    burstRows: 1000,
+    ...NO_RATE_LIMIT,
+    timeoutS: ctx.quick ? 45 : 150,
+  }),
+  async run(ctx: BenchContext, p: E2eParams, run: number): Promise<RunResult> {
+    return withEspf(ctx, 'e2e', run, {
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
+      types: ['Account/Blocked', 'Account/Unblocked'],
+      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
+      handlers: ['EventSender'],
+    }, async (r) => {
+      const after = await lastEventId(r.db);
+      const lo = ctx.seed.accounts[0];
+      const t0 = Date.now();
+      for (let first = 0; first < p.events; first += p.burstRows) {
+        const last = Math.min(p.events, first + p.burstRows) - 1;
+        await r.db.query(sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account BETWEEN ${lo + first} AND ${lo + last}`);
+      }
+      const committedAt = Date.now();
+      const d = await waitDelivered(ctx, r, { after, expected: p.events, timeoutMs: allowance(ctx, p.timeoutS * 1000) });
+      const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : Date.now();
+      const seconds = (end - t0) / 1000;
+      return {
+        values: { e2e_eps: round(d.delivered / seconds, 0) },
+        details: {
+          complete: d.complete, delivered: d.delivered, seconds: round(seconds, 3),
+          commit_seconds: round((committedAt - t0) / 1000, 3),
+          last_2xx_after_s: round((d.receivedAllAt - t0) / 1000, 3),
+          last_status_row_after_s: round((d.lastFinishedAt - t0) / 1000, 3),
+          receiver_duplicates: d.receiverDuplicates,
+        },
+      };
+    });
+  },
+};

@@ -1,0 +1,110 @@
+import { sql } from '@databases/pg';
+import { connect, type Db } from '../../src/db/connect.ts';
+import { cloneDatabase, dropDatabase } from './db.ts';
+import { configureEspf, EspfProcess, type EspfConfig } from './espf.ts';
+import type { BenchContext } from './figure.ts';
+import { log, sleep } from './util.ts';
+
+export const NO_RATE_LIMIT = { tokenRate: 1e6, tokenBurstiness: 1_000_000 } as const;
+
+export interface EspfRun {
+  readonly url: string;
+  readonly db: Db;
+  readonly instance: string;
+  /** The running `espf run`; replaced by restart(). */
+  espf: EspfProcess;
+  /** Stops `espf run` and starts it again (same instance, same slot). */
+  restart(): Promise<void>;
+}
+
+/**
+ * One run of a delivery figure: a fresh database cloned from the template,
+ * espf configured by SQL rows, the receiver reset, `espf run` started and
+ * streaming. Everything is stopped and dropped afterwards.
+ */
+export async function withEspf<T>(ctx: BenchContext, figure: string, run: number,
+  cfg: Omit<EspfConfig, 'instance' | 'receiverUrl'>, body: (r: EspfRun) => Promise<T>): Promise<T> {
+  const instance = ctx.name(figure, run);
+  const url = await cloneDatabase(ctx.server.adminUrl, ctx.seed.template, instance);
+  const db = connect({ connectionString: url, poolSize: 8, applicationName: 'espf-bench' });
+  let espf: EspfProcess | undefined;
+  try {
+    await configureEspf(db, { ...cfg, instance, receiverUrl: ctx.receiver.url });
+    await ctx.receiver.reset();
+    espf = await EspfProcess.start(url, instance);
+    const r: EspfRun = {
+      url, db, instance, espf,
+      restart: async () => {
+        await r.espf.stop();
+        espf = r.espf = await EspfProcess.start(url, instance);
+      },
+    };
+    return await body(r);
+  } finally {
+    await espf?.stop().catch(() => undefined);
+    await db.dispose().catch(() => undefined);
+    await dropDatabase(ctx.server.adminUrl, instance).catch((err: unknown) => log(`drop ${instance}: ${String(err)}`));
+  }
+}
+
+export async function lastEventId(db: Db): Promise<number> {
+  const [r] = await db.query(sql`SELECT coalesce(max(i_event), 0)::bigint AS n FROM espf.events`) as [{ n: number }];
+  return Number(r.n);
+}
+
+export interface DeliveredResult {
+  /** Events with a DELIVERED row of EventSender, i_event > after. */
+  readonly delivered: number;
+  /** Epoch ms of the last DELIVERED row's finished_at (NaN if none). */
+  readonly lastFinishedAt: number;
+  /** Epoch ms when the receiver had seen them all (NaN if it never did). */
+  readonly receivedAllAt: number;
+  /** Every expected event was delivered within the time allowed. */
+  readonly complete: boolean;
+  readonly receiverUnique: number;
+  readonly receiverDuplicates: number;
+}
+
+async function deliveredRows(db: Db, after: number, eventType?: string): Promise<{ n: number; last: number }> {
+  const [r] = await db.query(sql`
+    SELECT count(*)::bigint AS n, extract(epoch FROM max(finished_at)) * 1000 AS last
+      FROM espf.event_deliveries
+     WHERE handler = 'EventSender' AND state = 'DELIVERED' AND i_event > ${after}
+       ${eventType ? sql`AND event_type = ${eventType}` : sql``}`) as [{ n: number; last: number | string | null }];
+  return { n: Number(r.n), last: r.last === null ? NaN : Number(r.last) };
+}
+
+/**
+ * Waits until the receiver has `expected` distinct events and espf.event_deliveries
+ * shows them DELIVERED, or until `timeoutMs`. Fails at once if `espf run` exits.
+ */
+export async function waitDelivered(ctx: BenchContext, r: EspfRun, o: { after: number; expected: number; timeoutMs: number; eventType?: string; onProgress?: (unique: number) => void }): Promise<DeliveredResult> {
+  const until = Date.now() + o.timeoutMs;
+  let receivedAllAt = NaN;
+  let unique = 0;
+  let duplicates = 0;
+  let lastLog = Date.now();
+  while (Date.now() < until) {
+    if (!r.espf.alive) throw new Error(`espf run exited during the run: ${r.espf.lastOutput()}`);
+    const s = await ctx.receiver.stats();
+    unique = s.unique; duplicates = s.duplicates;
+    o.onProgress?.(unique);
+    if (unique >= o.expected) { receivedAllAt = s.lastAt; break; }
+    if (Date.now() - lastLog > 10_000) { log(`  received ${unique}/${o.expected}`); lastLog = Date.now(); }
+    await sleep(unique > 0 ? 100 : 50);
+  }
+  // The status rows follow the 2xx: give them a little longer than the deliveries.
+  const rowsUntil = Math.max(until, Date.now() + 15_000);
+  let d = await deliveredRows(r.db, o.after, o.eventType);
+  while (d.n < o.expected && Date.now() < (Number.isNaN(receivedAllAt) ? until : rowsUntil)) {
+    if (!r.espf.alive) throw new Error(`espf run exited during the run: ${r.espf.lastOutput()}`);
+    await sleep(100);
+    d = await deliveredRows(r.db, o.after, o.eventType);
+  }
+  return { delivered: d.n, lastFinishedAt: d.last, receivedAllAt, complete: d.n >= o.expected, receiverUnique: unique, receiverDuplicates: duplicates };
+}
+
+/** Time allowed for one wait: `wantMs`, but not (much) past the bench deadline. */
+export function allowance(ctx: BenchContext, wantMs: number, minMs = 30_000): number {
+  return Math.max(minMs, Math.min(wantMs, ctx.deadline - Date.now()));
+}

@@ -1,0 +1,113 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from '@databases/pg';
+import type { Db } from '../../src/db/connect.ts';
+import { freePort } from '../../src/db/cluster.ts';
+import { ROOT } from './paths.ts';
+import { Unavailable } from './util.ts';
+
+export interface EspfConfig {
+  readonly instance: string;
+  readonly receiverUrl: string;
+  readonly tokenRate: number;
+  readonly tokenBurstiness: number;
+  readonly asyncMode?: boolean;
+  /** Event types to capture (espf.event_types.enabled). */
+  readonly types: readonly string[];
+  /** (handler, event_type) rows of espf.subscriptions. */
+  readonly subscriptions: readonly (readonly [string, string])[];
+  /** Handlers to enable. */
+  readonly handlers: readonly string[];
+}
+
+/** Configures espf with plain SQL rows, as a DBA would (contract §4). */
+export async function configureEspf(db: Db, c: EspfConfig): Promise<void> {
+  await db.tx(async (tx) => {
+    await tx.query(sql`UPDATE espf.http_handlers
+                          SET url = ARRAY[${c.receiverUrl}]::text[], token_rate = ${c.tokenRate},
+                              token_burstiness = ${c.tokenBurstiness}, async_mode = ${c.asyncMode ?? true}
+                        WHERE handler = 'EventSender'`);
+    await tx.query(sql`UPDATE espf.handlers SET instance = ${c.instance}`);
+    for (const [handler, type] of c.subscriptions) {
+      await tx.query(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES (${handler}, ${type}) ON CONFLICT DO NOTHING`);
+    }
+    await tx.query(sql`UPDATE espf.handlers SET enabled = (name = ANY(${c.handlers}))`);
+    await tx.query(sql`UPDATE espf.event_types SET enabled = (name = ANY(${c.types}))`);
+  });
+}
+
+/** `espf run` as a child process, as an operator starts it. */
+export class EspfProcess {
+  private tail: string[] = [];
+  private constructor(readonly child: ChildProcess, readonly logDir: string, readonly httpPort: number) {}
+
+  /** Starts `node bin/espf.js run --instance <name>`; resolves when it prints `streaming`. */
+  static async start(databaseUrl: string, instance: string, timeoutMs = 30_000): Promise<EspfProcess> {
+    const logDir = await mkdtemp(path.join(os.tmpdir(), 'espf-bench-log-'));
+    const httpPort = await freePort();
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), 'run', '--instance', instance], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: databaseUrl, ESPF_LOG_DIR: logDir, ESPF_HTTP_PORT: String(httpPort) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const p = new EspfProcess(child, logDir, httpPort);
+    let ready = false;
+    const onData = (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      for (const line of text.split('\n')) if (line.trim()) p.tail.push(line.trim());
+      if (p.tail.length > 40) p.tail.splice(0, p.tail.length - 40);
+      return text;
+    };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Unavailable(`espf run did not print 'streaming' within ${timeoutMs / 1000} s; last output: ${p.lastOutput()}`)), timeoutMs);
+        child.once('exit', (code, signal) => {
+          clearTimeout(t);
+          if (!ready) reject(new Unavailable(`espf run exited (${code ?? signal}) before streaming: ${p.lastOutput()}`));
+        });
+        child.once('error', (err) => { clearTimeout(t); reject(new Unavailable(`espf run could not start: ${err.message}`)); });
+        child.stdout!.on('data', (c: Buffer) => {
+          if (/streaming/.test(onData(c)) && !ready) { ready = true; clearTimeout(t); resolve(); }
+        });
+        child.stderr!.on('data', onData);
+      });
+    } catch (err) {
+      await p.stop();
+      throw err;
+    }
+    return p;
+  }
+
+  lastOutput(): string {
+    const s = this.tail.slice(-6).join(' | ');
+    return s.length > 600 ? s.slice(-600) : s || '(no output)';
+  }
+
+  get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
+
+  /** Peak resident set size so far (VmHWM), in MB. */
+  peakRssMb(): number {
+    try {
+      const status = readFileSync(`/proc/${this.child.pid}/status`, 'utf8');
+      const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(status);
+      return m ? Number(m[1]) / 1024 : NaN;
+    } catch {
+      return NaN;
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 10_000): Promise<void> {
+    if (this.alive) {
+      const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+      this.child.kill('SIGTERM');
+      const t = setTimeout(() => { if (this.alive) this.child.kill('SIGKILL'); }, graceMs);
+      await exited;
+      clearTimeout(t);
+    }
+    await rm(this.logDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * `make bench`: starts a throwaway durable PostgreSQL (or uses DATABASE_URL), a
+ * receiver process and, for the delivery figures, `espf run`; measures the
+ * figures of issue 5 (each the median of BENCH_RUNS runs, default 3); writes
+ * bench/results/latest.json and prints a table on stdout.
+ *
+ *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes
+ *   BENCH_RUNS=n      runs per figure
+ *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog)
+ *   BENCH_BUDGET_S=s  wall-clock budget: later runs are skipped once it is spent (default 780; quick 100)
+ *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { captureOverhead } from './capture-overhead.ts';
+import { e2e } from './e2e.ts';
+import { fanout } from './fanout.ts';
+import { httpCeiling } from './http-ceiling.ts';
+import { latency } from './latency.ts';
+import { rateAccuracy } from './rate-accuracy.ts';
+import { backlog } from './backlog.ts';
+import { createTemplate, dropDatabase, serverFacts, startServer, withDatabase, type Server } from './lib/db.ts';
+import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
+import { BENCH_DIR } from './lib/paths.ts';
+import { Receiver } from './lib/receiver-client.ts';
+import { log, median, round, Unavailable } from './lib/util.ts';
+
+const quick = process.env.BENCH_QUICK === '1';
+const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3)));
+const budgetS = Number(process.env.BENCH_BUDGET_S ?? (quick ? 100 : 780));
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
+const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
+
+const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog];
+
+type FigureOutcome =
+  | { status: 'ok'; values: Record<string, number>; runs: RunResult[]; errors: string[]; skippedRuns: number }
+  | { status: 'unavailable' | 'error'; reason: string; runs: RunResult[]; errors: string[] };
+
+async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string, unknown>): Promise<FigureOutcome> {
+  const results: RunResult[] = [];
+  const errors: string[] = [];
+  let skipped = 0;
+  for (let i = 1; i <= runs; i++) {
+    if (i > 1 && Date.now() > ctx.deadline) { skipped = runs - i + 1; log(`${f.name}: budget spent, ${skipped} run(s) skipped`); break; }
+    log(`${f.name}: run ${i}/${runs}`);
+    try {
+      const r = await f.run(ctx, params, i);
+      log(`${f.name}: run ${i}: ${JSON.stringify(r.values)}`);
+      results.push(r);
+    } catch (err) {
+      if (err instanceof Unavailable) {
+        log(`${f.name}: unavailable: ${err.message}`);
+        return { status: 'unavailable', reason: err.message, runs: results, errors };
+      }
+      const msg = err instanceof Error ? err.message : String(err);
+      log(`${f.name}: run ${i} failed: ${msg}`);
+      errors.push(msg);
+    }
+  }
+  if (results.length === 0) return { status: 'error', reason: errors.join('; ') || 'no run completed', runs: results, errors };
+  const values: Record<string, number> = {};
+  for (const key of Object.keys(results[0]!.values)) values[key] = round(median(results.map((r) => r.values[key]!).filter((x) => Number.isFinite(x))), 3);
+  return { status: 'ok', values, runs: results, errors, skippedRuns: skipped };
+}
+
+interface Row { figure: string; measured: string; goal: string; met: string }
+
+function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Record<string, unknown>[] } {
+  const rows: Row[] = [];
+  const goals: Record<string, unknown>[] = [];
+  const v = (fig: string, key: string): number | undefined => {
+    const o = out[fig];
+    return o?.status === 'ok' ? o.values[key] : undefined;
+  };
+  const na = (fig: string) => {
+    const o = out[fig];
+    if (!o) return 'not run';
+    return o.status === 'ok' ? '' : `${o.status}`;
+  };
+  const add = (figure: string, fig: string, measured: number | undefined, unit: string, goal: string, met: boolean | undefined) => {
+    rows.push({ figure, measured: measured === undefined ? na(fig) : `${measured}${unit}`, goal, met: measured === undefined || met === undefined ? '-' : met ? 'yes' : 'NO' });
+    goals.push({ figure, measured: measured ?? null, goal, met: measured === undefined ? null : met ?? null });
+  };
+  const ceiling = v('http_ceiling', 'http_ceiling_rps');
+  add('http_ceiling_rps', 'http_ceiling', ceiling, ' req/s', '(the ceiling)', undefined);
+  const e2eEps = v('e2e', 'e2e_eps');
+  const e2eGoal = Math.max(4000, 0.6 * (ceiling ?? 0));
+  add('e2e_eps', 'e2e', e2eEps, ' ev/s', `>= ${round(e2eGoal, 0)} (0.6 x ceiling, and >= 4000)`, e2eEps === undefined ? undefined : e2eEps >= e2eGoal);
+  const p50 = v('latency', 'p50');
+  add('latency_ms.p50', 'latency', p50, ' ms', '<= 10', p50 === undefined ? undefined : p50 <= 10);
+  add('latency_ms.p95', 'latency', v('latency', 'p95'), ' ms', '-', undefined);
+  const p99 = v('latency', 'p99');
+  add('latency_ms.p99', 'latency', p99, ' ms', '<= 50', p99 === undefined ? undefined : p99 <= 50);
+  const ratio = v('capture_overhead', 'capture_overhead_ratio');
+  add('capture_overhead_ratio', 'capture_overhead', ratio, '', '>= 0.85', ratio === undefined ? undefined : ratio >= 0.85);
+  const fan = v('fanout', 'fanout_s');
+  add('fanout_s', 'fanout', fan, ' s', '<= 15', fan === undefined ? undefined : fan <= 15);
+  const mean = v('rate_accuracy', 'mean_rate');
+  const target = v('rate_accuracy', 'token_rate') ?? 50;
+  add('rate_accuracy.mean_rate', 'rate_accuracy', mean, ' req/s', `${target} +/- 3 %`, mean === undefined ? undefined : Math.abs(mean - target) <= 0.03 * target);
+  const win = v('rate_accuracy', 'max_window');
+  add('rate_accuracy.max_window', 'rate_accuracy', win, ' req', '<= 60', win === undefined ? undefined : win <= 60);
+  const bl = v('backlog', 'backlog_eps');
+  add('backlog_eps', 'backlog', bl, ' ev/s', '>= e2e_eps', bl === undefined || e2eEps === undefined ? undefined : bl >= e2eEps);
+  const rss = v('backlog', 'peak_rss_mb');
+  add('peak_rss_mb', 'backlog', rss, ' MB', '<= 200', rss === undefined ? undefined : rss <= 200);
+  return { rows, goals };
+}
+
+function printTable(rows: Row[]): void {
+  const head: Row = { figure: 'figure', measured: 'measured', goal: 'goal', met: 'met?' };
+  const all = [head, ...rows];
+  const w = (k: keyof Row) => Math.max(...all.map((r) => r[k].length));
+  const line = (r: Row) => `${r.figure.padEnd(w('figure'))}  ${r.measured.padStart(w('measured'))}  ${r.goal.padEnd(w('goal'))}  ${r.met}`;
+  process.stdout.write(`${line(head)}\n${'-'.repeat(line(head).length)}\n${rows.map(line).join('\n')}\n`);
+}
+
+function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown> {
+  const fig: Record<string, unknown> = {};
+  const put = (key: string, name: string, pick: (v: Record<string, number>) => unknown) => {
+    const o = out[name];
+    if (!o) return;
+    fig[key] = o.status === 'ok' ? pick(o.values) : { status: o.status, reason: o.reason };
+  };
+  put('http_ceiling_rps', 'http_ceiling', (v) => v.http_ceiling_rps);
+  put('capture_overhead_ratio', 'capture_overhead', (v) => v.capture_overhead_ratio);
+  put('e2e_eps', 'e2e', (v) => v.e2e_eps);
+  put('latency_ms', 'latency', (v) => ({ p50: v.p50, p95: v.p95, p99: v.p99 }));
+  put('fanout_s', 'fanout', (v) => v.fanout_s);
+  put('rate_accuracy', 'rate_accuracy', (v) => ({ mean_rate: v.mean_rate, max_window: v.max_window, mean_error_pct: v.mean_error_pct }));
+  put('backlog_eps', 'backlog', (v) => v.backlog_eps);
+  put('peak_rss_mb', 'backlog', (v) => v.peak_rss_mb);
+  return fig;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const sizes = quick ? { fanoutAccounts: 5_000, accounts: 10_000 } : { fanoutAccounts: 100_000, accounts: 100_000 };
+  let server: Server | undefined;
+  let receiver: Receiver | undefined;
+  const template = `espf_bench_tpl_${process.pid}`;
+  const cleanup = async () => {
+    await receiver?.stop().catch(() => undefined);
+    if (server) {
+      await dropDatabase(server.adminUrl, template).catch(() => undefined);
+      await server.stop().catch(() => undefined);
+    }
+  };
+  let interrupted = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      if (interrupted) return;
+      interrupted = true;
+      log(`${sig}: cleaning up`);
+      void cleanup().finally(() => process.exit(130));
+    });
+  }
+  try {
+    log(`starting PostgreSQL (${process.env.DATABASE_URL ? 'DATABASE_URL' : 'throwaway durable cluster'})`);
+    server = await startServer();
+    log(`seeding template ${template}: ${sizes.fanoutAccounts} fan-out accounts, ${sizes.accounts} accounts`);
+    const seed = await createTemplate(server.adminUrl, template, sizes);
+    receiver = await Receiver.start();
+    log(`receiver on port ${receiver.port}`);
+    const facts = await serverFacts(withDatabase(server.adminUrl, template));
+    const ctx: BenchContext = {
+      quick, server, seed, receiver,
+      deadline: started + budgetS * 1000,
+      name: (figure, run) => `bench_${figure}_${run}_${process.pid}`,
+    };
+    const outcomes: Record<string, FigureOutcome> = {};
+    const parameters: Record<string, unknown> = { runs, quick, budget_s: budgetS, seed: sizes };
+    for (const f of FIGURES) {
+      if (only && !only.has(f.name)) continue;
+      const params = f.params(ctx);
+      parameters[f.name] = params;
+      outcomes[f.name] = await measure(ctx, f, params);
+    }
+    const { rows, goals } = goalRows(outcomes);
+    const cpus = os.cpus();
+    const result = {
+      generated_at: new Date().toISOString(),
+      duration_s: round((Date.now() - started) / 1000, 1),
+      machine: {
+        cores: cpus.length,
+        cpu_model: cpus[0]?.model ?? 'unknown',
+        memory_mb: Math.round(os.totalmem() / 2 ** 20),
+        os: `${os.type()} ${os.release()} ${os.arch()}`,
+        node: process.version,
+        postgresql: facts.server_version ?? server.cluster?.version ?? 'unknown',
+        postgresql_server: server.kind,
+        postgresql_settings: facts,
+      },
+      parameters,
+      figures: figuresJson(outcomes),
+      goals,
+      runs: Object.fromEntries(Object.entries(outcomes).map(([k, o]) => [k, {
+        status: o.status, runs: o.runs, errors: o.errors,
+        ...(o.status === 'ok' ? { median: o.values, skipped_runs: o.skippedRuns } : { reason: o.reason }),
+      }])),
+    };
+    await mkdir(path.dirname(outFile), { recursive: true });
+    await writeFile(outFile, `${JSON.stringify(result, null, 2)}\n`);
+    log(`wrote ${path.relative(process.cwd(), outFile)} (${result.duration_s} s)`);
+    printTable(rows);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
