@@ -1,7 +1,6 @@
 module.exports = {
   'node-option': ['import=tsx'],
   require: ['test/support/hooks.ts'],
-  spec: ['test/**/*.test.ts'],
   timeout: 60000,
   slow: 2000,
   forbidOnly: Boolean(process.env.CI),

@@ -17,7 +17,7 @@ typecheck: $(DEPS)
 	npx tsc --noEmit -p .
 
 test: $(DEPS) typecheck
-	npx mocha
+	npx mocha 'test/**/*.test.ts'
 
 bench: $(DEPS)
 	node --import tsx bench/run.ts

@@ -1,0 +1,68 @@
+-- Outcomes are written in batches by espf run: one call records many deliveries
+-- and the provisioning status of their accounts, in one transaction.
+--
+-- records: a JSON array of objects with the columns of espf.event_deliveries
+-- (one object per (i_event, handler), no duplicates), and `n`, its order in the batch.
+CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records jsonb)
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO espf.event_deliveries AS d
+         (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
+          urls_done, last_http_status, last_error, next_attempt_at, committed_at,
+          first_attempt_at, last_attempt_at, finished_at)
+  SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
+         r.commit_lsn::pg_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error, r.next_attempt_at,
+         r.committed_at, r.first_attempt_at, r.last_attempt_at, r.finished_at
+    FROM jsonb_to_recordset(records) AS r(
+           i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
+           commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
+           next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
+           last_attempt_at timestamptz, finished_at timestamptz)
+  ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO UPDATE SET
+         state            = excluded.state,
+         instance         = excluded.instance,
+         attempts         = excluded.attempts,
+         urls_done        = excluded.urls_done,
+         last_http_status = excluded.last_http_status,
+         last_error       = excluded.last_error,
+         next_attempt_at  = excluded.next_attempt_at,
+         first_attempt_at = coalesce(d.first_attempt_at, excluded.first_attempt_at),
+         last_attempt_at  = excluded.last_attempt_at,
+         finished_at      = excluded.finished_at;
+
+  -- The account's latest outcome per handler (PENDING rows do not change it).
+  INSERT INTO espf.account_provisioning_statuses AS s
+         (i_account, handler, status, i_event, event_type, attempts, message, updated_at)
+  SELECT DISTINCT ON (r.i_account, r.handler)
+         r.i_account, r.handler,
+         CASE r.state WHEN 'DELIVERED' THEN 'OK' ELSE r.state END,
+         r.i_event, r.event_type, r.attempts,
+         CASE r.state WHEN 'DELIVERED' THEN 'HTTP ' || r.last_http_status ELSE r.last_error END,
+         now()
+    FROM jsonb_to_recordset(records) AS r(
+           i_event bigint, handler text, state text, event_type text, i_account bigint, attempts int,
+           last_http_status int, last_error text, n bigint)
+   WHERE r.i_account IS NOT NULL AND r.state IN ('DELIVERED', 'RETRY', 'FAILED')
+   ORDER BY r.i_account, r.handler, r.n DESC
+  ON CONFLICT ON CONSTRAINT account_provisioning_statuses_pkey DO UPDATE SET
+         status     = excluded.status,
+         i_event    = excluded.i_event,
+         event_type = excluded.event_type,
+         attempts   = excluded.attempts,
+         message    = excluded.message,
+         updated_at = excluded.updated_at;
+$$;
+
+-- What an instance must resume after a restart: deliveries recorded as waiting,
+-- in stream order, with the events they carry.
+CREATE OR REPLACE FUNCTION espf.waiting_deliveries(handlers text[])
+RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
+               source_i_event bigint, commit_lsn text, attempts int, urls_done int,
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+LANGUAGE sql STABLE AS $$
+  SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
+         d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+    FROM espf.event_deliveries d
+    JOIN espf.events e ON e.i_event = d.i_event
+   WHERE d.handler = ANY (handlers) AND d.state IN ('PENDING', 'RETRY')
+   ORDER BY d.handler, d.commit_lsn NULLS FIRST, d.i_event
+$$;

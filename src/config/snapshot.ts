@@ -1,0 +1,90 @@
+import { sql } from '@databases/pg';
+import type { Db } from '../db/connect.ts';
+
+/** The settings of an http handler (a row of espf.http_handlers). Secrets may be `env:NAME`. */
+export interface HttpSettings {
+  readonly url: readonly string[];
+  readonly async_mode: boolean;
+  readonly auth_header: string;
+  readonly auth_method: 'None' | 'Basic' | 'Custom' | 'Signature';
+  readonly basic_auth_user: string | null;
+  readonly basic_auth_key: string | null;
+  readonly custom_auth_type: string | null;
+  readonly custom_auth_credentials: string | null;
+  readonly signature_auth_key_id: string | null;
+  readonly signature_auth_key: string | null;
+  readonly max_wait_time: number;     // s
+  readonly request_timeout: number;   // s
+  readonly token_rate: number;        // requests/s
+  readonly token_burstiness: number;
+  readonly max_attempts: number;
+  readonly retry_delay: number;       // s
+  readonly retry_max_delay: number;   // s
+  readonly ca_file: string | null;
+}
+
+export interface HandlerConfig {
+  readonly name: string;
+  readonly kind: 'http' | 'dispatcher';
+  readonly enabled: boolean;
+  readonly instance: string;
+  readonly types: ReadonlySet<string>;
+  readonly http: HttpSettings | null;
+}
+
+export interface ConfigSnapshot {
+  /** Every handler of this instance, enabled or not. */
+  readonly handlers: ReadonlyMap<string, HandlerConfig>;
+  /** Enabled handlers of this instance subscribed to a type. */
+  handlersFor(eventType: string): readonly HandlerConfig[];
+}
+
+/** Reads the configuration rows of one instance in one query. */
+export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapshot> {
+  const rows: { name: string; kind: 'http' | 'dispatcher'; enabled: boolean; instance: string; types: string[]; http: Record<string, unknown> | null }[] =
+    await db.query(sql`
+      SELECT h.name, h.kind, h.enabled, h.instance,
+             coalesce((SELECT array_agg(s.event_type ORDER BY s.event_type) FROM espf.subscriptions s WHERE s.handler = h.name), '{}') AS types,
+             (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http
+        FROM espf.handlers h
+       WHERE h.instance = ${instance}`);
+  const handlers = new Map<string, HandlerConfig>();
+  const byType = new Map<string, HandlerConfig[]>();
+  for (const r of rows) {
+    const http = r.http ? normaliseHttp(r.http) : null;
+    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), http };
+    handlers.set(h.name, h);
+    if (!h.enabled) continue;
+    for (const t of r.types) {
+      let list = byType.get(t);
+      if (!list) byType.set(t, list = []);
+      list.push(h);
+    }
+  }
+  const none: readonly HandlerConfig[] = [];
+  return { handlers, handlersFor: (t) => byType.get(t) ?? none };
+}
+
+function normaliseHttp(j: Record<string, unknown>): HttpSettings {
+  const num = (k: string) => Number(j[k]);
+  return {
+    url: (j.url as string[]) ?? [],
+    async_mode: Boolean(j.async_mode),
+    auth_header: String(j.auth_header),
+    auth_method: j.auth_method as HttpSettings['auth_method'],
+    basic_auth_user: (j.basic_auth_user as string | null) ?? null,
+    basic_auth_key: (j.basic_auth_key as string | null) ?? null,
+    custom_auth_type: (j.custom_auth_type as string | null) ?? null,
+    custom_auth_credentials: (j.custom_auth_credentials as string | null) ?? null,
+    signature_auth_key_id: (j.signature_auth_key_id as string | null) ?? null,
+    signature_auth_key: (j.signature_auth_key as string | null) ?? null,
+    max_wait_time: num('max_wait_time'),
+    request_timeout: num('request_timeout'),
+    token_rate: num('token_rate'),
+    token_burstiness: num('token_burstiness'),
+    max_attempts: num('max_attempts'),
+    retry_delay: num('retry_delay'),
+    retry_max_delay: num('retry_max_delay'),
+    ca_file: (j.ca_file as string | null) ?? null,
+  };
+}

@@ -1,0 +1,37 @@
+import { createHmac } from 'node:crypto';
+import type { HttpSettings } from '../config/snapshot.ts';
+
+/** A configuration value written as `env:NAME` is read from the environment. */
+export function resolveSecret(value: string | null, what: string): string {
+  if (value == null) return '';
+  if (!value.startsWith('env:')) return value;
+  const name = value.slice(4);
+  const v = process.env[name];
+  if (v === undefined) throw new SecretMissingError(`${what} names the environment variable ${name}, which is not set`);
+  return v;
+}
+
+export class SecretMissingError extends Error {
+  readonly code = 'ESPF_SECRET_MISSING';
+}
+
+/** The auth header of contract §6 for one request, or undefined for None. */
+export function authHeaderValue(h: HttpSettings, date: string): string | undefined {
+  switch (h.auth_method) {
+    case 'None':
+      return undefined;
+    case 'Basic': {
+      const user = resolveSecret(h.basic_auth_user, 'basic_auth_user');
+      const key = resolveSecret(h.basic_auth_key, 'basic_auth_key');
+      return `Basic ${Buffer.from(`${user}:${key}`).toString('base64')}`;
+    }
+    case 'Custom':
+      return `${resolveSecret(h.custom_auth_type, 'custom_auth_type')} ${resolveSecret(h.custom_auth_credentials, 'custom_auth_credentials')}`;
+    case 'Signature': {
+      const keyId = resolveSecret(h.signature_auth_key_id, 'signature_auth_key_id');
+      const key = resolveSecret(h.signature_auth_key, 'signature_auth_key');
+      const signature = createHmac('sha1', key).update(`date: ${date}`).digest('base64');
+      return `Signature keyId="${keyId}",algorithm="hmac-sha1",headers="date",signature="${signature}"`;
+    }
+  }
+}

@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { Agent, errors as undiciErrors } from 'undici';
+import type { HttpSettings } from '../config/snapshot.ts';
+import { authHeaderValue } from './auth.ts';
+
+/** The outcome of one POST to one URL. */
+export type PostResult =
+  | { readonly ok: true; readonly status: number; readonly durationMs: number }
+  | { readonly ok: false; readonly status: number | null; readonly reason: string; readonly retryAfterMs: number | null; readonly durationMs: number };
+
+const MAX_ERROR_BODY = 512;     // bytes of a non-2xx answer kept for the log
+
+/** Keep-alive connection pools for one http handler (rebuilt when its CA bundle changes). */
+export class HttpClient {
+  private agent: Agent;
+  private caFile: string | null;
+
+  constructor(caFile: string | null) {
+    this.caFile = caFile;
+    this.agent = makeAgent(caFile);
+  }
+
+  private agentFor(caFile: string | null): Agent {
+    if (caFile !== this.caFile) {
+      const old = this.agent;
+      this.agent = makeAgent(caFile);
+      this.caFile = caFile;
+      void old.close().catch(() => undefined);
+    }
+    return this.agent;
+  }
+
+  async post(url: string, body: string, settings: HttpSettings): Promise<PostResult> {
+    const started = performance.now();
+    const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
+    const timeoutMs = settings.request_timeout * 1000;
+    try {
+      const date = new Date().toUTCString();
+      const headers: Record<string, string> = { 'content-type': 'application/json', date };
+      const auth = authHeaderValue(settings, date);
+      if (auth !== undefined) headers[settings.auth_header.toLowerCase()] = auth;
+      const res = await this.agentFor(settings.ca_file).request({
+        origin: new URL(url).origin,
+        path: pathOf(url),
+        method: 'POST',
+        headers,
+        body,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        // Read at most 64 KiB of the answer, then drop the rest (and the connection if it is longer).
+        await res.body.dump({ limit: 65536 }).catch(() => undefined);
+        return { ok: true, status: res.statusCode, durationMs: elapsed() };
+      }
+      const snippet = await readSnippet(res.body);
+      const retryAfterMs = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : null;
+      const location = res.statusCode >= 300 && res.statusCode < 400 ? ` (redirect to ${String(res.headers.location ?? '?')} not followed)` : '';
+      return { ok: false, status: res.statusCode, reason: `HTTP ${res.statusCode}${location}${snippet ? `: ${snippet}` : ''}`, retryAfterMs, durationMs: elapsed() };
+    } catch (err) {
+      return { ok: false, status: null, reason: describeError(err, settings.request_timeout), retryAfterMs: null, durationMs: elapsed() };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
+  }
+}
+
+function makeAgent(caFile: string | null): Agent {
+  return new Agent({
+    keepAliveTimeout: 30_000,
+    connections: 128,
+    pipelining: 1,
+    maxResponseSize: -1,
+    connect: caFile ? { ca: readFileSync(caFile) } : undefined,
+  });
+}
+
+function pathOf(url: string): string {
+  const u = new URL(url);
+  return `${u.pathname}${u.search}`;
+}
+
+async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+  let text = '';
+  try {
+    for await (const chunk of body) {
+      text += chunk.toString('utf8');
+      if (text.length >= MAX_ERROR_BODY) break;
+    }
+  } catch { /* the answer broke off: what we have is enough */ } finally {
+    body.destroy();
+  }
+  return text.slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
+}
+
+function parseRetryAfter(v: string | string[] | undefined): number | null {
+  const s = Array.isArray(v) ? v[0] : v;
+  if (!s) return null;
+  if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? null : Math.max(0, t - Date.now());
+}
+
+function describeError(err: unknown, timeoutS: number): string {
+  const e = err as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
+  if (e?.name === 'TimeoutError' || e?.code === 'UND_ERR_HEADERS_TIMEOUT' || e?.code === 'UND_ERR_BODY_TIMEOUT' || err instanceof undiciErrors.HeadersTimeoutError) {
+    return `timeout: no complete answer within request_timeout (${timeoutS} s)`;
+  }
+  const code = e?.cause?.code ?? e?.code;
+  const msg = (e?.cause?.message ?? e?.message ?? String(err)).split('\n')[0];
+  if (e?.code === 'ESPF_SECRET_MISSING') return msg ?? 'secret missing';
+  return code ? `${code}: ${msg}` : (msg ?? 'request failed');
+}

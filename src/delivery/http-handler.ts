@@ -1,0 +1,247 @@
+import type { HandlerConfig, HttpSettings } from '../config/snapshot.ts';
+import type { AttemptLine, Logger, ProvisioningLog } from '../log/logger.ts';
+import { retryDelayMs } from './backoff.ts';
+import { HttpClient, type PostResult } from './http-client.ts';
+import type { Item } from './item.ts';
+import type { Outcome, ResultsWriter } from './results-writer.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+const MAX_IN_FLIGHT = 1024;   // requests of one handler on the wire at once
+const MAX_BATCH = 512;        // requests per token-bucket job
+
+export interface HttpHandlerDeps {
+  readonly instance: string;
+  readonly writer: ResultsWriter;
+  readonly plog: ProvisioningLog;
+  readonly log: Logger;
+  /** The handler's current configuration (live). */
+  readonly config: () => HandlerConfig | undefined;
+  /** The outcome of an item is durable: release what it holds. */
+  readonly settled: (item: Item) => void;
+  readonly observe?: (item: Item, attempt: PostResult & { url: string }) => void;
+}
+
+/**
+ * Delivers the events of one http handler. Events of one key (account) form
+ * a queue whose head alone is sent; different keys proceed in parallel, as
+ * fast as the token bucket allows (async) or one request at a time (sync).
+ * A failed head waits for its retry in espf.event_deliveries (RETRY), and the
+ * events behind it are recorded as PENDING, so the slot can move on.
+ */
+export class HttpHandler {
+  readonly name: string;
+  private readonly keys = new Map<string, Item[]>();
+  private readonly ready: Item[] = [];
+  private readonly timers = new Map<Item, NodeJS.Timeout>();
+  private readonly retrying = new Set<string>();
+  private readonly client: HttpClient;
+  private bucket?: TokenBucket;
+  private scheduling = false;
+  private inFlight = 0;
+  private stopping = false;
+  private drained: (() => void)[] = [];
+
+  constructor(name: string, private readonly deps: HttpHandlerDeps) {
+    this.name = name;
+    this.client = new HttpClient(deps.config()?.http?.ca_file ?? null);
+  }
+
+  /** Items held in memory (queued, in flight or waiting for a retry). */
+  get size(): number {
+    let n = 0;
+    for (const q of this.keys.values()) n += q.length;
+    return n;
+  }
+  get inflight(): number { return this.inFlight; }
+  get oldestWaitingSince(): Date | null {
+    let oldest: Date | null = null;
+    for (const q of this.keys.values()) {
+      const t = q[0]?.committedAt;
+      if (t && (!oldest || t < oldest)) oldest = t;
+    }
+    return oldest;
+  }
+
+  enqueue(item: Item): void {
+    const q = this.keys.get(item.orderKey);
+    if (!q) {
+      this.keys.set(item.orderKey, [item]);
+      this.makeReady(item);
+      return;
+    }
+    q.push(item);
+    // Behind a failing event it may wait long: make it durable now so the slot moves on.
+    if (this.retrying.has(item.orderKey)) this.park(item);
+  }
+
+  private makeReady(item: Item): void {
+    const wait = item.nextAttemptAt ? item.nextAttemptAt.getTime() - Date.now() : 0;
+    if (wait > 0) {
+      this.retrying.add(item.orderKey);
+      this.timers.set(item, setTimeout(() => {
+        this.timers.delete(item);
+        this.retrying.delete(item.orderKey);
+        this.ready.push(item);
+        this.pump();
+      }, wait));
+      return;
+    }
+    this.ready.push(item);
+    this.pump();
+  }
+
+  /** Configuration changed (enabled again, new rate): rebuild the bucket and resume. */
+  reconfigure(): void {
+    const h = this.deps.config();
+    if (h?.http && this.bucket && (this.bucket.rate !== h.http.token_rate || this.bucket.burst !== h.http.token_burstiness)) {
+      const old = this.bucket;
+      this.bucket = undefined;
+      void old.stop();
+    }
+    if (h && !h.enabled) this.parkAll();
+    this.pump();
+  }
+
+  private settings(): HttpSettings | null {
+    const h = this.deps.config();
+    return h && h.enabled && h.http && h.http.url.length > 0 ? h.http : null;
+  }
+
+  private pump(): void {
+    if (this.stopping || this.scheduling || this.ready.length === 0) return;
+    const s = this.settings();
+    if (!s) return; // disabled: items wait (durably) until it is enabled again
+    if (!s.async_mode) {
+      if (this.inFlight === 0) void this.send(this.ready.shift()!);
+      return;
+    }
+    if (this.inFlight >= MAX_IN_FLIGHT) return;
+    this.scheduling = true;
+    void this.takeBatch(s);
+  }
+
+  private async takeBatch(s: HttpSettings): Promise<void> {
+    try {
+      if (!this.bucket) this.bucket = new TokenBucket(s.token_rate, s.token_burstiness);
+      const bucket = this.bucket;
+      const want = Math.min(this.ready.length, MAX_BATCH, MAX_IN_FLIGHT - this.inFlight);
+      const n = await bucket.available(want);
+      await bucket.take(n);
+      if (this.stopping) return;
+      for (const item of this.ready.splice(0, n)) void this.send(item);
+    } catch (err) {
+      this.deps.log.error({ err: String(err), handler: this.name }, 'token bucket failed');
+    } finally {
+      this.scheduling = false;
+    }
+    this.pump();
+  }
+
+  private async send(item: Item): Promise<void> {
+    this.inFlight++;
+    const s = this.settings();
+    const started = new Date();
+    item.attempts++;
+    item.firstAttemptAt ??= started;
+    item.nextAttemptAt = null;
+    let last: PostResult = { ok: false, status: null, reason: 'handler has no URL', retryAfterMs: null, durationMs: 0 };
+    if (s) {
+      item.body ??= JSON.stringify({ event_type: item.event.event_type, variables: item.event.variables });
+      const urls = s.url;
+      while (item.urlsDone < urls.length) {
+        const url = urls[item.urlsDone]!;
+        last = await this.client.post(url, item.body, s);
+        this.logAttempt(item, url, last);
+        this.deps.observe?.(item, { ...last, url });
+        if (!last.ok) break;
+        item.urlsDone++;
+      }
+    }
+    this.inFlight--;
+    if (last.ok || (s && item.urlsDone >= s.url.length)) {
+      this.finish(item, { state: 'DELIVERED', httpStatus: last.status, at: new Date() });
+    } else if (!s || item.attempts >= s.max_attempts) {
+      this.finish(item, { state: 'FAILED', httpStatus: last.status, error: errorText(last), at: new Date() });
+    } else {
+      this.retry(item, s, last);
+    }
+    if (this.inFlight === 0) for (const f of this.drained.splice(0)) f();
+    this.pump();
+  }
+
+  private logAttempt(item: Item, url: string, r: PostResult): void {
+    const line: AttemptLine = {
+      instance: this.deps.instance, handler: this.name, i_event: item.event.i_event, event_type: item.event.event_type,
+      i_account: item.iAccount, url: redactUrl(url), attempt: item.attempts, status: r.status,
+      error: r.ok ? null : r.reason, duration_ms: r.durationMs,
+    };
+    this.deps.plog.attempt(line);
+  }
+
+  /** Delivered or failed for good: record it and let the key's next event go. */
+  private finish(item: Item, outcome: Outcome): void {
+    this.record(item, outcome);
+    const q = this.keys.get(item.orderKey);
+    q?.shift();
+    if (q && q.length > 0) this.makeReady(q[0]!);
+    else this.keys.delete(item.orderKey);
+  }
+
+  private retry(item: Item, s: HttpSettings, r: PostResult): void {
+    const delay = retryDelayMs(item.attempts, s.retry_delay, s.retry_max_delay, r.ok ? null : r.retryAfterMs);
+    item.nextAttemptAt = new Date(Date.now() + delay);
+    this.record(item, { state: 'RETRY', httpStatus: r.status, error: errorText(r) });
+    const q = this.keys.get(item.orderKey) ?? [];
+    for (const behind of q.slice(1)) this.park(behind);
+    this.makeReady(item);
+  }
+
+  private record(item: Item, outcome: Outcome): void {
+    const held = item.ticket !== null;
+    this.deps.writer.record(item, outcome, held ? () => this.deps.settled(item) : undefined);
+  }
+
+  /** Make a waiting item durable (PENDING) so that it no longer holds the slot. */
+  private park(item: Item): void {
+    if (item.ticket === null) return;
+    this.deps.writer.record(item, { state: 'PENDING' }, () => this.deps.settled(item));
+  }
+
+  private parkAll(): void {
+    for (const q of this.keys.values()) for (const item of q) this.park(item);
+  }
+
+  /**
+   * Stops taking items; waits up to `maxWaitMs` for requests on the wire; then
+   * records everything still waiting as PENDING so a restart resumes it.
+   */
+  async stop(maxWaitMs: number): Promise<void> {
+    this.stopping = true;
+    if (this.inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((r) => this.drained.push(r)),
+        new Promise<void>((r) => setTimeout(r, maxWaitMs).unref()),
+      ]);
+    }
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    for (const q of this.keys.values()) for (const item of q) this.park(item);
+    await this.bucket?.stop();
+    await this.client.close();
+  }
+}
+
+function errorText(r: PostResult): string {
+  return r.ok ? '' : r.reason;
+}
+
+/** URLs in logs never carry credentials. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) { u.username = '***'; u.password = ''; }
+    return u.toString();
+  } catch {
+    return url;
+  }
+}

@@ -1,0 +1,35 @@
+import type { StreamEvent } from '../stream/replication.ts';
+import type { Ticket } from '../stream/ack-tracker.ts';
+
+/** One event on its way to one handler. */
+export interface Item {
+  readonly event: StreamEvent;
+  readonly handler: string;
+  readonly orderKey: string;
+  readonly iAccount: number | null;
+  readonly commitLsn: bigint | null;
+  readonly committedAt: Date | null;
+  attempts: number;
+  urlsDone: number;
+  firstAttemptAt: Date | null;
+  nextAttemptAt: Date | null;
+  /** Set while the item's outcome is not durable: it holds the slot back. */
+  ticket: Ticket | null;
+  /** The JSON body, built once. */
+  body?: string;
+}
+
+/** Events of one key reach a handler in commit order: the account, else the customer, product or owner. */
+export function orderKey(e: StreamEvent): string {
+  const v = e.variables;
+  if (v.i_account != null) return `a:${String(v.i_account)}`;
+  if (v.i_customer != null) return `c:${String(v.i_customer)}`;
+  if (v.i_product != null) return `p:${String(v.i_product)}`;
+  if (typeof v.owner_type === 'string' && v.owner_id != null) return `${v.owner_type.charAt(0)}:${String(v.owner_id)}`;
+  return `e:${e.i_event}`;
+}
+
+export function accountOf(e: StreamEvent): number | null {
+  const a = e.variables.i_account;
+  return typeof a === 'number' ? a : null;
+}

@@ -1,0 +1,62 @@
+/**
+ * Which WAL position may be acknowledged. Every transaction from the stream
+ * gets a ticket in commit order; a ticket is settled when every outcome it
+ * carries is durable. The slot may advance to the end of the last ticket of
+ * the settled prefix, never past an unsettled one.
+ */
+export interface Ticket {
+  readonly endLsn: bigint;
+  pending: number;
+  settled: boolean;
+}
+
+export class AckTracker {
+  private readonly tickets: Ticket[] = [];
+  private head = 0;
+  private durable: bigint;
+  private readonly onAdvance: (lsn: bigint) => void;
+
+  constructor(startLsn: bigint, onAdvance: (lsn: bigint) => void) {
+    this.durable = startLsn;
+    this.onAdvance = onAdvance;
+  }
+
+  /** The highest position whose outcomes are all durable. */
+  get durableLsn(): bigint { return this.durable; }
+
+  /** Tickets not yet settled (transactions whose outcomes are not all durable). */
+  get unsettled(): number { return this.tickets.length - this.head; }
+
+  open(endLsn: bigint): Ticket {
+    const t: Ticket = { endLsn, pending: 1, settled: false }; // 1 = the transaction itself is still being handed out
+    this.tickets.push(t);
+    return t;
+  }
+
+  /** One more outcome this ticket waits for. */
+  hold(t: Ticket): void {
+    t.pending++;
+  }
+
+  /** One outcome of this ticket is durable (or the hand-out is finished). */
+  release(t: Ticket): void {
+    if (--t.pending > 0) return;
+    t.settled = true;
+    let advanced = false;
+    while (this.head < this.tickets.length && this.tickets[this.head]!.settled) {
+      const done = this.tickets[this.head++]!;
+      if (done.endLsn > this.durable) this.durable = done.endLsn;
+      advanced = true;
+    }
+    if (this.head > 1024 && this.head * 2 > this.tickets.length) {
+      this.tickets.splice(0, this.head);
+      this.head = 0;
+    }
+    if (advanced) this.onAdvance(this.durable);
+  }
+
+  /** A position with nothing to deliver (a heartbeat message): advance to it once everything before is settled. */
+  passThrough(lsn: bigint): void {
+    this.release(this.open(lsn));
+  }
+}

@@ -1,0 +1,47 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { sql } from '@databases/pg';
+import type { Db } from '../../src/db/connect.ts';
+import { provisioningLog } from '../../src/log/logger.ts';
+import { Sender } from '../../src/run/sender.ts';
+import { eventually } from './receiver.ts';
+
+/** An in-process sender on a test database, with a fast configuration poll. */
+export async function startSender(db: Db, url: string, instance = 'main'): Promise<{ sender: Sender; logDir: string; stop(): Promise<void> }> {
+  const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
+  const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
+  const plog = provisioningLog(logDir);
+  const sender = new Sender({ db, url, instance, log, plog, configPollMs: 200, heartbeatMs: 500 });
+  await sender.start();
+  await eventually(async () => sender.isStreaming, 15_000, 'the sender to stream');
+  return {
+    sender, logDir,
+    stop: async () => {
+      await sender.stop();
+      await plog.flush();
+    },
+  };
+}
+
+/** Points EventSender at a URL, enables it, subscribes it and enables the types. */
+export async function configureEventSender(db: Db, url: string | string[], types: string[], settings: Record<string, string | number | boolean> = {}): Promise<void> {
+  const urls = Array.isArray(url) ? url : [url];
+  await db.tx(async (tx) => {
+    await tx.query(sql`UPDATE espf.http_handlers SET url = ${urls}::text[], retry_delay = 0.05, retry_max_delay = 0.2 WHERE handler = 'EventSender'`);
+    for (const [k, v] of Object.entries(settings)) {
+      await tx.query(sql`UPDATE espf.http_handlers SET ${sql.ident(k)} = ${v} WHERE handler = 'EventSender'`);
+    }
+    await tx.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
+    await tx.query(sql`INSERT INTO espf.subscriptions SELECT 'EventSender', t FROM unnest(${types}::text[]) t ON CONFLICT DO NOTHING`);
+    await tx.query(sql`UPDATE espf.event_types SET enabled = true WHERE name = ANY(${types}::text[])`);
+  });
+}
+
+/** A product and a customer to hang accounts on. */
+export async function seedCustomer(db: Db, opts: { name?: string } = {}): Promise<{ i_product: number; i_customer: number }> {
+  const [p] = await db.query(sql`INSERT INTO billing.product (name) VALUES ('LTE') RETURNING i_product`);
+  const [c] = await db.query(sql`INSERT INTO billing.customer (name) VALUES (${opts.name ?? 'ACME'}) RETURNING i_customer`);
+  return { i_product: p.i_product, i_customer: c.i_customer };
+}
