@@ -24,6 +24,7 @@ export class DispatcherRunner {
     private readonly instance: string,
     private readonly log: Logger,
     private readonly settled: (item: Item) => void,
+    private readonly observe?: (handler: string, sources: number, produced: number) => void,
   ) {}
 
   get size(): number { return this.queue.length; }
@@ -45,6 +46,7 @@ export class DispatcherRunner {
       const [row] = await this.db.query(sql`
         SELECT espf.dispatch(${this.name}, ${batch.map((i) => i.event.i_event)}::bigint[], ${this.instance}) AS produced`);
       this.produced += Number(row?.produced ?? 0);
+      this.observe?.(this.name, batch.length, Number(row?.produced ?? 0));
       this.queue.splice(0, batch.length);
       this.retryMs = 100;
       for (const item of batch) this.settled(item);

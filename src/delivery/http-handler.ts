@@ -19,6 +19,7 @@ export interface HttpHandlerDeps {
   /** The outcome of an item is durable: release what it holds. */
   readonly settled: (item: Item) => void;
   readonly observe?: (item: Item, attempt: PostResult & { url: string }) => void;
+  readonly outcome?: (item: Item, state: Outcome['state']) => void;
 }
 
 /**
@@ -197,6 +198,7 @@ export class HttpHandler {
   }
 
   private record(item: Item, outcome: Outcome): void {
+    this.deps.outcome?.(item, outcome.state);
     const held = item.ticket !== null;
     this.deps.writer.record(item, outcome, held ? () => this.deps.settled(item) : undefined);
   }
@@ -204,6 +206,7 @@ export class HttpHandler {
   /** Make a waiting item durable (PENDING) so that it no longer holds the slot. */
   private park(item: Item): void {
     if (item.ticket === null) return;
+    this.deps.outcome?.(item, 'PENDING');
     this.deps.writer.record(item, { state: 'PENDING' }, () => this.deps.settled(item));
   }
 

@@ -6,7 +6,7 @@ import type { Logger, ProvisioningLog } from '../log/logger.ts';
 import { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
 import { HttpHandler } from '../delivery/http-handler.ts';
 import { accountOf, orderKey, type Item } from '../delivery/item.ts';
-import { ResultsWriter } from '../delivery/results-writer.ts';
+import { ResultsWriter, type DeliveryState } from '../delivery/results-writer.ts';
 import { AckTracker } from '../stream/ack-tracker.ts';
 import { parseLsn } from '../stream/lsn.ts';
 import { HEARTBEAT_PREFIX, ReplicationStream, type StreamEvent, type StreamTransaction } from '../stream/replication.ts';
@@ -26,8 +26,14 @@ export interface SenderOptions {
 
 /** Hooks for metrics. */
 export interface SenderObserver {
+  /** A transaction arrived from the stream (before it is handed out). */
   captured?(tx: StreamTransaction): void;
+  /** One POST to one URL finished. */
   attempt?(item: Item, result: PostResult & { url: string }): void;
+  /** An item reached a recorded state (DELIVERED, FAILED, RETRY, PENDING). */
+  outcome?(item: Item, state: DeliveryState): void;
+  /** A dispatcher produced `produced` events from `sources` source events. */
+  dispatched?(handler: string, sources: number, produced: number): void;
   streaming?(on: boolean): void;
 }
 
@@ -77,6 +83,7 @@ export class Sender {
   get isStreaming(): boolean { return this.streaming; }
   get durableLsn(): bigint { return this.tracker.durableLsn; }
   get httpHandlers(): ReadonlyMap<string, HttpHandler> { return this.http; }
+  get dispatcherRunners(): ReadonlyMap<string, DispatcherRunner> { return this.dispatchers; }
   get resultsWriter(): ResultsWriter { return this.writer; }
 
   async start(): Promise<void> {
@@ -119,9 +126,10 @@ export class Sender {
           config: () => this.config.handlers.get(h.name),
           settled: (item) => this.settle(item),
           observe: this.opts.observe?.attempt,
+          outcome: this.opts.observe?.outcome,
         }));
       } else if (h.kind === 'dispatcher' && !this.dispatchers.has(h.name)) {
-        this.dispatchers.set(h.name, new DispatcherRunner(h.name, this.opts.db, this.opts.instance, this.opts.log, (item) => this.settle(item)));
+        this.dispatchers.set(h.name, new DispatcherRunner(h.name, this.opts.db, this.opts.instance, this.opts.log, (item) => this.settle(item), this.opts.observe?.dispatched));
       }
     }
   }
