@@ -128,3 +128,17 @@ END
 $$;
 CREATE OR REPLACE TRIGGER check_http_handler BEFORE INSERT OR UPDATE ON espf.http_handlers
   FOR EACH ROW EXECUTE FUNCTION espf.check_http_handler();
+
+-- Deleting the http_handlers row (and so the url list) of an enabled http handler
+-- would leave it enabled without URLs. Deleting the handler itself is fine: its
+-- row here goes with it (ON DELETE CASCADE), after the handler row is gone.
+CREATE OR REPLACE FUNCTION espf.check_http_handler_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM espf.handlers WHERE name = OLD.handler AND enabled) THEN
+    PERFORM espf.refuse('espf.http_handlers.url', format('cannot be deleted while handler %s is enabled; disable it first', OLD.handler));
+  END IF;
+  RETURN OLD;
+END
+$$;
+CREATE OR REPLACE TRIGGER check_http_handler_delete BEFORE DELETE ON espf.http_handlers
+  FOR EACH ROW EXECUTE FUNCTION espf.check_http_handler_delete();
