@@ -1,0 +1,54 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from '../../src/paths.ts';
+
+/** `espf run` as a real child process (for kill -9, restarts and hot standby). */
+export class EspfProcess {
+  readonly child: ChildProcess;
+  readonly logDir: string;
+  output = '';
+  private exitWaiters: ((code: number | null) => void)[] = [];
+  exitCode: number | null | undefined = undefined;
+
+  constructor(url: string, instance = 'main', env: Record<string, string> = {}) {
+    this.logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
+    this.child = spawn(process.execPath, [path.join(ROOT, 'bin/espf.js'), 'run', '--instance', instance], {
+      env: { ...process.env, DATABASE_URL: url, ESPF_LOG_DIR: this.logDir, ESPF_HTTP_PORT: '0', ESPF_LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const collect = (b: Buffer) => { this.output += b.toString('utf8'); };
+    this.child.stdout!.on('data', collect);
+    this.child.stderr!.on('data', collect);
+    this.child.on('exit', (code) => {
+      this.exitCode = code;
+      for (const w of this.exitWaiters.splice(0)) w(code);
+    });
+  }
+
+  /** Resolves when the instance logs that it streams. */
+  async streaming(timeoutMs = 20_000): Promise<void> {
+    const until = Date.now() + timeoutMs;
+    while (!/streaming slot/.test(this.output)) {
+      if (this.exitCode !== undefined) throw new Error(`espf run exited (${this.exitCode}) before streaming:\n${this.output}`);
+      if (Date.now() > until) throw new Error(`espf run did not stream within ${timeoutMs} ms:\n${this.output}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.child.kill(signal);
+  }
+
+  exited(): Promise<number | null> {
+    if (this.exitCode !== undefined) return Promise.resolve(this.exitCode);
+    return new Promise((resolve) => this.exitWaiters.push(resolve));
+  }
+
+  async stop(): Promise<void> {
+    if (this.exitCode !== undefined) return;
+    this.kill('SIGTERM');
+    await this.exited();
+  }
+}
