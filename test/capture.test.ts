@@ -131,6 +131,19 @@ describe('capture rules (espf.events written by triggers on billing tables)', ()
     });
   });
 
+  it('event_time is UTC whatever the session time zone', async () => {
+    const rows = await t.db.tx(async (tx) => {
+      await tx.query(sql`SET LOCAL TIME ZONE 'Pacific/Kiritimati'`); // UTC+14
+      const [before] = await tx.query(sql`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS utc`);
+      await tx.query(sql`INSERT INTO billing.customer (name) VALUES ('tz')`);
+      const [after] = await tx.query(sql`SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS utc`);
+      const [e] = await tx.query(sql`SELECT variables ->> 'event_time' AS event_time FROM espf.events ORDER BY i_event DESC LIMIT 1`);
+      return { before: before!.utc as string, after: after!.utc as string, eventTime: e!.event_time as string };
+    });
+    assert.match(rows.eventTime, EVENT_TIME);
+    assert.ok(rows.before <= rows.eventTime && rows.eventTime <= rows.after, JSON.stringify(rows));
+  });
+
   describe('Account updates', () => {
     let a: number;
     before(async () => { a = await newAccount({ i_customer: customer, i_product: product, i_env: 2, balance: 5 }); });
