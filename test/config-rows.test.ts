@@ -145,6 +145,21 @@ describe('configuration rows are checked by the database', () => {
     });
   });
 
+  describe('espf.matrix', () => {
+    it('shows + subscribed, . can subscribe, blank cannot', async () => {
+      const state = async (handler: string, type: string) =>
+        (await q(sql`SELECT state FROM espf.matrix WHERE handler = ${handler} AND event_type = ${type}`)).map((r) => r.state);
+      assert.deepEqual(await state('CustomerToAccountsDispatcher', 'Customer/Blocked'), ['+']);
+      assert.deepEqual(await state('CustomerToAccountsDispatcher', 'Customer/Unblocked'), ['.']);
+      assert.deepEqual(await state('CustomerToAccountsDispatcher', 'Account/New'), [' ']);
+      assert.deepEqual(await state('Crm', 'Account/Status/Suspend'), ['+']);
+      assert.deepEqual(await state('EventSender', 'Account/New'), ['.']);
+      const [{ n }] = await q(sql`SELECT count(*)::int AS n FROM espf.matrix`) as [{ n: number }];
+      const [{ m }] = await q(sql`SELECT (SELECT count(*) FROM espf.event_types) * (SELECT count(*) FROM espf.handlers) AS m`) as [{ m: number }];
+      assert.equal(n, Number(m), 'one row per (type, handler)');
+    });
+  });
+
   describe('enabling an http handler', () => {
     it('is refused while its url list is empty', async () => {
       await q(setHttp('EventSender', sql`url = '{}'`));
