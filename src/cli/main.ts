@@ -6,6 +6,7 @@ import { migrate } from '../migrate/migrate.ts';
 import {
   formatMatrix, readMatrix, setHandlerEnabled, setSubscription, setTypeEnabled,
 } from '../config/handlers.ts';
+import { registerStatusCommand } from './status-command.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
 export const EXIT_OK = 0;
@@ -182,6 +183,8 @@ Examples:
     .description("print the matrix: a row per event type, a column per handler ('+' subscribed, '.' can subscribe, ' ' cannot)")
     .addHelpText('after', '\nThe same as: SELECT * FROM espf.matrix\n')
     .action(async () => io.out(formatMatrix(await withDb(readMatrix)) + '\n'));
+
+  registerStatusCommand(program, io);
 
   // A group's extra arguments reach its action (they are the unknown command). Set
   // last: subcommands inherit the setting when created, and they must refuse extras.

@@ -1,0 +1,135 @@
+import { sql } from '@databases/pg';
+import type { Command } from 'commander';
+import { connect, ping, redactUrl, type Db } from '../db/connect.ts';
+import { resolveDatabaseUrl } from '../db/database-url.ts';
+import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
+
+type Out = { out: (s: string) => void; err: (s: string) => void };
+
+/** What `espf status` reports: the views of sql/500_reports.sql, summarised. */
+export interface StatusReport {
+  readonly backlog: Record<string, unknown>[];
+  readonly failures_24h: Record<string, unknown>[];
+  readonly latency_hourly: Record<string, unknown>[];
+  readonly account_status: {
+    readonly by_handler: Record<string, unknown>[];
+    readonly not_ok: Record<string, unknown>[];
+  };
+}
+
+export interface StatusOptions {
+  readonly hours: number;   // latency rows of the last `hours` hours
+  readonly limit: number;   // accounts not OK listed at most
+}
+
+/** Reads the reports (espf.report_*). */
+export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusReport> {
+  const backlog = await db.query(sql`
+    SELECT handler, enabled, instance, waiting, pending, retry,
+           round(extract(epoch FROM oldest_age))::bigint AS oldest_age_s, oldest_committed_at, next_attempt_at
+      FROM espf.report_backlog ORDER BY handler`);
+  const failures = await db.query(sql`
+    SELECT event_type, handler, failures, accounts, last_failed_at, last_http_status, last_error
+      FROM espf.report_failures_24h ORDER BY failures DESC, event_type, handler`);
+  const latency = await db.query(sql`
+    SELECT hour, handler, delivered, p50_s::float8 AS p50_s, p95_s::float8 AS p95_s, p99_s::float8 AS p99_s, max_s::float8 AS max_s
+      FROM espf.report_latency_hourly
+     WHERE hour >= date_trunc('hour', now()) - make_interval(hours => ${opts.hours - 1})
+     ORDER BY hour DESC, handler`);
+  const byHandler = await db.query(sql`
+    SELECT handler,
+           count(*) AS accounts,
+           count(*) FILTER (WHERE status = 'OK')          AS ok,
+           count(*) FILTER (WHERE status = 'IN_PROGRESS') AS in_progress,
+           count(*) FILTER (WHERE status = 'RETRY')       AS retry,
+           count(*) FILTER (WHERE status = 'FAILED')      AS failed,
+           max(updated_at) AS last_update
+      FROM espf.report_account_status GROUP BY handler ORDER BY handler`);
+  const notOk = await db.query(sql`
+    SELECT i_account, account_id, handler, status, event_type, attempts, message, updated_at
+      FROM espf.report_account_status WHERE status <> 'OK'
+     ORDER BY updated_at DESC, i_account, handler LIMIT ${opts.limit}`);
+  return { backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk } };
+}
+
+/** A plain text table: a header, a rule, a row per record. */
+export function formatTable(rows: readonly Record<string, unknown>[], columns: readonly string[]): string {
+  const cell = (v: unknown): string => {
+    if (v === null || v === undefined) return '';
+    if (v instanceof Date) return v.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
+    const one = s.replace(/\s+/g, ' ');
+    return one.length > 60 ? `${one.slice(0, 57)}...` : one;
+  };
+  const table = [columns.slice(), ...rows.map((r) => columns.map((c) => cell(r[c])))];
+  const widths = columns.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  return [line(table[0]!), widths.map((w) => '-'.repeat(w)).join('  '), ...table.slice(1).map(line)].join('\n');
+}
+
+export function formatStatus(r: StatusReport, opts: StatusOptions): string {
+  const section = (title: string, rows: readonly Record<string, unknown>[], cols: string[], empty: string) =>
+    `${title}\n${rows.length ? formatTable(rows, cols) : `  ${empty}`}\n`;
+  return [
+    section('Backlog per http handler (espf.report_backlog)', r.backlog,
+      ['handler', 'enabled', 'instance', 'waiting', 'pending', 'retry', 'oldest_age_s', 'next_attempt_at'], 'no http handlers'),
+    section('Failures of the last 24 hours (espf.report_failures_24h)', r.failures_24h,
+      ['event_type', 'handler', 'failures', 'accounts', 'last_failed_at', 'last_http_status', 'last_error'], 'none'),
+    section(`Delivery latency, last ${opts.hours} h, seconds (espf.report_latency_hourly)`, r.latency_hourly,
+      ['hour', 'handler', 'delivered', 'p50_s', 'p95_s', 'p99_s', 'max_s'], 'no deliveries'),
+    section('Account status per handler (espf.report_account_status)', r.account_status.by_handler,
+      ['handler', 'accounts', 'ok', 'in_progress', 'retry', 'failed', 'last_update'], 'no account statuses'),
+    section(`Accounts not OK (latest ${opts.limit})`, r.account_status.not_ok,
+      ['i_account', 'account_id', 'handler', 'status', 'event_type', 'attempts', 'message', 'updated_at'], 'none'),
+  ].join('\n');
+}
+
+async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+  const url = resolveDatabaseUrl();
+  const db = connect({ connectionString: url, poolSize: 1, applicationName: 'espf status' });
+  try {
+    await ping(db, url);
+    try {
+      return await fn(db);
+    } catch (err) {
+      if (sqlState(err) === SQLSTATE.undefinedTable && /espf\./.test(oneLine(err))) {
+        throw new EspfError('ESPF_NOT_MIGRATED', `${oneLine(err)} in ${redactUrl(url)}: run espf migrate first`, { cause: err });
+      }
+      throw err;
+    }
+  } finally {
+    await db.dispose();
+  }
+}
+
+function positiveInt(name: string, max: number) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) {
+      throw new EspfError('ESPF_USAGE', `${name} '${v}': use a whole number from 1 to ${max}`);
+    }
+    return Number(v);
+  };
+}
+
+/** Registers `espf status` on the program. */
+export function registerStatusCommand(program: Command, io: Out): Command {
+  return program.command('status')
+    .description('print a summary of the reports: backlog, failures of the last 24 hours, latency per hour, account statuses')
+    .option('--json', 'print JSON (for scripts) instead of tables')
+    .option('--hours <n>', 'latency rows of the last n hours (1-720)', positiveInt('--hours', 720), 24)
+    .option('--limit <n>', 'list at most n accounts that are not OK (1-10000)', positiveInt('--limit', 10_000), 20)
+    .addHelpText('after', `
+The reports are views of the espf schema (sql/500_reports.sql); query them directly
+for more: espf.report_account_status, espf.report_failures_24h,
+espf.report_latency_hourly, espf.report_backlog.
+
+Examples:
+  espf status
+  espf status --json | jq '.backlog'
+`)
+    .action(async (o: { json?: boolean; hours: number; limit: number }) => {
+      const opts = { hours: o.hours, limit: o.limit };
+      const report = await withDb((db) => readStatus(db, opts));
+      io.out(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, opts));
+    });
+}
