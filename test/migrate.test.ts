@@ -1,25 +1,188 @@
 import assert from 'node:assert/strict';
-import { sql } from '@databases/pg';
-import { migrate } from '../src/migrate/migrate.ts';
+import { randomBytes } from 'node:crypto';
+import { appendFile, cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql, type Queryable } from '@databases/pg';
+import { connect, type Db } from '../src/db/connect.ts';
+import { EspfError } from '../src/errors.ts';
+import { migrate, MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
+import { MIGRATIONS_DIR } from '../src/paths.ts';
+import { testServer, withDatabase } from './support/cluster.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
-describe('espf migrate', () => {
-  let t: TestDatabase;
-  before(async () => { t = await createTestDatabase(); });
-  after(async () => { await t.drop(); });
+/** An empty database (not cloned from the migrated template): migrate has everything to do. */
+async function createEmptyDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const s = testServer();
+  const name = `espf_e_${randomBytes(5).toString('hex')}`;
+  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
+  try {
+    await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
+  } finally {
+    await admin.dispose();
+  }
+  return {
+    url: withDatabase(s.adminUrl, name),
+    name,
+    drop: async () => {
+      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
+      try {
+        await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`);
+      } finally {
+        await a.dispose();
+      }
+    },
+  };
+}
 
-  it('is safe to run again: applies nothing new, re-applies sql/', async () => {
-    const r = await migrate(t.db);
-    assert.deepEqual(r.applied, []);
-    assert.ok(r.alreadyApplied >= 2);
-    assert.ok(r.repeatable.length > 0);
+/** Waits (polling pg_locks, no fixed sleep) until `n` sessions wait for an advisory lock in `db`'s database. */
+async function waitForAdvisoryWaiters(db: Queryable, n: number, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const [row] = await db.query(sql`
+      SELECT count(*)::int AS waiting FROM pg_locks
+       WHERE locktype = 'advisory' AND NOT granted
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
+    if (row.waiting >= n) return;
+    if (Date.now() > deadline) throw new Error(`timed out: ${row.waiting} of ${n} sessions wait for the migrate lock`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function migrationRows(db: Db): Promise<{ version: number; name: string; checksum: string }[]> {
+  return db.query(sql`SELECT version, name, checksum FROM espf.migrations ORDER BY version`);
+}
+
+describe('espf migrate', () => {
+  describe('on the migrated template clone', () => {
+    let t: TestDatabase;
+    before(async () => { t = await createTestDatabase(); });
+    after(async () => { await t.drop(); });
+
+    it('is safe to run again: applies nothing new, re-applies sql/', async () => {
+      const before = await migrationRows(t.db);
+      const r = await migrate(t.db);
+      assert.deepEqual(r.applied, []);
+      assert.equal(r.alreadyApplied, (await readMigrations()).length);
+      assert.ok(r.repeatable.length > 0);
+      assert.deepEqual(await migrationRows(t.db), before);
+    });
+
+    it('creates the built-in handlers, types and the EventSender row', async () => {
+      const handlers = await t.db.query(sql`SELECT name, kind, enabled FROM espf.handlers ORDER BY name`);
+      assert.deepEqual(handlers.map((h) => [h.name, h.kind]), [
+        ['CustomerToAccountsDispatcher', 'dispatcher'], ['EventSender', 'http'],
+        ['ProductToAccountsDispatcher', 'dispatcher'], ['ServiceAttributeDispatcher', 'dispatcher']]);
+      assert.ok(handlers.every((h) => h.enabled === false));
+      const [row] = await t.db.query(sql`SELECT url FROM espf.http_handlers WHERE handler = 'EventSender'`);
+      assert.deepEqual(row.url, []);
+      const [types] = await t.db.query(sql`SELECT count(*)::int AS n, count(*) FILTER (WHERE enabled)::int AS on FROM espf.event_types`);
+      assert.ok(types.n >= 20, `${types.n} event types`);
+      assert.equal(types.on, 0);
+    });
   });
 
-  it('creates the built-in handlers, types and the EventSender row', async () => {
-    const handlers = await t.db.query(sql`SELECT name, kind, enabled FROM espf.handlers ORDER BY name`);
-    assert.deepEqual(handlers.map((h) => h.name), ['CustomerToAccountsDispatcher', 'EventSender', 'ProductToAccountsDispatcher', 'ServiceAttributeDispatcher']);
-    assert.ok(handlers.every((h) => h.enabled === false));
-    const [row] = await t.db.query(sql`SELECT url FROM espf.http_handlers WHERE handler = 'EventSender'`);
-    assert.deepEqual(row.url, []);
+  describe('on an empty database', () => {
+    let e: Awaited<ReturnType<typeof createEmptyDatabase>>;
+    let db: Db;
+    beforeEach(async () => {
+      e = await createEmptyDatabase();
+      db = connect({ connectionString: e.url, poolSize: 2 });
+    });
+    afterEach(async () => {
+      await db.dispose();
+      await e.drop();
+    });
+
+    it('applies every migration once, in order; the second run applies nothing', async () => {
+      const files = await readMigrations();
+      const first = await migrate(db);
+      assert.deepEqual(first.applied, files.map((f) => f.name));
+      assert.equal(first.alreadyApplied, 0);
+      const rows = await migrationRows(db);
+      assert.deepEqual(rows, files.map((f) => ({ version: f.version, name: f.name, checksum: f.checksum })));
+
+      const second = await migrate(db);
+      assert.deepEqual(second.applied, []);
+      assert.equal(second.alreadyApplied, files.length);
+      assert.deepEqual(second.repeatable, first.repeatable);
+      assert.deepEqual(await migrationRows(db), rows);
+    });
+
+    it('two migrates at once both succeed and apply each migration once', async () => {
+      const files = await readMigrations();
+      const pools = [connect({ connectionString: e.url, poolSize: 1 }), connect({ connectionString: e.url, poolSize: 1 })];
+      // Hold the migrate lock so that both runs are surely in flight together, then let them go.
+      const blocker = connect({ connectionString: e.url, poolSize: 1 });
+      try {
+        const results = await blocker.task(async (conn) => {
+          await conn.query(sql`SELECT pg_advisory_lock(${MIGRATE_LOCK_KEY})`);
+          const runs = pools.map((p) => migrate(p));
+          runs.forEach((r) => r.catch(() => undefined)); // settled below
+          try {
+            await waitForAdvisoryWaiters(conn, 2);
+          } finally {
+            await conn.query(sql`SELECT pg_advisory_unlock(${MIGRATE_LOCK_KEY})`);
+          }
+          return Promise.all(runs);
+        });
+        const applied = results.map((r) => r.applied.length).sort();
+        assert.deepEqual(applied, [0, files.length], 'one run applies everything, the other nothing');
+        assert.deepEqual((await migrationRows(db)).map((r) => r.version), files.map((f) => f.version));
+        const [h] = await db.query(sql`SELECT count(*)::int AS n FROM espf.handlers`);
+        assert.equal(h.n, 4);
+      } finally {
+        await Promise.all([...pools, blocker].map((p) => p.dispose()));
+      }
+    });
+
+    describe('with a copy of migrations/', () => {
+      let dir: string;
+      beforeEach(async () => {
+        dir = await mkdtemp(path.join(os.tmpdir(), 'espf-migrations-'));
+        await cp(MIGRATIONS_DIR, dir, { recursive: true });
+      });
+      afterEach(async () => { await rm(dir, { recursive: true, force: true }); });
+
+      it('refuses a migration edited after it was applied (ESPF_MIGRATION_EDITED), and applies nothing', async () => {
+        await migrate(db, { migrations: dir });
+        const before = await migrationRows(db);
+        const [edited] = (await readdir(dir)).filter((n) => n.endsWith('.sql')).sort();
+        assert.ok(edited);
+        await appendFile(path.join(dir, edited), '\n-- an innocent-looking edit\n');
+        // A new migration next to the edited one must not be applied either.
+        await writeFile(path.join(dir, '9001_after_edit.sql'), 'CREATE TABLE espf.after_edit (x int);\n');
+
+        await assert.rejects(migrate(db, { migrations: dir }), (err: unknown) => {
+          assert.ok(err instanceof EspfError, String(err));
+          assert.equal(err.code, 'ESPF_MIGRATION_EDITED');
+          assert.match(err.message, new RegExp(`migrations/${edited}.*edited`));
+          assert.doesNotMatch(err.message, /\n/);
+          return true;
+        });
+        assert.deepEqual(await migrationRows(db), before);
+        const [t] = await db.query(sql`SELECT to_regclass('espf.after_edit') AS t`);
+        assert.equal(t.t, null);
+      });
+
+      it('applies a new migration once, and a failing one not at all (its own transaction)', async () => {
+        await migrate(db, { migrations: dir });
+        await writeFile(path.join(dir, '9001_added.sql'), 'CREATE TABLE espf.added (x int);\n');
+        const r = await migrate(db, { migrations: dir });
+        assert.deepEqual(r.applied, ['9001_added.sql']);
+        assert.deepEqual((await migrate(db, { migrations: dir })).applied, []);
+
+        await writeFile(path.join(dir, '9002_broken.sql'), 'CREATE TABLE espf.broken (x int);\nSELECT 1/0;\n');
+        await assert.rejects(migrate(db, { migrations: dir }), (err: unknown) => {
+          assert.ok(err instanceof EspfError, String(err));
+          assert.equal(err.code, 'ESPF_MIGRATION_FAILED');
+          assert.match(err.message, /^migrations\/9002_broken\.sql: division by zero/);
+          return true;
+        });
+        const [t] = await db.query(sql`SELECT to_regclass('espf.broken') AS t`);
+        assert.equal(t.t, null);
+        assert.deepEqual((await migrationRows(db)).map((m) => m.version).filter((v) => v > 9000), [9001]);
+      });
+    });
   });
 });

@@ -202,7 +202,7 @@ export async function main(argv: readonly string[], io: Out = {
   const program = buildProgram(io);
   try {
     if (argv.length <= 2) {
-      io.out(program.helpInformation());
+      program.outputHelp();
       return EXIT_OK;
     }
     await program.parseAsync([...argv]);
