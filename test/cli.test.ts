@@ -274,9 +274,9 @@ describe('espf CLI (child process)', function () {
     });
 
     it('other commands on a database that was never migrated: one line saying to run espf migrate', async () => {
-      for (const args of [['matrix'], ['handler', 'enable', 'EventSender'], ['type', 'enable', 'all']]) {
-        assertRefused(await espf(args, { DATABASE_URL: e.url }), /^espf: the espf schema is missing in .*: run espf migrate first$/m);
-      }
+      const runs = await Promise.all([['matrix'], ['handler', 'enable', 'EventSender'], ['type', 'enable', 'all']]
+        .map((args) => espf(args, { DATABASE_URL: e.url })));
+      for (const r of runs) assertRefused(r, /^espf: the espf schema is missing in .*: run espf migrate first$/m);
       const [s] = await e.db.query(sql`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname = 'espf'`);
       assert.equal(s.n, 0);
     });
@@ -400,15 +400,15 @@ describe('espf CLI (child process)', function () {
     it('refuses an unknown handler or an unknown type, and changes nothing', async () => {
       await t.db.query(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES ('EventSender', 'Account/New')`);
       const before = await snapshot(t.db);
-      for (const action of ['sub', 'unsub']) {
-        for (const type of ['Account/New', 'all']) {
-          assertRefused(await espf(['handler', action, 'NoSuchHandler', type], env), /^espf: unknown handler 'NoSuchHandler' \(known: /);
-        }
-        assertRefused(await espf(['handler', action, 'EventSender', 'Account/Nope'], env),
-          /^espf: unknown event type 'Account\/Nope'/);
-        assertRefused(await espf(['handler', action, 'CustomerToAccountsDispatcher', 'Customer/Nope'], env),
-          /^espf: unknown event type 'Customer\/Nope'/);
-      }
+      const cases: [string[], RegExp][] = ['sub', 'unsub'].flatMap((action): [string[], RegExp][] => [
+        [['handler', action, 'NoSuchHandler', 'Account/New'], /^espf: unknown handler 'NoSuchHandler' \(known: /],
+        [['handler', action, 'NoSuchHandler', 'all'], /^espf: unknown handler 'NoSuchHandler' \(known: /],
+        [['handler', action, 'EventSender', 'Account/Nope'], /^espf: unknown event type 'Account\/Nope'/],
+        [['handler', action, 'CustomerToAccountsDispatcher', 'Customer/Nope'], /^espf: unknown event type 'Customer\/Nope'/],
+      ]);
+      // Refusals change nothing, so they can run side by side.
+      const runs = await Promise.all(cases.map(([args]) => espf(args, env)));
+      runs.forEach((r, i) => assertRefused(r, cases[i]![1]));
       assert.deepEqual(await snapshot(t.db), before);
     });
   });
@@ -452,10 +452,12 @@ describe('espf CLI (child process)', function () {
     it('refuses an unknown type, and changes nothing', async () => {
       await t.db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Account/New'`);
       const before = await snapshot(t.db);
-      for (const action of ['enable', 'disable']) {
-        assertRefused(await espf(['type', action, 'Account/Nope'], env), /^espf: unknown event type 'Account\/Nope' \(see: espf matrix\)$/m);
-        assertRefused(await espf(['type', action, 'ALL'], env), /^espf: unknown event type 'ALL'/);
-      }
+      const cases: [string[], RegExp][] = ['enable', 'disable'].flatMap((action): [string[], RegExp][] => [
+        [['type', action, 'Account/Nope'], /^espf: unknown event type 'Account\/Nope' \(see: espf matrix\)$/m],
+        [['type', action, 'ALL'], /^espf: unknown event type 'ALL'/],
+      ]);
+      const runs = await Promise.all(cases.map(([args]) => espf(args, env)));
+      runs.forEach((r, i) => assertRefused(r, cases[i]![1]));
       assert.deepEqual(await snapshot(t.db), before);
     });
   });
