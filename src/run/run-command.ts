@@ -3,6 +3,7 @@ import { connect, ping, redactUrl } from '../db/connect.ts';
 import { EspfError, SQLSTATE, sqlState } from '../errors.ts';
 import { provisioningLog, serviceLogger } from '../log/logger.ts';
 import { Sender } from './sender.ts';
+import { startMaintenance } from '../maintenance/maintenance.ts';
 import { startHttpServer } from './http-server.ts';
 
 export interface RunOptions {
@@ -39,6 +40,7 @@ export async function runService(opts: RunOptions): Promise<void> {
   const sender = new Sender({ db, url, instance: opts.instance, log, plog });
   const server = await startHttpServer({ sender, db, log, port: Number(process.env.ESPF_HTTP_PORT ?? 9187) });
   await sender.start();
+  const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
 
   await new Promise<void>((resolve) => {
     const onSignal = (sig: string) => {
@@ -50,6 +52,7 @@ export async function runService(opts: RunOptions): Promise<void> {
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  await maintenance.stop();
   await sender.stop();
   await server.close();
   await plog.flush();
