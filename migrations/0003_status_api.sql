@@ -19,7 +19,7 @@ BEGIN
   IF NEW.token IS NOT NULL THEN
     IF NEW.token LIKE 'env:%' THEN
       IF substr(NEW.token, 5) !~ '^[A-Za-z_][A-Za-z0-9_]{0,127}$' THEN
-        RAISE EXCEPTION 'espf.status_api.token: %L is not a valid env:NAME (NAME: letters, digits and "_", not starting with a digit)', NEW.token
+        RAISE EXCEPTION '%', format('espf.status_api.token: %L is not a valid env:NAME (NAME: letters, digits and "_", not starting with a digit)', NEW.token)
           USING ERRCODE = '23514', SCHEMA = 'espf', TABLE = 'status_api', COLUMN = 'token';
       END IF;
     ELSIF length(NEW.token) < 16 OR length(NEW.token) > 1024 OR NEW.token !~ '^[\x21-\x7e]+$' THEN

@@ -54,6 +54,8 @@ export class HttpHandler {
     return n;
   }
   get inflight(): number { return this.inFlight; }
+  /** The token bucket of an async handler once it has sent (its `waitedMs` is a metric); rebuilt when the rate changes. */
+  get tokenBucket(): Readonly<Pick<TokenBucket, 'waitedMs'>> | undefined { return this.bucket; }
   get oldestWaitingSince(): Date | null {
     let oldest: Date | null = null;
     for (const q of this.keys.values()) {

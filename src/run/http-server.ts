@@ -1,34 +1,61 @@
 import http from 'node:http';
 import type { Db } from '../db/connect.ts';
+import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { Sender } from './sender.ts';
+import { handleStatusApi } from './status-api.ts';
 
 export interface HttpServerOptions {
   readonly sender: Sender;
   readonly db: Db;
   readonly log: Logger;
   readonly port: number;
+  /** Address to listen on (default ESPF_HTTP_HOST, else 127.0.0.1). */
+  readonly host?: string;
+  /** Served at /metrics when set. */
+  readonly metrics?: Metrics;
 }
 
-/** The HTTP side of espf run on ESPF_HTTP_PORT: /healthz (ready when streaming). */
+/**
+ * The HTTP side of espf run on ESPF_HTTP_PORT: /healthz (ready when streaming),
+ * /metrics (Prometheus text format) and the status API under /espf/v1/.
+ */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'GET' && path === '/healthz') {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
       const ready = opts.sender.isStreaming;
-      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' });
+      res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot }));
       return;
     }
+    if (path === '/metrics' && opts.metrics && (req.method === 'GET' || req.method === 'HEAD')) {
+      const metrics = opts.metrics;
+      metrics.text().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+          res.end(text);
+        },
+        (err: unknown) => {
+          opts.log.error({ err: oneLine(err) }, 'http: /metrics failed');
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end('metrics failed: see the espf run log\n');
+        },
+      );
+      return;
+    }
+    if (handleStatusApi(req, res, path, { db: opts.db, log: opts.log })) return;
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: 'not found' }));
   });
+  const host = opts.host ?? process.env.ESPF_HTTP_HOST ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, '127.0.0.1', () => resolve());
+    server.listen(opts.port, host, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
-  opts.log.info({ port }, `http: /healthz on 127.0.0.1:${port}`);
+  opts.log.info({ host, port }, `http: /healthz, /metrics and the status API on ${host}:${port}`);
   return {
     port,
     close: () => new Promise<void>((resolve) => {

@@ -5,6 +5,7 @@ import { provisioningLog, serviceLogger } from '../log/logger.ts';
 import { Sender } from './sender.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import { startHttpServer } from './http-server.ts';
+import { Metrics } from '../metrics/metrics.ts';
 
 export interface RunOptions {
   readonly instance: string;
@@ -37,8 +38,10 @@ export async function runService(opts: RunOptions): Promise<void> {
     throw err;
   }
   const plog = provisioningLog();
-  const sender = new Sender({ db, url, instance: opts.instance, log, plog });
-  const server = await startHttpServer({ sender, db, log, port: Number(process.env.ESPF_HTTP_PORT ?? 9187) });
+  const metrics = new Metrics({ db });
+  const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics });
+  metrics.bind(sender);
+  const server = await startHttpServer({ sender, db, log, metrics, port: Number(process.env.ESPF_HTTP_PORT ?? 9187) });
   await sender.start();
   const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
 

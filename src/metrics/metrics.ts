@@ -1,0 +1,202 @@
+import { sql } from '@databases/pg';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Db } from '../db/connect.ts';
+import type { Item } from '../delivery/item.ts';
+import type { PostResult } from '../delivery/http-client.ts';
+import type { DeliveryState } from '../delivery/results-writer.ts';
+import type { StreamTransaction } from '../stream/replication.ts';
+import type { Sender, SenderObserver } from '../run/sender.ts';
+
+/** Delivery latency buckets, seconds: from a few milliseconds to an hour of retries. */
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600];
+
+export interface MetricsOptions {
+  /** Queries pg_replication_slots for espf_replication_slot_lag_bytes (omit: no lag series). */
+  readonly db?: Db;
+  /** How long a slot lag reading is reused, ms (default 2000): scrapes never load the database. */
+  readonly slotLagCacheMs?: number;
+  /** Node.js process metrics (espf_process_*, espf_nodejs_*); default true. */
+  readonly processMetrics?: boolean;
+}
+
+/** The kind of a finished POST, for espf_attempts_total{outcome}. */
+export function attemptOutcome(r: PostResult): 'success' | 'http_error' | 'timeout' | 'connection_error' {
+  if (r.ok) return 'success';
+  if (r.status !== null) return 'http_error';
+  if (r.reason.startsWith('timeout')) return 'timeout';
+  return 'connection_error';
+}
+
+/**
+ * The Prometheus metrics of one `espf run` (contract §8: every series espf_…).
+ * Counters move through the SenderObserver hooks; gauges are read from the
+ * sender (bind it) and from pg_replication_slots when scraped.
+ */
+export class Metrics implements SenderObserver {
+  readonly registry = new Registry();
+  private sender?: Sender;
+  private slotLag?: { at: number; bytes: number | null };
+  private readonly bucketWaits = new Map<string, { bucket: object; seenMs: number }>();
+
+  private readonly capturedTotal: Counter<'event_type'>;
+  private readonly dispatchedTotal: Counter<'handler'>;
+  private readonly dispatchSourcesTotal: Counter<'handler'>;
+  private readonly deliveriesTotal: Counter<'handler' | 'event_type' | 'outcome'>;
+  private readonly attemptsTotal: Counter<'handler' | 'outcome'>;
+  private readonly latency: Histogram<'handler'>;
+  private readonly streamingGauge: Gauge;
+  private streamingOn = false;
+
+  constructor(private readonly opts: MetricsOptions = {}) {
+    const registers = [this.registry];
+    this.capturedTotal = new Counter({
+      name: 'espf_events_captured_total', help: 'Events read from the outbox (espf.events) by logical replication, by event type.',
+      labelNames: ['event_type'], registers,
+    });
+    this.dispatchedTotal = new Counter({
+      name: 'espf_events_dispatched_total', help: 'Events a dispatcher produced (inserted into espf.events), by dispatcher.',
+      labelNames: ['handler'], registers,
+    });
+    this.dispatchSourcesTotal = new Counter({
+      name: 'espf_dispatch_source_events_total', help: 'Source events a dispatcher consumed, by dispatcher.',
+      labelNames: ['handler'], registers,
+    });
+    this.deliveriesTotal = new Counter({
+      name: 'espf_deliveries_total',
+      help: 'Delivery outcomes recorded in espf.event_deliveries: delivered (every URL answered 2xx), failed (max_attempts reached), retry (an attempt failed, another follows).',
+      labelNames: ['handler', 'event_type', 'outcome'], registers,
+    });
+    this.attemptsTotal = new Counter({
+      name: 'espf_attempts_total', help: 'POSTs to a URL of an http handler, by outcome: success (2xx), http_error (another status), timeout, connection_error.',
+      labelNames: ['handler', 'outcome'], registers,
+    });
+    this.latency = new Histogram({
+      name: 'espf_delivery_latency_seconds', help: 'From the commit of the source transaction to the 2xx of the last URL, per http handler.',
+      labelNames: ['handler'], buckets: LATENCY_BUCKETS, registers,
+    });
+    this.streamingGauge = new Gauge({
+      name: 'espf_streaming', help: '1 while the instance streams its replication slot, else 0.', registers,
+      collect: () => { this.streamingGauge.set((this.sender?.isStreaming ?? this.streamingOn) ? 1 : 0); },
+    });
+    const self = this;
+    new Gauge({
+      name: 'espf_queue_depth', help: 'Events held in memory per handler: queued, in flight or waiting for a retry (dispatchers: source events not yet dispatched).',
+      labelNames: ['handler'], registers,
+      collect() {
+        this.reset();
+        for (const [name, h] of self.sender?.httpHandlers ?? []) this.set({ handler: name }, h.size);
+        for (const [name, d] of self.sender?.dispatcherRunners ?? []) this.set({ handler: name }, d.size);
+      },
+    });
+    new Gauge({
+      name: 'espf_inflight_requests', help: 'POSTs on the wire per http handler.', labelNames: ['handler'], registers,
+      collect() {
+        this.reset();
+        for (const [name, h] of self.sender?.httpHandlers ?? []) this.set({ handler: name }, h.inflight);
+      },
+    });
+    new Gauge({
+      name: 'espf_oldest_waiting_seconds', help: 'Age (since its commit) of the oldest event waiting at the head of a queue of an http handler; 0 when none waits.',
+      labelNames: ['handler'], registers,
+      collect() {
+        this.reset();
+        const now = Date.now();
+        for (const [name, h] of self.sender?.httpHandlers ?? []) {
+          const t = h.oldestWaitingSince;
+          this.set({ handler: name }, t ? Math.max(0, (now - t.getTime()) / 1000) : 0);
+        }
+      },
+    });
+    const bucketWait = new Counter({
+      name: 'espf_token_bucket_wait_seconds_total', help: 'Time batches of requests of an async http handler waited for tokens of its token bucket.',
+      labelNames: ['handler'], registers,
+      collect: () => { this.collectBucketWaits(bucketWait); },
+    });
+    if (opts.db) {
+      new Gauge({
+        name: 'espf_replication_slot_lag_bytes', help: 'WAL the replication slot of this instance retains: pg_current_wal_lsn() - confirmed_flush_lsn.',
+        labelNames: ['slot'], registers,
+        async collect() {
+          this.reset();
+          const slot = self.sender?.slot;
+          if (!slot) return;
+          const bytes = await self.readSlotLag(slot);
+          if (bytes !== null) this.set({ slot }, bytes);
+        },
+      });
+    }
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'espf_' });
+  }
+
+  /** The sender whose queues, buckets and slot the gauges read. */
+  bind(sender: Sender): this {
+    this.sender = sender;
+    return this;
+  }
+
+  // SenderObserver hooks: arrow functions, since the sender passes them on unbound.
+
+  readonly captured = (tx: StreamTransaction): void => {
+    for (const e of tx.events) this.capturedTotal.inc({ event_type: e.event_type });
+  };
+
+  readonly attempt = (item: Item, result: PostResult & { url: string }): void => {
+    this.attemptsTotal.inc({ handler: item.handler, outcome: attemptOutcome(result) });
+  };
+
+  readonly outcome = (item: Item, state: DeliveryState): void => {
+    if (state === 'PENDING') return; // parked behind an earlier event: not the outcome of an attempt
+    const outcome = state === 'DELIVERED' ? 'delivered' : state === 'FAILED' ? 'failed' : 'retry';
+    this.deliveriesTotal.inc({ handler: item.handler, event_type: item.event.event_type, outcome });
+    if (state === 'DELIVERED' && item.committedAt) {
+      this.latency.observe({ handler: item.handler }, Math.max(0, (Date.now() - item.committedAt.getTime()) / 1000));
+    }
+  };
+
+  readonly dispatched = (handler: string, sources: number, produced: number): void => {
+    this.dispatchSourcesTotal.inc({ handler }, sources);
+    this.dispatchedTotal.inc({ handler }, produced);
+  };
+
+  readonly streaming = (on: boolean): void => {
+    this.streamingOn = on;
+  };
+
+  /** The Prometheus text exposition of every series. */
+  async text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  private collectBucketWaits(counter: Counter<'handler'>): void {
+    for (const [name, h] of this.sender?.httpHandlers ?? []) {
+      const bucket = h.tokenBucket;
+      if (!bucket) continue;
+      const seen = this.bucketWaits.get(name);
+      // A handler rebuilds its bucket when its rate changes: a new bucket counts from zero.
+      const delta = seen && seen.bucket === bucket ? bucket.waitedMs - seen.seenMs : bucket.waitedMs;
+      this.bucketWaits.set(name, { bucket, seenMs: bucket.waitedMs });
+      if (delta > 0) counter.inc({ handler: name }, delta / 1000);
+      else counter.inc({ handler: name }, 0);
+    }
+  }
+
+  private async readSlotLag(slot: string): Promise<number | null> {
+    const now = Date.now();
+    if (this.slotLag && now - this.slotLag.at < (this.opts.slotLagCacheMs ?? 2000)) return this.slotLag.bytes;
+    let bytes: number | null = null;
+    try {
+      const [row] = await this.opts.db!.query(sql`
+        SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag
+          FROM pg_replication_slots WHERE slot_name = ${slot}`);
+      bytes = row?.lag ?? null;
+    } catch {
+      bytes = this.slotLag?.bytes ?? null; // keep the last reading while the database does not answer
+    }
+    this.slotLag = { at: now, bytes };
+    return bytes;
+  }
+}
