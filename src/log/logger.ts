@@ -1,12 +1,72 @@
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import pino from 'pino';
+import { EspfError } from '../errors.ts';
 
 export type Logger = pino.Logger;
 
-/** The service log: JSON lines on stdout (stderr for warnings is not split: one stream, one order). */
-export function serviceLogger(level = process.env.ESPF_LOG_LEVEL ?? 'info'): Logger {
-  return pino({ level, base: { svc: 'espf' }, timestamp: pino.stdTimeFunctions.isoTime });
+/** Fields never written to the service log as they are (credentials of handlers, tokens). */
+export const REDACTED_PATHS = [
+  'password', '*.password', 'token', '*.token', 'authorization', '*.authorization', 'headers.authorization',
+  'basic_auth_key', '*.basic_auth_key', 'custom_auth_credentials', '*.custom_auth_credentials',
+  'signature_auth_key', '*.signature_auth_key', 'smtp_url', '*.smtp_url',
+];
+
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * The service log: JSON lines on stdout (one stream, one order), human-readable
+ * lines when stdout is a terminal. ESPF_LOG_LEVEL (default info) sets the level,
+ * ESPF_LOG_FORMAT (json or pretty) overrides the choice of format.
+ */
+export function serviceLogger(
+  level = process.env.ESPF_LOG_LEVEL ?? 'info',
+  format: LogFormat = logFormat(process.env.ESPF_LOG_FORMAT, Boolean(process.stdout.isTTY)),
+  out: { write(s: string): unknown } = process.stdout,
+): Logger {
+  const levels = [...Object.keys(pino.levels.values), 'silent'];
+  if (!levels.includes(level)) {
+    throw new EspfError('ESPF_USAGE', `ESPF_LOG_LEVEL '${level}': use one of ${levels.join(', ')}`);
+  }
+  const options: pino.LoggerOptions = {
+    level, base: { svc: 'espf' }, timestamp: pino.stdTimeFunctions.isoTime,
+    redact: { paths: REDACTED_PATHS, censor: '***' },
+  };
+  if (format === 'pretty') {
+    const color = out === process.stdout && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+    return pino(options, { write: (line: string) => out.write(prettyLine(line, color)) });
+  }
+  return pino(options, out === process.stdout ? undefined : { write: (line: string) => out.write(line) });
+}
+
+export function logFormat(env: string | undefined, isTty: boolean): LogFormat {
+  if (env === undefined || env === '') return isTty ? 'pretty' : 'json';
+  if (env === 'json' || env === 'pretty') return env;
+  throw new EspfError('ESPF_USAGE', `ESPF_LOG_FORMAT '${env}': use json or pretty`);
+}
+
+const LEVEL_NAMES: Record<number, [string, string]> = {
+  10: ['TRACE', '90'], 20: ['DEBUG', '36'], 30: ['INFO ', '32'], 40: ['WARN ', '33'], 50: ['ERROR', '31'], 60: ['FATAL', '35'],
+};
+
+/** One JSON log line as `12:00:00.123 INFO  message key=value …`. */
+export function prettyLine(line: string, color = false): string {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return line;
+  }
+  const { time, level, msg, svc, pid, hostname, ...rest } = o;
+  void svc; void pid; void hostname;
+  const t = typeof time === 'string' ? time.slice(11, 23) : '';
+  const [name, code] = LEVEL_NAMES[Number(level)] ?? [String(level).padEnd(5), '0'];
+  const lvl = color ? `\x1b[${code}m${name}\x1b[0m` : name;
+  const fields = Object.entries(rest).map(([k, v]) => {
+    const text = typeof v === 'string' ? (/[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v) : JSON.stringify(v);
+    return color ? `\x1b[2m${k}=\x1b[0m${text}` : `${k}=${text}`;
+  });
+  return `${[t, lvl, typeof msg === 'string' ? msg : '', ...fields].filter((x) => x !== '').join(' ')}\n`;
 }
 
 /** A line of provisioning.log: one per delivery attempt. */
