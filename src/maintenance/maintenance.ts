@@ -63,7 +63,7 @@ export async function runMaintenancePass(opts: MaintenanceOptions, stopping: () 
 }
 
 export interface Maintenance {
-  /** Runs a pass now unless one is in progress (then waits for it and returns undefined). */
+  /** Runs a pass now; returns undefined at once when one is in progress (or after stop()). */
   runNow(): Promise<MaintenanceReport | undefined>;
   /** No more passes; waits for the pass in progress (long tasks end between batches). */
   stop(): Promise<void>;
@@ -75,7 +75,7 @@ export function startMaintenance(opts: MaintenanceOptions): Maintenance {
   let stopping = false;
   let current: Promise<MaintenanceReport> | undefined;
   const pass = async (): Promise<MaintenanceReport | undefined> => {
-    if (current) { await current; return undefined; }   // re-entry guard
+    if (current) return undefined;   // re-entry guard: a pass is in progress
     if (stopping) return undefined;
     current = runMaintenancePass(opts, () => stopping);
     try {
