@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { sql } from '@databases/pg';
 import { provisioningLog } from '../src/log/logger.ts';
+import { ROOT } from '../src/paths.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { startHttpServer } from '../src/run/http-server.ts';
 import { Sender } from '../src/run/sender.ts';
@@ -100,6 +101,25 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
     // Counters end in _total; the histogram has its buckets.
     for (const m of text.matchAll(/^# TYPE (\S+) counter$/gm)) assert.match(m[1]!, /_total$/);
     assert.equal(sample(text, 'espf_streaming'), 1);
+  });
+
+  it('docs/grafana-dashboard.json and docs/operations.md use only series that /metrics exposes', async () => {
+    const text = await scrape();
+    const exposed = new Set<string>();
+    for (const [, name, type] of text.matchAll(/^# TYPE (espf_[a-z0-9_]+) (\w+)$/gm)) {
+      exposed.add(name!);
+      if (type === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exposed.add(`${name}${s}`);
+    }
+    const dashboard = readFileSync(path.join(ROOT, 'docs/grafana-dashboard.json'), 'utf8');
+    JSON.parse(dashboard);
+    const used = new Set([...dashboard.matchAll(/\b(espf_[a-z0-9_]+)/g)].map((m) => m[1]!));
+    assert.ok(used.size >= 10, `the dashboard uses ${used.size} series`);
+    for (const name of used) assert.ok(exposed.has(name), `dashboard series ${name} is exposed`);
+    const doc = readFileSync(path.join(ROOT, 'docs/operations.md'), 'utf8');
+    for (const m of doc.matchAll(/^\| `(espf_[a-z0-9_]+)` \|/gm)) {
+      const name = m[1]!;
+      assert.ok([...exposed].some((e) => e === name || e.startsWith(`${name}_`)), `documented series ${name} is exposed`);
+    }
   });
 
   it('counts captured events, delivered deliveries, successful attempts and their latency', async () => {
