@@ -8,7 +8,7 @@ import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually } from './support/receiver.ts';
 
 /** A real pino logger writing JSON lines into an array. */
-export function capturingLogger(): { log: pino.Logger; lines: Record<string, unknown>[]; text: () => string } {
+function capturingLogger(): { log: pino.Logger; lines: Record<string, unknown>[]; text: () => string } {
   const raw: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) { raw.push(...chunk.toString('utf8').split('\n').filter(Boolean)); cb(); },
