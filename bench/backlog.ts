@@ -23,11 +23,12 @@ export interface BacklogParams extends Record<string, unknown> {
 
 export const backlog: Figure<BacklogParams> = {
   name: 'backlog',
+  budgetS: { full: 200, quick: 20 },
   params: (ctx) => ({
-    events: Number(process.env.BENCH_BACKLOG_EVENTS ?? (ctx.quick ? 20_000 : 1_000_000)),
+    events: Number(process.env.BENCH_BACKLOG_EVENTS ?? (ctx.quick ? 10_000 : 1_000_000)),
     rowsPerTransaction: 1000,
     ...NO_RATE_LIMIT,
-    maxDrainSeconds: ctx.quick ? 40 : 150,
+    maxDrainSeconds: ctx.quick ? 12 : 170,
   }),
   async run(ctx: BenchContext, p: BacklogParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.accounts;
@@ -62,7 +63,7 @@ export const backlog: Figure<BacklogParams> = {
       const t0 = Date.now();
       await r.restart();
       const readyAt = Date.now();
-      const d = await waitDelivered(ctx, r, { after, expected: p.events, timeoutMs: allowance(ctx, p.maxDrainSeconds * 1000, 20_000) });
+      const d = await waitDelivered(ctx, r, { after, expected: p.events, timeoutMs: allowance(ctx, p.maxDrainSeconds * 1000, 10_000) });
       const rss = r.espf.peakRssMb();
       const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : Date.now();
       const seconds = (end - t0) / 1000;

@@ -19,11 +19,12 @@ export interface E2eParams extends Record<string, unknown> {
 
 export const e2e: Figure<E2eParams> = {
   name: 'e2e',
+  budgetS: { full: 130, quick: 15 },
   params: (ctx) => ({
-    events: Math.min(ctx.quick ? 10_000 : 100_000, ctx.seed.accounts[1] - ctx.seed.accounts[0] + 1),
+    events: Math.min(ctx.quick ? 5_000 : 100_000, ctx.seed.accounts[1] - ctx.seed.accounts[0] + 1),
     burstRows: 1000,
     ...NO_RATE_LIMIT,
-    timeoutS: ctx.quick ? 45 : 150,
+    timeoutS: ctx.quick ? 12 : 120,
   }),
   async run(ctx: BenchContext, p: E2eParams, run: number): Promise<RunResult> {
     return withEspf(ctx, 'e2e', run, {

@@ -18,10 +18,11 @@ export interface FanoutParams extends Record<string, unknown> {
 
 export const fanout: Figure<FanoutParams> = {
   name: 'fanout',
+  budgetS: { full: 100, quick: 15 },
   params: (ctx) => ({
     accounts: ctx.seed.fanoutAccounts[1] - ctx.seed.fanoutAccounts[0] + 1,
     ...NO_RATE_LIMIT,
-    timeoutS: ctx.quick ? 45 : 120,
+    timeoutS: ctx.quick ? 12 : 60,
   }),
   async run(ctx: BenchContext, p: FanoutParams, run: number): Promise<RunResult> {
     return withEspf(ctx, 'fanout', run, {
@@ -35,15 +36,13 @@ export const fanout: Figure<FanoutParams> = {
       await r.db.query(sql`UPDATE billing.customer SET blocked = true WHERE i_customer = ${ctx.seed.bigCustomer}`);
       const committedAt = Date.now();
       const d = await waitDelivered(ctx, r, { after, expected: p.accounts, eventType: 'Account/Blocked', timeoutMs: allowance(ctx, p.timeoutS * 1000) });
-      const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : NaN;
+      // Not drained in time: report the time waited, a lower bound, marked incomplete.
+      const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : Date.now();
       const [{ n: produced }] = await r.db.query(sql`SELECT count(*)::int AS n FROM espf.events WHERE i_event > ${after} AND event_type = 'Account/Blocked'`) as [{ n: number }];
-      if (!d.complete) {
-        throw new Error(`not every Account/Blocked was delivered within ${p.timeoutS} s: ${d.delivered}/${p.accounts} delivered, ${produced} produced by the dispatcher`);
-      }
       return {
         values: { fanout_s: round((end - t0) / 1000, 3) },
         details: {
-          delivered: d.delivered, dispatched_events: produced,
+          complete: d.complete, delivered: d.delivered, dispatched_events: produced,
           commit_ms: round(committedAt - t0, 1),
           last_2xx_after_s: round((d.receivedAllAt - t0) / 1000, 3),
           last_status_row_after_s: round((d.lastFinishedAt - t0) / 1000, 3),

@@ -24,10 +24,11 @@ export function eventBody(i: number): string {
 
 export const httpCeiling: Figure<HttpCeilingParams> = {
   name: 'http_ceiling',
+  budgetS: { full: 25, quick: 5 },
   params: (ctx) => ({
     connections: Number(process.env.BENCH_HTTP_CONNECTIONS ?? 10),
     seconds: ctx.quick ? 2 : 5,
-    warmupSeconds: ctx.quick ? 0.5 : 1,
+    warmupSeconds: 1,
     bodyBytes: Buffer.byteLength(eventBody(1_000_000)),
   }),
   async run(ctx: BenchContext, p: HttpCeilingParams): Promise<RunResult> {

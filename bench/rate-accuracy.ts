@@ -28,8 +28,9 @@ export function maxInWindow(sorted: ArrayLike<number>, widthMs: number): number 
 
 export const rateAccuracy: Figure<RateParams> = {
   name: 'rate_accuracy',
+  budgetS: { full: 85, quick: 12 },
   params: (ctx) => {
-    const windowSeconds = ctx.quick ? 6 : 20;
+    const windowSeconds = ctx.quick ? 5 : 20;
     return { tokenRate: 50, tokenBurstiness: 10, windowSeconds, events: Math.ceil(50 * windowSeconds * 1.5) + 100 };
   },
   async run(ctx: BenchContext, p: RateParams, run: number): Promise<RunResult> {

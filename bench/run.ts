@@ -7,7 +7,8 @@
  *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes
  *   BENCH_RUNS=n      runs per figure
  *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog)
- *   BENCH_BUDGET_S=s  wall-clock budget: later runs are skipped once it is spent (default 780; quick 100)
+ *   BENCH_BUDGET_SCALE=x  scales every figure's time budget (default 1): once a figure's budget
+ *                     is spent its later runs are skipped and its waits cut short
  *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -28,7 +29,7 @@ import { log, median, round, Unavailable } from './lib/util.ts';
 
 const quick = process.env.BENCH_QUICK === '1';
 const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3)));
-const budgetS = Number(process.env.BENCH_BUDGET_S ?? (quick ? 100 : 780));
+const budgetScale = Number(process.env.BENCH_BUDGET_SCALE ?? 1);
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
 
@@ -42,13 +43,17 @@ async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string,
   const results: RunResult[] = [];
   const errors: string[] = [];
   let skipped = 0;
+  let lastRunMs = 0;
   for (let i = 1; i <= runs; i++) {
-    if (i > 1 && Date.now() > ctx.deadline) { skipped = runs - i + 1; log(`${f.name}: budget spent, ${skipped} run(s) skipped`); break; }
+    // Another run that would end well past the figure's budget is skipped (and recorded as such).
+    if (i > 1 && Date.now() + lastRunMs > ctx.deadline + 5000) { skipped = runs - i + 1; log(`${f.name}: budget spent, ${skipped} run(s) skipped`); break; }
+    const runStart = Date.now();
     log(`${f.name}: run ${i}/${runs}`);
     try {
+      const load = os.loadavg()[0]!;
       const r = await f.run(ctx, params, i);
       log(`${f.name}: run ${i}: ${JSON.stringify(r.values)}`);
-      results.push(r);
+      results.push({ ...r, details: { ...r.details, seconds_run: round((Date.now() - runStart) / 1000, 1), load_avg_1m_at_start: round(load, 2) } });
     } catch (err) {
       if (err instanceof Unavailable) {
         log(`${f.name}: unavailable: ${err.message}`);
@@ -58,6 +63,7 @@ async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string,
       log(`${f.name}: run ${i} failed: ${msg}`);
       errors.push(msg);
     }
+    lastRunMs = Date.now() - runStart;
   }
   if (results.length === 0) return { status: 'error', reason: errors.join('; ') || 'no run completed', runs: results, errors };
   const values: Record<string, number> = {};
@@ -74,14 +80,18 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
     const o = out[fig];
     return o?.status === 'ok' ? o.values[key] : undefined;
   };
+  const incomplete = (fig: string) => {
+    const o = out[fig];
+    return o?.status === 'ok' && o.runs.some((r) => r.details?.complete === false) ? ' (incomplete)' : '';
+  };
   const na = (fig: string) => {
     const o = out[fig];
     if (!o) return 'not run';
     return o.status === 'ok' ? '' : `${o.status}`;
   };
   const add = (figure: string, fig: string, measured: number | undefined, unit: string, goal: string, met: boolean | undefined) => {
-    rows.push({ figure, measured: measured === undefined ? na(fig) : `${measured}${unit}`, goal, met: measured === undefined || met === undefined ? '-' : met ? 'yes' : 'NO' });
-    goals.push({ figure, measured: measured ?? null, goal, met: measured === undefined ? null : met ?? null });
+    rows.push({ figure, measured: measured === undefined ? na(fig) : `${measured}${unit}${incomplete(fig)}`, goal, met: measured === undefined || met === undefined ? '-' : met ? 'yes' : 'NO' });
+    goals.push({ figure, measured: measured ?? null, goal, met: measured === undefined ? null : met ?? null, ...(incomplete(fig) ? { incomplete: true } : {}) });
   };
   const ceiling = v('http_ceiling', 'http_ceiling_rps');
   add('http_ceiling_rps', 'http_ceiling', ceiling, ' req/s', '(the ceiling)', undefined);
@@ -137,6 +147,7 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const loadAtStart = os.loadavg();
   const sizes = quick ? { fanoutAccounts: 5_000, accounts: 10_000 } : { fanoutAccounts: 100_000, accounts: 100_000 };
   let server: Server | undefined;
   let receiver: Receiver | undefined;
@@ -167,16 +178,19 @@ async function main(): Promise<void> {
     const facts = await serverFacts(withDatabase(server.adminUrl, template));
     const ctx: BenchContext = {
       quick, server, seed, receiver,
-      deadline: started + budgetS * 1000,
+      deadline: Number.POSITIVE_INFINITY,
       name: (figure, run) => `bench_${figure}_${run}_${process.pid}`,
     };
     const outcomes: Record<string, FigureOutcome> = {};
-    const parameters: Record<string, unknown> = { runs, quick, budget_s: budgetS, seed: sizes };
+    const parameters: Record<string, unknown> = { runs, quick, budget_scale: budgetScale, seed: sizes };
     for (const f of FIGURES) {
       if (only && !only.has(f.name)) continue;
       const params = f.params(ctx);
-      parameters[f.name] = params;
-      outcomes[f.name] = await measure(ctx, f, params);
+      const budget = (quick ? f.budgetS.quick : f.budgetS.full) * budgetScale;
+      parameters[f.name] = { ...params, budget_s: budget };
+      const t = Date.now();
+      outcomes[f.name] = await measure({ ...ctx, deadline: t + budget * 1000 }, f, params);
+      log(`${f.name}: ${round((Date.now() - t) / 1000, 1)} s`);
     }
     const { rows, goals } = goalRows(outcomes);
     const cpus = os.cpus();
@@ -192,6 +206,8 @@ async function main(): Promise<void> {
         postgresql: facts.server_version ?? server.cluster?.version ?? 'unknown',
         postgresql_server: server.kind,
         postgresql_settings: facts,
+        // Other work on the machine skews every figure: the 1-minute load average before and after.
+        load_avg_1m: { start: round(loadAtStart[0]!, 2), end: round(os.loadavg()[0]!, 2) },
       },
       parameters,
       figures: figuresJson(outcomes),

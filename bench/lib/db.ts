@@ -90,10 +90,9 @@ export async function createTemplate(adminUrl: string, name: string, sizes: Seed
     const fan = await range('f%');
     const acc = await range('a%');
     if (fan[1] - fan[0] + 1 !== sizes.fanoutAccounts || acc[1] - acc[0] + 1 !== sizes.accounts) throw new Error('template: account ids are not contiguous');
-    await db.query(sql`VACUUM ANALYZE billing.account`).catch(async () => {
-      // VACUUM cannot run inside the pool's implicit transaction on some drivers: ANALYZE is enough.
-      await db.query(sql`ANALYZE billing.account`);
-    });
+    // Settle before measuring: no autovacuum or checkpoint of the seed during the first figures.
+    await db.query(sql`VACUUM (FREEZE, ANALYZE) billing.account, billing.customer, billing.product`);
+    await db.query(sql`CHECKPOINT`);
     const [pr] = await db.query(sql`SELECT min(i_product)::bigint AS lo, max(i_product)::bigint AS hi FROM billing.product`) as [{ lo: number; hi: number }];
     return { template: name, bigCustomer: Number(big.i_customer), fanoutAccounts: fan, accounts: acc, products: [Number(pr.lo), Number(pr.hi)] as const };
   }, 1);

@@ -105,6 +105,6 @@ export async function waitDelivered(ctx: BenchContext, r: EspfRun, o: { after: n
 }
 
 /** Time allowed for one wait: `wantMs`, but not (much) past the bench deadline. */
-export function allowance(ctx: BenchContext, wantMs: number, minMs = 30_000): number {
+export function allowance(ctx: BenchContext, wantMs: number, minMs = 10_000): number {
   return Math.max(minMs, Math.min(wantMs, ctx.deadline - Date.now()));
 }

@@ -7,7 +7,7 @@ export interface BenchContext {
   readonly server: Server;
   readonly seed: Seed;
   readonly receiver: Receiver;
-  /** Epoch ms after which figures should cut their runs short (keeps `make bench` under its limit). */
+  /** Epoch ms at which this figure's budget is spent: waits are cut short (keeps `make bench` under its limit). */
   readonly deadline: number;
   /** A unique database/instance name for one run of one figure. */
   name(figure: string, run: number): string;
@@ -21,6 +21,8 @@ export interface RunResult {
 
 export interface Figure<P extends Record<string, unknown> = Record<string, unknown>> {
   readonly name: string;
+  /** Seconds this figure may take in all (full, quick); later runs are skipped and waits shortened to keep to it. */
+  readonly budgetS: { readonly full: number; readonly quick: number };
   params(ctx: BenchContext): P;
   run(ctx: BenchContext, params: P, run: number): Promise<RunResult>;
 }
