@@ -5,6 +5,7 @@ import { sql } from '@databases/pg';
 import { connect, type Db } from '../src/db/connect.ts';
 import { runMaintenancePass, startMaintenance, type MaintenanceReport } from '../src/maintenance/maintenance.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { EspfProcess } from './support/child.ts';
 import { eventually } from './support/receiver.ts';
 
 /** A real pino logger writing JSON lines into an array. */
@@ -280,6 +281,30 @@ describe('maintenance', function () {
       await assert.rejects(t.db.query(sql`UPDATE espf.maintenance SET pass_interval = '0'`), /espf\.maintenance\.pass_interval: must be > 0/);
       await assert.rejects(t.db.query(sql`UPDATE espf.maintenance SET slot_lag_warn_bytes = 0`), /espf\.maintenance\.slot_lag_warn_bytes: must be >= 1/);
       await assert.rejects(t.db.query(sql`INSERT INTO espf.maintenance (id) VALUES (false)`), /maintenance_one_row/);
+    });
+  });
+
+  describe('espf run', () => {
+    it('runs maintenance passes and stops cleanly on SIGTERM', async function () {
+      this.timeout(90_000);
+      await t.db.query(sql`UPDATE espf.maintenance_runs SET last_run_at = '-infinity', last_instance = NULL, last_result = NULL`);
+      const p = new EspfProcess(t.url, 'main');
+      try {
+        await p.streaming();
+        // The first cron tick is within 15 s.
+        const runs = await eventually(async () => {
+          const rows = await t.db.query(sql`SELECT task, last_instance, last_result FROM espf.maintenance_runs WHERE task <> 'digest' AND last_result IS NOT NULL`);
+          return rows.length === 3 && rows;
+        }, 40_000, 'espf run to run purge, reclaim and slot_lag');
+        for (const r of runs) assert.equal(r.last_instance, 'main');
+        const lag = runs.find((r: { task: string }) => r.task === 'slot_lag');
+        assert.ok(lag.last_result.slots.some((s: { slot_name: string }) => s.slot_name === 'espf_main'), 'its own slot is measured');
+      } finally {
+        await p.stop();
+      }
+      assert.equal(p.exitCode, 0, p.output);
+      assert.match(p.output, /maintenance scheduled/);
+      assert.doesNotMatch(p.output, /maintenance task .* failed/);
     });
   });
 
