@@ -226,22 +226,28 @@ describe('failure e-mails', function () {
   });
 
   it('reports a target failing for longer than unreachable_after', async () => {
-    await t.db.query(sql`UPDATE espf.http_handlers SET max_attempts = 100000 WHERE handler = 'EventSender'`);
+    // A second http handler that retries for ever, on the same failing receiver.
+    await t.db.tx(async (tx) => {
+      await tx.query(sql`INSERT INTO espf.handlers (name, kind) VALUES ('Hss2', 'http')`);
+      await tx.query(sql`INSERT INTO espf.http_handlers (handler, url, max_attempts, retry_delay, retry_max_delay) VALUES ('Hss2', ${[rx.url]}::text[], 100000, 0.05, 0.2)`);
+      await tx.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'Hss2'`);
+      await tx.query(sql`INSERT INTO espf.subscriptions VALUES ('Hss2', 'Account/New')`);
+    });
+    await eventually(async () => run!.sender.httpHandlers.has('Hss2'), 10_000, 'the sender to serve Hss2');
     await t.db.query(sql`UPDATE espf.notifications SET unreachable_after = '1 second'`);
-    const acct = await newAccount('+15550103');
+    await newAccount('+15550103');
     await eventually(async () => {
-      const [u] = await t.db.query(sql`SELECT * FROM espf.unreachable_targets('1 second')`);
+      const [u] = await t.db.query(sql`SELECT * FROM espf.unreachable_targets('1 second') WHERE handler = 'Hss2'`);
       return u;
-    }, 15_000, 'EventSender retrying for more than a second');
+    }, 15_000, 'Hss2 retrying for more than a second');
     await digestDue(t.db);
     const r = await runDigest({ db: t.db, log: quiet, instance: 'main' });
     assert.equal(r.sent, true);
     assert.equal(r.unreachable, 1);
     const mail = smtp.mails.at(-1)!;
     assert.match(mail.headers.subject!, /1 target unreachable/);
-    assert.match(mail.body, new RegExp(`handler EventSender \\(instance main\\)\\s+${rx.url.replace(/[/.]/g, '\\$&')}`));
+    assert.match(mail.body, new RegExp(`handler Hss2 \\(instance main\\)\\s+${rx.url.replace(/[/.]/g, '\\$&')}`));
     assert.match(mail.body, /1 delivery retrying since .*; last HTTP 500/);
-    void acct;
   });
 
   it('includes replication slots lagging past slot_lag_warn_bytes', async () => {
