@@ -23,12 +23,12 @@ export interface BacklogParams extends Record<string, unknown> {
 
 export const backlog: Figure<BacklogParams> = {
   name: 'backlog',
-  budgetS: { full: 200, quick: 20 },
+  budgetS: { full: 260, quick: 20 },
   params: (ctx) => ({
     events: Number(process.env.BENCH_BACKLOG_EVENTS ?? (ctx.quick ? 10_000 : 1_000_000)),
     rowsPerTransaction: 1000,
     ...NO_RATE_LIMIT,
-    maxDrainSeconds: ctx.quick ? 12 : 170,
+    maxDrainSeconds: ctx.quick ? 12 : 230,
   }),
   async run(ctx: BenchContext, p: BacklogParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.accounts;

@@ -11,6 +11,7 @@
  *                     is spent its later runs are skipped and its waits cut short
  *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
  */
+import { spawnSync } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,7 +24,7 @@ import { rateAccuracy } from './rate-accuracy.ts';
 import { backlog } from './backlog.ts';
 import { createTemplate, dropDatabase, serverFacts, startServer, withDatabase, type Server } from './lib/db.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
-import { BENCH_DIR } from './lib/paths.ts';
+import { BENCH_DIR, ROOT } from './lib/paths.ts';
 import { Receiver } from './lib/receiver-client.ts';
 import { log, median, round, Unavailable } from './lib/util.ts';
 
@@ -46,7 +47,7 @@ async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string,
   let lastRunMs = 0;
   for (let i = 1; i <= runs; i++) {
     // Another run that would end well past the figure's budget is skipped (and recorded as such).
-    if (i > 1 && Date.now() + lastRunMs > ctx.deadline + 5000) { skipped = runs - i + 1; log(`${f.name}: budget spent, ${skipped} run(s) skipped`); break; }
+    if (i > 1 && Date.now() + lastRunMs * 1.2 > ctx.deadline) { skipped = runs - i + 1; log(`${f.name}: budget spent, ${skipped} run(s) skipped`); break; }
     const runStart = Date.now();
     log(`${f.name}: run ${i}/${runs}`);
     try {
@@ -66,8 +67,12 @@ async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string,
     lastRunMs = Date.now() - runStart;
   }
   if (results.length === 0) return { status: 'error', reason: errors.join('; ') || 'no run completed', runs: results, errors };
+  // A run cut short (complete: false) gives a bound, not a measurement: the median is
+  // taken over the complete runs when there is one.
+  const complete = results.filter((r) => r.details?.complete !== false);
+  const basis = complete.length > 0 ? complete : results;
   const values: Record<string, number> = {};
-  for (const key of Object.keys(results[0]!.values)) values[key] = round(median(results.map((r) => r.values[key]!).filter((x) => Number.isFinite(x))), 3);
+  for (const key of Object.keys(basis[0]!.values)) values[key] = round(median(basis.map((r) => r.values[key]!).filter((x) => Number.isFinite(x))), 3);
   return { status: 'ok', values, runs: results, errors, skippedRuns: skipped };
 }
 
@@ -82,7 +87,7 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   };
   const incomplete = (fig: string) => {
     const o = out[fig];
-    return o?.status === 'ok' && o.runs.some((r) => r.details?.complete === false) ? ' (incomplete)' : '';
+    return o?.status === 'ok' && o.runs.length > 0 && o.runs.every((r) => r.details?.complete === false) ? ' (incomplete)' : '';
   };
   const na = (fig: string) => {
     const o = out[fig];
@@ -145,6 +150,17 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   return fig;
 }
 
+/** The code measured: commit, and the files of the product that differ from it (espf run runs the working tree). */
+function codeVersion(): Record<string, unknown> {
+  const git = (...args: string[]) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
+  const head = git('rev-parse', 'HEAD');
+  const dirty = git('status', '--porcelain', '--', 'src', 'sql', 'migrations', 'bin', 'package.json');
+  return {
+    commit: head.status === 0 ? head.stdout.trim() : null,
+    uncommitted_changes: dirty.status === 0 ? dirty.stdout.split('\n').filter(Boolean).map((l) => l.trim()) : null,
+  };
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   const loadAtStart = os.loadavg();
@@ -197,6 +213,7 @@ async function main(): Promise<void> {
     const result = {
       generated_at: new Date().toISOString(),
       duration_s: round((Date.now() - started) / 1000, 1),
+      code: codeVersion(),
       machine: {
         cores: cpus.length,
         cpu_model: cpus[0]?.model ?? 'unknown',

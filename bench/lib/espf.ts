@@ -48,7 +48,9 @@ export class EspfProcess {
   static async start(databaseUrl: string, instance: string, timeoutMs = 30_000): Promise<EspfProcess> {
     const logDir = await mkdtemp(path.join(os.tmpdir(), 'espf-bench-log-'));
     const httpPort = await freePort();
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), 'run', '--instance', instance], {
+    // BENCH_ESPF_BIN: another espf entry point (e.g. a build to compare against).
+    const bin = process.env.BENCH_ESPF_BIN ?? path.join(ROOT, 'bin', 'espf.js');
+    const child = spawn(process.execPath, [bin, 'run', '--instance', instance], {
       cwd: ROOT,
       env: { ...process.env, DATABASE_URL: databaseUrl, ESPF_LOG_DIR: logDir, ESPF_HTTP_PORT: String(httpPort) },
       stdio: ['ignore', 'pipe', 'pipe'],
