@@ -217,3 +217,15 @@ RETURNS void LANGUAGE sql AS $$
   ON CONFLICT DO NOTHING;
   UPDATE espf.maintenance_runs SET last_notified_at = now() WHERE task = 'digest';
 $$;
+
+-- The one row of espf.notifications and of espf.maintenance is updated, never deleted.
+CREATE OR REPLACE FUNCTION espf.keep_settings_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM espf.refuse(format('espf.%s.id', TG_TABLE_NAME), format('the settings row of espf.%s cannot be deleted; UPDATE it instead', TG_TABLE_NAME));
+  RETURN OLD;
+END
+$$;
+CREATE OR REPLACE TRIGGER keep_settings_row BEFORE DELETE ON espf.notifications
+  FOR EACH ROW EXECUTE FUNCTION espf.keep_settings_row();
+CREATE OR REPLACE TRIGGER keep_settings_row BEFORE DELETE ON espf.maintenance
+  FOR EACH ROW EXECUTE FUNCTION espf.keep_settings_row();

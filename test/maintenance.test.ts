@@ -281,6 +281,8 @@ describe('maintenance', function () {
       await assert.rejects(t.db.query(sql`UPDATE espf.maintenance SET pass_interval = '0'`), /espf\.maintenance\.pass_interval: must be > 0/);
       await assert.rejects(t.db.query(sql`UPDATE espf.maintenance SET slot_lag_warn_bytes = 0`), /espf\.maintenance\.slot_lag_warn_bytes: must be >= 1/);
       await assert.rejects(t.db.query(sql`INSERT INTO espf.maintenance (id) VALUES (false)`), /maintenance_one_row/);
+      await assert.rejects(t.db.query(sql`DELETE FROM espf.maintenance`), /espf\.maintenance\.id: the settings row of espf\.maintenance cannot be deleted; UPDATE it instead/);
+      await assert.rejects(t.db.query(sql`DELETE FROM espf.notifications`), /espf\.notifications\.id: the settings row/);
     });
   });
 
