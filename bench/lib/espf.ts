@@ -59,7 +59,11 @@ export class EspfProcess {
     let ready = false;
     const onData = (chunk: Buffer) => {
       const text = chunk.toString('utf8');
-      for (const line of text.split('\n')) if (line.trim()) p.tail.push(line.trim());
+      for (const line of text.split('\n')) {
+        if (!line.trim()) continue;
+        p.tail.push(line.trim());
+        if (!p.firstError && /error|fatal|cannot|refused/i.test(line)) p.firstError = line.trim().slice(0, 300);
+      }
       if (p.tail.length > 40) p.tail.splice(0, p.tail.length - 40);
       return text;
     };
@@ -83,8 +87,11 @@ export class EspfProcess {
     return p;
   }
 
+  private firstError?: string;
+
   lastOutput(): string {
-    const s = this.tail.slice(-6).join(' | ');
+    const err = this.firstError ? `${this.firstError} … ` : '';
+    const s = err + this.tail.slice(-4).join(' | ');
     return s.length > 600 ? s.slice(-600) : s || '(no output)';
   }
 
