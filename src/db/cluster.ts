@@ -156,5 +156,6 @@ function shellQuote(s: string): string {
 
 /** Restarts a running cluster (fault injection in tests, and the CLI's own recovery). */
 export async function restartCluster(c: Cluster, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
-  await pgExec(c.binDir, 'pg_ctl', ['-D', path.join(c.dir, 'data'), '-m', mode, '-w', 'restart']);
+  // -l: the restarted server must not inherit our stdout (execFile would wait for it to close).
+  await pgExec(c.binDir, 'pg_ctl', ['-D', path.join(c.dir, 'data'), '-l', path.join(c.dir, 'server.log'), '-m', mode, '-w', '-t', '60', 'restart']);
 }

@@ -25,6 +25,7 @@ export class DispatcherRunner {
     private readonly log: Logger,
     private readonly settled: (item: Item) => void,
     private readonly observe?: (handler: string, sources: number, produced: number) => void,
+    private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
   get size(): number { return this.queue.length; }
@@ -51,6 +52,7 @@ export class DispatcherRunner {
       this.retryMs = 100;
       for (const item of batch) this.settled(item);
     } catch (err) {
+      this.onError(err);
       this.log.warn({ err: oneLine(err), handler: this.name, retryInMs: this.retryMs }, 'dispatch failed; will retry');
       await new Promise((r) => setTimeout(r, this.retryMs));
       this.retryMs = Math.min(5000, this.retryMs * 2);

@@ -35,7 +35,12 @@ export class ResultsWriter {
   batches = 0;
   rows = 0;
 
-  constructor(private readonly db: Db, private readonly instance: string, private readonly log: Logger) {}
+  constructor(
+    private readonly db: Db,
+    private readonly instance: string,
+    private readonly log: Logger,
+    private readonly onError: (err: unknown) => void = () => undefined,
+  ) {}
 
   get queued(): number { return this.queue.size; }
 
@@ -89,6 +94,7 @@ export class ResultsWriter {
       this.retryMs = 100;
       for (const b of batch.values()) for (const d of b.done) d();
     } catch (err) {
+      this.onError(err);
       this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.retryMs }, 'recording outcomes failed; will retry');
       // Put the batch back under anything newer that arrived meanwhile.
       for (const [k, b] of batch) {

@@ -1,7 +1,7 @@
 import { sql } from '@databases/pg';
 import { loadConfig, type ConfigSnapshot, type HandlerConfig } from '../config/snapshot.ts';
 import type { Db } from '../db/connect.ts';
-import { oneLine } from '../errors.ts';
+import { isConnectionError, oneLine } from '../errors.ts';
 import type { Logger, ProvisioningLog } from '../log/logger.ts';
 import { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
 import { HttpHandler } from '../delivery/http-handler.ts';
@@ -54,13 +54,14 @@ export class Sender {
   private replayHorizon = 0n;
   private timers: NodeJS.Timeout[] = [];
   private streaming = false;
+  private lastReconnect = 0;
   private stopped = false;
   readonly slot: string;
   delivered = 0;
 
   constructor(private readonly opts: SenderOptions) {
     this.slot = `espf_${opts.instance}`;
-    this.writer = new ResultsWriter(opts.db, opts.instance, opts.log);
+    this.writer = new ResultsWriter(opts.db, opts.instance, opts.log, (err) => this.onDbError(err));
     this.tracker = new AckTracker(0n, (lsn) => this.stream.acknowledge(lsn));
     this.stream = new ReplicationStream({
       url: opts.url, slot: this.slot, db: opts.db, log: opts.log,
@@ -72,6 +73,7 @@ export class Sender {
           opts.observe?.streaming?.(true);
           opts.log.info({ instance: opts.instance, slot: this.slot }, `espf run: instance ${opts.instance} streaming slot ${this.slot}`);
         },
+        isIdle: () => this.tracker.unsettled === 0,
         onDisconnected: () => {
           if (this.streaming) opts.observe?.streaming?.(false);
           this.streaming = false;
@@ -109,13 +111,14 @@ export class Sender {
       this.syncHandlers();
       for (const h of this.http.values()) h.reconfigure();
     } catch (err) {
+      this.onDbError(err);
       this.opts.log.warn({ err: oneLine(err) }, 'reading configuration failed; keeping the last one');
     }
   }
 
   private async heartbeat(): Promise<void> {
     // A message through the slot: when nothing is in flight it lets the slot advance.
-    await this.opts.db.query(sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, ${this.opts.instance})`).catch(() => undefined);
+    await this.opts.db.query(sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, ${this.opts.instance})`).catch((err) => this.onDbError(err));
   }
 
   private syncHandlers(): void {
@@ -129,9 +132,20 @@ export class Sender {
           outcome: this.opts.observe?.outcome,
         }));
       } else if (h.kind === 'dispatcher' && !this.dispatchers.has(h.name)) {
-        this.dispatchers.set(h.name, new DispatcherRunner(h.name, this.opts.db, this.opts.instance, this.opts.log, (item) => this.settle(item), this.opts.observe?.dispatched));
+        this.dispatchers.set(h.name, new DispatcherRunner(h.name, this.opts.db, this.opts.instance, this.opts.log, (item) => this.settle(item), this.opts.observe?.dispatched, (err) => this.onDbError(err)));
       }
     }
+  }
+
+  /**
+   * The database went away (restart, failover): drop the replication
+   * connection too, or the server's shutdown waits for it; we reconnect and
+   * resume from the last durable position.
+   */
+  private onDbError(err: unknown): void {
+    if (!isConnectionError(err) || Date.now() - this.lastReconnect < 2000) return;
+    this.lastReconnect = Date.now();
+    this.stream.reconnect();
   }
 
   private settle(item: Item): void {

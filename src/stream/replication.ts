@@ -30,6 +30,8 @@ export interface StreamHandlers {
   onHeartbeat(lsn: bigint): void;
   onStreaming(): void;
   onDisconnected(err: unknown): void;
+  /** True when every transaction handed out so far is settled (nothing holds the slot). */
+  isIdle(): boolean;
 }
 
 export interface ReplicationOptions {
@@ -130,7 +132,15 @@ export class ReplicationStream {
         // Report where we stand at once, so the server knows we are alive.
         void service.acknowledge(this.ackPosition());
       });
-      service.on('heartbeat', (_lsn: string, _ts: number, shouldRespond: boolean) => {
+      service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
+        // A keepalive carries the position the server has sent up to. When every
+        // message received before it is processed and settled, that position is
+        // durable too: acknowledging it lets an idle slot advance and lets a
+        // server shutdown (which waits for the flush position) proceed.
+        if (this.current === undefined && queueEmpty(service) && this.opts.handlers.isIdle()) {
+          const pos = parseLsn(lsn);
+          if (pos > this.durable) this.durable = pos;
+        }
         if (shouldRespond) void service.acknowledge(this.ackPosition());
       });
       service.on('data', (lsn: string, msg: PgMessage) => this.onMessage(lsn, msg));
@@ -184,6 +194,18 @@ export class ReplicationStream {
     void this.service?.acknowledge(this.ackPosition());
   }
 
+  /**
+   * Drops the replication connection and reconnects (from the last
+   * acknowledged position). Used when the database says it is going away: the
+   * server's shutdown waits for its WAL senders.
+   */
+  reconnect(): void {
+    const s = this.service;
+    if (!s) return;
+    this.opts.log.info('closing the replication connection; will reconnect');
+    s.emit('error', Object.assign(new Error('reconnect requested: the database connection was lost'), { code: 'ESPF_RECONNECT' }));
+  }
+
   /** Stops streaming; resolves when the connection is closed. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -193,6 +215,12 @@ export class ReplicationStream {
     await this.service?.destroy().catch(() => undefined);
     await this.loop;
   }
+}
+
+/** The library queues messages under flow control; a keepalive may overtake them. */
+function queueEmpty(service: LogicalReplicationService): boolean {
+  const internal = service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
+  return (internal._messageQueue?.length ?? 0) === 0 && !internal._processing;
 }
 
 type PgMessage =

@@ -14,7 +14,10 @@ export type Responder = (req: Received) => { status: number; delayMs?: number; h
 
 /** A real HTTP server on 127.0.0.1 that records what it receives. */
 export class TestReceiver {
+  /** Requests answered with a 2xx, in the order they were answered. */
   readonly received: Received[] = [];
+  /** Every request whose body arrived, answered or not. */
+  readonly arrived: Received[] = [];
   private server?: http.Server;
   private waiters: { pred: () => boolean; resolve: () => void }[] = [];
   respond: Responder = () => ({ status: 200 });
@@ -33,12 +36,13 @@ export class TestReceiver {
         let json: Received['json'];
         try { json = JSON.parse(body); } catch { json = { event_type: '?', variables: { i_event: -1 } }; }
         const r: Received = { method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, json, at: Date.now() };
+        this.arrived.push(r);
         const answer = this.respond(r);
         const done = () => { this.inFlight--; };
         if (answer === 'hang') { res.on('close', done); return; }
         if (answer === 'destroy') { done(); req.socket.destroy(); return; }
         const send = () => {
-          this.received.push(r);
+          if (answer.status >= 200 && answer.status < 300) this.received.push(r);
           res.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
           res.end(answer.body ?? '{}');
           done();
@@ -54,11 +58,6 @@ export class TestReceiver {
   }
 
   get url(): string { return `http://127.0.0.1:${this.port}/events`; }
-
-  /** Events answered with a 2xx, in arrival order. */
-  get accepted(): Received[] {
-    return this.received;
-  }
 
   private check(): void {
     this.waiters = this.waiters.filter((w) => { if (w.pred()) { w.resolve(); return false; } return true; });

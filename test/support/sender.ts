@@ -29,7 +29,8 @@ export async function startSender(db: Db, url: string, instance = 'main'): Promi
 export async function configureEventSender(db: Db, url: string | string[], types: string[], settings: Record<string, string | number | boolean> = {}): Promise<void> {
   const urls = Array.isArray(url) ? url : [url];
   await db.tx(async (tx) => {
-    await tx.query(sql`UPDATE espf.http_handlers SET url = ${urls}::text[], retry_delay = 0.05, retry_max_delay = 0.2 WHERE handler = 'EventSender'`);
+    await tx.query(sql`UPDATE espf.http_handlers SET url = ${urls}::text[], retry_delay = 0.05, retry_max_delay = 0.2,
+                                 token_rate = 1000000, token_burstiness = 1000000 WHERE handler = 'EventSender'`);
     for (const [k, v] of Object.entries(settings)) {
       await tx.query(sql`UPDATE espf.http_handlers SET ${sql.ident(k)} = ${v} WHERE handler = 'EventSender'`);
     }
