@@ -65,6 +65,12 @@ export class HttpHandler {
     return oldest;
   }
 
+  /** True if this event is queued, in flight or waiting for a retry here. */
+  holds(iEvent: number): boolean {
+    for (const q of this.keys.values()) if (q.some((i) => i.event.i_event === iEvent)) return true;
+    return false;
+  }
+
   enqueue(item: Item): void {
     const q = this.keys.get(item.orderKey);
     if (!q) {

@@ -110,10 +110,23 @@ export class Sender {
       this.config = await loadConfig(this.opts.db, this.opts.instance);
       this.syncHandlers();
       for (const h of this.http.values()) h.reconfigure();
+      await this.takeRequeued();
     } catch (err) {
       this.onDbError(err);
       this.opts.log.warn({ err: oneLine(err) }, 'reading configuration failed; keeping the last one');
     }
+  }
+
+  /** Deliveries put back in the queue (espf resend, reclaim) while we run. */
+  private async takeRequeued(): Promise<void> {
+    const mine = [...this.config.handlers.values()].filter((h) => h.kind === 'http').map((h) => h.name);
+    if (mine.length === 0) return;
+    const rows: WaitingRow[] = await this.opts.db.query(sql`SELECT * FROM espf.take_requeued(${mine})`);
+    for (const r of rows) {
+      const h = this.http.get(r.handler);
+      if (h && !h.holds(r.i_event)) h.enqueue(itemFromRow(r));
+    }
+    if (rows.length) this.opts.log.info({ requeued: rows.length }, 'took requeued deliveries');
   }
 
   private async heartbeat(): Promise<void> {
