@@ -1,0 +1,155 @@
+import { sql } from '@databases/pg';
+import type { Command } from 'commander';
+import { connect, ping, redactUrl, type Db } from '../db/connect.ts';
+import { resolveDatabaseUrl } from '../db/database-url.ts';
+import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
+
+type Out = { out: (s: string) => void; err: (s: string) => void };
+
+/** The selectors of `espf resend` (at least one is set). */
+export interface ResendSelection {
+  readonly events: readonly number[] | null;
+  readonly account: number | null;
+  readonly handler: string | null;
+  readonly status: 'DELIVERED' | 'FAILED' | null;
+  readonly since: string | null;        // as given: a time or an interval back from now
+}
+
+export interface ResendOptions {
+  readonly batch: number;               // rows per transaction
+  readonly dryRun: boolean;
+  /** Called after each batch with the rows re-queued so far and the total selected. */
+  readonly progress?: (done: number, total: number) => void;
+}
+
+export interface ResendResult {
+  readonly selected: number;            // finished deliveries matching the selectors when it started
+  readonly requeued: number;            // 0 on a dry run
+}
+
+/**
+ * Re-queues the finished deliveries a selection names, in batches of
+ * `opts.batch` rows (one transaction each, espf.resend of sql/700_resend.sql).
+ * Only deliveries finished before it started are taken, so one that is
+ * delivered again meanwhile is not re-queued twice.
+ */
+export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions): Promise<ResendResult> {
+  const [t] = await db.query(sql`SELECT now() AS started, espf.resend_since(${sel.since}) AS since`);
+  if (sel.since !== null && t.since === null) {
+    throw new EspfError('ESPF_USAGE', `--since '${sel.since}': use a time (2026-11-25, '2026-11-25 21:00+01', yesterday) or an interval back from now ('24 hours', '2 days')`);
+  }
+  if (sel.handler !== null) {
+    const [h] = await db.query(sql`SELECT 1 FROM espf.handlers WHERE name = ${sel.handler}`);
+    if (!h) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler '${sel.handler}' (not a row of espf.handlers; see: espf matrix)`);
+  }
+  const call = (maxRows: number, dryRun: boolean) => sql`
+    SELECT espf.resend(i_events => ${sel.events}::bigint[], i_account => ${sel.account}::bigint,
+                       handler => ${sel.handler}::text, status => ${sel.status}::text,
+                       since => ${t.since}::timestamptz, until => ${t.started}::timestamptz,
+                       max_rows => ${maxRows}::int, dry_run => ${dryRun}) AS n`;
+  const [count] = await db.query(call(1, true));
+  const selected = Number(count.n);
+  if (opts.dryRun || selected === 0) return { selected, requeued: 0 };
+  let requeued = 0;
+  for (;;) {
+    const [r] = await db.query(call(opts.batch, false));
+    const n = Number(r.n);
+    if (n === 0) break;
+    requeued += n;
+    opts.progress?.(requeued, Math.max(selected, requeued));
+  }
+  return { selected, requeued };
+}
+
+function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) {
+      throw new EspfError('ESPF_USAGE', `${name} '${v}': use a whole number from 1 to ${max}`);
+    }
+    return Number(v);
+  };
+}
+
+async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
+  const url = resolveDatabaseUrl();
+  const db = connect({ connectionString: url, poolSize: 1, applicationName: 'espf resend' });
+  try {
+    await ping(db, url);
+    try {
+      return await fn(db);
+    } catch (err) {
+      if ((sqlState(err) === SQLSTATE.undefinedTable || sqlState(err) === '42883' /* undefined_function */) && /espf\./.test(oneLine(err))) {
+        throw new EspfError('ESPF_NOT_MIGRATED', `${oneLine(err)} in ${redactUrl(url)}: run espf migrate first`, { cause: err });
+      }
+      throw err;
+    }
+  } finally {
+    await db.dispose();
+  }
+}
+
+interface RawOptions {
+  event?: number[]; account?: number; handler?: string; status?: string; since?: string;
+  dryRun?: boolean; batch: number;
+}
+
+/** Registers `espf resend` on the program. */
+export function registerResendCommand(program: Command, io: Out, isTty: () => boolean = () => Boolean(process.stderr.isTTY)): Command {
+  return program.command('resend')
+    .description('re-queue finished deliveries (DELIVERED, FAILED) by event, account, handler, status and time; the running espf run sends them again')
+    .option('--event <i_event>', 'the deliveries of this event (repeatable)',
+      (v: string, prev: number[] | undefined) => [...(prev ?? []), wholeNumber('--event')(v)])
+    .option('--account <i_account>', 'the deliveries of this account', wholeNumber('--account'))
+    .option('--handler <name>', 'the deliveries to this handler (a row of espf.handlers)')
+    .option('--status <status>', 'DELIVERED or FAILED (default: both)')
+    .option('--since <time>', "finished at or after this time (2026-11-25, '2026-11-25 21:00+01', yesterday) or this long ago ('24 hours')")
+    .option('--dry-run', 'print how many deliveries would be re-queued; change nothing')
+    .option('--batch <n>', 'rows re-queued per transaction (1-100000)', wholeNumber('--batch', 100_000), 5000)
+    .addHelpText('after', `
+At least one of --event, --account, --handler, --status, --since is required; they
+combine with AND. Only finished deliveries (state DELIVERED or FAILED) are taken:
+each becomes PENDING again with attempts 0, no error, the handler's current
+instance and requeued = true; the espf run serving the handler sends it again
+within about a second (or when it starts). Progress goes to stderr.
+
+The same in SQL (one batch per call; call again until it returns 0):
+  SELECT espf.resend(status => 'FAILED', since => now() - interval '1 day');
+
+Examples:
+  espf resend --status FAILED --since '24 hours'
+  espf resend --event 1234 --event 1235
+  espf resend --account 42 --handler EventSender
+  espf resend --handler EventSender --since 2026-11-25 --dry-run
+`)
+    .action(async (o: RawOptions) => {
+      let status: ResendSelection['status'] = null;
+      if (o.status !== undefined) {
+        const s = o.status.toUpperCase();
+        if (s !== 'DELIVERED' && s !== 'FAILED') {
+          throw new EspfError('ESPF_USAGE', `--status '${o.status}': use DELIVERED or FAILED (only finished deliveries are re-queued)`);
+        }
+        status = s;
+      }
+      if (o.since !== undefined && o.since.trim() === '') throw new EspfError('ESPF_USAGE', "--since '': give a time or an interval");
+      const sel: ResendSelection = {
+        events: o.event ?? null, account: o.account ?? null, handler: o.handler ?? null, status, since: o.since ?? null,
+      };
+      if (!sel.events && sel.account === null && sel.handler === null && sel.status === null && sel.since === null) {
+        throw new EspfError('ESPF_USAGE', 'resend: give at least one of --event, --account, --handler, --status, --since (see: espf resend --help)');
+      }
+      const tty = isTty();
+      let shown = false;
+      const progress = (done: number, total: number) => {
+        if (total <= o.batch) return; // one batch: no progress to show
+        shown = true;
+        const pct = Math.floor((done / total) * 100);
+        if (tty) io.err(`\rre-queued ${done} of ${total} (${pct}%)`);
+        else io.err(`espf resend: re-queued ${done} of ${total} (${pct}%)\n`);
+      };
+      const r = await withDb((db) => resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress }));
+      if (shown && tty) io.err('\n');
+      const plural = (n: number) => `${n} deliver${n === 1 ? 'y' : 'ies'}`;
+      if (o.dryRun) io.out(`${plural(r.selected)} would be re-queued (dry run: nothing changed)\n`);
+      else io.out(`re-queued ${plural(r.requeued)}\n`);
+    });
+}
