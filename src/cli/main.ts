@@ -7,6 +7,7 @@ import {
   formatMatrix, readMatrix, setHandlerEnabled, setSubscription, setTypeEnabled,
 } from '../config/handlers.ts';
 import { registerStatusCommand } from './status-command.ts';
+import { registerResendCommand } from './resend-command.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
 export const EXIT_OK = 0;
@@ -185,6 +186,7 @@ Examples:
     .action(async () => io.out(formatMatrix(await withDb(readMatrix)) + '\n'));
 
   registerStatusCommand(program, io);
+  registerResendCommand(program, io);
 
   // A group's extra arguments reach its action (they are the unknown command). Set
   // last: subcommands inherit the setting when created, and they must refuse extras.
