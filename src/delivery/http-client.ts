@@ -45,9 +45,9 @@ export class HttpClient {
         method: 'POST',
         headers,
         body,
+        // No answer, or an answer that stops coming, for request_timeout: the attempt fails.
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
-        signal: AbortSignal.timeout(timeoutMs),
       });
       if (res.statusCode >= 200 && res.statusCode < 300) {
         // Read at most 64 KiB of the answer, then drop the rest (and the connection if it is longer).

@@ -7,7 +7,6 @@ import type { Outcome, ResultsWriter } from './results-writer.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 const MAX_IN_FLIGHT = 1024;   // requests of one handler on the wire at once
-const MAX_BATCH = 512;        // requests per token-bucket job
 
 export interface HttpHandlerDeps {
   readonly instance: string;
@@ -37,7 +36,6 @@ export class HttpHandler {
   private readonly retrying = new Set<string>();
   private readonly client: HttpClient;
   private bucket?: TokenBucket;
-  private scheduling = false;
   private inFlight = 0;
   private stopping = false;
   private drained: (() => void)[] = [];
@@ -117,7 +115,7 @@ export class HttpHandler {
   }
 
   private pump(): void {
-    if (this.stopping || this.scheduling || this.ready.length === 0) return;
+    if (this.stopping || this.ready.length === 0) return;
     const s = this.settings();
     if (!s) return; // disabled: items wait (durably) until it is enabled again
     if (!s.async_mode) {
@@ -125,25 +123,13 @@ export class HttpHandler {
       return;
     }
     if (this.inFlight >= MAX_IN_FLIGHT) return;
-    this.scheduling = true;
-    void this.takeBatch(s);
-  }
-
-  private async takeBatch(s: HttpSettings): Promise<void> {
-    try {
-      if (!this.bucket) this.bucket = new TokenBucket(s.token_rate, s.token_burstiness);
-      const bucket = this.bucket;
-      const want = Math.min(this.ready.length, MAX_BATCH, MAX_IN_FLIGHT - this.inFlight);
-      const n = await bucket.available(want);
-      await bucket.take(n);
-      if (this.stopping) return;
-      for (const item of this.ready.splice(0, n)) void this.send(item);
-    } catch (err) {
-      this.deps.log.error({ err: String(err), handler: this.name }, 'token bucket failed');
-    } finally {
-      this.scheduling = false;
+    if (!this.bucket) {
+      this.bucket = new TokenBucket(s.token_rate, s.token_burstiness);
+      this.bucket.onTokens = () => this.pump();
     }
-    this.pump();
+    const n = this.bucket.takeNow(Math.min(this.ready.length, MAX_IN_FLIGHT - this.inFlight));
+    for (const item of this.ready.splice(0, n)) void this.send(item);
+    if (this.ready.length > 0) this.bucket.fetch();
   }
 
   private async send(item: Item): Promise<void> {
