@@ -2,7 +2,8 @@
 -- and the provisioning status of their accounts, in one transaction.
 --
 -- records: a JSON array of objects with the columns of espf.event_deliveries
--- (one object per (i_event, handler), no duplicates), and `n`, its order in the batch.
+-- (one object per (i_event, handler), no duplicates; times as epoch
+-- milliseconds), and `n`, its order in the batch.
 CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records jsonb)
 RETURNS void LANGUAGE sql AS $$
   INSERT INTO espf.event_deliveries AS d
@@ -10,13 +11,15 @@ RETURNS void LANGUAGE sql AS $$
           urls_done, last_http_status, last_error, next_attempt_at, committed_at,
           first_attempt_at, last_attempt_at, finished_at)
   SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
-         r.commit_lsn::pg_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error, r.next_attempt_at,
-         r.committed_at, r.first_attempt_at, r.last_attempt_at, r.finished_at
+         r.commit_lsn::pg_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
+         to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
+         to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
+         to_timestamp(r.finished_at / 1000.0)
     FROM jsonb_to_recordset(records) AS r(
            i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
            commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
-           next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
-           last_attempt_at timestamptz, finished_at timestamptz)
+           next_attempt_at float8, committed_at float8, first_attempt_at float8,
+           last_attempt_at float8, finished_at float8)
   ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO UPDATE SET
          state            = excluded.state,
          instance         = excluded.instance,
