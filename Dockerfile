@@ -1,0 +1,43 @@
+# espf in a container: `espf run` against the PostgreSQL named by DATABASE_URL.
+#
+#   docker build -t espf .
+#   docker run --rm -e DATABASE_URL=postgres://espf_run:…@db.example.net/billing -p 9187:9187 espf
+#
+# or, with the PostgreSQL of docker-compose.yml: docker compose up espf
+#
+# There is no build step: bin/espf.js runs the TypeScript sources through tsx, which
+# is a runtime dependency in package.json, so the development dependencies (mocha,
+# typescript, type packages, smtp-server) are left out with --omit=dev.
+FROM node:20-slim
+
+WORKDIR /app
+
+ENV NODE_ENV=production \
+    ESPF_HTTP_HOST=0.0.0.0 \
+    ESPF_HTTP_PORT=9187 \
+    ESPF_LOG_DIR=/app/log \
+    ESPF_LOG_FORMAT=json
+
+# Dependencies first, so that a change to the sources reuses this layer.
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+COPY tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+COPY migrations ./migrations
+COPY sql ./sql
+
+# provisioning.log goes to /app/log (mount a volume there to keep it); without
+# DATABASE_URL `espf run` would keep an embedded PostgreSQL in /app/.espf.
+RUN mkdir -p /app/log /app/.espf && chown node:node /app/log /app/.espf
+USER node
+
+EXPOSE 9187
+# /healthz answers 200 while the instance streams its replication slot, else 503.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.ESPF_HTTP_PORT || 9187) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+
+# SIGTERM (docker stop) is a graceful stop: requests in flight finish, the rest is
+# recorded as waiting, exit 0. Give it time: docker stop --time / stop_grace_period.
+CMD ["node", "bin/espf.js", "run"]
