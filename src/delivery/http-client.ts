@@ -9,31 +9,36 @@ export type PostResult =
   | { readonly ok: false; readonly status: number | null; readonly reason: string; readonly retryAfterMs: number | null; readonly durationMs: number };
 
 const MAX_ERROR_BODY = 512;     // bytes of a non-2xx answer kept for the log
+const MAX_OK_BODY = 65536;      // bytes of a 2xx answer read; the rest is dropped (with the connection)
 
 /** Keep-alive connection pools for one http handler (rebuilt when its CA bundle changes). */
 export class HttpClient {
-  private agent: Agent;
+  private agent: Agent | null = null;
   private caFile: string | null;
 
   constructor(caFile: string | null) {
     this.caFile = caFile;
-    this.agent = makeAgent(caFile);
   }
 
+  /**
+   * Built on first use, so a ca_file that cannot be read fails the attempt
+   * (with a reason naming it) instead of the handler; read again until it works.
+   */
   private agentFor(caFile: string | null): Agent {
-    if (caFile !== this.caFile) {
-      const old = this.agent;
-      this.agent = makeAgent(caFile);
-      this.caFile = caFile;
-      void old.close().catch(() => undefined);
-    }
+    if (this.agent && caFile === this.caFile) return this.agent;
+    const old = this.agent;
+    this.agent = null;
+    this.caFile = caFile;
+    if (old) void old.close().catch(() => undefined);
+    this.agent = makeAgent(caFile);
     return this.agent;
   }
 
   async post(url: string, body: string, settings: HttpSettings): Promise<PostResult> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
-    const timeoutMs = settings.request_timeout * 1000;
+    // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
+    const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     try {
       const date = new Date().toUTCString();
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
@@ -51,7 +56,11 @@ export class HttpClient {
       });
       if (res.statusCode >= 200 && res.statusCode < 300) {
         // Read at most 64 KiB of the answer, then drop the rest (and the connection if it is longer).
-        await res.body.dump({ limit: 65536 }).catch(() => undefined);
+        // An answer that never completes (request_timeout) or breaks off is a failed attempt.
+        const broken = await drainAnswer(res.body);
+        if (broken !== null) {
+          return { ok: false, status: res.statusCode, reason: `HTTP ${res.statusCode} but the answer did not complete: ${describeError(broken, settings.request_timeout)}`, retryAfterMs: null, durationMs: elapsed() };
+        }
         return { ok: true, status: res.statusCode, durationMs: elapsed() };
       }
       const snippet = await readSnippet(res.body);
@@ -64,18 +73,47 @@ export class HttpClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.close().catch(() => undefined);
+    await this.agent?.close().catch(() => undefined);
   }
 }
 
 function makeAgent(caFile: string | null): Agent {
+  let ca: Buffer | undefined;
+  if (caFile) {
+    try {
+      ca = readFileSync(caFile);
+    } catch (err) {
+      const e = err as { code?: string };
+      throw Object.assign(new Error(`ca_file ${caFile} cannot be read (${e.code ?? oneLineOf(err)})`), { code: 'ESPF_CA_FILE' });
+    }
+  }
   return new Agent({
     keepAliveTimeout: 30_000,
     connections: 128,
     pipelining: 1,
     maxResponseSize: -1,
-    connect: caFile ? { ca: readFileSync(caFile) } : undefined,
+    connect: ca ? { ca } : undefined,
   });
+}
+
+function oneLineOf(err: unknown): string {
+  return String((err as { message?: string })?.message ?? err).split('\n')[0] ?? '';
+}
+
+/** Reads a 2xx answer up to MAX_OK_BODY bytes; null when it ended or was longer, else the error that broke it. */
+async function drainAnswer(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<unknown> {
+  let n = 0;
+  try {
+    for await (const chunk of body) {
+      n += chunk.length;
+      if (n > MAX_OK_BODY) return null;   // leaving the loop destroys the body
+    }
+    return null;
+  } catch (err) {
+    return err;
+  } finally {
+    body.destroy();
+  }
 }
 
 function pathOf(url: string): string {
@@ -111,6 +149,6 @@ function describeError(err: unknown, timeoutS: number): string {
   }
   const code = e?.cause?.code ?? e?.code;
   const msg = (e?.cause?.message ?? e?.message ?? String(err)).split('\n')[0];
-  if (e?.code === 'ESPF_SECRET_MISSING') return msg ?? 'secret missing';
+  if (e?.code === 'ESPF_SECRET_MISSING' || e?.code === 'ESPF_CA_FILE') return msg ?? 'secret missing';
   return code ? `${code}: ${msg}` : (msg ?? 'request failed');
 }
