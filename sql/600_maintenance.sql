@@ -146,7 +146,7 @@ LANGUAGE sql AS $$
        FOR UPDATE OF d SKIP LOCKED),
   moved AS (
     UPDATE espf.event_deliveries d
-       SET instance = t.new_instance
+       SET instance = t.new_instance, requeued = true   -- the new instance takes them while it runs
       FROM todo t
      WHERE d.ctid = t.row_id
     RETURNING d.handler, t.old_instance, t.new_instance)

@@ -6,7 +6,7 @@ import type { Item } from './item.ts';
 import type { Outcome, ResultsWriter } from './results-writer.ts';
 import { TokenBucket } from './token-bucket.ts';
 
-const MAX_IN_FLIGHT = 1024;   // requests of one handler on the wire at once
+const MAX_IN_FLIGHT = 256;    // requests of one handler on the wire at once (undici pools 128 connections per origin)
 
 export interface HttpHandlerDeps {
   readonly instance: string;
@@ -105,7 +105,8 @@ export class HttpHandler {
       this.bucket = undefined;
       void old.stop();
     }
-    if (h && !h.enabled) this.parkAll();
+    // Disabled, deleted or moved to another instance: what waits here is recorded, so nothing holds the slot.
+    if (!h || !h.enabled) this.parkAll();
     this.pump();
   }
 

@@ -88,7 +88,7 @@ export async function reclaim(ctx: TaskContext): Promise<{ readonly moved: reado
   const moved = [...byKey.values()];
   for (const m of moved) {
     log.warn({ task: 'reclaim', ...m },
-      `${m.deliveries} waiting deliveries of handler ${m.handler} moved from instance ${m.from_instance} to ${m.to_instance}, which now serves it; they are sent once instance ${m.to_instance} (re)starts`);
+      `${m.deliveries} waiting deliveries of handler ${m.handler} moved from instance ${m.from_instance} to ${m.to_instance}, which now serves it and takes them (requeued)`);
   }
   return { moved, total: moved.reduce((a, m) => a + m.deliveries, 0) };
 }

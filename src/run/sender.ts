@@ -167,7 +167,7 @@ export class Sender {
     item.ticket = null;
     this.unsettledItems--;
     this.tracker.release(t);
-    if (this.resumeWaiters.length && this.unsettledItems < (this.opts.maxUnsettled ?? 20_000) / 2) {
+    if (this.resumeWaiters.length && this.unsettledItems < (this.opts.maxUnsettled ?? 10_000) / 2) {
       for (const f of this.resumeWaiters.splice(0)) f();
     }
   }
@@ -190,7 +190,7 @@ export class Sender {
       }
     }
     this.tracker.release(ticket); // handed out
-    if (this.unsettledItems >= (this.opts.maxUnsettled ?? 20_000)) {
+    if (this.unsettledItems >= (this.opts.maxUnsettled ?? 10_000)) {
       await new Promise<void>((resolve) => this.resumeWaiters.push(resolve));
     }
   }
