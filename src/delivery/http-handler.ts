@@ -4,6 +4,7 @@ import { retryDelayMs } from './backoff.ts';
 import { HttpClient, type PostResult } from './http-client.ts';
 import type { Item } from './item.ts';
 import type { Outcome, ResultsWriter } from './results-writer.ts';
+import { Fifo } from './fifo.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 const MAX_IN_FLIGHT = 256;    // requests of one handler on the wire at once (undici pools 128 connections per origin)
@@ -31,7 +32,7 @@ export interface HttpHandlerDeps {
 export class HttpHandler {
   readonly name: string;
   private readonly keys = new Map<string, Item[]>();
-  private readonly ready: Item[] = [];
+  private readonly ready = new Fifo<Item>();
   private readonly timers = new Map<Item, NodeJS.Timeout>();
   private readonly retrying = new Set<string>();
   private readonly client: HttpClient;
@@ -129,8 +130,8 @@ export class HttpHandler {
       this.bucket.onTokens = () => this.pump();
     }
     const n = this.bucket.takeNow(Math.min(this.ready.length, MAX_IN_FLIGHT - this.inFlight));
-    for (const item of this.ready.splice(0, n)) void this.send(item);
-    if (this.ready.length > 0) this.bucket.fetch();
+    for (let i = 0; i < n; i++) void this.send(this.ready.shift()!);
+    if (this.ready.length > 0 && this.inFlight < MAX_IN_FLIGHT) this.bucket.fetch(); // tokens, not slots, are short
   }
 
   private async send(item: Item): Promise<void> {
