@@ -28,6 +28,8 @@ export interface Cluster {
   readonly dir: string;
   readonly binDir: string;
   readonly version: string;
+  /** False when a cluster already running in `dir` was reused. */
+  readonly startedHere: boolean;
   stop(): Promise<void>;
 }
 
@@ -143,7 +145,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   }
   const url = `postgres://${PG_USER}@127.0.0.1:${port}/postgres`;
   return {
-    url, port: port!, dir, binDir, version,
+    url, port: port!, dir, binDir, version, startedHere: !running,
     stop: async () => {
       await pgExec(binDir, 'pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']).catch(() => undefined);
     },

@@ -91,7 +91,7 @@ export interface ProvisioningLog {
 /** provisioning.log in ESPF_LOG_DIR (default ./log): JSON lines, written asynchronously in batches. */
 export function provisioningLog(dir = process.env.ESPF_LOG_DIR ?? 'log'): ProvisioningLog {
   mkdirSync(dir, { recursive: true });
-  const dest = pino.destination({ dest: path.join(dir, 'provisioning.log'), sync: false, minLength: 4096 });
+  const dest = pino.destination({ dest: path.join(dir, 'provisioning.log'), sync: false, minLength: 0 });
   const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, dest);
   return {
     attempt: (line) => log.info(line),

@@ -16,10 +16,12 @@ export interface RunOptions {
 export async function runService(opts: RunOptions): Promise<void> {
   const log = serviceLogger();
   let url = process.env.DATABASE_URL;
+  let embeddedCluster: { stop(): Promise<void>; startedHere: boolean } | undefined;
   if (!url) {
     const { startEmbedded } = await import('./embedded.ts');
     const { cluster, url: embedded } = await startEmbedded();
     url = embedded;
+    embeddedCluster = cluster;
     opts.out([
       `espf: embedded PostgreSQL ${cluster.version} with logical replication, data in ${cluster.dir}/data`,
       `espf: connect with: psql ${url}`,
@@ -60,5 +62,9 @@ export async function runService(opts: RunOptions): Promise<void> {
   await server.close();
   await plog.flush();
   await db.dispose();
+  if (embeddedCluster?.startedHere) {
+    await embeddedCluster.stop();
+    log.info('embedded PostgreSQL stopped');
+  }
   log.info('stopped');
 }
