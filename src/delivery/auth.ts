@@ -35,3 +35,23 @@ export function authHeaderValue(h: HttpSettings, date: string): string | undefin
     }
   }
 }
+
+/**
+ * What must never be logged for these settings: the secret values (resolved;
+ * a missing variable is skipped) and the credentials of the auth header.
+ */
+export function secretsIn(h: HttpSettings, header: string | undefined): string[] {
+  const out: string[] = [];
+  for (const [v, what] of [[h.basic_auth_key, 'basic_auth_key'], [h.custom_auth_credentials, 'custom_auth_credentials'], [h.signature_auth_key, 'signature_auth_key']] as const) {
+    try {
+      const s = resolveSecret(v, what);
+      if (s.length >= 4) out.push(s);
+    } catch { /* not set: nothing to hide */ }
+  }
+  if (header) {
+    out.push(header);
+    const credentials = header.slice(header.indexOf(' ') + 1);
+    if (credentials.length >= 4) out.push(credentials);
+  }
+  return out.sort((a, b) => b.length - a.length);
+}

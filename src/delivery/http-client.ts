@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { HttpSettings } from '../config/snapshot.ts';
-import { authHeaderValue } from './auth.ts';
+import { authHeaderValue, secretsIn } from './auth.ts';
 
 /** The outcome of one POST to one URL. */
 export type PostResult =
@@ -39,10 +39,11 @@ export class HttpClient {
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
     // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
     const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
+    let auth: string | undefined;
     try {
       const date = new Date().toUTCString();
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
-      const auth = authHeaderValue(settings, date);
+      auth = authHeaderValue(settings, date);
       if (auth !== undefined) headers[settings.auth_header.toLowerCase()] = auth;
       const res = await this.agentFor(settings.ca_file).request({
         origin: new URL(url).origin,
@@ -63,7 +64,8 @@ export class HttpClient {
         }
         return { ok: true, status: res.statusCode, durationMs: elapsed() };
       }
-      const snippet = await readSnippet(res.body);
+      // A receiver may echo the credentials back: they never reach a log or a row.
+      const snippet = await readSnippet(res.body, secretsIn(settings, auth));
       const retryAfterMs = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : null;
       const location = res.statusCode >= 300 && res.statusCode < 400 ? ` (redirect to ${String(res.headers.location ?? '?')} not followed)` : '';
       return { ok: false, status: res.statusCode, reason: `HTTP ${res.statusCode}${location}${snippet ? `: ${snippet}` : ''}`, retryAfterMs, durationMs: elapsed() };
@@ -121,17 +123,25 @@ function pathOf(url: string): string {
   return `${u.pathname}${u.search}`;
 }
 
-async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<string> {
+async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): void }, secrets: readonly string[]): Promise<string> {
   let text = '';
+  // Read a little more than is kept, so a secret cut at the end is still recognised and hidden.
+  const want = MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length));
   try {
     for await (const chunk of body) {
       text += chunk.toString('utf8');
-      if (text.length >= MAX_ERROR_BODY) break;
+      if (text.length >= want) break;
     }
   } catch { /* the answer broke off: what we have is enough */ } finally {
     body.destroy();
   }
-  return text.slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
+  return redact(text, secrets).slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
+}
+
+function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) out = out.split(s).join('***');
+  return out;
 }
 
 function parseRetryAfter(v: string | string[] | undefined): number | null {
