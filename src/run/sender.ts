@@ -55,6 +55,7 @@ export class Sender {
   private timers: NodeJS.Timeout[] = [];
   private streaming = false;
   private lastReconnect = 0;
+  private lastHandedOut = 0n;
   private stopped = false;
   readonly slot: string;
   delivered = 0;
@@ -174,6 +175,10 @@ export class Sender {
 
   private async onTransaction(tx: StreamTransaction): Promise<void> {
     if (this.stopped) return new Promise(() => undefined); // hold the stream: nothing new after stop
+    // After a reconnect the server replays from the last acknowledged position:
+    // transactions already handed out are held (or settled) here; skip them.
+    if (tx.endLsn <= this.lastHandedOut) return;
+    this.lastHandedOut = tx.endLsn;
     this.opts.observe?.captured?.(tx);
     const ticket = this.tracker.open(tx.endLsn);
     let skip: Set<string> | undefined;
