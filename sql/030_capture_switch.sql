@@ -35,7 +35,12 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION espf.event_types_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- It runs with its owner's rights: only the owner calls it directly; anyone
+-- allowed to update espf.event_types gets it through the trigger below.
+REVOKE EXECUTE ON FUNCTION espf.sync_capture() FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION espf.event_types_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM espf.sync_capture();
   RETURN NULL;
