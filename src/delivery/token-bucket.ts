@@ -43,7 +43,9 @@ export class TokenBucket {
     this.rate = rate;
     this.burst = burst;
     this.capacity = Math.max(1, burst > rate ? Math.floor(burst - rate) : burst);
-    this.limiter = new Bottleneck({ reservoir: this.capacity, maxConcurrent: null });
+    // The bucket starts empty and fills at token_rate: a sender (re)started in
+    // front of a backlog does not open with a full burst on top of the rate.
+    this.limiter = new Bottleneck({ reservoir: 0, maxConcurrent: null });
     this.timer = setInterval(() => void this.refill(), REFILL_MS);
     this.timer.unref();
     this.fetch();
