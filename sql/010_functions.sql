@@ -33,7 +33,10 @@ CREATE OR REPLACE FUNCTION espf.lock_customer(id bigint) RETURNS int LANGUAGE sq
 $$;
 
 -- Writes one event into the outbox. `vars` holds the type's own variables;
--- emit adds the common ones (i_event, i_env, event_time).
+-- emit adds the common ones (i_event, i_env, event_time). The capture triggers
+-- (sql/100–130) do not call it: each writes its outbox row itself, with the same
+-- variables, so that a captured row costs one PL/pgSQL call, not two or three
+-- (see "Cost of capture" below).
 CREATE OR REPLACE FUNCTION espf.emit(event_type text, i_env int, vars jsonb)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
@@ -43,5 +46,55 @@ BEGIN
   VALUES (id, event_type,
           vars || jsonb_build_object('i_event', id, 'i_env', i_env, 'event_time', espf.event_time()));
   RETURN id;
+END
+$$;
+
+-- Cost of capture. A billing write pays, per statement, for every enabled
+-- capture trigger of its table whose column list it touches: PostgreSQL copies
+-- the trigger's WHEN clause (stored as a node tree in text form), parses it back,
+-- runs the planner's constant folding over it (which inlines SQL functions by
+-- parsing their bodies) and compiles it, on every execution of the statement,
+-- prepared or not. So the WHEN clauses are kept short: a transition that needs
+-- more than a comparison or two is one call of a PL/pgSQL predicate below
+-- (never inlined, so nothing is parsed per statement), given the whole OLD and
+-- NEW rows. A captured row then costs one PL/pgSQL call that computes
+-- i_event, builds the variables with a single jsonb_build_object and inserts
+-- the outbox row.
+
+-- Funds transitions of an individual account (contract §2, "funds disappear" /
+-- "funds appear"): the WHEN clauses of Account/ZeroAvailableFunds and
+-- Account/AvailableFundsAppear. Same rule as espf.account_funds.
+CREATE OR REPLACE FUNCTION espf.account_funds_disappear(o billing.account, n billing.account)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RETURN o.balance_control = 'individual' AND n.balance_control = 'individual'
+     AND espf.account_funds(o.billing_model, o.balance, o.credit_limit) > 0
+     AND espf.account_funds(n.billing_model, n.balance, n.credit_limit) <= 0;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION espf.account_funds_appear(o billing.account, n billing.account)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RETURN o.balance_control = 'individual' AND n.balance_control = 'individual'
+     AND espf.account_funds(o.billing_model, o.balance, o.credit_limit) <= 0
+     AND espf.account_funds(n.billing_model, n.balance, n.credit_limit) > 0;
+END
+$$;
+
+-- The same for a customer: Customer/ZeroAvailableFunds, Customer/AvailableFundsAppear.
+CREATE OR REPLACE FUNCTION espf.customer_funds_disappear(o billing.customer, n billing.customer)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RETURN espf.customer_funds(o.balance, o.credit_limit) > 0
+     AND espf.customer_funds(n.balance, n.credit_limit) <= 0;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION espf.customer_funds_appear(o billing.customer, n billing.customer)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RETURN espf.customer_funds(o.balance, o.credit_limit) <= 0
+     AND espf.customer_funds(n.balance, n.credit_limit) > 0;
 END
 $$;

@@ -1,18 +1,31 @@
 -- Capture rules for billing.account. Each trigger is one event type: its WHEN
 -- clause is the transition, its argument the type, its function the variables.
+-- Each function writes the outbox row itself (one PL/pgSQL call per captured
+-- row; see "Cost of capture" in 010_functions.sql): i_event from the sequence,
+-- and every variable, the common ones (i_event, i_env, event_time) included, in
+-- one jsonb_build_object.
 
 -- Types whose only own variable is i_account.
 CREATE OR REPLACE FUNCTION espf.capture_account_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  ev bigint := nextval('espf.events_i_event_seq');
 BEGIN
-  PERFORM espf.emit(TG_ARGV[0], NEW.i_env, jsonb_build_object('i_account', NEW.i_account));
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (ev, TG_ARGV[0], jsonb_build_object(
+    'i_event', ev, 'i_env', NEW.i_env, 'event_time', espf.event_time(),
+    'i_account', NEW.i_account));
   RETURN NULL;
 END
 $$;
 
 -- Account/New: i_account, id, i_customer, i_product
 CREATE OR REPLACE FUNCTION espf.capture_account_new() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  ev bigint := nextval('espf.events_i_event_seq');
 BEGIN
-  PERFORM espf.emit(TG_ARGV[0], NEW.i_env, jsonb_build_object(
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (ev, TG_ARGV[0], jsonb_build_object(
+    'i_event', ev, 'i_env', NEW.i_env, 'event_time', espf.event_time(),
     'i_account', NEW.i_account, 'id', NEW.id, 'i_customer', NEW.i_customer, 'i_product', NEW.i_product));
   RETURN NULL;
 END
@@ -23,8 +36,12 @@ CREATE OR REPLACE TRIGGER espf_account_new
 
 -- Account/ID/Changed: i_account, id, prev_id
 CREATE OR REPLACE FUNCTION espf.capture_account_id_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  ev bigint := nextval('espf.events_i_event_seq');
 BEGIN
-  PERFORM espf.emit(TG_ARGV[0], NEW.i_env, jsonb_build_object(
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (ev, TG_ARGV[0], jsonb_build_object(
+    'i_event', ev, 'i_env', NEW.i_env, 'event_time', espf.event_time(),
     'i_account', NEW.i_account, 'id', NEW.id, 'prev_id', OLD.id));
   RETURN NULL;
 END
@@ -48,8 +65,12 @@ CREATE OR REPLACE TRIGGER espf_account_service_password_changed
 
 -- Account/Product/Changed: i_account, i_product, prev_i_product
 CREATE OR REPLACE FUNCTION espf.capture_account_product_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  ev bigint := nextval('espf.events_i_event_seq');
 BEGIN
-  PERFORM espf.emit(TG_ARGV[0], NEW.i_env, jsonb_build_object(
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (ev, TG_ARGV[0], jsonb_build_object(
+    'i_event', ev, 'i_env', NEW.i_env, 'event_time', espf.event_time(),
     'i_account', NEW.i_account, 'i_product', NEW.i_product, 'prev_i_product', OLD.i_product));
   RETURN NULL;
 END
@@ -76,15 +97,14 @@ CREATE OR REPLACE TRIGGER espf_account_unblocked
 -- and the CustomerToAccountsDispatcher.)
 CREATE OR REPLACE TRIGGER espf_account_zero_available_funds
   AFTER UPDATE OF balance, credit_limit, billing_model, balance_control ON billing.account FOR EACH ROW
-  WHEN (OLD.balance_control = 'individual' AND NEW.balance_control = 'individual'
-        AND espf.account_funds(OLD.billing_model, OLD.balance, OLD.credit_limit) > 0
-        AND espf.account_funds(NEW.billing_model, NEW.balance, NEW.credit_limit) <= 0)
+  WHEN (espf.account_funds_disappear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_account_event('Account/ZeroAvailableFunds');
 
 -- Account/AvailableFundsAppear: an individual account's available funds go from <= 0 to > 0.
+-- (Both funds rules are PL/pgSQL predicates in 010_functions.sql: a WHEN clause
+-- spelled out here, or calling the inlinable espf.account_funds, was copied,
+-- parsed and planned again on every balance UPDATE.)
 CREATE OR REPLACE TRIGGER espf_account_available_funds_appear
   AFTER UPDATE OF balance, credit_limit, billing_model, balance_control ON billing.account FOR EACH ROW
-  WHEN (OLD.balance_control = 'individual' AND NEW.balance_control = 'individual'
-        AND espf.account_funds(OLD.billing_model, OLD.balance, OLD.credit_limit) <= 0
-        AND espf.account_funds(NEW.billing_model, NEW.balance, NEW.credit_limit) > 0)
+  WHEN (espf.account_funds_appear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_account_event('Account/AvailableFundsAppear');

@@ -1,9 +1,15 @@
 -- Capture rules for billing.customer (see 100_capture_account.sql for the shape).
 
 -- Types whose only own variable is i_customer.
+-- It writes the outbox row itself (see capture_account_event).
 CREATE OR REPLACE FUNCTION espf.capture_customer_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+  ev bigint := nextval('espf.events_i_event_seq');
 BEGIN
-  PERFORM espf.emit(TG_ARGV[0], NEW.i_env, jsonb_build_object('i_customer', NEW.i_customer));
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (ev, TG_ARGV[0], jsonb_build_object(
+    'i_event', ev, 'i_env', NEW.i_env, 'event_time', espf.event_time(),
+    'i_customer', NEW.i_customer));
   RETURN NULL;
 END
 $$;
@@ -28,15 +34,13 @@ CREATE OR REPLACE TRIGGER espf_customer_unblocked
 -- Customer/ZeroAvailableFunds: credit_limit - balance goes from > 0 to <= 0
 CREATE OR REPLACE TRIGGER espf_customer_zero_available_funds
   AFTER UPDATE OF balance, credit_limit ON billing.customer FOR EACH ROW
-  WHEN (espf.customer_funds(OLD.balance, OLD.credit_limit) > 0
-        AND espf.customer_funds(NEW.balance, NEW.credit_limit) <= 0)
+  WHEN (espf.customer_funds_disappear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_customer_event('Customer/ZeroAvailableFunds');
 
 -- Customer/AvailableFundsAppear: credit_limit - balance goes from <= 0 to > 0
 CREATE OR REPLACE TRIGGER espf_customer_available_funds_appear
   AFTER UPDATE OF balance, credit_limit ON billing.customer FOR EACH ROW
-  WHEN (espf.customer_funds(OLD.balance, OLD.credit_limit) <= 0
-        AND espf.customer_funds(NEW.balance, NEW.credit_limit) > 0)
+  WHEN (espf.customer_funds_appear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_customer_event('Customer/AvailableFundsAppear');
 
 -- Customer/Status/Suspend: bill_status -> suspended

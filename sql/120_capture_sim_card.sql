@@ -9,15 +9,26 @@ CREATE OR REPLACE FUNCTION espf.capture_sim_card_assignment() RETURNS trigger LA
 DECLARE
   lost   bigint := CASE WHEN TG_OP IN ('UPDATE', 'DELETE') THEN OLD.i_account END;
   gained bigint := CASE WHEN TG_OP IN ('UPDATE', 'INSERT') THEN NEW.i_account END;
+  env    int;
+  ev     bigint;
 BEGIN
+  -- Each event: lock the account (its i_env), then take the i_event, then write the row.
   IF lost IS NOT NULL AND lost IS DISTINCT FROM gained THEN
-    PERFORM espf.emit(TG_ARGV[0], espf.lock_account(lost),
-      jsonb_build_object('i_account', lost, 'imsi', NULL, 'prev_imsi', OLD.imsi));
+    env := espf.lock_account(lost);
+    ev := nextval('espf.events_i_event_seq');
+    INSERT INTO espf.events (i_event, event_type, variables)
+    VALUES (ev, TG_ARGV[0], jsonb_build_object(
+      'i_event', ev, 'i_env', env, 'event_time', espf.event_time(),
+      'i_account', lost, 'imsi', NULL, 'prev_imsi', OLD.imsi));
   END IF;
   IF gained IS NOT NULL THEN
-    PERFORM espf.emit(TG_ARGV[0], espf.lock_account(gained),
-      jsonb_build_object('i_account', gained, 'imsi', NEW.imsi,
-                         'prev_imsi', CASE WHEN lost = gained THEN OLD.imsi END));
+    env := espf.lock_account(gained);
+    ev := nextval('espf.events_i_event_seq');
+    INSERT INTO espf.events (i_event, event_type, variables)
+    VALUES (ev, TG_ARGV[0], jsonb_build_object(
+      'i_event', ev, 'i_env', env, 'event_time', espf.event_time(),
+      'i_account', gained, 'imsi', NEW.imsi,
+      'prev_imsi', CASE WHEN lost = gained THEN OLD.imsi END));
   END IF;
   RETURN NULL;
 END

@@ -10,15 +10,20 @@ CREATE OR REPLACE FUNCTION espf.emit_service_attribute_changed(
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   env int;
+  ev  bigint;
 BEGIN
   env := CASE r.owner_type
     WHEN 'account'  THEN espf.lock_account(r.owner_id)
     WHEN 'customer' THEN espf.lock_customer(r.owner_id)
     WHEN 'product'  THEN (SELECT p.i_env FROM billing.product p WHERE p.i_product = r.owner_id)
   END;
-  RETURN espf.emit(event_type, coalesce(env, 1), jsonb_build_object(
+  ev := nextval('espf.events_i_event_seq');
+  INSERT INTO espf.events (i_event, event_type, variables)
+  VALUES (ev, emit_service_attribute_changed.event_type, jsonb_build_object(
+    'i_event', ev, 'i_env', coalesce(env, 1), 'event_time', espf.event_time(),
     'owner_type', r.owner_type, 'owner_id', r.owner_id, 'service', r.service, 'name', r.name,
-    'value', value, 'prev_value', prev_value));
+    'value', emit_service_attribute_changed.value, 'prev_value', emit_service_attribute_changed.prev_value));
+  RETURN ev;
 END
 $$;
 

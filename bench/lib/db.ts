@@ -64,11 +64,12 @@ export interface Seed {
  * Seeded with capture off (every event type disabled, the migrate default), so
  * the outbox starts empty.
  */
-export async function createTemplate(adminUrl: string, name: string, sizes: SeedSizes): Promise<Seed> {
+export async function createTemplate(adminUrl: string, name: string, sizes: SeedSizes,
+                                     dirs?: { migrations?: string; repeatable?: string }): Promise<Seed> {
   await dropDatabase(adminUrl, name);
   await withDb(adminUrl, (db) => db.query(sql`CREATE DATABASE ${sql.ident(name)}`));
   return withDb(withDatabase(adminUrl, name), async (db) => {
-    await migrate(db);
+    await migrate(db, dirs);
     const [{ n }] = await db.query(sql`SELECT count(*)::int AS n FROM espf.event_types WHERE enabled`) as [{ n: number }];
     if (n !== 0) throw new Error('template: event types enabled after migrate');
     await db.query(sql`INSERT INTO billing.product (name) SELECT 'product ' || g FROM generate_series(1, 10) g`);
