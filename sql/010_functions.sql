@@ -49,61 +49,52 @@ BEGIN
 END
 $$;
 
--- Cost of capture. On every execution of a statement that writes a billing
--- table, prepared or not, PostgreSQL copies the WHEN clause of each of the
--- table's triggers (a node tree stored as text), and for every enabled one whose
--- column list the statement touches parses it back, runs the planner's constant
--- folding over it (which inlines SQL functions by parsing their bodies) and
--- compiles it. So the WHEN clauses are kept short: a transition that needs more
--- than a comparison or two is one call of a PL/pgSQL predicate below (never
--- inlined: nothing is parsed per statement), given the OLD and NEW values it
--- needs. A captured row then costs one PL/pgSQL call that takes the i_event,
--- builds the variables with a single jsonb_build_object and inserts the outbox row.
+-- Cost of capture. A billing write pays, per statement, for every enabled
+-- capture trigger of its table whose column list it touches: PostgreSQL copies
+-- the trigger's WHEN clause (stored as a node tree in text form), parses it back,
+-- runs the planner's constant folding over it (which inlines SQL functions by
+-- parsing their bodies) and compiles it, on every execution of the statement,
+-- prepared or not. So the WHEN clauses are kept short: a transition that needs
+-- more than a comparison or two is one call of a PL/pgSQL predicate below
+-- (never inlined, so nothing is parsed per statement), given the whole OLD and
+-- NEW rows. A captured row then costs one PL/pgSQL call that computes
+-- i_event, builds the variables with a single jsonb_build_object and inserts
+-- the outbox row.
 
 -- Funds transitions of an individual account (contract §2, "funds disappear" /
 -- "funds appear"): the WHEN clauses of Account/ZeroAvailableFunds and
--- Account/AvailableFundsAppear, given the OLD (o_) and NEW (n_) values of
--- balance_control, billing_model, balance and credit_limit. Same rule as
--- espf.account_funds. (Scalar arguments rather than the whole OLD and NEW rows:
--- as cheap per statement, and a bulk UPDATE does not build two row values per
--- row and trigger.)
-CREATE OR REPLACE FUNCTION espf.account_funds_disappear(
-  o_balance_control text, o_billing_model text, o_balance numeric, o_credit_limit numeric,
-  n_balance_control text, n_billing_model text, n_balance numeric, n_credit_limit numeric)
+-- Account/AvailableFundsAppear. Same rule as espf.account_funds.
+CREATE OR REPLACE FUNCTION espf.account_funds_disappear(o billing.account, n billing.account)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  RETURN o_balance_control = 'individual' AND n_balance_control = 'individual'
-     AND espf.account_funds(o_billing_model, o_balance, o_credit_limit) > 0
-     AND espf.account_funds(n_billing_model, n_balance, n_credit_limit) <= 0;
+  RETURN o.balance_control = 'individual' AND n.balance_control = 'individual'
+     AND espf.account_funds(o.billing_model, o.balance, o.credit_limit) > 0
+     AND espf.account_funds(n.billing_model, n.balance, n.credit_limit) <= 0;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION espf.account_funds_appear(
-  o_balance_control text, o_billing_model text, o_balance numeric, o_credit_limit numeric,
-  n_balance_control text, n_billing_model text, n_balance numeric, n_credit_limit numeric)
+CREATE OR REPLACE FUNCTION espf.account_funds_appear(o billing.account, n billing.account)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  RETURN o_balance_control = 'individual' AND n_balance_control = 'individual'
-     AND espf.account_funds(o_billing_model, o_balance, o_credit_limit) <= 0
-     AND espf.account_funds(n_billing_model, n_balance, n_credit_limit) > 0;
+  RETURN o.balance_control = 'individual' AND n.balance_control = 'individual'
+     AND espf.account_funds(o.billing_model, o.balance, o.credit_limit) <= 0
+     AND espf.account_funds(n.billing_model, n.balance, n.credit_limit) > 0;
 END
 $$;
 
 -- The same for a customer: Customer/ZeroAvailableFunds, Customer/AvailableFundsAppear.
-CREATE OR REPLACE FUNCTION espf.customer_funds_disappear(
-  o_balance numeric, o_credit_limit numeric, n_balance numeric, n_credit_limit numeric)
+CREATE OR REPLACE FUNCTION espf.customer_funds_disappear(o billing.customer, n billing.customer)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  RETURN espf.customer_funds(o_balance, o_credit_limit) > 0
-     AND espf.customer_funds(n_balance, n_credit_limit) <= 0;
+  RETURN espf.customer_funds(o.balance, o.credit_limit) > 0
+     AND espf.customer_funds(n.balance, n.credit_limit) <= 0;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION espf.customer_funds_appear(
-  o_balance numeric, o_credit_limit numeric, n_balance numeric, n_credit_limit numeric)
+CREATE OR REPLACE FUNCTION espf.customer_funds_appear(o billing.customer, n billing.customer)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  RETURN espf.customer_funds(o_balance, o_credit_limit) <= 0
-     AND espf.customer_funds(n_balance, n_credit_limit) > 0;
+  RETURN espf.customer_funds(o.balance, o.credit_limit) <= 0
+     AND espf.customer_funds(n.balance, n.credit_limit) > 0;
 END
 $$;

@@ -97,8 +97,7 @@ CREATE OR REPLACE TRIGGER espf_account_unblocked
 -- and the CustomerToAccountsDispatcher.)
 CREATE OR REPLACE TRIGGER espf_account_zero_available_funds
   AFTER UPDATE OF balance, credit_limit, billing_model, balance_control ON billing.account FOR EACH ROW
-  WHEN (espf.account_funds_disappear(OLD.balance_control, OLD.billing_model, OLD.balance, OLD.credit_limit,
-                                     NEW.balance_control, NEW.billing_model, NEW.balance, NEW.credit_limit))
+  WHEN (espf.account_funds_disappear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_account_event('Account/ZeroAvailableFunds');
 
 -- Account/AvailableFundsAppear: an individual account's available funds go from <= 0 to > 0.
@@ -107,10 +106,5 @@ CREATE OR REPLACE TRIGGER espf_account_zero_available_funds
 -- parsed and planned again on every balance UPDATE.)
 CREATE OR REPLACE TRIGGER espf_account_available_funds_appear
   AFTER UPDATE OF balance, credit_limit, billing_model, balance_control ON billing.account FOR EACH ROW
-  WHEN (espf.account_funds_appear(OLD.balance_control, OLD.billing_model, OLD.balance, OLD.credit_limit,
-                                  NEW.balance_control, NEW.billing_model, NEW.balance, NEW.credit_limit))
+  WHEN (espf.account_funds_appear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_account_event('Account/AvailableFundsAppear');
-
--- Earlier forms of the funds predicates (whole OLD/NEW rows), no longer used.
-DROP FUNCTION IF EXISTS espf.account_funds_disappear(billing.account, billing.account);
-DROP FUNCTION IF EXISTS espf.account_funds_appear(billing.account, billing.account);

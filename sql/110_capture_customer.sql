@@ -34,18 +34,14 @@ CREATE OR REPLACE TRIGGER espf_customer_unblocked
 -- Customer/ZeroAvailableFunds: credit_limit - balance goes from > 0 to <= 0
 CREATE OR REPLACE TRIGGER espf_customer_zero_available_funds
   AFTER UPDATE OF balance, credit_limit ON billing.customer FOR EACH ROW
-  WHEN (espf.customer_funds_disappear(OLD.balance, OLD.credit_limit, NEW.balance, NEW.credit_limit))
+  WHEN (espf.customer_funds_disappear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_customer_event('Customer/ZeroAvailableFunds');
 
 -- Customer/AvailableFundsAppear: credit_limit - balance goes from <= 0 to > 0
 CREATE OR REPLACE TRIGGER espf_customer_available_funds_appear
   AFTER UPDATE OF balance, credit_limit ON billing.customer FOR EACH ROW
-  WHEN (espf.customer_funds_appear(OLD.balance, OLD.credit_limit, NEW.balance, NEW.credit_limit))
+  WHEN (espf.customer_funds_appear(OLD, NEW))
   EXECUTE FUNCTION espf.capture_customer_event('Customer/AvailableFundsAppear');
-
--- Earlier forms of the funds predicates (whole OLD/NEW rows), no longer used.
-DROP FUNCTION IF EXISTS espf.customer_funds_disappear(billing.customer, billing.customer);
-DROP FUNCTION IF EXISTS espf.customer_funds_appear(billing.customer, billing.customer);
 
 -- Customer/Status/Suspend: bill_status -> suspended
 CREATE OR REPLACE TRIGGER espf_customer_status_suspend
