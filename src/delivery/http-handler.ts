@@ -32,6 +32,7 @@ export interface HttpHandlerDeps {
 export class HttpHandler {
   readonly name: string;
   private readonly keys = new Map<string, Item[]>();
+  private readonly held = new Set<number>();     // i_event of every item in `keys`
   private readonly ready = new Fifo<Item>();
   private readonly timers = new Map<Item, NodeJS.Timeout>();
   private readonly retrying = new Set<string>();
@@ -66,11 +67,11 @@ export class HttpHandler {
 
   /** True if this event is queued, in flight or waiting for a retry here. */
   holds(iEvent: number): boolean {
-    for (const q of this.keys.values()) if (q.some((i) => i.event.i_event === iEvent)) return true;
-    return false;
+    return this.held.has(iEvent);
   }
 
   enqueue(item: Item): void {
+    this.held.add(item.event.i_event);
     const q = this.keys.get(item.orderKey);
     if (!q) {
       this.keys.set(item.orderKey, [item]);
@@ -178,6 +179,7 @@ export class HttpHandler {
   /** Delivered or failed for good: record it and let the key's next event go. */
   private finish(item: Item, outcome: Outcome): void {
     this.record(item, outcome);
+    this.held.delete(item.event.i_event);
     const q = this.keys.get(item.orderKey);
     q?.shift();
     if (q && q.length > 0) this.makeReady(q[0]!);
