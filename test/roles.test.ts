@@ -174,4 +174,25 @@ describe('roles: least privilege (migrations/0006_roles.sql)', function () {
     const [still] = await t.db.query(sql`SELECT enabled FROM espf.handlers WHERE name = 'EventSender'`);
     assert.equal(still.enabled, true);
   });
+  it('a billing application role in espf_capture writes billing with every type captured, and cannot touch espf otherwise', async () => {
+    const { role, password } = await createLogin('espf_capture', false);
+    logins.push(role);
+    await t.db.query(sql`GRANT USAGE ON SCHEMA billing TO ${sql.ident(role)}`);
+    await t.db.query(sql`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA billing TO ${sql.ident(role)}`);
+    await t.db.query(sql`UPDATE espf.event_types SET enabled = true`);
+    const asApp = connect({ connectionString: urlAs(t.url, role, password), poolSize: 1 });
+    dbs.push(asApp);
+    const ids = await seedCustomer(asApp, { name: 'app' });
+    const [a] = await asApp.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES ('app-1', ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
+    await asApp.query(sql`INSERT INTO billing.sim_card (imsi, i_account) VALUES ('001010000000001', ${a.i_account})`);
+    await asApp.query(sql`INSERT INTO billing.service_attribute_value (owner_type, owner_id, service, name, value) VALUES ('account', ${a.i_account}, 'voice', 'cfu', 'on')`);
+    await asApp.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a.i_account}`);
+    await asApp.query(sql`UPDATE billing.account SET balance = 5 WHERE i_account = ${a.i_account}`);
+    await asApp.query(sql`UPDATE billing.account SET balance = -1 WHERE i_account = ${a.i_account}`);
+    const rows = await t.db.query(sql`SELECT event_type FROM espf.events WHERE variables->>'i_account' = ${String(a.i_account)} OR variables->>'owner_id' = ${String(a.i_account)} ORDER BY i_event`);
+    assert.deepEqual(rows.map((r) => r.event_type), ['Account/New', 'Account/SIMCardAssignment', 'ServiceAttribute/Changed', 'Account/Blocked', 'Account/AvailableFundsAppear', 'Account/ZeroAvailableFunds']);
+    await refusedPermission(asApp, sql`SELECT * FROM espf.events`, 'capture: read the outbox');
+    await refusedPermission(asApp, sql`UPDATE espf.event_types SET enabled = false`, 'capture: switch capture');
+    await t.db.query(sql`UPDATE espf.event_types SET enabled = false`);
+  });
 });
