@@ -58,7 +58,7 @@ export class Sender {
   private lastHandedOut = 0n;
   private stopped = false;
   readonly slot: string;
-  delivered = 0;
+  private reloading = false;
 
   constructor(private readonly opts: SenderOptions) {
     this.slot = `espf_${opts.instance}`;
@@ -107,6 +107,8 @@ export class Sender {
   }
 
   private async reloadConfig(): Promise<void> {
+    if (this.reloading) return; // a slow database: never two reloads at once
+    this.reloading = true;
     try {
       this.config = await loadConfig(this.opts.db, this.opts.instance);
       this.syncHandlers();
@@ -115,6 +117,8 @@ export class Sender {
     } catch (err) {
       this.onDbError(err);
       this.opts.log.warn({ err: oneLine(err) }, 'reading configuration failed; keeping the last one');
+    } finally {
+      this.reloading = false;
     }
   }
 
