@@ -2,17 +2,9 @@ import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 
 type Run = Awaited<ReturnType<typeof startSender>>;
-
-async function addAccounts(t: TestDatabase, ids: { i_product: number; i_customer: number }, n: number, prefix: string, extra: { balance_control?: string; blocked?: boolean } = {}): Promise<number[]> {
-  const rows = await t.db.query(sql`
-    INSERT INTO billing.account (id, i_customer, i_product, balance_control, blocked)
-    SELECT ${prefix} || g, ${ids.i_customer}, ${ids.i_product}, ${extra.balance_control ?? 'individual'}, ${extra.blocked ?? false}
-      FROM generate_series(1, ${n}) g RETURNING i_account`);
-  return rows.map((r) => r.i_account);
-}
 
 describe('espf run: dispatchers fan events out to accounts', function () {
   let t: TestDatabase;
@@ -35,8 +27,8 @@ describe('espf run: dispatchers fan events out to accounts', function () {
 
   it('customer block: Account/Blocked for every account not blocked on its own', async () => {
     const ids = await seedCustomer(t.db, { name: 'block' });
-    const open = await addAccounts(t, ids, 3, 'blk-open-');
-    const own = await addAccounts(t, ids, 1, 'blk-own-', { blocked: true });
+    const open = await addAccounts(t.db, ids, 3, 'blk-open-');
+    const own = await addAccounts(t.db, ids, 1, 'blk-own-', { blocked: true });
     await t.db.query(sql`UPDATE billing.customer SET blocked = true WHERE i_customer = ${ids.i_customer}`);
     const got = () => rx.received.filter((r) => r.json.event_type === 'Account/Blocked' && r.json.variables.i_customer === ids.i_customer);
     await rx.waitFor(() => got().length >= 3, 10_000, 'three Account/Blocked');
@@ -54,8 +46,8 @@ describe('espf run: dispatchers fan events out to accounts', function () {
   it('customer funds: Account/ZeroAvailableFunds for subordinate accounts only', async () => {
     const ids = await seedCustomer(t.db, { name: 'funds' });
     await t.db.query(sql`UPDATE billing.customer SET credit_limit = 100 WHERE i_customer = ${ids.i_customer}`);
-    const sub = await addAccounts(t, ids, 2, 'fund-sub-', { balance_control: 'subordinate' });
-    await addAccounts(t, ids, 2, 'fund-ind-');
+    const sub = await addAccounts(t.db, ids, 2, 'fund-sub-', { balance_control: 'subordinate' });
+    await addAccounts(t.db, ids, 2, 'fund-ind-');
     await t.db.query(sql`UPDATE billing.customer SET balance = 150 WHERE i_customer = ${ids.i_customer}`);
     const got = () => rx.received.filter((r) => r.json.event_type === 'Account/ZeroAvailableFunds' && r.json.variables.i_customer === ids.i_customer);
     await rx.waitFor(() => got().length >= 2, 10_000, 'two Account/ZeroAvailableFunds');
@@ -64,7 +56,7 @@ describe('espf run: dispatchers fan events out to accounts', function () {
 
   it('product attribute: ServiceAttribute/Changed → Product/… → Account/ServiceAttribute/Changed for every account on the product', async () => {
     const ids = await seedCustomer(t.db, { name: 'attr' });
-    const accounts = await addAccounts(t, ids, 4, 'attr-');
+    const accounts = await addAccounts(t.db, ids, 4, 'attr-');
     await t.db.query(sql`INSERT INTO billing.service_attribute_value (owner_type, owner_id, service, name, value) VALUES ('product', ${ids.i_product}, 'data', 'apn', 'internet')`);
     const got = () => rx.received.filter((r) => r.json.event_type === 'Account/ServiceAttribute/Changed' && r.json.variables.i_product === ids.i_product);
     await rx.waitFor(() => got().length >= 4, 10_000, 'four Account/ServiceAttribute/Changed');
@@ -77,7 +69,7 @@ describe('espf run: dispatchers fan events out to accounts', function () {
 
   it('customer suspension: Account/Status/Suspend for every account', async () => {
     const ids = await seedCustomer(t.db, { name: 'susp' });
-    const accounts = await addAccounts(t, ids, 2, 'susp-');
+    const accounts = await addAccounts(t.db, ids, 2, 'susp-');
     await t.db.query(sql`UPDATE billing.customer SET bill_status = 'suspended' WHERE i_customer = ${ids.i_customer}`);
     const got = () => rx.received.filter((r) => r.json.event_type === 'Account/Status/Suspend' && r.json.variables.i_customer === ids.i_customer);
     await rx.waitFor(() => got().length >= 2, 10_000, 'Account/Status/Suspend');
@@ -118,7 +110,7 @@ describe('espf run: modes, URLs and live configuration', function () {
   it('token bucket: average token_rate, never more than token_burstiness in any one second', async () => {
     await setHandler('token_rate = 10, token_burstiness = 15');
     const before = rx.received.length;
-    const accounts = await addAccounts(t, ids, 40, 'tb-');
+    const accounts = await addAccounts(t.db, ids, 40, 'tb-');
     await rx.waitFor(() => rx.received.length >= before + 40, 20_000, '40 events');
     const times = rx.received.slice(before).map((r) => r.at).sort((a, b) => a - b);
     assert.equal(times.length, accounts.length);
@@ -140,7 +132,7 @@ describe('espf run: modes, URLs and live configuration', function () {
     rx.maxInFlight = 0;
     rx.respond = () => ({ status: 200, delayMs: 15 });
     const before = rx.received.length;
-    await addAccounts(t, ids, 15, 'sync-');
+    await addAccounts(t.db, ids, 15, 'sync-');
     await rx.waitFor(() => rx.received.length >= before + 15, 15_000, '15 events');
     assert.equal(rx.maxInFlight, 1);
     await setHandler('async_mode = true');
@@ -150,7 +142,7 @@ describe('espf run: modes, URLs and live configuration', function () {
     rx.maxInFlight = 0;
     rx.respond = () => ({ status: 200, delayMs: 50 });
     const before = rx.received.length;
-    await addAccounts(t, ids, 20, 'async-');
+    await addAccounts(t.db, ids, 20, 'async-');
     await rx.waitFor(() => rx.received.length >= before + 20, 15_000, '20 events');
     assert.ok(rx.maxInFlight > 1, `more than one request in flight, saw ${rx.maxInFlight}`);
   });
@@ -158,7 +150,7 @@ describe('espf run: modes, URLs and live configuration', function () {
   it('every URL receives each event, the first before the second', async () => {
     await setHandler(`url = ARRAY['${rx.url}', '${rx2.url}']`);
     rx.respond = () => ({ status: 200, delayMs: 5 });
-    const [a] = await addAccounts(t, ids, 5, 'two-urls-');
+    const [a] = await addAccounts(t.db, ids, 5, 'two-urls-');
     await rx2.waitFor(() => rx2.received.filter((r) => String(r.json.variables.id ?? '').startsWith('two-urls-')).length >= 5, 10_000, 'five at the second URL');
     for (const second of rx2.received) {
       const first = rx.received.find((r) => r.json.variables.i_event === second.json.variables.i_event);
@@ -173,7 +165,7 @@ describe('espf run: modes, URLs and live configuration', function () {
     const changed = Date.now();
     await new Promise((r) => setTimeout(r, 2000));
     const before1 = rx.received.length;
-    const [acc] = await addAccounts(t, ids, 1, 'moved-');
+    const [acc] = await addAccounts(t.db, ids, 1, 'moved-');
     await rx2.waitFor(() => rx2.received.some((r) => r.json.variables.i_account === acc), 5000, 'the event at the new URL');
     assert.equal(rx.received.length, before1, 'nothing more at the old URL');
     assert.ok(Date.now() - changed < 10_000);
@@ -184,14 +176,14 @@ describe('espf run: modes, URLs and live configuration', function () {
     await t.db.query(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450));
     const before = rx.received.length;
-    await addAccounts(t, ids, 3, 'paused-');
+    await addAccounts(t.db, ids, 3, 'paused-');
     // While disabled, new events are not handed to it at all.
     await eventually(async () => run.sender.durableLsn > 0n);
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(rx.received.length, before);
     await t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450));
-    const [acc] = await addAccounts(t, ids, 1, 'resumed-');
+    const [acc] = await addAccounts(t.db, ids, 1, 'resumed-');
     await rx.waitFor(() => rx.received.some((r) => r.json.variables.i_account === acc), 5000, 'an event after re-enabling');
   });
 });

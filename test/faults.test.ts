@@ -5,16 +5,9 @@ import { testServer } from './support/cluster.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { EspfProcess } from './support/child.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 
 type Ids = { i_product: number; i_customer: number };
-
-async function addAccounts(t: TestDatabase, ids: Ids, n: number, prefix: string): Promise<number[]> {
-  const rows = await t.db.query(sql`
-    INSERT INTO billing.account (id, i_customer, i_product)
-    SELECT ${prefix} || g, ${ids.i_customer}, ${ids.i_product} FROM generate_series(1, ${n}) g RETURNING i_account`);
-  return rows.map((r) => r.i_account);
-}
 
 async function deliveryOf(t: TestDatabase, iAccount: number, type: string) {
   const [d] = await t.db.query(sql`
@@ -44,7 +37,7 @@ describe('faults: retries, failure for good, and order', function () {
   });
 
   it('FAILED after max_attempts in both status tables, while other accounts are unaffected; then the account goes on', async () => {
-    const [bad, good] = await addAccounts(t, ids, 2, 'fail-');
+    const [bad, good] = await addAccounts(t.db, ids, 2, 'fail-');
     await rx.waitFor(() => rx.received.filter((r) => String(r.json.variables.id).startsWith('fail-')).length >= 2);
     let attemptsOnBad = 0;
     rx.respond = (r) => {
@@ -77,7 +70,7 @@ describe('faults: retries, failure for good, and order', function () {
   it("while an account's event is failing its later events wait; other accounts go on; order is kept", async () => {
     await t.db.query(sql`UPDATE espf.http_handlers SET max_attempts = 1000 WHERE handler = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450));
-    const [a, b] = await addAccounts(t, ids, 2, 'order-');
+    const [a, b] = await addAccounts(t.db, ids, 2, 'order-');
     await rx.waitFor(() => rx.received.filter((r) => String(r.json.variables.id).startsWith('order-')).length >= 2);
     let failing = true;
     let failures = 0;
@@ -110,7 +103,7 @@ describe('faults: retries, failure for good, and order', function () {
   it('a receiver that sleeps past request_timeout: the attempt fails with a clear reason and is retried', async () => {
     await t.db.query(sql`UPDATE espf.http_handlers SET request_timeout = 1 WHERE handler = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450));
-    const [acc] = await addAccounts(t, ids, 1, 'slow-');
+    const [acc] = await addAccounts(t.db, ids, 1, 'slow-');
     let first = true;
     rx.respond = (r) => {
       if (r.json.variables.i_account === acc && r.json.event_type === 'Account/Blocked' && first) { first = false; return 'hang'; }
@@ -153,7 +146,7 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
     try {
       const port = rx.port;
       await rx.close();
-      const accounts = await addAccounts(t, ids, 20, 'down-');
+      const accounts = await addAccounts(t.db, ids, 20, 'down-');
       // Everything is recorded as waiting, so the slot moves on while the receiver is down.
       await eventually(async () => {
         const [r] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE state IN ('RETRY', 'PENDING') AND i_account = ANY(${accounts})`);
@@ -173,14 +166,14 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
   it('a restart resumes where it stopped: waiting deliveries and the stream', async () => {
     rx.respond = () => ({ status: 500 });
     let run = await startSender(t.db, t.url);
-    const accounts = await addAccounts(t, ids, 5, 'resume-');
+    const accounts = await addAccounts(t.db, ids, 5, 'resume-');
     await eventually(async () => {
       const [r] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE state = 'RETRY' AND i_account = ANY(${accounts})`);
       return r.n === 5;
     });
     await run.stop();
     // Committed while nothing runs: comes from the slot at the next start.
-    const later = await addAccounts(t, ids, 5, 'resume-later-');
+    const later = await addAccounts(t.db, ids, 5, 'resume-later-');
     rx.respond = () => ({ status: 200 });
     const before = rx.received.length;
     run = await startSender(t.db, t.url);
@@ -197,7 +190,7 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
     const proc = new EspfProcess(t.url);
     await proc.streaming();
     const first = rx.received.length;
-    const accounts = await addAccounts(t, ids, 600, 'crash-');
+    const accounts = await addAccounts(t.db, ids, 600, 'crash-');
     await rx.waitFor(() => rx.received.length >= first + 50, 20_000, 'deliveries under way');
     proc.kill('SIGKILL');
     await proc.exited();
@@ -230,9 +223,9 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
     const proc = new EspfProcess(t.url);
     try {
       await proc.streaming();
-      const first = await addAccounts(t, ids, 100, 'pgrestart-a-');
+      const first = await addAccounts(t.db, ids, 100, 'pgrestart-a-');
       await restartCluster(cluster!, 'fast');
-      const second = await eventually(async () => addAccounts(t, ids, 100, 'pgrestart-b-').catch(() => undefined), 20_000, 'the database back');
+      const second = await eventually(async () => addAccounts(t.db, ids, 100, 'pgrestart-b-').catch(() => undefined), 20_000, 'the database back');
       const want = [...first, ...second];
       await rx.waitFor(() => want.every((a) => rx.received.some((r) => r.json.variables.i_account === a)), 40_000, 'all 200 accounts');
       assert.equal(proc.exitCode, undefined, 'espf run kept running');
@@ -254,7 +247,7 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
       const killed = Date.now();
       await b.streaming(15_000);
       assert.ok(Date.now() - killed < 10_000, `took over in ${Date.now() - killed} ms`);
-      const [acc] = await addAccounts(t, ids, 1, 'standby-');
+      const [acc] = await addAccounts(t.db, ids, 1, 'standby-');
       await rx.waitFor(() => rx.received.some((r) => r.json.variables.i_account === acc), 10_000, 'an event through the standby');
     } finally {
       await b.stop();

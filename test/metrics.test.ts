@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import { sql } from '@databases/pg';
 import { provisioningLog } from '../src/log/logger.ts';
 import { ROOT } from '../src/paths.ts';
@@ -12,7 +11,7 @@ import { Sender } from '../src/run/sender.ts';
 import type { Db } from '../src/db/connect.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer } from './support/sender.ts';
+import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 
 /** One sample of the text exposition: the value of `name` whose labels include `labels`, summed over the rest. */
 export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -28,20 +27,10 @@ export function sample(text: string, name: string, labels: Record<string, string
   return found;
 }
 
-/** A sender in-process (like test/support startSender) with the metrics observer bound. */
+/** An in-process sender with the metrics observer bound. */
 async function startObservedSender(db: Db, url: string) {
-  const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
-  const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
-  const plog = provisioningLog(logDir);
   const metrics = new Metrics({ db, slotLagCacheMs: 0 });
-  const sender = new Sender({ db, url, instance: 'main', log, plog, configPollMs: 200, heartbeatMs: 500, observe: metrics });
-  metrics.bind(sender);
-  await sender.start();
-  await eventually(async () => sender.isStreaming, 15_000, 'the sender to stream');
-  return {
-    sender, metrics, log,
-    stop: async () => { await sender.stop(); await plog.flush(); },
-  };
+  return { ...(await startSender(db, url, 'main', { metrics })), metrics };
 }
 
 describe('metrics: counters, gauges and the /metrics and /healthz endpoints', function () {

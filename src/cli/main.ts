@@ -1,13 +1,12 @@
 import { Command, CommanderError, Option } from 'commander';
-import { connect, ping, redactUrl, type Db } from '../db/connect.ts';
-import { resolveDatabaseUrl } from '../db/database-url.ts';
-import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
+import { EspfError, oneLine } from '../errors.ts';
 import { migrate } from '../migrate/migrate.ts';
 import {
   formatMatrix, readMatrix, setHandlerEnabled, setSubscription, setTypeEnabled,
 } from '../config/handlers.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerResendCommand } from './resend-command.ts';
+import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
 export const EXIT_OK = 0;
@@ -28,36 +27,6 @@ Exit codes:
      no database); one line on stderr says why, and nothing was changed
   2  bad usage (unknown command or option, missing or extra argument)
 `;
-
-/**
- * Opens the database of DATABASE_URL (else the embedded one of `espf run`),
- * checks that it answers, runs `fn`, and turns the usual failures into one line.
- */
-async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
-  const url = resolveDatabaseUrl();
-  let db: Db;
-  try {
-    db = connect({ connectionString: url, poolSize: 2, applicationName: 'espf cli' });
-  } catch (err) {
-    throw new EspfError('ESPF_NO_DATABASE',
-      `DATABASE_URL is not a PostgreSQL connection string (postgres://user@host:port/database): ${oneLine(err)}`, { cause: err });
-  }
-  try {
-    await ping(db, url);
-    try {
-      return await fn(db);
-    } catch (err) {
-      const state = sqlState(err);
-      if ((state === SQLSTATE.undefinedTable || state === '3F000' /* invalid_schema_name */) && /"espf[."]/.test(oneLine(err))) {
-        throw new EspfError('ESPF_NOT_MIGRATED',
-          `the espf schema is missing in ${redactUrl(url)} (${oneLine(err)}): run espf migrate first`, { cause: err });
-      }
-      throw err;
-    }
-  } finally {
-    await db.dispose();
-  }
-}
 
 /** `espf handler sub` for the program's `sub` command, and so on. */
 function commandPath(cmd: Command): string {
@@ -117,7 +86,7 @@ Example:
   DATABASE_URL=postgres://postgres@localhost/billing espf migrate
 `)
     .action(async () => {
-      const r = await withDb((db) => migrate(db));
+      const r = await withDb('espf migrate', (db) => migrate(db));
       io.out(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied; sql/: ${r.repeatable.length} files re-applied\n`);
     });
 
@@ -146,7 +115,7 @@ Examples:
         ? '\nAn http handler cannot be enabled while its espf.http_handlers.url list is empty.\n'
         : '')
       .action(async (name: string) => {
-        const changed = await withDb((db) => setHandlerEnabled(db, name, action === 'enable'));
+        const changed = await withDb('espf handler', (db) => setHandlerEnabled(db, name, action === 'enable'));
         io.out(`handler ${name} ${action}d${changed ? '' : ' (no change)'}\n`);
       });
   }
@@ -160,7 +129,7 @@ Examples:
         ? '\nA dispatcher can subscribe only to the types it consumes (espf.dispatcher_rules).\n'
         : '')
       .action(async (name: string, type: string) => {
-        const n = await withDb((db) => setSubscription(db, name, type, action === 'sub'));
+        const n = await withDb('espf handler', (db) => setSubscription(db, name, type, action === 'sub'));
         io.out(`${name}: ${n} subscription${n === 1 ? '' : 's'} ${action === 'sub' ? 'added' : 'removed'}\n`);
       });
   }
@@ -175,7 +144,7 @@ Examples:
     type.command(action).argument('<type>', "an event type (a row of espf.event_types), or 'all'")
       .description(`espf.event_types.enabled = ${action === 'enable'}`)
       .action(async (name: string) => {
-        const n = await withDb((db) => setTypeEnabled(db, name, action === 'enable'));
+        const n = await withDb('espf type', (db) => setTypeEnabled(db, name, action === 'enable'));
         io.out(`${n} event type${n === 1 ? '' : 's'} ${action}d\n`);
       });
   }
@@ -183,7 +152,7 @@ Examples:
   program.command('matrix')
     .description("print the matrix: a row per event type, a column per handler ('+' subscribed, '.' can subscribe, ' ' cannot)")
     .addHelpText('after', '\nThe same as: SELECT * FROM espf.matrix\n')
-    .action(async () => io.out(formatMatrix(await withDb(readMatrix)) + '\n'));
+    .action(async () => io.out(formatMatrix(await withDb('espf matrix', readMatrix)) + '\n'));
 
   registerStatusCommand(program, io);
   registerResendCommand(program, io);

@@ -1,8 +1,8 @@
 import { sql } from '@databases/pg';
 import type { Command } from 'commander';
-import { connect, ping, redactUrl, type Db } from '../db/connect.ts';
-import { resolveDatabaseUrl } from '../db/database-url.ts';
-import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
+import type { Db } from '../db/connect.ts';
+import { EspfError } from '../errors.ts';
+import { withDb } from './with-db.ts';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -70,24 +70,6 @@ function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
-async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
-  const url = resolveDatabaseUrl();
-  const db = connect({ connectionString: url, poolSize: 1, applicationName: 'espf resend' });
-  try {
-    await ping(db, url);
-    try {
-      return await fn(db);
-    } catch (err) {
-      if ((sqlState(err) === SQLSTATE.undefinedTable || sqlState(err) === '42883' /* undefined_function */) && /espf\./.test(oneLine(err))) {
-        throw new EspfError('ESPF_NOT_MIGRATED', `${oneLine(err)} in ${redactUrl(url)}: run espf migrate first`, { cause: err });
-      }
-      throw err;
-    }
-  } finally {
-    await db.dispose();
-  }
-}
-
 interface RawOptions {
   event?: number[]; account?: number; handler?: string; status?: string; since?: string;
   dryRun?: boolean; batch: number;
@@ -146,7 +128,7 @@ Examples:
         if (tty) io.err(`\rre-queued ${done} of ${total} (${pct}%)`);
         else io.err(`espf resend: re-queued ${done} of ${total} (${pct}%)\n`);
       };
-      const r = await withDb((db) => resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress }));
+      const r = await withDb('espf resend', (db) => resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress }));
       if (shown && tty) io.err('\n');
       const plural = (n: number) => `${n} deliver${n === 1 ? 'y' : 'ies'}`;
       if (o.dryRun) io.out(`${plural(r.selected)} would be re-queued (dry run: nothing changed)\n`);

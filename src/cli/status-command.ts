@@ -1,8 +1,8 @@
 import { sql } from '@databases/pg';
 import type { Command } from 'commander';
-import { connect, ping, redactUrl, type Db } from '../db/connect.ts';
-import { resolveDatabaseUrl } from '../db/database-url.ts';
-import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
+import type { Db } from '../db/connect.ts';
+import { EspfError } from '../errors.ts';
+import { withDb } from './with-db.ts';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -84,24 +84,6 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
   ].join('\n');
 }
 
-async function withDb<T>(fn: (db: Db) => Promise<T>): Promise<T> {
-  const url = resolveDatabaseUrl();
-  const db = connect({ connectionString: url, poolSize: 1, applicationName: 'espf status' });
-  try {
-    await ping(db, url);
-    try {
-      return await fn(db);
-    } catch (err) {
-      if (sqlState(err) === SQLSTATE.undefinedTable && /espf\./.test(oneLine(err))) {
-        throw new EspfError('ESPF_NOT_MIGRATED', `${oneLine(err)} in ${redactUrl(url)}: run espf migrate first`, { cause: err });
-      }
-      throw err;
-    }
-  } finally {
-    await db.dispose();
-  }
-}
-
 function positiveInt(name: string, max: number) {
   return (v: string): number => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) {
@@ -129,7 +111,7 @@ Examples:
 `)
     .action(async (o: { json?: boolean; hours: number; limit: number }) => {
       const opts = { hours: o.hours, limit: o.limit };
-      const report = await withDb((db) => readStatus(db, opts));
+      const report = await withDb('espf status', (db) => readStatus(db, opts));
       io.out(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, opts));
     });
 }

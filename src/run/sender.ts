@@ -94,8 +94,7 @@ export class Sender {
     this.config = await loadConfig(db, instance);
     this.syncHandlers();
     // Resume what a previous run left waiting, before anything new.
-    const mine = [...this.config.handlers.values()].filter((h) => h.kind === 'http').map((h) => h.name);
-    const rows: WaitingRow[] = await db.query(sql`SELECT * FROM espf.waiting_deliveries(${mine})`);
+    const rows: WaitingRow[] = await db.query(sql`SELECT * FROM espf.waiting_deliveries(${this.httpHandlerNames()})`);
     for (const r of rows) this.http.get(r.handler)?.enqueue(itemFromRow(r));
     if (rows.length) this.opts.log.info({ resumed: rows.length }, 'resumed waiting deliveries');
     // Events up to this position may already have outcomes: a replay skips them.
@@ -122,9 +121,14 @@ export class Sender {
     }
   }
 
+  /** The http handlers this instance serves, enabled or not. */
+  private httpHandlerNames(): string[] {
+    return [...this.config.handlers.values()].filter((h) => h.kind === 'http').map((h) => h.name);
+  }
+
   /** Deliveries put back in the queue (espf resend, reclaim) while we run. */
   private async takeRequeued(): Promise<void> {
-    const mine = [...this.config.handlers.values()].filter((h) => h.kind === 'http').map((h) => h.name);
+    const mine = this.httpHandlerNames();
     if (mine.length === 0) return;
     const rows: WaitingRow[] = await this.opts.db.query(sql`SELECT * FROM espf.take_requeued(${mine})`);
     for (const r of rows) {

@@ -4,20 +4,22 @@ import path from 'node:path';
 import pino from 'pino';
 import { sql } from '@databases/pg';
 import type { Db } from '../../src/db/connect.ts';
-import { provisioningLog } from '../../src/log/logger.ts';
+import { provisioningLog, type Logger } from '../../src/log/logger.ts';
+import type { Metrics } from '../../src/metrics/metrics.ts';
 import { Sender } from '../../src/run/sender.ts';
 import { eventually } from './receiver.ts';
 
-/** An in-process sender on a test database, with a fast configuration poll. */
-export async function startSender(db: Db, url: string, instance = 'main'): Promise<{ sender: Sender; logDir: string; stop(): Promise<void> }> {
+/** An in-process sender on a test database, with a fast configuration poll (and metrics, when given). */
+export async function startSender(db: Db, url: string, instance = 'main', opts: { metrics?: Metrics } = {}): Promise<{ sender: Sender; logDir: string; log: Logger; stop(): Promise<void> }> {
   const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
   const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
   const plog = provisioningLog(logDir);
-  const sender = new Sender({ db, url, instance, log, plog, configPollMs: 200, heartbeatMs: 500 });
+  const sender = new Sender({ db, url, instance, log, plog, configPollMs: 200, heartbeatMs: 500, observe: opts.metrics });
+  opts.metrics?.bind(sender);
   await sender.start();
   await eventually(async () => sender.isStreaming, 15_000, 'the sender to stream');
   return {
-    sender, logDir,
+    sender, logDir, log,
     stop: async () => {
       await sender.stop();
       await plog.flush();
@@ -45,4 +47,14 @@ export async function seedCustomer(db: Db, opts: { name?: string } = {}): Promis
   const [p] = await db.query(sql`INSERT INTO billing.product (name) VALUES ('LTE') RETURNING i_product`);
   const [c] = await db.query(sql`INSERT INTO billing.customer (name) VALUES (${opts.name ?? 'ACME'}) RETURNING i_customer`);
   return { i_product: p.i_product, i_customer: c.i_customer };
+}
+
+/** Accounts `<prefix>1` … `<prefix>n` of a customer, in one statement; their i_account in order. */
+export async function addAccounts(db: Db, ids: { i_product: number; i_customer: number }, n: number, prefix: string,
+  extra: { balance_control?: string; blocked?: boolean } = {}): Promise<number[]> {
+  const rows = await db.query(sql`
+    INSERT INTO billing.account (id, i_customer, i_product, balance_control, blocked)
+    SELECT ${prefix} || g, ${ids.i_customer}, ${ids.i_product}, ${extra.balance_control ?? 'individual'}, ${extra.blocked ?? false}
+      FROM generate_series(1, ${n}) g RETURNING i_account`);
+  return rows.map((r) => r.i_account);
 }
