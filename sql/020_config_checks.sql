@@ -69,6 +69,8 @@ CREATE OR REPLACE TRIGGER check_subscription BEFORE INSERT OR UPDATE ON espf.sub
 CREATE OR REPLACE FUNCTION espf.check_http_handler() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   u text;
+  k text;
+  v jsonb;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM espf.handlers WHERE name = NEW.handler AND kind = 'http') THEN
     PERFORM espf.refuse('espf.http_handlers.handler', format('%L is not an http handler of espf.handlers (insert it there with kind = ''http'' first)', NEW.handler), '23503');
@@ -123,6 +125,18 @@ BEGIN
   IF NEW.retry_max_delay IS NULL OR NEW.retry_max_delay < NEW.retry_delay THEN
     PERFORM espf.refuse('espf.http_handlers.retry_max_delay', format('must be >= retry_delay (%s), not %s', NEW.retry_delay, coalesce(NEW.retry_max_delay::text, 'null')));
   END IF;
+  -- The names the receiver knows types by: {"<espf type>": "<its name>", …}.
+  IF NEW.event_names IS NULL OR jsonb_typeof(NEW.event_names) <> 'object' THEN
+    PERFORM espf.refuse('espf.http_handlers.event_names', format('must be a JSON object {"<espf event type>": "<the receiver''s name>"}, not %s', coalesce(NEW.event_names::text, 'null')));
+  END IF;
+  FOR k, v IN SELECT j.key, j.value FROM jsonb_each(NEW.event_names) j ORDER BY j.key LOOP
+    IF NOT EXISTS (SELECT 1 FROM espf.event_types t WHERE t.name = k) THEN
+      PERFORM espf.refuse('espf.http_handlers.event_names', format('key %L is not an espf event type (not a row of espf.event_types)', k));
+    END IF;
+    IF jsonb_typeof(v) <> 'string' OR btrim(v #>> '{}') = '' THEN
+      PERFORM espf.refuse('espf.http_handlers.event_names', format('key %L maps to %s: the receiver''s name must be a non-empty string', k, CASE WHEN jsonb_typeof(v) = 'string' THEN 'an empty name' ELSE v::text END));
+    END IF;
+  END LOOP;
   RETURN NEW;
 END
 $$;

@@ -71,6 +71,30 @@ describe('configuration rows are checked by the database', () => {
     });
   });
 
+  describe('espf.http_handlers.event_names', () => {
+    it('accepts a map of espf types to the receiver\'s names, and the empty map', async () => {
+      await q(setHttp('EventSender', sql`event_names = '{"Account/ID/Changed": "Account/Id/Changed", "Account/New": "account.created"}'`));
+      await q(setHttp('EventSender', sql`event_names = '{}'`));
+    });
+
+    it('refuses a key that is not an espf event type, naming the key', async () => {
+      await refused(setHttp('EventSender', sql`event_names = '{"Account/New": "New", "Account/Id/Changed": "Account/Id/Changed"}'`),
+        '23514', 'event_names', "'Account/Id/Changed'", 'not an espf event type');
+    });
+
+    it('refuses an empty name (or one that is not a string), naming the key', async () => {
+      await refused(setHttp('EventSender', sql`event_names = '{"Account/Blocked": ""}'`), '23514', 'event_names', "'Account/Blocked'", 'empty name');
+      await refused(setHttp('EventSender', sql`event_names = '{"Account/Blocked": "  "}'`), '23514', 'event_names', "'Account/Blocked'", 'empty name');
+      await refused(setHttp('EventSender', sql`event_names = '{"Account/Blocked": null}'`), '23514', 'event_names', "'Account/Blocked'");
+      await refused(setHttp('EventSender', sql`event_names = '{"Account/Blocked": 7}'`), '23514', 'event_names', "'Account/Blocked'");
+    });
+
+    it('refuses a value that is not a JSON object, and null', async () => {
+      await refused(setHttp('EventSender', sql`event_names = '["Account/New"]'`), '23514', 'event_names', 'JSON object');
+      await refused(setHttp('EventSender', sql`event_names = NULL`), '23514', 'event_names');
+    });
+  });
+
   describe('espf.http_handlers.auth_method and its credentials', () => {
     it('refuses an unknown auth method', async () => {
       await refused(setHttp('EventSender', sql`auth_method = 'Digest'`), '23514', 'auth_method');

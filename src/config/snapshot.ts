@@ -21,6 +21,8 @@ export interface HttpSettings {
   readonly retry_delay: number;       // s
   readonly retry_max_delay: number;   // s
   readonly ca_file: string | null;
+  /** The receiver's names for espf's types (espf name → its name); types not in it keep espf's name. */
+  readonly event_names: Readonly<Record<string, string>>;
 }
 
 export interface HandlerConfig {
@@ -86,5 +88,6 @@ function normaliseHttp(j: Record<string, unknown>): HttpSettings {
     retry_delay: num('retry_delay'),
     retry_max_delay: num('retry_max_delay'),
     ca_file: (j.ca_file as string | null) ?? null,
+    event_names: (j.event_names as Record<string, string> | null) ?? {},
   };
 }

@@ -8,6 +8,16 @@ export type PostResult =
   | { readonly ok: true; readonly status: number; readonly durationMs: number }
   | { readonly ok: false; readonly status: number | null; readonly reason: string; readonly retryAfterMs: number | null; readonly durationMs: number };
 
+/**
+ * The JSON body of a request: {"event_type": …, "variables": …}. The type goes
+ * out under the receiver's own name when the handler's event_names maps it;
+ * everything else (rows, logs, metrics) keeps espf's name.
+ */
+export function requestBody(event: { readonly event_type: string; readonly variables: unknown }, eventNames: Readonly<Record<string, string>>): string {
+  const name = Object.hasOwn(eventNames, event.event_type) ? eventNames[event.event_type]! : event.event_type;
+  return JSON.stringify({ event_type: name, variables: event.variables });
+}
+
 const MAX_ERROR_BODY = 512;     // bytes of a non-2xx answer kept for the log
 const MAX_OK_BODY = 65536;      // bytes of a 2xx answer read; the rest is dropped (with the connection)
 

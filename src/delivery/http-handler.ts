@@ -1,7 +1,7 @@
 import type { HandlerConfig, HttpSettings } from '../config/snapshot.ts';
 import type { AttemptLine, Logger, ProvisioningLog } from '../log/logger.ts';
 import { retryDelayMs } from './backoff.ts';
-import { HttpClient, type PostResult } from './http-client.ts';
+import { HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Item } from './item.ts';
 import type { Outcome, ResultsWriter } from './results-writer.ts';
 import { Fifo } from './fifo.ts';
@@ -144,7 +144,7 @@ export class HttpHandler {
     item.nextAttemptAt = null;
     let last: PostResult = { ok: false, status: null, reason: 'handler has no URL', retryAfterMs: null, durationMs: 0 };
     if (s) {
-      item.body ??= JSON.stringify({ event_type: item.event.event_type, variables: item.event.variables });
+      item.body ??= requestBody(item.event, s.event_names);
       const urls = s.url;
       while (item.urlsDone < urls.length) {
         const url = urls[item.urlsDone]!;
