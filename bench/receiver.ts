@@ -11,6 +11,10 @@
  *   GET /arrivals?from=<k>     arrivals k.. as binary little-endian float64 pairs
  *                              [i_event, arrival_ms, i_event, arrival_ms, ...]
  *   GET /reset                 forget everything recorded
+ *   GET /down?status=<code>    answer every POST with this status (503 by default) and count
+ *                              it in `downRequests`, instead of recording it: a receiver that
+ *                              is down, as an operator meets it (the outage figure)
+ *   GET /up                    answer 200 again
  * Times are epoch milliseconds with sub-millisecond resolution
  * (performance.timeOrigin + performance.now()), the same clock as Date.now()
  * in every process of the machine.
@@ -28,6 +32,8 @@ let badBodies = 0;       // POSTs whose body had no numeric variables.i_event
 let duplicates = 0;      // POSTs of an i_event already seen (retries)
 let firstAt = 0;
 let lastAt = 0;
+let downStatus = 0;      // while not 0: every POST is answered with it, counted, not recorded
+let downRequests = 0;    // POSTs answered with downStatus
 const perSecond = new Map<number, number>();  // epoch second -> POSTs arrived in it
 const seen = new Set<number>();
 // Arrivals of first deliveries, as growable float64 pairs (i_event, ms).
@@ -48,7 +54,7 @@ function record(iEvent: number, at: number): void {
 }
 
 function reset(): void {
-  requests = 0; badBodies = 0; duplicates = 0; firstAt = 0; lastAt = 0;
+  requests = 0; badBodies = 0; duplicates = 0; firstAt = 0; lastAt = 0; downStatus = 0; downRequests = 0;
   perSecond.clear(); seen.clear();
   arrivals = new Float64Array(1 << 16); nArrivals = 0;
 }
@@ -56,6 +62,15 @@ function reset(): void {
 const OK_BODY = Buffer.from('{"ok":true}');
 
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && downStatus !== 0) {
+    req.resume();
+    req.on('end', () => {
+      downRequests++;
+      res.writeHead(downStatus, { 'Content-Type': 'application/json', 'Content-Length': 2 });
+      res.end('{}');
+    });
+    return;
+  }
   if (req.method === 'POST') {
     const at = now();
     const chunks: Buffer[] = [];
@@ -81,7 +96,7 @@ const server = http.createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
   if (req.method === 'GET' && url.pathname === '/stats') {
     const hist = [...perSecond.entries()].sort((a, b) => a[0] - b[0]).map(([second, count]) => ({ second, count }));
-    const body = JSON.stringify({ requests, unique: nArrivals, duplicates, badBodies, firstAt, lastAt, perSecond: hist });
+    const body = JSON.stringify({ requests, unique: nArrivals, duplicates, badBodies, firstAt, lastAt, downRequests, perSecond: hist });
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.end(body);
     return;
@@ -91,6 +106,12 @@ const server = http.createServer((req, res) => {
     const slice = arrivals.subarray(from * 2, nArrivals * 2);
     res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': slice.byteLength });
     res.end(Buffer.from(slice.buffer, slice.byteOffset, slice.byteLength));
+    return;
+  }
+  if (req.method === 'GET' && (url.pathname === '/down' || url.pathname === '/up')) {
+    downStatus = url.pathname === '/down' ? Number(url.searchParams.get('status') ?? 503) || 503 : 0;
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ downStatus, downRequests }));
     return;
   }
   if (req.method === 'GET' && url.pathname === '/reset') {

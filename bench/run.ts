@@ -6,7 +6,7 @@
  *
  *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes
  *   BENCH_RUNS=n      runs per figure
- *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog)
+ *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog, outage)
  *   BENCH_BUDGET_SCALE=x  scales every figure's time budget (default 1): once a figure's budget
  *                     is spent its later runs are skipped and its waits cut short
  *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
@@ -22,6 +22,7 @@ import { httpCeiling } from './http-ceiling.ts';
 import { latency } from './latency.ts';
 import { rateAccuracy } from './rate-accuracy.ts';
 import { backlog } from './backlog.ts';
+import { outage } from './outage.ts';
 import { createTemplate, dropDatabase, serverFacts, startServer, withDatabase, type Server } from './lib/db.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { BENCH_DIR, ROOT } from './lib/paths.ts';
@@ -34,7 +35,7 @@ const budgetScale = Number(process.env.BENCH_BUDGET_SCALE ?? 1);
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
 
-const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog];
+const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog, outage];
 
 type FigureOutcome =
   | { status: 'ok'; values: Record<string, number>; runs: RunResult[]; errors: string[]; skippedRuns: number }
@@ -121,6 +122,13 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   add('backlog_eps', 'backlog', bl, ' ev/s', '>= e2e_eps', bl === undefined || e2eEps === undefined ? undefined : bl >= e2eEps);
   const rss = v('backlog', 'peak_rss_mb');
   add('peak_rss_mb', 'backlog', rss, ' MB', '<= 200', rss === undefined ? undefined : rss <= 200);
+  const oRss = v('outage', 'peak_rss_outage_mb');
+  add('outage.peak_rss_mb', 'outage', oRss, ' MB', '<= 200', oRss === undefined ? undefined : oRss <= 200);
+  const down = v('outage', 'down_requests');
+  const downBound = v('outage', 'down_requests_bound');
+  add('outage.down_requests', 'outage', down, ' req', `probes only (<= ${downBound ?? '?'})`, down === undefined || downBound === undefined ? undefined : down <= downBound);
+  const drain = v('outage', 'drain_eps');
+  add('outage.drain_eps', 'outage', drain, ' ev/s', '>= 0.8 x backlog_eps', drain === undefined || bl === undefined ? undefined : drain >= 0.8 * bl);
   return { rows, goals };
 }
 
@@ -147,6 +155,7 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   put('rate_accuracy', 'rate_accuracy', (v) => ({ mean_rate: v.mean_rate, max_window: v.max_window, mean_error_pct: v.mean_error_pct }));
   put('backlog_eps', 'backlog', (v) => v.backlog_eps);
   put('peak_rss_mb', 'backlog', (v) => v.peak_rss_mb);
+  put('outage', 'outage', (v) => ({ peak_rss_mb: v.peak_rss_outage_mb, down_requests: v.down_requests, down_requests_bound: v.down_requests_bound, drain_eps: v.drain_eps }));
   return fig;
 }
 

@@ -11,6 +11,8 @@ export interface ReceiverStats {
   readonly badBodies: number;
   readonly firstAt: number;
   readonly lastAt: number;
+  /** POSTs answered while down (GET /down), not recorded as arrivals. */
+  readonly downRequests: number;
   readonly perSecond: readonly { second: number; count: number }[];
 }
 
@@ -53,6 +55,11 @@ export class Receiver {
   }
 
   async reset(): Promise<void> { await this.get('/reset'); }
+
+  /** Answer every POST with `status` (counted in stats().downRequests) until up(). */
+  async down(status = 503): Promise<void> { await this.get(`/down?status=${status}`); }
+
+  async up(): Promise<void> { await this.get('/up'); }
 
   async arrivals(from = 0): Promise<Arrivals> {
     const buf = await this.get(`/arrivals?from=${from}`);

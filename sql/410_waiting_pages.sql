@@ -1,0 +1,56 @@
+-- Deliveries that wait (PENDING, RETRY) live in espf.event_deliveries; espf run
+-- keeps only a bounded window of them in memory and reads the next page of one
+-- handler's waiting deliveries as room frees up (docs/operations.md, "Memory").
+--
+-- A page is in stream order (commit position, then i_event), after a cursor
+-- (the last row of the previous page; NULL for the first page): stream order
+-- keeps the events of each account in commit order, and a reader that appends
+-- page after page to per-account queues never puts an account's later event
+-- before an earlier one. Rows without a commit position (none are written by
+-- this version) come first. The partial index event_deliveries_waiting_idx
+-- (handler, commit_lsn, i_event) serves it.
+CREATE OR REPLACE FUNCTION espf.waiting_page(for_handler text, after_lsn pg_lsn, after_i_event bigint, max_rows int)
+RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
+               source_i_event bigint, commit_lsn text, attempts int, urls_done int,
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF after_lsn IS NULL THEN
+    RETURN QUERY
+      SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
+             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+        FROM espf.event_deliveries d
+        JOIN espf.events e ON e.i_event = d.i_event
+       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY')
+       ORDER BY d.commit_lsn NULLS FIRST, d.i_event
+       LIMIT max_rows;
+  ELSE
+    RETURN QUERY
+      SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
+             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+        FROM espf.event_deliveries d
+        JOIN espf.events e ON e.i_event = d.i_event
+       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY')
+         AND (d.commit_lsn, d.i_event) > (after_lsn, after_i_event)
+       ORDER BY d.commit_lsn, d.i_event
+       LIMIT max_rows;
+  END IF;
+END
+$$;
+
+-- The breaker state of a target, as the sender reports it: one row per
+-- (handler, url), replaced on every change.
+CREATE OR REPLACE FUNCTION espf.note_target_state(handler text, url text, instance text, up boolean, since timestamptz,
+  failures int, probes int, next_probe_at timestamptz, last_http_status int, last_error text)
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO espf.target_states AS t (handler, url, instance, up, since, failures, probes, next_probe_at,
+                                       last_http_status, last_error, updated_at)
+  SELECT note_target_state.handler, note_target_state.url, note_target_state.instance, note_target_state.up,
+         note_target_state.since, note_target_state.failures, note_target_state.probes, note_target_state.next_probe_at,
+         note_target_state.last_http_status, note_target_state.last_error, now()
+   WHERE EXISTS (SELECT 1 FROM espf.handlers h WHERE h.name = note_target_state.handler)
+  ON CONFLICT ON CONSTRAINT target_states_pkey DO UPDATE SET
+         instance = excluded.instance, up = excluded.up, since = excluded.since, failures = excluded.failures,
+         probes = excluded.probes, next_probe_at = excluded.next_probe_at,
+         last_http_status = excluded.last_http_status, last_error = excluded.last_error, updated_at = now();
+$$;
