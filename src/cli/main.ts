@@ -6,6 +6,7 @@ import {
 } from '../config/handlers.ts';
 import { registerStatusCommand } from './status-command.ts';
 import { registerResendCommand } from './resend-command.ts';
+import { registerConsoleCommand } from './console-command.ts';
 import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
@@ -156,6 +157,7 @@ Examples:
 
   registerStatusCommand(program, io);
   registerResendCommand(program, io);
+  registerConsoleCommand(program, io);
 
   // A group's extra arguments reach its action (they are the unknown command). Set
   // last: subcommands inherit the setting when created, and they must refuse extras.

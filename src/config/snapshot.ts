@@ -67,7 +67,7 @@ export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapsh
   return { handlers, handlersFor: (t) => byType.get(t) ?? none };
 }
 
-function normaliseHttp(j: Record<string, unknown>): HttpSettings {
+export function normaliseHttp(j: Record<string, unknown>): HttpSettings {
   const num = (k: string) => Number(j[k]);
   return {
     url: (j.url as string[]) ?? [],

@@ -5,6 +5,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import type { Sender } from './sender.ts';
 import { handleStatusApi } from './status-api.ts';
+import { createConsole } from '../console/server.ts';
 
 export interface HttpServerOptions {
   readonly sender: Sender;
@@ -19,9 +20,11 @@ export interface HttpServerOptions {
 
 /**
  * The HTTP side of espf run on ESPF_HTTP_PORT: /healthz (ready when streaming),
- * /metrics (Prometheus text format) and the status API under /espf/v1/.
+ * /metrics (Prometheus text format), the status API under /espf/v1/ and the
+ * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
+  const web = createConsole({ db: opts.db, log: opts.log });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -46,6 +49,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
       return;
     }
     if (handleStatusApi(req, res, path, { db: opts.db, log: opts.log })) return;
+    if (web.handle(req, res, path)) return;
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: 'not found' }));
   });
@@ -55,7 +59,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
     server.listen(opts.port, host, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
-  opts.log.info({ host, port }, `http: /healthz, /metrics and the status API on ${host}:${port}`);
+  opts.log.info({ host, port }, `http: /healthz, /metrics, the status API and /console/ on ${host}:${port}`);
   return {
     port,
     close: () => new Promise<void>((resolve) => {

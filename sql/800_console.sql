@@ -1,0 +1,67 @@
+-- Reads of the web console (src/console/, docs/console.md). Plain views and
+-- functions over what espf records; a DBA may SELECT from them too.
+
+-- One row per handler: what waits, what was delivered in the last 5 minutes
+-- (per minute), what failed for good in the last 24 hours, the latest error.
+CREATE OR REPLACE VIEW espf.console_overview AS
+SELECT h.name AS handler,
+       h.kind,
+       h.enabled,
+       h.instance,
+       coalesce(w.waiting, 0)      AS waiting,
+       coalesce(w.pending, 0)      AS pending,
+       coalesce(w.retry, 0)        AS retry,
+       w.oldest_age_s,
+       (SELECT count(*) FROM espf.event_deliveries d
+         WHERE d.handler = h.name AND d.finished_at >= now() - interval '5 minutes'
+           AND d.state IN ('DELIVERED', 'DISPATCHED'))::float8 / 5 AS delivered_per_min,
+       (SELECT count(*) FROM espf.event_deliveries d
+         WHERE d.handler = h.name AND d.state = 'FAILED'
+           AND d.finished_at >= now() - interval '24 hours') AS failed_24h,
+       e.last_error,
+       e.last_error_at
+  FROM espf.handlers h
+  LEFT JOIN LATERAL (
+        SELECT count(*) AS waiting,
+               count(*) FILTER (WHERE d.state = 'PENDING') AS pending,
+               count(*) FILTER (WHERE d.state = 'RETRY')   AS retry,
+               extract(epoch FROM now() - min(coalesce(d.committed_at, d.created_at)))::float8 AS oldest_age_s
+          FROM espf.event_deliveries d
+         WHERE d.handler = h.name AND d.state IN ('PENDING', 'RETRY')) w ON true
+  LEFT JOIN LATERAL (
+        SELECT x.last_error, x.last_attempt_at AS last_error_at
+          FROM (SELECT d.last_error, d.last_attempt_at FROM espf.event_deliveries d
+                 WHERE d.handler = h.name AND d.state IN ('PENDING', 'RETRY') AND d.last_error IS NOT NULL
+                UNION ALL
+                SELECT d.last_error, d.last_attempt_at FROM espf.event_deliveries d
+                 WHERE d.handler = h.name AND d.state = 'FAILED'
+                   AND d.finished_at >= now() - interval '24 hours') x
+         ORDER BY x.last_attempt_at DESC NULLS LAST
+         LIMIT 1) e ON true;
+
+-- Each instance named in espf.handlers, with its replication slot and how much
+-- WAL the slot holds back (bytes behind the current WAL position).
+CREATE OR REPLACE VIEW espf.console_slots AS
+SELECT i.instance,
+       'espf_' || i.instance AS slot_name,
+       s.slot_name IS NOT NULL AS slot_exists,
+       coalesce(s.active, false) AS active,
+       CASE WHEN s.slot_name IS NOT NULL AND NOT pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(s.confirmed_flush_lsn, s.restart_lsn))::bigint END AS lag_bytes
+  FROM (SELECT DISTINCT instance FROM espf.handlers) i
+  LEFT JOIN pg_replication_slots s ON s.slot_name = 'espf_' || i.instance AND s.database = current_database();
+
+-- Finished deliveries per handler in `buckets` equal slices of the last `hours`
+-- hours (bucket 0 is the oldest): delivered (or dispatched) and failed for good.
+CREATE OR REPLACE FUNCTION espf.console_series(hours int DEFAULT 6, buckets int DEFAULT 36)
+RETURNS TABLE (handler text, bucket int, delivered bigint, failed bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT d.handler,
+         least(buckets - 1, floor(extract(epoch FROM d.finished_at - (now() - make_interval(hours => hours)))
+                                  / (hours * 3600.0 / buckets)))::int AS bucket,
+         count(*) FILTER (WHERE d.state IN ('DELIVERED', 'DISPATCHED')) AS delivered,
+         count(*) FILTER (WHERE d.state = 'FAILED') AS failed
+    FROM espf.event_deliveries d
+   WHERE d.finished_at >= now() - make_interval(hours => hours)
+   GROUP BY 1, 2
+$$;

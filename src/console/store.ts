@@ -1,0 +1,265 @@
+import { sql, type Queryable, type SQLQuery } from '@databases/pg';
+import type { Db } from '../db/connect.ts';
+import { sessionKey } from './auth.ts';
+
+/** The console's reads and writes of the database. Every change goes through `audited`. */
+
+export type Role = 'viewer' | 'admin';
+
+export interface ConsoleSettings {
+  readonly enabled: boolean;
+  readonly users: number;
+  readonly session_secret: string;
+  readonly session_ttl_s: number;
+  readonly login_attempts: number;
+  readonly login_window_s: number;
+}
+
+export async function readSettings(db: Db): Promise<ConsoleSettings | null> {
+  const [row] = await db.query(sql`
+    SELECT enabled, session_secret,
+           extract(epoch FROM session_ttl)::float8 AS session_ttl_s, login_attempts,
+           extract(epoch FROM login_window)::float8 AS login_window_s,
+           (SELECT count(*)::int FROM espf.console_users) AS users
+      FROM espf.console`);
+  return (row as ConsoleSettings | undefined) ?? null;
+}
+
+export async function findUser(db: Db, name: string): Promise<{ name: string; role: Role; password_hash: string } | null> {
+  const [row] = await db.query(sql`SELECT name, role, password_hash FROM espf.console_users WHERE name = ${name}`);
+  return row ?? null;
+}
+
+export interface Session { readonly user: string; readonly role: Role; readonly csrf: string }
+
+export async function createSession(db: Db, id: string, user: string, csrf: string, ttlS: number): Promise<void> {
+  await db.query(sql`
+    WITH gone AS (DELETE FROM espf.console_sessions WHERE expires_at < now())
+    INSERT INTO espf.console_sessions (id_sha256, user_name, csrf_token, expires_at)
+    VALUES (${sessionKey(id)}, ${user}, ${csrf}, now() + make_interval(secs => ${ttlS}))`);
+}
+
+export async function findSession(db: Db, id: string): Promise<Session | null> {
+  const [row] = await db.query(sql`
+    SELECT u.name AS "user", u.role, s.csrf_token AS csrf
+      FROM espf.console_sessions s JOIN espf.console_users u ON u.name = s.user_name
+     WHERE s.id_sha256 = ${sessionKey(id)} AND s.expires_at > now()`);
+  return row ?? null;
+}
+
+export async function deleteSession(db: Db, id: string): Promise<void> {
+  await db.query(sql`DELETE FROM espf.console_sessions WHERE id_sha256 = ${sessionKey(id)}`);
+}
+
+/** Columns of espf.http_handlers whose values are never sent to the browser nor written to the audit. */
+export const SECRET_COLUMNS = ['basic_auth_key', 'custom_auth_credentials', 'signature_auth_key'] as const;
+
+/** A row for the audit: secret values replaced by "(set)" (an env:NAME reference is kept). */
+export function maskSecrets(row: Record<string, unknown> | null | undefined): Record<string, unknown> | null {
+  if (!row) return null;
+  const out = { ...row };
+  for (const c of SECRET_COLUMNS) {
+    const v = out[c];
+    if (typeof v === 'string' && !v.startsWith('env:')) out[c] = '(set)';
+  }
+  return out;
+}
+
+/**
+ * Runs a change and its audit row in one transaction: `change` returns the row
+ * before and after; nothing is recorded when the database refuses the change.
+ */
+export async function audited<T>(db: Db, user: string, action: string, target: string,
+  change: (tx: Queryable) => Promise<{ before: unknown; after: unknown; result: T }>): Promise<T> {
+  return db.tx(async (tx) => {
+    const r = await change(tx);
+    const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+    await tx.query(sql`INSERT INTO espf.console_audit (user_name, action, target, before, after)
+                       VALUES (${user}, ${action}, ${target}, ${json(r.before)}::jsonb, ${json(r.after)}::jsonb)`);
+    return r.result;
+  });
+}
+
+// ── configuration changes (the same row changes as the espf CLI) ────────────
+
+export async function setTypeEnabled(db: Db, user: string, type: string, enabled: boolean): Promise<boolean> {
+  return audited(db, user, enabled ? 'type enable' : 'type disable', type, async (tx) => {
+    const [old] = await tx.query(sql`SELECT name, enabled FROM espf.event_types WHERE name = ${type} FOR UPDATE`);
+    if (!old) throw new NotFound(`unknown event type ${type}`);
+    const [row] = await tx.query(sql`UPDATE espf.event_types SET enabled = ${enabled} WHERE name = ${type} RETURNING name, enabled`);
+    return { before: old, after: row, result: old.enabled !== enabled };
+  });
+}
+
+export async function setHandlerEnabled(db: Db, user: string, handler: string, enabled: boolean): Promise<boolean> {
+  return audited(db, user, enabled ? 'handler enable' : 'handler disable', handler, async (tx) => {
+    const [old] = await tx.query(sql`SELECT name, enabled FROM espf.handlers WHERE name = ${handler} FOR UPDATE`);
+    if (!old) throw new NotFound(`unknown handler ${handler}`);
+    const [row] = await tx.query(sql`UPDATE espf.handlers SET enabled = ${enabled} WHERE name = ${handler} RETURNING name, enabled`);
+    return { before: old, after: row, result: old.enabled !== enabled };
+  });
+}
+
+export async function setSubscribed(db: Db, user: string, handler: string, type: string, on: boolean): Promise<boolean> {
+  return audited(db, user, on ? 'handler sub' : 'handler unsub', `${handler} ${type}`, async (tx) => {
+    const rows = on
+      ? await tx.query(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES (${handler}, ${type}) ON CONFLICT DO NOTHING RETURNING handler, event_type`)
+      : await tx.query(sql`DELETE FROM espf.subscriptions WHERE handler = ${handler} AND event_type = ${type} RETURNING handler, event_type`);
+    const row = rows[0] ?? null;
+    return { before: on ? null : row, after: on ? row : null, result: row !== null };
+  });
+}
+
+export async function readHttpHandler(db: Queryable, handler: string): Promise<Record<string, unknown> | null> {
+  const [row] = await db.query(sql`
+    SELECT x.*, h.enabled, h.instance FROM espf.http_handlers x JOIN espf.handlers h ON h.name = x.handler
+     WHERE x.handler = ${handler}`);
+  return row ?? null;
+}
+
+/** Updates the given columns of one espf.http_handlers row (names checked by the caller against the known columns). */
+export async function updateHttpHandler(db: Db, user: string, handler: string, values: Record<string, unknown>): Promise<boolean> {
+  return audited(db, user, 'http handler update', handler, async (tx) => {
+    const [old] = await tx.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler} FOR UPDATE`);
+    if (!old) throw new NotFound(`unknown http handler ${handler}`);
+    const sets = Object.entries(values).map(([k, v]) => sql`${sql.ident(k)} = ${v}`);
+    if (sets.length === 0) return { before: maskSecrets(old), after: maskSecrets(old), result: false };
+    const [row] = await tx.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
+    return { before: maskSecrets(old), after: maskSecrets(row), result: true };
+  });
+}
+
+/** espf.resend of the given deliveries, audited; returns the rows re-queued. */
+export async function resend(db: Db, user: string, keys: readonly { i_event: number; handler: string }[]): Promise<number> {
+  const byHandler = new Map<string, number[]>();
+  for (const k of keys) {
+    let list = byHandler.get(k.handler);
+    if (!list) byHandler.set(k.handler, list = []);
+    list.push(k.i_event);
+  }
+  let n = 0;
+  for (const [handler, events] of byHandler) {
+    n += await audited(db, user, 'resend', handler, async (tx) => {
+      const [r] = await tx.query(sql`SELECT espf.resend(i_events => ${events}::bigint[], handler => ${handler}, max_rows => ${events.length}) AS n`);
+      const count = Number(r.n);
+      return { before: { handler, i_events: events }, after: { requeued: count }, result: count };
+    });
+  }
+  return n;
+}
+
+export class NotFound extends Error {
+  readonly code = 'ESPF_CONSOLE_NOT_FOUND';
+}
+
+// ── reads ────────────────────────────────────────────────────────────────────
+
+export async function overview(db: Db) {
+  const handlers = await db.query(sql`SELECT * FROM espf.console_overview ORDER BY kind DESC, handler`);
+  const slots = await db.query(sql`
+    SELECT s.*, s.lag_bytes > m.slot_lag_warn_bytes AS lagging
+      FROM espf.console_slots s CROSS JOIN espf.maintenance m ORDER BY s.instance`);
+  const series = await db.query(sql`SELECT handler, bucket, delivered, failed FROM espf.console_series(6, 36)`);
+  const statuses = await db.query(sql`
+    SELECT handler, count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'RETRY') AS retry
+      FROM espf.account_provisioning_statuses WHERE status IN ('FAILED', 'RETRY') GROUP BY handler`);
+  return { handlers, slots, series, statuses };
+}
+
+export async function findAccounts(db: Db, q: string) {
+  const n = /^\d{1,15}$/.test(q) ? Number(q) : null;
+  return db.query(sql`
+    SELECT a.i_account, a.id, a.i_customer, c.name AS customer, a.blocked
+      FROM billing.account a LEFT JOIN billing.customer c ON c.i_customer = a.i_customer
+     WHERE a.id = ${q} OR a.i_account = ${n} OR a.i_customer = ${n}
+     ORDER BY a.i_account LIMIT 100`);
+}
+
+export async function accountTimeline(db: Db, iAccount: number, limit = 200) {
+  const [account] = await db.query(sql`
+    SELECT a.i_account, a.id, a.i_customer, c.name AS customer, a.i_product, p.name AS product, a.blocked
+      FROM billing.account a
+      LEFT JOIN billing.customer c ON c.i_customer = a.i_customer
+      LEFT JOIN billing.product p ON p.i_product = a.i_product
+     WHERE a.i_account = ${iAccount}`);
+  const deliveries = await db.query(sql`
+    SELECT d.i_event, d.handler, d.state, d.event_type, d.attempts, d.urls_done, d.last_http_status, d.last_error,
+           d.next_attempt_at, d.committed_at, d.created_at, d.first_attempt_at, d.last_attempt_at, d.finished_at,
+           e.variables, e.source_i_event
+      FROM (SELECT * FROM espf.event_deliveries WHERE i_account = ${iAccount} ORDER BY i_event DESC LIMIT ${limit}) d
+      LEFT JOIN espf.events e ON e.i_event = d.i_event
+     ORDER BY d.i_event DESC, d.handler`);
+  const statuses = await db.query(sql`
+    SELECT handler, status, i_event, event_type, attempts, message, updated_at
+      FROM espf.account_provisioning_statuses WHERE i_account = ${iAccount} ORDER BY handler`);
+  return { account: account ?? null, deliveries, statuses };
+}
+
+export interface DeliveryFilter {
+  readonly handler?: string;
+  readonly type?: string;
+  readonly state?: string;
+  readonly since?: string;   // created at or after (a time PostgreSQL reads)
+  readonly until?: string;   // created before
+}
+
+export const STATES = ['PENDING', 'RETRY', 'DELIVERED', 'FAILED', 'DISPATCHED'] as const;
+
+function where(f: DeliveryFilter): SQLQuery {
+  const c: SQLQuery[] = [sql`true`];
+  if (f.handler) c.push(sql`d.handler = ${f.handler}`);
+  if (f.type) c.push(sql`d.event_type = ${f.type}`);
+  if (f.state) c.push(sql`d.state = ${f.state}`);
+  if (f.since) c.push(sql`d.created_at >= ${f.since}::timestamptz`);
+  if (f.until) c.push(sql`d.created_at < ${f.until}::timestamptz`);
+  return sql.join(c, ' AND ');
+}
+
+/** One page, newest event first; `after` is the last (i_event, handler) of the previous page. */
+export async function deliveries(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number) {
+  const key = after ? sql`AND (d.i_event, d.handler) < (${after.i_event}, ${after.handler})` : sql``;
+  return db.query(sql`
+    SELECT d.i_event, d.handler, d.state, d.event_type, d.i_account, d.attempts, d.last_http_status, d.last_error,
+           d.created_at, d.last_attempt_at, d.finished_at
+      FROM espf.event_deliveries d
+     WHERE ${where(f)} ${key}
+     ORDER BY d.i_event DESC, d.handler DESC
+     LIMIT ${limit}`);
+}
+
+/** The keys of finished deliveries matching a filter, lowest first, after `after`: for "resend all matching". */
+export async function finishedKeys(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number, until: Date) {
+  const key = after ? sql`AND (d.i_event, d.handler) > (${after.i_event}, ${after.handler})` : sql``;
+  return db.query(sql`
+    SELECT d.i_event, d.handler FROM espf.event_deliveries d
+     WHERE ${where(f)} AND d.state IN ('DELIVERED', 'FAILED') AND d.finished_at <= ${until} ${key}
+     ORDER BY d.i_event, d.handler LIMIT ${limit}`) as Promise<{ i_event: number; handler: string }[]>;
+}
+
+export async function countMatching(db: Db, f: DeliveryFilter): Promise<number> {
+  const [r] = await db.query(sql`SELECT count(*)::float8 AS n FROM espf.event_deliveries d WHERE ${where(f)} AND d.state IN ('DELIVERED', 'FAILED')`);
+  return Number(r.n);
+}
+
+export async function names(db: Db): Promise<{ handlers: { name: string; kind: string }[]; types: string[] }> {
+  const handlers = await db.query(sql`SELECT name, kind FROM espf.handlers ORDER BY name`);
+  const types = (await db.query(sql`SELECT name FROM espf.event_types ORDER BY name`)).map((r) => r.name as string);
+  return { handlers, types };
+}
+
+export async function recentAudit(db: Db, limit = 20) {
+  return db.query(sql`SELECT at, user_name, action, target, before, after FROM espf.console_audit ORDER BY i_audit DESC LIMIT ${limit}`);
+}
+
+export async function handlerRows(db: Db): Promise<{ handler: string; name: string; kind: string; enabled: boolean; instance: string }[]> {
+  return db.query(sql`SELECT name AS handler, name, kind, enabled, instance FROM espf.handlers ORDER BY kind DESC, name`);
+}
+
+export async function consumes(db: Db, handler: string): Promise<string[]> {
+  return (await db.query(sql`SELECT event_type FROM espf.dispatcher_rules WHERE handler = ${handler} ORDER BY event_type`)).map((r) => r.event_type as string);
+}
+
+/** Throws the database's error when PostgreSQL cannot read `v` as a time. */
+export async function checkTimestamp(db: Db, v: string): Promise<void> {
+  await db.query(sql`SELECT ${v}::timestamptz AS t`);
+}

@@ -1,0 +1,29 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { sql } from '@databases/pg';
+import { hashPassword } from '../../src/console/auth.ts';
+import type { Db } from '../../src/db/connect.ts';
+import { provisioningLog } from '../../src/log/logger.ts';
+import { startHttpServer } from '../../src/run/http-server.ts';
+import { Sender } from '../../src/run/sender.ts';
+
+export const ADMIN = { user: 'alice', password: 'correct horse battery' };
+export const VIEWER = { user: 'victor', password: 'viewer password 1' };
+
+/** Console users alice (admin) and victor (viewer), and the console switched on. */
+export async function enableConsole(db: Db): Promise<void> {
+  await db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES
+    (${ADMIN.user}, 'admin', ${await hashPassword(ADMIN.password)}),
+    (${VIEWER.user}, 'viewer', ${await hashPassword(VIEWER.password)})`);
+  await db.query(sql`UPDATE espf.console SET enabled = true`);
+}
+
+/** The HTTP server of espf run (console included) without streaming: a sender that is not started. */
+export async function startConsoleServer(db: Db, url: string, sender?: Sender) {
+  const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
+  const s = sender ?? new Sender({ db, url, instance: 'main', log, plog: provisioningLog(mkdtempSync(path.join(os.tmpdir(), 'espf-log-'))) });
+  const server = await startHttpServer({ sender: s, db, log, port: 0, host: '127.0.0.1' });
+  return { server, base: `http://127.0.0.1:${server.port}` };
+}
