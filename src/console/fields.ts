@@ -2,7 +2,7 @@
  * The columns of espf.http_handlers as the console's handler form shows them,
  * each with its explanation (the same as the README's table of options).
  */
-export type FieldKind = 'urls' | 'bool' | 'text' | 'secret' | 'int' | 'number' | 'choice';
+export type FieldKind = 'urls' | 'bool' | 'text' | 'secret' | 'int' | 'number' | 'choice' | 'json';
 
 export interface Field {
   readonly column: string;
@@ -32,6 +32,10 @@ export const HTTP_FIELDS: readonly Field[] = [
   { column: 'max_attempts', label: 'Max attempts', seed: null, kind: 'int', help: 'Attempts per event before it is FAILED for good. The account\'s later events then go on.' },
   { column: 'retry_delay', label: 'Retry delay (s)', seed: null, kind: 'number', help: 'The wait before the first retry.' },
   { column: 'retry_max_delay', label: 'Retry max delay (s)', seed: null, kind: 'number', help: 'The longest wait between retries: waits grow exponentially from the retry delay up to this, with jitter. A Retry-After on a 429 or 503 is honoured.' },
+  { column: 'event_names', label: 'Event names', seed: null, kind: 'json', help: 'The names this handler\'s receiver knows event types by, as a JSON object from espf\'s name to the receiver\'s, e.g. {"Account/ID/Changed": "Account/Id/Changed"}. Only the body\'s event_type carries the mapped name; types not in the map go out under espf\'s name. {} for none.' },
+  { column: 'breaker_failures', label: 'Breaker failures', seed: null, kind: 'int', help: 'Consecutive failed attempts (connection error, timeout, 5xx, 408, 429) to one URL before it is considered down: its deliveries are then not retried one by one, a single probe request goes instead.' },
+  { column: 'probe_delay', label: 'Probe delay (s)', seed: null, kind: 'number', help: 'Seconds from a URL going down to the first probe request; later probes wait twice as long each time.' },
+  { column: 'probe_max_delay', label: 'Probe max delay (s)', seed: null, kind: 'number', help: 'The longest wait, in seconds, between two probe requests to a URL that is down.' },
   { column: 'ca_file', label: 'CA file', seed: null, kind: 'text', nullable: true, help: 'The path, on the host of espf run, of a PEM bundle of the CAs that sign your https:// receivers\' certificates (a private CA). Empty: the system\'s CAs.' },
 ];
 
@@ -59,6 +63,11 @@ export function formValues(form: URLSearchParams, current: Record<string, unknow
     switch (f.kind) {
       case 'urls': value = v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean); break;
       case 'bool': value = v === 'true'; break;
+      case 'json':
+        try { value = JSON.parse(v.trim() === '' ? '{}' : v); } catch (err) {
+          throw new FieldError(f.column, `espf.http_handlers.${f.column}: not JSON (${err instanceof Error ? err.message : String(err)})`);
+        }
+        break;
       case 'int':
         if (!/^\s*-?\d{1,10}\s*$/.test(v)) throw new FieldError(f.column, `espf.http_handlers.${f.column}: ${JSON.stringify(v.slice(0, 40))} is not a whole number`);
         value = Number(v); break;
@@ -68,7 +77,7 @@ export function formValues(form: URLSearchParams, current: Record<string, unknow
       default: value = v === '' && f.nullable ? null : v;
     }
     const was = current[f.column];
-    const same = Array.isArray(value) ? JSON.stringify(value) === JSON.stringify(was)
+    const same = typeof value === 'object' && value !== null ? JSON.stringify(value) === JSON.stringify(was)
       : String(value ?? '') === String(was ?? '') && (value === null) === (was === null);
     if (!same) out[f.column] = value;
   }

@@ -138,7 +138,7 @@ export function handlerPage(ctx: PageContext, name: string, row: Row, opts: {
   const admin = canChange(ctx);
   const v = { ...row, ...(opts.values ?? {}) };
   const dis = admin ? '' : html` disabled`;
-  const fields = HTTP_FIELDS.map((f) => {
+  const fields = HTTP_FIELDS.filter((f) => f.column in row).map((f) => {
     const id = `f_${f.column}`;
     const invalid = opts.errorColumn === f.column;
     const describedBy = `${id}_help${invalid ? ` ${id}_err` : ''}`;
@@ -147,6 +147,7 @@ export function handlerPage(ctx: PageContext, name: string, row: Row, opts: {
     const value = v[f.column];
     switch (f.kind) {
       case 'urls': input = html`<textarea rows="3"${common}>${(Array.isArray(value) ? value : []).join('\n')}</textarea>`; break;
+      case 'json': input = html`<textarea rows="2"${common}>${typeof value === 'string' ? value : JSON.stringify(value ?? {})}</textarea>`; break;
       case 'bool': input = html`<select${common}><option value="true"${value === true || value === 'true' ? html` selected` : ''}>true</option><option value="false"${value === false || value === 'false' ? html` selected` : ''}>false</option></select>`; break;
       case 'choice': input = html`<select${common}>${f.choices!.map((c) => html`<option${c === value ? html` selected` : ''}>${c}</option>`)}</select>`; break;
       case 'secret': input = html`<input type="password" autocomplete="new-password" placeholder="${secretState(row[f.column])} (type to replace)"${common}>
