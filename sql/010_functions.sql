@@ -1,3 +1,8 @@
+-- espf migrate runs every file of sql/ in one transaction. A statement that
+-- needs a lock a billing write holds gives up after lock_timeout (espf migrate
+-- tries again) instead of queueing the billing writes that come after it.
+SET LOCAL lock_timeout = '2s';
+
 -- Helpers shared by the capture rules and the dispatchers.
 
 -- Available funds (contract §2). 'Infinity' stands for unlimited.
@@ -20,10 +25,11 @@ $$;
 
 -- An event of an account or customer takes its i_event while holding the row
 -- lock of that account or customer until commit, so that for any one account or
--- customer i_event increases in commit order (contract §3). UPDATEs of the row
--- hold that lock already; capture rules on other tables (sim_card,
--- service_attribute_value) take it with these. They return the row's i_env
--- (null when there is no such row).
+-- customer i_event increases in commit order. UPDATEs of the row hold that lock
+-- already; capture rules on other tables (sim_card, service_attribute_value)
+-- take it with these, in their `i_env` expression, which a generated rule
+-- evaluates before it takes the i_event. They return the row's i_env (null when
+-- there is no such row).
 CREATE OR REPLACE FUNCTION espf.lock_account(id bigint) RETURNS int LANGUAGE sql AS $$
   SELECT a.i_env FROM billing.account a WHERE a.i_account = lock_account.id FOR NO KEY UPDATE
 $$;
@@ -32,11 +38,21 @@ CREATE OR REPLACE FUNCTION espf.lock_customer(id bigint) RETURNS int LANGUAGE sq
   SELECT c.i_env FROM billing.customer c WHERE c.i_customer = lock_customer.id FOR NO KEY UPDATE
 $$;
 
+-- The i_env of a service attribute's owner (1 when there is none), its row
+-- locked when it is an account or a customer.
+CREATE OR REPLACE FUNCTION espf.owner_env(owner_type text, owner_id bigint) RETURNS int LANGUAGE sql AS $$
+  SELECT coalesce(CASE owner_type
+    WHEN 'account'  THEN espf.lock_account(owner_id)
+    WHEN 'customer' THEN espf.lock_customer(owner_id)
+    WHEN 'product'  THEN (SELECT p.i_env FROM billing.product p WHERE p.i_product = owner_id)
+  END, 1)
+$$;
+
 -- Writes one event into the outbox. `vars` holds the type's own variables;
 -- emit adds the common ones (i_event, i_env, event_time). The capture triggers
--- (sql/100–130) do not call it: each writes its outbox row itself, with the same
--- variables, so that a captured row costs one PL/pgSQL call, not two or three
--- (see "Cost of capture" below).
+-- generated from espf.event_rules (sql/025_event_rules.sql) do not call it: each
+-- writes its outbox row itself, so that a captured row costs one PL/pgSQL call,
+-- not two or three (see "Cost of capture" below).
 CREATE OR REPLACE FUNCTION espf.emit(event_type text, i_env int, vars jsonb)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE

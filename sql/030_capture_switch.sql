@@ -1,36 +1,45 @@
--- Capture is switched per event type by enabling or disabling the type's
--- triggers on the billing tables. A disabled trigger costs the billing write
--- path nothing; an enabled one with a false WHEN clause costs a comparison.
+-- Capture is switched per event type: the rules (espf.event_rules, compiled by
+-- sql/025_event_rules.sql) of an enabled type have their triggers, those of a
+-- disabled type have none, so a disabled type costs the billing write path
+-- nothing; an enabled rule whose WHEN clause is false costs a comparison.
 --
--- Every capture trigger is named espf_* and passes its event type as its
--- first argument, so this view is the registry of rules.
+-- One row per rule trigger: its type, table, trigger and whether it is on.
 CREATE OR REPLACE VIEW espf.capture_triggers AS
-SELECT split_part(encode(t.tgargs, 'escape'), '\000', 1) AS event_type,
-       t.tgrelid::regclass                                AS table_name,
-       t.tgname::text                                     AS trigger_name,
-       t.tgenabled <> 'D'                                 AS active
-  FROM pg_trigger t
-  JOIN pg_class c ON c.oid = t.tgrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = 'billing' AND t.tgname LIKE 'espf\_%' AND NOT t.tgisinternal;
+SELECT r.event_type,
+       t.tgrelid::regclass AS table_name,
+       t.tgname::text      AS trigger_name,
+       t.tgenabled <> 'D'  AS active,
+       r.name              AS rule
+  FROM espf.event_rules r
+  JOIN pg_trigger t ON t.tgrelid = r.source AND t.tgname = espf.rule_trigger_name(r.name);
 
--- Makes every capture trigger's state match espf.event_types.enabled.
--- ALTER TABLE … ENABLE/DISABLE TRIGGER takes a SHARE ROW EXCLUSIVE lock on the
--- billing table: it waits for running writes to that table, briefly.
+-- Makes the capture triggers match espf.event_types.enabled: a rule of an
+-- enabled type is compiled (its trigger created, or switched back on), a rule
+-- of a disabled type has its trigger and function dropped. CREATE and DROP
+-- TRIGGER take a SHARE ROW EXCLUSIVE lock on the rule's table: they wait for
+-- running writes to that table, briefly. A rule that no longer compiles stops
+-- its type from being enabled, with a message that names it.
 CREATE OR REPLACE FUNCTION espf.sync_capture() RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   r record;
 BEGIN
   FOR r IN
-    SELECT c.table_name, c.trigger_name, coalesce(t.enabled, false) AS wanted
-      FROM espf.capture_triggers c
-      LEFT JOIN espf.event_types t ON t.name = c.event_type
-     WHERE c.active IS DISTINCT FROM coalesce(t.enabled, false)
-     ORDER BY c.table_name::text, c.trigger_name
+    SELECT e AS rule, coalesce(t.enabled, false) AS wanted, g.tgenabled
+      FROM espf.event_rules e
+      LEFT JOIN espf.event_types t ON t.name = e.event_type
+      LEFT JOIN pg_trigger g ON g.tgrelid = e.source AND g.tgname = espf.rule_trigger_name(e.name)
+     WHERE coalesce(t.enabled, false) IS DISTINCT FROM (g.tgenabled IS NOT NULL AND g.tgenabled <> 'D')
+        OR (NOT coalesce(t.enabled, false) AND g.tgenabled IS NOT NULL)
+     ORDER BY e.source::oid, e.name
   LOOP
-    EXECUTE format('ALTER TABLE %s %s TRIGGER %I', r.table_name,
-                   CASE WHEN r.wanted THEN 'ENABLE' ELSE 'DISABLE' END, r.trigger_name);
+    IF r.wanted AND r.tgenabled IS NOT NULL THEN
+      EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', (r.rule).source, espf.rule_trigger_name((r.rule).name));
+    ELSIF r.wanted THEN
+      PERFORM espf.compile_rule(r.rule);
+    ELSE
+      PERFORM espf.drop_rule_objects((r.rule).name, (r.rule).source);
+    END IF;
   END LOOP;
 END
 $$;

@@ -1,3 +1,4 @@
--- Re-creating the capture triggers above enabled them all: put every one back
--- in the state espf.event_types asks for.
+-- Every capture trigger in the state espf.event_types asks for (compiling a rule
+-- already does this; this puts right anything changed by hand). It changes only
+-- triggers whose state differs, so it locks no table when all is well.
 SELECT espf.sync_capture();

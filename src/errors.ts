@@ -6,6 +6,9 @@ export type EspfErrorCode =
   | 'ESPF_MIGRATION_FAILED'     // a migration or repeatable SQL file failed
   | 'ESPF_UNKNOWN_HANDLER'
   | 'ESPF_UNKNOWN_TYPE'
+  | 'ESPF_UNKNOWN_RULE'
+  | 'ESPF_RULES_BROKEN'         // espf rule check: a rule no longer compiles
+  | 'ESPF_BACKFILL_REFUSED'     // espf backfill: a disabled type, nothing to resume, …
   | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start
   | 'ESPF_NOT_MIGRATED';        // the espf schema is missing
 

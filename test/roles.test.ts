@@ -190,7 +190,8 @@ describe('roles: least privilege (migrations/0006_roles.sql)', function () {
     await asApp.query(sql`UPDATE billing.account SET balance = 5 WHERE i_account = ${a.i_account}`);
     await asApp.query(sql`UPDATE billing.account SET balance = -1 WHERE i_account = ${a.i_account}`);
     const rows = await t.db.query(sql`SELECT event_type FROM espf.events WHERE variables->>'i_account' = ${String(a.i_account)} OR variables->>'owner_id' = ${String(a.i_account)} ORDER BY i_event`);
-    assert.deepEqual(rows.map((r) => r.event_type), ['Account/New', 'Account/SIMCardAssignment', 'ServiceAttribute/Changed', 'Account/Blocked', 'Account/AvailableFundsAppear', 'Account/ZeroAvailableFunds']);
+    assert.deepEqual(rows.map((r) => r.event_type), ['Account/New', 'Subscriber/Created', 'Account/SIMCardAssignment', 'ServiceAttribute/Changed',
+      'Account/Blocked', 'Subscriber/Updated', 'Account/AvailableFundsAppear', 'Account/ZeroAvailableFunds']);
     await refusedPermission(asApp, sql`SELECT * FROM espf.events`, 'capture: read the outbox');
     await refusedPermission(asApp, sql`UPDATE espf.event_types SET enabled = false`, 'capture: switch capture');
     await t.db.query(sql`UPDATE espf.event_types SET enabled = false`);

@@ -7,6 +7,7 @@ import {
 import { registerStatusCommand } from './status-command.ts';
 import { registerResendCommand } from './resend-command.ts';
 import { registerConsoleCommand } from './console-command.ts';
+import { registerRuleCommand } from './rule-command.ts';
 import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
@@ -89,6 +90,7 @@ Example:
     .action(async () => {
       const r = await withDb('espf migrate', (db) => migrate(db));
       io.out(`migrations: ${r.applied.length} applied${r.applied.length ? ` (${r.applied.join(', ')})` : ''}, ${r.alreadyApplied} already applied; sql/: ${r.repeatable.length} files re-applied\n`);
+      for (const name of r.keptRules) io.out(`kept built-in rule ${name} as changed by a DBA (espf rule show ${name})\n`);
     });
 
   program.command('run')
@@ -158,11 +160,13 @@ Examples:
   registerStatusCommand(program, io);
   registerResendCommand(program, io);
   registerConsoleCommand(program, io);
+  const rule = registerRuleCommand(program, io, group);
 
   // A group's extra arguments reach its action (they are the unknown command). Set
   // last: subcommands inherit the setting when created, and they must refuse extras.
   handler.allowExcessArguments();
   type.allowExcessArguments();
+  rule.allowExcessArguments();
   configureOutputs(program, io);
   return program;
 }

@@ -19,6 +19,7 @@ export interface MigrateResult {
   readonly applied: readonly string[];     // migrations applied by this run
   readonly alreadyApplied: number;
   readonly repeatable: readonly string[];  // sql/ files re-applied
+  readonly keptRules: readonly string[];   // built-in rules a DBA changed, kept as they are
 }
 
 /** Same key for every espf migrate: two migrates at once run one after the other. */
@@ -92,18 +93,48 @@ export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?:
           }
         }
       });
-      return { applied, alreadyApplied: migrations.length - applied.length, repeatable: repeatable.map((r) => r.name) };
+      // Built-in rules a DBA changed (sql/100_builtin_rules.sql kept them as they are).
+      const [{ rules }] = await conn.query(sql`SELECT to_regclass('espf.event_rule_status') IS NOT NULL AS rules`);
+      const kept: { name: string }[] = rules
+        ? await conn.query(sql`SELECT name FROM espf.event_rule_status WHERE changed ORDER BY name`) : [];
+      return {
+        applied, alreadyApplied: migrations.length - applied.length, repeatable: repeatable.map((r) => r.name),
+        keptRules: kept.map((k) => k.name),
+      };
     } finally {
       await conn.query(sql`SELECT pg_advisory_unlock(${MIGRATE_LOCK_KEY})`).catch(() => undefined);
     }
   });
 }
 
+/** How often a file that gave up waiting for a lock (lock_timeout) is tried again. */
+const LOCK_TIMEOUT_TRIES = 5;
+
+function isLockTimeout(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    if ((e as { code?: unknown }).code === '55P03') return true;
+  }
+  return false;
+}
+
+/**
+ * One file in its own transaction. A file that sets lock_timeout gives up when
+ * billing writes hold a lock it needs (rather than queueing every later write
+ * behind it) and is tried again, a few times, a moment later.
+ */
 async function runFile(conn: Connection, label: string, fn: (tx: Parameters<Parameters<Connection['tx']>[0]>[0]) => Promise<void>) {
-  try {
-    await conn.tx(fn);
-  } catch (err) {
-    if (err instanceof EspfError) throw err;
-    throw new EspfError('ESPF_MIGRATION_FAILED', `${label}: ${oneLine(err)}`, { cause: err });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await conn.tx(fn);
+      return;
+    } catch (err) {
+      if (isLockTimeout(err) && attempt < LOCK_TIMEOUT_TRIES) {
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+        continue;
+      }
+      if (err instanceof EspfError) throw err;
+      const hint = isLockTimeout(err) ? ` (gave up after ${attempt} tries: a long transaction holds a lock it needs; try again)` : '';
+      throw new EspfError('ESPF_MIGRATION_FAILED', `${label}: ${oneLine(err)}${hint}`, { cause: err });
+    }
   }
 }
