@@ -61,7 +61,7 @@ CREATE TABLE espf.backfills (
   where_sql   text,
   batch_size  int NOT NULL,
   state       text NOT NULL DEFAULT 'running'
-    CONSTRAINT backfills_state_check CHECK (state IN ('running', 'done', 'interrupted', 'failed')),
+    CONSTRAINT backfills_state_check CHECK (state IN ('running', 'done', 'interrupted', 'failed', 'abandoned')),
   last_key    text,                 -- the key of the last row emitted (text form of the key column)
   rows_total  bigint,               -- rows to do when it started
   rows_done   bigint NOT NULL DEFAULT 0,

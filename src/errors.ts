@@ -9,6 +9,7 @@ export type EspfErrorCode =
   | 'ESPF_UNKNOWN_RULE'
   | 'ESPF_RULES_BROKEN'         // espf rule check: a rule no longer compiles
   | 'ESPF_BACKFILL_REFUSED'     // espf backfill: a disabled type, nothing to resume, …
+  | 'ESPF_INTERRUPTED'          // stopped by a signal; resumable
   | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start
   | 'ESPF_NOT_MIGRATED';        // the espf schema is missing
 

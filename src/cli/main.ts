@@ -8,6 +8,7 @@ import { registerStatusCommand } from './status-command.ts';
 import { registerResendCommand } from './resend-command.ts';
 import { registerConsoleCommand } from './console-command.ts';
 import { registerRuleCommand } from './rule-command.ts';
+import { registerBackfillCommand } from './backfill-command.ts';
 import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
@@ -161,6 +162,7 @@ Examples:
   registerResendCommand(program, io);
   registerConsoleCommand(program, io);
   const rule = registerRuleCommand(program, io, group);
+  registerBackfillCommand(program, io);
 
   // A group's extra arguments reach its action (they are the unknown command). Set
   // last: subcommands inherit the setting when created, and they must refuse extras.

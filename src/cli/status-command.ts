@@ -15,6 +15,7 @@ export interface StatusReport {
     readonly by_handler: Record<string, unknown>[];
     readonly not_ok: Record<string, unknown>[];
   };
+  readonly backfills: Record<string, unknown>[];
 }
 
 export interface StatusOptions {
@@ -49,7 +50,10 @@ export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusRep
     SELECT i_account, account_id, handler, status, event_type, attempts, message, updated_at
       FROM espf.report_account_status WHERE status <> 'OK'
      ORDER BY updated_at DESC, i_account, handler LIMIT ${opts.limit}`);
-  return { backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk } };
+  const backfills = await db.query(sql`
+    SELECT id, rule, state, rows_done, rows_total, events, last_key, started_at, updated_at
+      FROM espf.report_backfills ORDER BY id DESC LIMIT 10`);
+  return { backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills };
 }
 
 /** A plain text table: a header, a rule, a row per record. */
@@ -81,6 +85,8 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
       ['handler', 'accounts', 'ok', 'in_progress', 'retry', 'failed', 'last_update'], 'no account statuses'),
     section(`Accounts not OK (latest ${opts.limit})`, r.account_status.not_ok,
       ['i_account', 'account_id', 'handler', 'status', 'event_type', 'attempts', 'message', 'updated_at'], 'none'),
+    section('Backfills, latest 10 (espf.report_backfills)', r.backfills,
+      ['id', 'rule', 'state', 'rows_done', 'rows_total', 'events', 'last_key', 'started_at', 'updated_at'], 'none'),
   ].join('\n');
 }
 

@@ -1,0 +1,134 @@
+-- Backfill (`espf backfill <rule>`, docs/dba.md "Backfill"): emits a rule's event for
+-- rows that already exist, their current values as NEW (OLD is a row of nulls; the
+-- rule's condition, a transition, is not applied: --where chooses the rows). It
+-- goes in batches in key order, each batch one short transaction that locks the
+-- batch's rows (FOR NO KEY UPDATE), writes their events and records its progress
+-- in espf.backfills together: a crash loses the batch and its progress at once,
+-- so a resumed backfill emits every row exactly once. A live write of a row waits
+-- for the batch that holds it (or the batch waits for the write): an account's
+-- snapshot is never committed after a later live event of the same account.
+
+-- The single-column primary key of a table (null when it has none or several).
+CREATE OR REPLACE FUNCTION espf.backfill_key(source regclass) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT min(a.attname)::text
+    FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+   WHERE i.indrelid = source AND i.indisprimary
+  HAVING count(*) = 1
+$$;
+
+-- Starts a backfill of a rule: checks it and records it; returns its id.
+CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+  r     espf.event_rules;
+  key   text;
+  total bigint;
+  id    bigint;
+BEGIN
+  SELECT * INTO r FROM espf.event_rules e WHERE e.name = rule_name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'backfill: unknown rule % (espf rule list shows the rules)', quote_literal(rule_name) USING ERRCODE = '22023';
+  END IF;
+  PERFORM espf.backfill_check(r);
+  key := espf.backfill_key(r.source);
+  IF where_sql IS NOT NULL THEN
+    PERFORM espf.rule_expression_check(rule_name, '--where', where_sql);
+  END IF;
+  IF batch_size IS NULL OR batch_size < 1 THEN
+    RAISE EXCEPTION 'backfill: the batch size must be at least 1' USING ERRCODE = '22023';
+  END IF;
+  EXECUTE format('SELECT count(*) FROM %s AS new WHERE %s', r.source, coalesce(where_sql, 'true')) INTO total;
+  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total)
+  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total)
+  RETURNING backfills.id INTO id;
+  RETURN id;
+END
+$$;
+
+-- Why a rule cannot be backfilled now (raises), else nothing.
+CREATE OR REPLACE FUNCTION espf.backfill_check(r espf.event_rules) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF NOT coalesce((SELECT t.enabled FROM espf.event_types t WHERE t.name = r.event_type), false) THEN
+    RAISE EXCEPTION 'backfill: rule % produces %, which is disabled: enable it first (espf type enable %)',
+      quote_literal(r.name), r.event_type, r.event_type USING ERRCODE = '55000';
+  END IF;
+  IF r.operations = '{DELETE}' THEN
+    RAISE EXCEPTION 'backfill: rule % is a DELETE rule: existing rows have nothing to emit', quote_literal(r.name)
+      USING ERRCODE = '22023';
+  END IF;
+  IF espf.backfill_key(r.source) IS NULL THEN
+    RAISE EXCEPTION 'backfill: % has no single-column primary key to go through it in order', r.source
+      USING ERRCODE = '22023';
+  END IF;
+  PERFORM espf.check_rule(r);
+END
+$$;
+
+-- One batch of a backfill, in the caller's transaction: the next batch_size rows
+-- after last_key (locked), their events, the progress. Returns the rows done in
+-- this batch (0 = finished; the backfill is then marked done).
+CREATE OR REPLACE FUNCTION espf.backfill_batch(backfill_id bigint)
+RETURNS TABLE (rows_done int, events int, last_key text) LANGUAGE plpgsql AS $$
+DECLARE
+  b     espf.backfills;
+  r     espf.event_rules;
+  vtype text;
+  ktype text;
+  stmt  text;
+BEGIN
+  SELECT * INTO b FROM espf.backfills x WHERE x.id = backfill_id FOR UPDATE;
+  SELECT * INTO r FROM espf.event_rules e WHERE e.name = b.rule;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'backfill: rule % no longer exists', quote_literal(b.rule) USING ERRCODE = '22023';
+  END IF;
+  PERFORM espf.backfill_check(r);
+  vtype := espf.check_rule(r);
+  SELECT format_type(a.atttypid, a.atttypmod) INTO ktype
+    FROM pg_attribute a WHERE a.attrelid = r.source AND a.attname = b.key_column;
+  -- keys: the batch, locked, in key order. src: NEW = the row, OLD = nulls; i_env
+  -- (which may lock an account) is evaluated before the i_event is taken.
+  stmt := format($q$
+    WITH keys AS MATERIALIZED (
+      SELECT new.%1$I AS k FROM %2$s AS new
+       WHERE (%3$L::%4$s IS NULL OR new.%1$I > %3$L::%4$s) AND (%5$s)
+       ORDER BY new.%1$I LIMIT %6$s FOR NO KEY UPDATE OF new),
+    src AS MATERIALIZED (
+      SELECT keys.k, (%7$s)::int AS env, (%8$s) AS v
+        FROM keys JOIN %2$s AS new ON new.%1$I = keys.k LEFT JOIN %2$s AS old ON false
+       ORDER BY keys.k),
+    items AS MATERIALIZED (
+      SELECT s.k, s.env, e.v, e.n FROM src s, %9$s
+       WHERE e.v IS NOT NULL ORDER BY s.k, e.n),
+    numbered AS MATERIALIZED (
+      SELECT nextval('espf.events_i_event_seq') AS ev, i.env, i.v FROM items i),
+    ins AS (
+      INSERT INTO espf.events (i_event, event_type, variables)
+      SELECT n.ev, %10$L, jsonb_build_object('i_env', n.env, 'event_time', espf.event_time()) || n.v || jsonb_build_object('i_event', n.ev)
+        FROM numbered n
+      RETURNING 1)
+    SELECT (SELECT count(*) FROM keys)::int, (SELECT count(*) FROM ins)::int, (SELECT max(k)::text FROM keys)$q$,
+    b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), b.batch_size,
+    r.i_env, r.variables,
+    CASE WHEN vtype = 'jsonb[]' THEN 'unnest(s.v) WITH ORDINALITY AS e(v, n)' ELSE 'LATERAL (SELECT s.v, 1) AS e(v, n)' END,
+    r.event_type);
+  EXECUTE stmt INTO rows_done, events, last_key;
+  IF rows_done = 0 THEN
+    UPDATE espf.backfills x SET state = 'done', finished_at = now(), updated_at = now(), last_error = NULL WHERE x.id = backfill_id;
+    last_key := b.last_key;
+  ELSE
+    UPDATE espf.backfills x
+       SET last_key = backfill_batch.last_key, rows_done = x.rows_done + backfill_batch.rows_done,
+           events = x.events + backfill_batch.events, state = 'running', updated_at = now()
+     WHERE x.id = backfill_id;
+  END IF;
+  RETURN NEXT;
+END
+$$;
+
+-- Backfills, latest first, as `espf status` shows them.
+CREATE OR REPLACE VIEW espf.report_backfills AS
+SELECT id, rule, event_type, state, rows_done, rows_total, events, last_key, batch_size, where_sql,
+       started_at, updated_at, finished_at, last_error
+  FROM espf.backfills;
