@@ -44,7 +44,7 @@ export function findPgbench(binDir?: string): string | undefined {
   return undefined;
 }
 
-function scripts(lo: number, hi: number, customer: number): Record<string, string> {
+export function scripts(lo: number, hi: number, customer: number): Record<string, string> {
   return {
     'balance.sql': `\\set aid random(${lo}, ${hi})\n\\set delta random(-30, 30)\nUPDATE billing.account SET balance = balance + :delta WHERE i_account = :aid;\n`,
     'block.sql': `\\set aid random(${lo}, ${hi})\nUPDATE billing.account SET blocked = NOT blocked WHERE i_account = :aid;\n`,
@@ -52,7 +52,7 @@ function scripts(lo: number, hi: number, customer: number): Record<string, strin
   };
 }
 
-async function pgbench(p: CaptureParams, url: string, dir: string): Promise<{ tps: number; transactions: number }> {
+export async function pgbench(p: CaptureParams, url: string, dir: string): Promise<{ tps: number; transactions: number }> {
   const u = new URL(url);
   const args = [
     '-n', '-M', 'prepared', '-c', String(p.clients), '-j', String(p.threads), '-T', String(p.secondsPerPhase),

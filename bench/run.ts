@@ -6,7 +6,7 @@
  *
  *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes
  *   BENCH_RUNS=n      runs per figure
- *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog, outage)
+ *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog, outage, backfill)
  *   BENCH_BUDGET_SCALE=x  scales every figure's time budget (default 1): once a figure's budget
  *                     is spent its later runs are skipped and its waits cut short
  *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
@@ -16,6 +16,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { captureOverhead } from './capture-overhead.ts';
+import { backfill } from './backfill.ts';
 import { e2e } from './e2e.ts';
 import { fanout } from './fanout.ts';
 import { httpCeiling } from './http-ceiling.ts';
@@ -35,7 +36,7 @@ const budgetScale = Number(process.env.BENCH_BUDGET_SCALE ?? 1);
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
 
-const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog, outage];
+const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog, outage, backfill];
 
 type FigureOutcome =
   | { status: 'ok'; values: Record<string, number>; runs: RunResult[]; errors: string[]; skippedRuns: number }
@@ -129,6 +130,10 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   add('outage.down_requests', 'outage', down, ' req', `probes only (<= ${downBound ?? '?'})`, down === undefined || downBound === undefined ? undefined : down <= downBound);
   const drain = v('outage', 'drain_eps');
   add('outage.drain_eps', 'outage', drain, ' ev/s', '>= 0.8 x backlog_eps', drain === undefined || bl === undefined ? undefined : drain >= 0.8 * bl);
+  const bfr = v('backfill', 'backfill_rows_per_s');
+  add('backfill_rows_per_s', 'backfill', bfr, ' rows/s', '>= 20000', bfr === undefined ? undefined : bfr >= 20000);
+  const bft = v('backfill', 'billing_tps_ratio');
+  add('backfill billing_tps_ratio', 'backfill', bft, '', '>= 0.7', bft === undefined ? undefined : bft >= 0.7);
   return { rows, goals };
 }
 
@@ -156,6 +161,7 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   put('backlog_eps', 'backlog', (v) => v.backlog_eps);
   put('peak_rss_mb', 'backlog', (v) => v.peak_rss_mb);
   put('outage', 'outage', (v) => ({ peak_rss_mb: v.peak_rss_outage_mb, down_requests: v.down_requests, down_requests_bound: v.down_requests_bound, drain_eps: v.drain_eps }));
+  put('backfill_rows_per_s', 'backfill', (v) => ({ rows_per_s: v.backfill_rows_per_s, billing_tps_ratio: v.billing_tps_ratio }));
   return fig;
 }
 

@@ -1,0 +1,73 @@
+/**
+ * backfill_rows_per_s: `espf backfill Account/New` (src/rules/backfill.ts, default
+ * batch size) over 1,000,000 accounts (100,000 with BENCH_QUICK): rows ÷ seconds of
+ * the whole backfill; and the billing write TPS while it runs ÷ the TPS just before
+ * (the capture-overhead pgbench mix, every type enabled in both phases).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { sql } from '@databases/pg';
+import { runBackfill } from '../src/rules/backfill.ts';
+import { findPgbench, pgbench, scripts, type CaptureParams } from './capture-overhead.ts';
+import { cloneDatabase, dropDatabase, withDb } from './lib/db.ts';
+import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
+import { log, round, Unavailable } from './lib/util.ts';
+
+export interface BackfillParams extends CaptureParams {
+  readonly accounts: number;
+  readonly batchSize: number;
+}
+
+export const backfill: Figure<BackfillParams> = {
+  name: 'backfill',
+  budgetS: { full: 240, quick: 40 },
+  params: (ctx) => ({
+    accounts: ctx.quick ? 100_000 : 1_000_000,
+    batchSize: 1000,
+    clients: Number(process.env.BENCH_PGBENCH_CLIENTS ?? 4),
+    threads: Math.min(2, os.cpus().length),
+    secondsPerPhase: ctx.quick ? 3 : 10,
+    pairs: 1,
+    weights: { balance: 8, block: 1, insert: 1 },
+    pgbench: findPgbench(ctx.server.cluster?.binDir) ?? '',
+    pgbenchVersion: '',
+  }),
+  async run(ctx: BenchContext, p: BackfillParams, run: number): Promise<RunResult> {
+    if (!p.pgbench) throw new Unavailable('pgbench not found on PATH nor in the PostgreSQL bin directory');
+    const name = ctx.name('backfill', run);
+    const url = await cloneDatabase(ctx.server.adminUrl, ctx.seed.template, name);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'espf-bench-pgbench-'));
+    try {
+      for (const [file, text] of Object.entries(scripts(ctx.seed.accounts[0], ctx.seed.accounts[1], ctx.seed.bigCustomer + 1))) await writeFile(path.join(dir, file), text);
+      return await withDb(url, async (db) => {
+        await db.query(sql`CREATE SEQUENCE IF NOT EXISTS public.bench_account_seq`);
+        // Up to p.accounts accounts (capture is off while they are added).
+        const [{ n }] = await db.query(sql`SELECT count(*)::int AS n FROM billing.account`) as [{ n: number }];
+        if (n < p.accounts) {
+          await db.query(sql`INSERT INTO billing.account (id, i_customer, i_product, balance)
+            SELECT 'b' || g, ${ctx.seed.bigCustomer + 1} + (g % 1000), 1 + g % 10, 10 FROM generate_series(1, ${p.accounts - n}) g`);
+        }
+        await db.query(sql`VACUUM (ANALYZE) billing.account`);
+        await db.query(sql`UPDATE espf.event_types SET enabled = true`);
+        await db.query(sql`CHECKPOINT`);
+        const before = await pgbench(p, url, dir);
+        log(`  billing idle: ${round(before.tps, 0)} tps`);
+        const t0 = Date.now();
+        const bf = runBackfill(db, { rule: 'Account/New', batchSize: p.batchSize, resume: false });
+        const during = await pgbench(p, url, dir);
+        const done = await bf;
+        const seconds = (Date.now() - t0) / 1000;
+        const overlapped = seconds >= p.secondsPerPhase;
+        log(`  backfill: ${done.rowsDone} rows in ${round(seconds, 1)} s; billing during: ${round(during.tps, 0)} tps${overlapped ? '' : ' (the backfill ended before pgbench: the TPS ratio is a bound)'}`);
+        return {
+          values: { backfill_rows_per_s: round(done.rowsDone / seconds, 0), billing_tps_ratio: round(during.tps / before.tps, 3) },
+          details: { rows: done.rowsDone, events: done.events, seconds: round(seconds, 1), tps_before: round(before.tps, 0), tps_during: round(during.tps, 0), backfill_outlasted_pgbench: overlapped, complete: overlapped },
+        };
+      }, 2);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await dropDatabase(ctx.server.adminUrl, name);
+    }
+  },
+};
