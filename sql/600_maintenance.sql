@@ -6,9 +6,12 @@ CREATE OR REPLACE FUNCTION espf.check_notifications() RETURNS trigger LANGUAGE p
 DECLARE
   r text;
 BEGIN
+  IF NEW.smtp_url LIKE 'env:%' AND espf.env_ref_problem(NEW.smtp_url) IS NOT NULL THEN
+    PERFORM espf.refuse('espf.notifications.smtp_url', espf.env_ref_problem(NEW.smtp_url));
+  END IF;
   IF NEW.smtp_url IS NOT NULL
      AND NEW.smtp_url !~* '^smtps?://[^/\s?#]+(/\S*)?$'
-     AND NEW.smtp_url !~ '^env:[A-Za-z_][A-Za-z0-9_]*$' THEN
+     AND NEW.smtp_url NOT LIKE 'env:%' THEN
     -- Never quote the value: it may carry a password.
     PERFORM espf.refuse('espf.notifications.smtp_url', 'must be smtp://[user:password@]host[:port] or smtps://…, or env:NAME to read it from the environment variable NAME');
   END IF;
@@ -26,11 +29,11 @@ BEGIN
   IF NEW.enabled AND (NEW.smtp_url IS NULL OR NEW.mail_from IS NULL OR cardinality(NEW.recipients) = 0) THEN
     PERFORM espf.refuse('espf.notifications.enabled', 'e-mails cannot be enabled without smtp_url, mail_from and at least one of recipients');
   END IF;
-  IF NEW.digest_interval IS NULL OR NEW.digest_interval <= interval '0' THEN
-    PERFORM espf.refuse('espf.notifications.digest_interval', format('must be > 0, not %s', coalesce(NEW.digest_interval::text, 'null')));
+  IF NEW.digest_interval IS NULL OR NEW.digest_interval <= interval '0' OR NOT isfinite(NEW.digest_interval) THEN
+    PERFORM espf.refuse('espf.notifications.digest_interval', format('must be > 0 and finite, not %s', coalesce(NEW.digest_interval::text, 'null')));
   END IF;
-  IF NEW.unreachable_after IS NULL OR NEW.unreachable_after <= interval '0' THEN
-    PERFORM espf.refuse('espf.notifications.unreachable_after', format('must be > 0, not %s', coalesce(NEW.unreachable_after::text, 'null')));
+  IF NEW.unreachable_after IS NULL OR NEW.unreachable_after <= interval '0' OR NOT isfinite(NEW.unreachable_after) THEN
+    PERFORM espf.refuse('espf.notifications.unreachable_after', format('must be > 0 and finite, not %s', coalesce(NEW.unreachable_after::text, 'null')));
   END IF;
   RETURN NEW;
 END
@@ -41,11 +44,11 @@ CREATE OR REPLACE TRIGGER check_notifications BEFORE INSERT OR UPDATE ON espf.no
 -- espf.maintenance
 CREATE OR REPLACE FUNCTION espf.check_maintenance() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  IF NEW.pass_interval IS NULL OR NEW.pass_interval <= interval '0' THEN
-    PERFORM espf.refuse('espf.maintenance.pass_interval', format('must be > 0, not %s', coalesce(NEW.pass_interval::text, 'null')));
+  IF NEW.pass_interval IS NULL OR NEW.pass_interval <= interval '0' OR NOT isfinite(NEW.pass_interval) THEN
+    PERFORM espf.refuse('espf.maintenance.pass_interval', format('must be > 0 and finite, not %s', coalesce(NEW.pass_interval::text, 'null')));
   END IF;
-  IF NEW.retention IS NULL OR NEW.retention <= interval '0' THEN
-    PERFORM espf.refuse('espf.maintenance.retention', format('must be > 0, not %s', coalesce(NEW.retention::text, 'null')));
+  IF NEW.retention IS NULL OR NEW.retention <= interval '0' OR NOT isfinite(NEW.retention) THEN
+    PERFORM espf.refuse('espf.maintenance.retention', format('must be > 0 and finite, not %s', coalesce(NEW.retention::text, 'null')));
   END IF;
   IF NEW.purge_batch IS NULL OR NEW.purge_batch < 1 OR NEW.purge_batch > 100000 THEN
     PERFORM espf.refuse('espf.maintenance.purge_batch', format('must be between 1 and 100000 rows, not %s', coalesce(NEW.purge_batch::text, 'null')));

@@ -11,7 +11,8 @@ export type EspfErrorCode =
   | 'ESPF_BACKFILL_REFUSED'     // espf backfill: a disabled type, nothing to resume, …
   | 'ESPF_INTERRUPTED'          // stopped by a signal; resumable
   | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start
-  | 'ESPF_NOT_MIGRATED';        // the espf schema is missing
+  | 'ESPF_NOT_MIGRATED'         // the espf schema is missing
+  | 'ESPF_ENV';                 // an environment variable has a value espf cannot use
 
 export class EspfError extends Error {
   readonly code: EspfErrorCode;
@@ -48,11 +49,13 @@ export function isConnectionError(err: unknown): boolean {
     SQLSTATE.adminShutdown, SQLSTATE.cannotConnectNow, '57P02', '08006', '08001', '08003', '08004', SQLSTATE.invalidCatalogName].includes(code);
 }
 
-/** One line for a person: what went wrong, without stack or secrets. */
+/**
+ * One line for a person: the first line of the message, without stack or
+ * secrets. The one formatter of errors for messages and log fields.
+ */
 export function oneLine(err: unknown): string {
-  if (err instanceof Error) {
-    const first = err.message.split('\n')[0] ?? '';
-    return first.trim() || err.name;
-  }
-  return String(err);
+  const m = (err as { message?: unknown } | null)?.message;
+  const message = typeof m === 'string' ? m : String(err);
+  const first = (message.split('\n')[0] ?? '').trim();
+  return first || (err instanceof Error ? err.name : 'error');
 }

@@ -1,5 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { EspfError, oneLine } from '../errors.ts';
+import { escapeTerminal, quoteArg } from '../security/terminal.ts';
+import { readEnv } from '../config/env.ts';
 import { migrate } from '../migrate/migrate.ts';
 import {
   formatMatrix, readMatrix, setHandlerEnabled, setSubscription, setTypeEnabled,
@@ -49,7 +51,8 @@ function configureOutputs(cmd: Command, io: Out): void {
     writeErr: io.err,
     outputError: (str) => {
       const text = str.trim().replace(/^error:\s*/, '').split('\n').map((l) => l.trim()).filter(Boolean).join(' ');
-      io.err(`${path}: ${text} (see: ${path} --help)\n`);
+      const short = text.length > 300 ? `${text.slice(0, 299)}… (${text.length} characters)` : text;
+      io.err(`${path}: ${escapeTerminal(short)} (see: ${path} --help)\n`);
     },
   });
   for (const sub of cmd.commands) configureOutputs(sub, io);
@@ -65,7 +68,7 @@ function group(parent: Command, name: string, description: string): Command {
     const known = self.commands.map((c) => c.name()).filter((n) => n !== 'help');
     const [first] = self.args;
     const list = `${known.slice(0, -1).join(', ')} or ${known.at(-1)}`;
-    self.error(first === undefined ? `missing command: ${list}` : `unknown command '${first}': use ${list}`,
+    self.error(first === undefined ? `missing command: ${list}` : `unknown command ${quoteArg(first)}: use ${list}`,
       { exitCode: EXIT_USAGE, code: 'espf.usage' });
   });
   return cmd;
@@ -76,7 +79,9 @@ export function buildProgram(io: Out): Command {
     .description('espf: provisioning events from a PostgreSQL billing database to HTTP endpoints.\n'
       + 'Configuration lives in rows of the espf schema; these commands write those rows.')
     .exitOverride()
-    .addHelpText('after', ENVIRONMENT_HELP);
+    .addHelpText('after', ENVIRONMENT_HELP)
+    // Every environment variable is checked before any command starts (src/config/env.ts).
+    .hook('preAction', () => { readEnv(); });
 
   program.command('migrate')
     .description('apply migrations/ (once each, in order) and the repeatable SQL of sql/; safe to run again')
@@ -99,10 +104,10 @@ Example:
     .addOption(new Option('--instance <name>', 'instance name (slot espf_<name>)').default('main'))
     .action(async (opts: { instance: string }) => {
       if (!/^[a-z0-9_]{1,50}$/.test(opts.instance)) {
-        throw new EspfError('ESPF_USAGE', `--instance '${opts.instance}': use lower-case letters, digits and '_' (at most 50)`);
+        throw new EspfError('ESPF_USAGE', `--instance ${quoteArg(opts.instance)}: use lower-case letters, digits and '_' (at most 50)`);
       }
       const { runService } = await import('../run/run-command.ts');
-      await runService({ instance: opts.instance, out: io.out });
+      await runService({ instance: opts.instance, out: io.out, env: readEnv() });
     });
 
   const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions)');
@@ -120,7 +125,7 @@ Examples:
         : '')
       .action(async (name: string) => {
         const changed = await withDb('espf handler', (db) => setHandlerEnabled(db, name, action === 'enable'));
-        io.out(`handler ${name} ${action}d${changed ? '' : ' (no change)'}\n`);
+        io.out(`handler ${escapeTerminal(name)} ${action}d${changed ? '' : ' (no change)'}\n`);
       });
   }
   for (const action of ['sub', 'unsub'] as const) {
@@ -134,7 +139,7 @@ Examples:
         : '')
       .action(async (name: string, type: string) => {
         const n = await withDb('espf handler', (db) => setSubscription(db, name, type, action === 'sub'));
-        io.out(`${name}: ${n} subscription${n === 1 ? '' : 's'} ${action === 'sub' ? 'added' : 'removed'}\n`);
+        io.out(`${escapeTerminal(name)}: ${n} subscription${n === 1 ? '' : 's'} ${action === 'sub' ? 'added' : 'removed'}\n`);
       });
   }
 
@@ -195,10 +200,10 @@ export async function main(argv: readonly string[], io: Out = {
       return EXIT_USAGE;
     }
     if (err instanceof EspfError && err.code === 'ESPF_USAGE') {
-      io.err(`espf: ${oneLine(err)}\n`);
+      io.err(`espf: ${escapeTerminal(oneLine(err))}\n`);
       return EXIT_USAGE;
     }
-    io.err(`espf: ${oneLine(err)}\n`);
+    io.err(`espf: ${escapeTerminal(oneLine(err))}\n`);
     return EXIT_FAILED;
   }
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
+import { quoteArg } from '../security/terminal.ts';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -36,11 +37,11 @@ export interface ResendResult {
 export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions): Promise<ResendResult> {
   const [t] = await db.query(sql`SELECT now() AS started, espf.resend_since(${sel.since}) AS since`);
   if (sel.since !== null && t.since === null) {
-    throw new EspfError('ESPF_USAGE', `--since '${sel.since}': use a time (2026-11-25, '2026-11-25 21:00+01', yesterday) or an interval back from now ('24 hours', '2 days')`);
+    throw new EspfError('ESPF_USAGE', `--since ${quoteArg(sel.since)}: use a time (2026-11-25, '2026-11-25 21:00+01', yesterday) or an interval back from now ('24 hours', '2 days')`);
   }
   if (sel.handler !== null) {
     const [h] = await db.query(sql`SELECT 1 FROM espf.handlers WHERE name = ${sel.handler}`);
-    if (!h) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler '${sel.handler}' (not a row of espf.handlers; see: espf matrix)`);
+    if (!h) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler ${quoteArg(sel.handler)} (not a row of espf.handlers; see: espf matrix)`);
   }
   const call = (maxRows: number, dryRun: boolean) => sql`
     SELECT espf.resend(i_events => ${sel.events}::bigint[], i_account => ${sel.account}::bigint,
@@ -64,7 +65,7 @@ export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions):
 function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) {
-      throw new EspfError('ESPF_USAGE', `${name} '${v}': use a whole number from 1 to ${max}`);
+      throw new EspfError('ESPF_USAGE', `${name} ${quoteArg(v)}: use a whole number from 1 to ${max}`);
     }
     return Number(v);
   };
@@ -108,7 +109,7 @@ Examples:
       if (o.status !== undefined) {
         const s = o.status.toUpperCase();
         if (s !== 'DELIVERED' && s !== 'FAILED') {
-          throw new EspfError('ESPF_USAGE', `--status '${o.status}': use DELIVERED or FAILED (only finished deliveries are re-queued)`);
+          throw new EspfError('ESPF_USAGE', `--status ${quoteArg(o.status)}: use DELIVERED or FAILED (only finished deliveries are re-queued)`);
         }
         status = s;
       }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
+import { escapeTerminal, quoteArg } from '../security/terminal.ts';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
 
@@ -63,7 +64,7 @@ export function formatTable(rows: readonly Record<string, unknown>[], columns: r
     if (v instanceof Date) return v.toISOString().replace(/\.\d{3}Z$/, 'Z');
     const s = typeof v === 'object' ? JSON.stringify(v) : String(v);
     const one = s.replace(/\s+/g, ' ');
-    return one.length > 60 ? `${one.slice(0, 57)}...` : one;
+    return escapeTerminal(one.length > 60 ? `${one.slice(0, 57)}...` : one);
   };
   const table = [columns.slice(), ...rows.map((r) => columns.map((c) => cell(r[c])))];
   const widths = columns.map((_, i) => Math.max(...table.map((r) => r[i]!.length)));
@@ -93,7 +94,7 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
 function positiveInt(name: string, max: number) {
   return (v: string): number => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) {
-      throw new EspfError('ESPF_USAGE', `${name} '${v}': use a whole number from 1 to ${max}`);
+      throw new EspfError('ESPF_USAGE', `${name} ${quoteArg(v)}: use a whole number from 1 to ${max}`);
     }
     return Number(v);
   };

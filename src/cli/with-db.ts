@@ -1,5 +1,7 @@
 import type { Db } from '../db/connect.ts';
-import { connect, ping, redactUrl } from '../db/connect.ts';
+import { connect, ping } from '../db/connect.ts';
+import { redactUrl } from '../security/redact.ts';
+import { readEnv } from '../config/env.ts';
 import { resolveDatabaseUrl } from '../db/database-url.ts';
 import { EspfError, oneLine, sqlState, SQLSTATE } from '../errors.ts';
 
@@ -12,7 +14,7 @@ const NOT_MIGRATED = new Set<string>([SQLSTATE.undefinedTable, '3F000' /* invali
  * never ran on, the pool closed afterwards.
  */
 export async function withDb<T>(applicationName: string, fn: (db: Db) => Promise<T>): Promise<T> {
-  const url = resolveDatabaseUrl();
+  const url = resolveDatabaseUrl(readEnv());
   let db: Db;
   try {
     db = connect({ connectionString: url, poolSize: 2, applicationName });

@@ -1,6 +1,7 @@
 import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { EspfError } from '../errors.ts';
+import { escapeTerminal, quoteArg } from '../security/terminal.ts';
 
 /** What the CLI does to configuration rows. Every check that matters is the database's own. */
 
@@ -10,7 +11,7 @@ export async function getHandler(db: Db, name: string): Promise<HandlerRow> {
   const [h] = await db.query(sql`SELECT name, kind, enabled, instance FROM espf.handlers WHERE name = ${name}`);
   if (!h) {
     const all: { name: string }[] = await db.query(sql`SELECT name FROM espf.handlers ORDER BY name`);
-    throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler '${name}' (known: ${all.map((r) => r.name).join(', ')})`);
+    throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler ${quoteArg(name)} (known: ${all.map((r) => r.name).join(', ')})`);
   }
   return h as HandlerRow;
 }
@@ -37,7 +38,7 @@ export async function subscribableTypes(db: Db, handler: HandlerRow): Promise<st
 
 export async function assertType(db: Db, type: string): Promise<void> {
   const [t] = await db.query(sql`SELECT 1 FROM espf.event_types WHERE name = ${type}`);
-  if (!t) throw new EspfError('ESPF_UNKNOWN_TYPE', `unknown event type '${type}' (see: espf matrix)`);
+  if (!t) throw new EspfError('ESPF_UNKNOWN_TYPE', `unknown event type ${quoteArg(type)} (see: espf matrix)`);
 }
 
 /** Subscribes (or unsubscribes) a handler to one type or to `all` it can take; returns the rows changed. */
@@ -86,7 +87,12 @@ export async function readMatrix(db: Db): Promise<Matrix> {
   return { handlers, rows: [...byType.values()] };
 }
 
-export function formatMatrix(m: Matrix): string {
+/** The matrix as text for a terminal (names escaped: they are rows anyone with write access to espf may add). */
+export function formatMatrix(matrix: Matrix): string {
+  const m: Matrix = {
+    handlers: matrix.handlers.map(escapeTerminal),
+    rows: matrix.rows.map((r) => ({ ...r, type: escapeTerminal(r.type) })),
+  };
   const typeWidth = Math.max(10, ...m.rows.map((r) => r.type.length)) + 2;
   const header = 'event type'.padEnd(typeWidth) + 'on  ' + m.handlers.map((h, i) => `${i + 1}`.padStart(2).padEnd(4)).join('');
   const lines = m.rows.map((r) => r.type.padEnd(typeWidth) + (r.enabled ? 'yes ' : 'no  ') + r.states.map((s) => ` ${s}  `).join(''));

@@ -1,5 +1,6 @@
 import pgModule, { sql, type ConnectionPoolConfig, type ConnectionPool } from '@databases/pg';
 import { EspfError, isConnectionError, oneLine } from '../errors.ts';
+import { redactUrl } from '../security/redact.ts';
 
 export type Db = ConnectionPool;
 
@@ -40,16 +41,5 @@ export async function ping(db: Db, url: string): Promise<void> {
       throw new EspfError('ESPF_NO_DATABASE', `cannot reach the database at ${redactUrl(url)}: ${oneLine(err)}`, { cause: err });
     }
     throw err;
-  }
-}
-
-/** A connection string without its password, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparsable DATABASE_URL)';
   }
 }

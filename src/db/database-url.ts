@@ -1,14 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import type { EspfEnv } from '../config/env.ts';
 import { EspfError } from '../errors.ts';
-import { ROOT } from '../paths.ts';
 
-/** Where `espf run` keeps its embedded PostgreSQL when DATABASE_URL is not set. */
-export const EMBEDDED_DIR = process.env.ESPF_HOME ? path.resolve(process.env.ESPF_HOME) : path.join(ROOT, '.espf');
+/** The database `espf run` creates in its embedded PostgreSQL (under ESPF_HOME) when DATABASE_URL is not set. */
 export const EMBEDDED_DATABASE = 'espf';
 
-/** The port of the embedded cluster if it is running, from its postmaster.pid. */
-export function embeddedPort(dir = EMBEDDED_DIR): number | undefined {
+/** The port of the embedded cluster in `dir` (ESPF_HOME) if it is running, from its postmaster.pid. */
+export function embeddedPort(dir: string): number | undefined {
   const pidFile = path.join(dir, 'data', 'postmaster.pid');
   if (!existsSync(pidFile)) return undefined;
   const lines = readFileSync(pidFile, 'utf8').split('\n');
@@ -29,9 +28,9 @@ export function embeddedUrl(port: number): string {
 /**
  * DATABASE_URL, else the embedded database of `espf run` when it is running.
  */
-export function resolveDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.DATABASE_URL) return env.DATABASE_URL;
-  const port = embeddedPort();
+export function resolveDatabaseUrl(env: Pick<EspfEnv, 'databaseUrl' | 'home'>): string {
+  if (env.databaseUrl) return env.databaseUrl;
+  const port = embeddedPort(env.home);
   if (port) return embeddedUrl(port);
   throw new EspfError('ESPF_NO_DATABASE', 'DATABASE_URL is not set and the embedded database is not running (start it with: npx espf run)');
 }

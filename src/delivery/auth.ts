@@ -1,19 +1,6 @@
 import { createHmac } from 'node:crypto';
 import type { HttpSettings } from '../config/snapshot.ts';
-
-/** A configuration value written as `env:NAME` is read from the environment. */
-export function resolveSecret(value: string | null, what: string): string {
-  if (value == null) return '';
-  if (!value.startsWith('env:')) return value;
-  const name = value.slice(4);
-  const v = process.env[name];
-  if (v === undefined) throw new SecretMissingError(`${what} names the environment variable ${name}, which is not set`);
-  return v;
-}
-
-export class SecretMissingError extends Error {
-  readonly code = 'ESPF_SECRET_MISSING';
-}
+import { resolveSecret } from '../security/secret-ref.ts';
 
 /** The auth header of contract §6 for one request, or undefined for None. */
 export function authHeaderValue(h: HttpSettings, date: string): string | undefined {

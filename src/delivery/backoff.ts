@@ -1,12 +1,25 @@
 /**
+ * The longest wait one Node timer holds (2^31 − 1 ms, about 24.8 days); a
+ * longer setTimeout fires after 1 ms. Longer waits are re-armed in steps.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The largest retry_delay and retry_max_delay the database accepts (sql/020_config_checks.sql): 7 days. */
+export const MAX_RETRY_DELAY_S = 604_800;
+
+/**
  * Delay before attempt n+1 after n failed attempts: exponential from
  * retry_delay, capped at retry_max_delay, with "equal jitter" (half fixed, half
  * random) so that many accounts failing together do not retry in lockstep.
  * A Retry-After from the receiver (429/503) is honoured, up to retry_max_delay.
+ * Settings that are not finite numbers (a row written before the database
+ * refused them) count as MAX_RETRY_DELAY_S: never a hot loop.
  */
 export function retryDelayMs(failedAttempts: number, retryDelayS: number, retryMaxDelayS: number, retryAfterMs: number | null, random = Math.random): number {
-  const base = Math.min(retryMaxDelayS, retryDelayS * 2 ** Math.max(0, failedAttempts - 1)) * 1000;
+  const finite = (s: number) => (Number.isFinite(s) && s > 0 ? Math.min(s, MAX_RETRY_DELAY_S) : MAX_RETRY_DELAY_S);
+  const maxS = finite(retryMaxDelayS);
+  const base = Math.min(maxS, finite(retryDelayS) * 2 ** Math.max(0, failedAttempts - 1)) * 1000;
   const jittered = base / 2 + random() * (base / 2);
-  const wanted = retryAfterMs != null ? Math.max(jittered, retryAfterMs) : jittered;
-  return Math.round(Math.min(wanted, retryMaxDelayS * 1000));
+  const wanted = retryAfterMs != null && Number.isFinite(retryAfterMs) ? Math.max(jittered, retryAfterMs) : jittered;
+  return Math.round(Math.min(wanted, maxS * 1000));
 }

@@ -1,12 +1,17 @@
 import { readFileSync } from 'node:fs';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { HttpSettings } from '../config/snapshot.ts';
+import { httpUrlProblem } from '../config/http-url.ts';
+import { oneLine } from '../errors.ts';
+import { redactText, redactUrl } from '../security/redact.ts';
 import { authHeaderValue, secretsIn } from './auth.ts';
 
 /** The outcome of one POST to one URL. */
 export type PostResult =
   | { readonly ok: true; readonly status: number; readonly durationMs: number }
-  | { readonly ok: false; readonly status: number | null; readonly reason: string; readonly retryAfterMs: number | null; readonly durationMs: number };
+  | { readonly ok: false; readonly status: number | null; readonly reason: string; readonly retryAfterMs: number | null; readonly durationMs: number;
+      /** No later attempt can succeed (a URL the sender cannot parse): failed for good at once. */
+      readonly permanent?: boolean };
 
 /**
  * The JSON body of a request: {"event_type": …, "variables": …}. The type goes
@@ -50,6 +55,10 @@ export class HttpClient {
     // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
     const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     let auth: string | undefined;
+    const problem = httpUrlProblem(url);
+    if (problem !== null) {
+      return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
+    }
     try {
       const date = new Date().toUTCString();
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
@@ -96,7 +105,7 @@ function makeAgent(caFile: string | null): Agent {
       ca = readFileSync(caFile);
     } catch (err) {
       const e = err as { code?: string };
-      throw Object.assign(new Error(`ca_file ${caFile} cannot be read (${e.code ?? oneLineOf(err)})`), { code: 'ESPF_CA_FILE' });
+      throw Object.assign(new Error(`ca_file ${caFile} cannot be read (${e.code ?? oneLine(err)})`), { code: 'ESPF_CA_FILE' });
     }
   }
   return new Agent({
@@ -106,10 +115,6 @@ function makeAgent(caFile: string | null): Agent {
     maxResponseSize: -1,
     connect: ca ? { ca } : undefined,
   });
-}
-
-function oneLineOf(err: unknown): string {
-  return String((err as { message?: string })?.message ?? err).split('\n')[0] ?? '';
 }
 
 /** Reads a 2xx answer up to MAX_OK_BODY bytes; null when it ended or was longer, else the error that broke it. */
@@ -145,13 +150,7 @@ async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): void }, se
   } catch { /* the answer broke off: what we have is enough */ } finally {
     body.destroy();
   }
-  return redact(text, secrets).slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
-}
-
-function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of secrets) out = out.split(s).join('***');
-  return out;
+  return redactText(text, secrets).slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
 }
 
 function parseRetryAfter(v: string | string[] | undefined): number | null {
@@ -168,7 +167,7 @@ function describeError(err: unknown, timeoutS: number): string {
     return `timeout: no complete answer within request_timeout (${timeoutS} s)`;
   }
   const code = e?.cause?.code ?? e?.code;
-  const msg = (e?.cause?.message ?? e?.message ?? String(err)).split('\n')[0];
-  if (e?.code === 'ESPF_SECRET_MISSING' || e?.code === 'ESPF_CA_FILE') return msg ?? 'secret missing';
-  return code ? `${code}: ${msg}` : (msg ?? 'request failed');
+  const msg = oneLine(e?.cause?.message !== undefined ? e.cause : err);
+  if (e?.code === 'ESPF_SECRET_MISSING' || e?.code === 'ESPF_CA_FILE') return msg;
+  return code ? `${code}: ${msg}` : msg;
 }

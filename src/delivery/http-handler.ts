@@ -1,10 +1,11 @@
 import type { HandlerConfig, HttpSettings } from '../config/snapshot.ts';
 import type { AttemptLine, Logger, ProvisioningLog } from '../log/logger.ts';
-import { retryDelayMs } from './backoff.ts';
+import { MAX_TIMER_MS, retryDelayMs } from './backoff.ts';
 import { HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Item } from './item.ts';
 import type { Outcome, ResultsWriter } from './results-writer.ts';
 import { Fifo } from './fifo.ts';
+import { redactUrl } from '../security/redact.ts';
 import { TokenBucket } from './token-bucket.ts';
 
 const MAX_IN_FLIGHT = 256;    // requests of one handler on the wire at once (undici pools 128 connections per origin)
@@ -89,10 +90,12 @@ export class HttpHandler {
       this.retrying.add(item.orderKey);
       this.timers.set(item, setTimeout(() => {
         this.timers.delete(item);
+        // A wait longer than one timer holds is re-armed until it is over: nothing fires early.
+        if (wait > MAX_TIMER_MS) { this.makeReady(item); return; }
         this.retrying.delete(item.orderKey);
         this.ready.push(item);
         this.pump();
-      }, wait));
+      }, Math.min(wait, MAX_TIMER_MS)));
       return;
     }
     this.ready.push(item);
@@ -158,7 +161,7 @@ export class HttpHandler {
     this.inFlight--;
     if (last.ok || (s && item.urlsDone >= s.url.length)) {
       this.finish(item, { state: 'DELIVERED', httpStatus: last.status, at: new Date() });
-    } else if (!s || item.attempts >= s.max_attempts) {
+    } else if (!s || item.attempts >= s.max_attempts || (!last.ok && last.permanent)) {
       this.finish(item, { state: 'FAILED', httpStatus: last.status, error: errorText(last), at: new Date() });
     } else {
       this.retry(item, s, last);
@@ -234,15 +237,4 @@ export class HttpHandler {
 
 function errorText(r: PostResult): string {
   return r.ok ? '' : r.reason;
-}
-
-/** URLs in logs never carry credentials. */
-function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.username || u.password) { u.username = '***'; u.password = ''; }
-    return u.toString();
-  } catch {
-    return url;
-  }
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import pino from 'pino';
-import { EspfError } from '../errors.ts';
+import { escapeTerminal } from '../security/terminal.ts';
 
 export type Logger = pino.Logger;
 
@@ -17,32 +17,24 @@ export type LogFormat = 'json' | 'pretty';
 /**
  * The service log: JSON lines on stdout (one stream, one order), human-readable
  * lines when stdout is a terminal. ESPF_LOG_LEVEL (default info) sets the level,
- * ESPF_LOG_FORMAT (json or pretty) overrides the choice of format.
+ * ESPF_LOG_FORMAT (json or pretty) overrides the choice of format, NO_COLOR
+ * turns colours off (read and checked in src/config/env.ts).
  */
 export function serviceLogger(
-  level = process.env.ESPF_LOG_LEVEL ?? 'info',
-  format: LogFormat = logFormat(process.env.ESPF_LOG_FORMAT, Boolean(process.stdout.isTTY)),
+  settings: { readonly logLevel: string; readonly logFormat: LogFormat | undefined; readonly noColor: boolean },
   out: { write(s: string): unknown } = process.stdout,
 ): Logger {
-  const levels = [...Object.keys(pino.levels.values), 'silent'];
-  if (!levels.includes(level)) {
-    throw new EspfError('ESPF_USAGE', `ESPF_LOG_LEVEL '${level}': use one of ${levels.join(', ')}`);
-  }
+  const isTty = out === process.stdout && Boolean(process.stdout.isTTY);
+  const format = settings.logFormat ?? (isTty ? 'pretty' : 'json');
   const options: pino.LoggerOptions = {
-    level, base: { svc: 'espf' }, timestamp: pino.stdTimeFunctions.isoTime,
+    level: settings.logLevel, base: { svc: 'espf' }, timestamp: pino.stdTimeFunctions.isoTime,
     redact: { paths: REDACTED_PATHS, censor: '***' },
   };
   if (format === 'pretty') {
-    const color = out === process.stdout && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+    const color = isTty && !settings.noColor;
     return pino(options, { write: (line: string) => out.write(prettyLine(line, color)) });
   }
   return pino(options, out === process.stdout ? undefined : { write: (line: string) => out.write(line) });
-}
-
-export function logFormat(env: string | undefined, isTty: boolean): LogFormat {
-  if (env === undefined || env === '') return isTty ? 'pretty' : 'json';
-  if (env === 'json' || env === 'pretty') return env;
-  throw new EspfError('ESPF_USAGE', `ESPF_LOG_FORMAT '${env}': use json or pretty`);
 }
 
 const LEVEL_NAMES: Record<number, [string, string]> = {
@@ -55,7 +47,7 @@ export function prettyLine(line: string, color = false): string {
   try {
     o = JSON.parse(line) as Record<string, unknown>;
   } catch {
-    return line;
+    return `${escapeTerminal(line.replace(/\n$/, ''))}\n`;
   }
   const { time, level, msg, svc, pid, hostname, ...rest } = o;
   void svc; void pid; void hostname;
@@ -63,10 +55,10 @@ export function prettyLine(line: string, color = false): string {
   const [name, code] = LEVEL_NAMES[Number(level)] ?? [String(level).padEnd(5), '0'];
   const lvl = color ? `\x1b[${code}m${name}\x1b[0m` : name;
   const fields = Object.entries(rest).map(([k, v]) => {
-    const text = typeof v === 'string' ? (/[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v) : JSON.stringify(v);
+    const text = escapeTerminal(typeof v === 'string' ? (/[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v) : String(JSON.stringify(v)));
     return color ? `\x1b[2m${k}=\x1b[0m${text}` : `${k}=${text}`;
   });
-  return `${[t, lvl, typeof msg === 'string' ? msg : '', ...fields].filter((x) => x !== '').join(' ')}\n`;
+  return `${[t, lvl, typeof msg === 'string' ? escapeTerminal(msg) : '', ...fields].filter((x) => x !== '').join(' ')}\n`;
 }
 
 /** A line of provisioning.log: one per delivery attempt. */
@@ -89,7 +81,7 @@ export interface ProvisioningLog {
 }
 
 /** provisioning.log in ESPF_LOG_DIR (default ./log): JSON lines, written asynchronously in batches. */
-export function provisioningLog(dir = process.env.ESPF_LOG_DIR ?? 'log'): ProvisioningLog {
+export function provisioningLog(dir: string): ProvisioningLog {
   mkdirSync(dir, { recursive: true });
   const dest = pino.destination({ dest: path.join(dir, 'provisioning.log'), sync: false, minLength: 0 });
   const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, dest);

@@ -3,7 +3,8 @@ import type { Db } from '../db/connect.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { claimTask, recordResult } from '../maintenance/gate.ts';
-import { redact, resolveSmtpUrl, sendMail, type Mail } from './smtp.ts';
+import { redactText, redactUrl } from '../security/redact.ts';
+import { resolveSmtpUrl, sendMail, type Mail } from './smtp.ts';
 
 export interface DigestOptions {
   readonly db: Db;
@@ -82,7 +83,7 @@ export async function runDigest(opts: DigestOptions): Promise<DigestResult> {
     const mail = composeDigest({ from: s.mail_from ?? '', to: s.recipients, instance, failed, unreachable, lagging });
     await sendMail(target, mail);
   } catch (err) {
-    const error = redact(oneLine(err), secrets);
+    const error = redactText(oneLine(err), secrets);
     log.warn({ task: 'digest', error, ...counts }, 'failure e-mail not sent; it will be tried again after digest_interval');
     await recordResult(db, 'digest', { sent: false, error, ...counts });
     return { ran: true, sent: false, ...counts, error };
@@ -110,7 +111,7 @@ export function composeDigest(d: {
       lines.push(`  i_event ${f.i_event}  ${f.event_type}  handler ${f.handler}` +
         `${f.i_account != null ? `  i_account ${f.i_account}` : ''}  attempts ${f.attempts}` +
         `  last ${f.last_http_status != null ? `HTTP ${f.last_http_status}` : 'error'}` +
-        `${f.last_error ? `: ${redact(f.last_error)}` : ''}  at ${iso(f.finished_at)}`);
+        `${f.last_error ? `: ${redactText(f.last_error)}` : ''}  at ${iso(f.finished_at)}`);
     }
     if (d.failed.length > LISTED) lines.push(`  … and ${d.failed.length - LISTED} more (SELECT * FROM espf.event_deliveries WHERE state = 'FAILED')`);
     lines.push('');
@@ -118,9 +119,9 @@ export function composeDigest(d: {
   if (d.unreachable.length) {
     lines.push(`Targets failing for longer than unreachable_after: ${d.unreachable.length}`);
     for (const u of d.unreachable) {
-      lines.push(`  handler ${u.handler} (instance ${u.instance ?? '?'})  ${(u.url ?? []).map((x) => redact(x)).join(', ')}`);
+      lines.push(`  handler ${u.handler} (instance ${u.instance ?? '?'})  ${(u.url ?? []).map((x) => redactUrl(x)).join(', ')}`);
       lines.push(`    ${plural(Number(u.failing), 'delivery', 'deliveries')} retrying since ${iso(u.failing_since)}; last ` +
-        `${u.last_http_status != null ? `HTTP ${u.last_http_status}` : 'error'}${u.last_error ? `: ${redact(u.last_error)}` : ''}`);
+        `${u.last_http_status != null ? `HTTP ${u.last_http_status}` : 'error'}${u.last_error ? `: ${redactText(u.last_error)}` : ''}`);
     }
     lines.push('');
   }

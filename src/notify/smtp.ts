@@ -1,5 +1,7 @@
 import nodemailer from 'nodemailer';
-import { resolveSecret } from '../delivery/auth.ts';
+import { oneLine } from '../errors.ts';
+import { redactText } from '../security/redact.ts';
+import { resolveSecret } from '../security/secret-ref.ts';
 
 /** Where e-mails go: the resolved smtp(s) URL and the secrets it carries (never logged). */
 export interface SmtpTarget {
@@ -31,13 +33,6 @@ export function resolveSmtpUrl(value: string): SmtpTarget {
   return { url, secrets };
 }
 
-/** Text safe for a log line: known secrets and any user:password@ of a URL masked. */
-export function redact(text: string, secrets: readonly string[] = []): string {
-  let out = text.replace(/(\/\/[^/\s:@]*:)[^/\s@]*@/g, '$1***@');
-  for (const s of secrets) if (s) out = out.split(s).join('***');
-  return out;
-}
-
 export interface Mail {
   readonly from: string;
   readonly to: readonly string[];
@@ -59,7 +54,7 @@ export async function sendMail(target: SmtpTarget, mail: Mail): Promise<{ messag
     const info = await transport.sendMail({ from: mail.from, to: [...mail.to], subject: mail.subject, text: mail.text });
     return { messageId: String(info.messageId) };
   } catch (err) {
-    const message = redact(err instanceof Error ? err.message.split('\n')[0] ?? '' : String(err), target.secrets);
+    const message = redactText(oneLine(err), target.secrets);
     throw new Error(`SMTP: ${message}`);
   } finally {
     transport.close();

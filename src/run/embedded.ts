@@ -1,16 +1,16 @@
 import { sql } from '@databases/pg';
 import { connect } from '../db/connect.ts';
 import { startCluster, type Cluster } from '../db/cluster.ts';
-import { EMBEDDED_DATABASE, EMBEDDED_DIR, embeddedUrl } from '../db/database-url.ts';
+import { EMBEDDED_DATABASE, embeddedUrl } from '../db/database-url.ts';
 import { migrate } from '../migrate/migrate.ts';
 
 /**
  * The embedded default of `espf run`: a durable PostgreSQL with logical
- * replication under .espf/ (ESPF_HOME), its database `espf` migrated.
+ * replication in `dir` (ESPF_HOME, default .espf/), its database `espf` migrated.
  * Its data survives restarts; a cluster already running there is reused.
  */
-export async function startEmbedded(port = Number(process.env.ESPF_PG_PORT ?? 54329)): Promise<{ cluster: Cluster; url: string }> {
-  const cluster = await startCluster({ dir: EMBEDDED_DIR, port, durable: true });
+export async function startEmbedded(dir: string, port: number): Promise<{ cluster: Cluster; url: string }> {
+  const cluster = await startCluster({ dir, port, durable: true });
   const admin = connect({ connectionString: cluster.url, poolSize: 1 });
   try {
     const [exists] = await admin.query(sql`SELECT 1 FROM pg_database WHERE datname = ${EMBEDDED_DATABASE}`);

@@ -12,7 +12,7 @@ export interface HttpServerOptions {
   readonly db: Db;
   readonly log: Logger;
   readonly port: number;
-  /** Address to listen on (default ESPF_HTTP_HOST, else 127.0.0.1). */
+  /** Address to listen on (default 127.0.0.1; espf run passes ESPF_HTTP_HOST). */
   readonly host?: string;
   /** Served at /metrics when set. */
   readonly metrics?: Metrics;
@@ -53,7 +53,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: 'not found' }));
   });
-  const host = opts.host ?? process.env.ESPF_HTTP_HOST ?? '127.0.0.1';
+  const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, host, () => resolve());

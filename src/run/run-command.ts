@@ -1,7 +1,9 @@
 import { sql } from '@databases/pg';
-import { connect, ping, redactUrl } from '../db/connect.ts';
+import type { EspfEnv } from '../config/env.ts';
+import { connect, ping, type Db } from '../db/connect.ts';
 import { EspfError, SQLSTATE, sqlState } from '../errors.ts';
 import { provisioningLog, serviceLogger } from '../log/logger.ts';
+import { redactUrl } from '../security/redact.ts';
 import { Sender } from './sender.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import { startHttpServer } from './http-server.ts';
@@ -10,61 +12,82 @@ import { Metrics } from '../metrics/metrics.ts';
 export interface RunOptions {
   readonly instance: string;
   readonly out: (s: string) => void;
+  /** The environment, read and checked (src/config/env.ts). */
+  readonly env: EspfEnv;
 }
 
-/** `espf run`: until SIGTERM or SIGINT, then a graceful stop. */
+/**
+ * `espf run`: until SIGTERM or SIGINT, then a graceful stop. A start-up that
+ * fails (database, HTTP port, …) releases what it holds before it throws, so
+ * the process exits at once.
+ */
 export async function runService(opts: RunOptions): Promise<void> {
-  const log = serviceLogger();
-  let url = process.env.DATABASE_URL;
-  let embeddedCluster: { stop(): Promise<void>; startedHere: boolean } | undefined;
-  if (!url) {
-    const { startEmbedded } = await import('./embedded.ts');
-    const { cluster, url: embedded } = await startEmbedded();
-    url = embedded;
-    embeddedCluster = cluster;
-    opts.out([
-      `espf: embedded PostgreSQL ${cluster.version} with logical replication, data in ${cluster.dir}/data`,
-      `espf: connect with: psql ${url}`,
-      `espf: other espf commands in this folder use it when DATABASE_URL is not set`,
-      '',
-    ].join('\n'));
-  }
-  const db = connect({ connectionString: url, poolSize: 6, applicationName: `espf run ${opts.instance}` });
-  await ping(db, url);
+  const { env } = opts;
+  const log = serviceLogger(env);
+  // What was started, stopped in reverse order (on a failed start-up too).
+  const started: (() => Promise<void>)[] = [];
+  const stopAll = async () => {
+    for (const stop of started.splice(0).reverse()) await stop().catch(() => undefined);
+  };
   try {
-    await db.query(sql`SELECT 1 FROM espf.migrations LIMIT 1`);
-  } catch (err) {
-    if (sqlState(err) === SQLSTATE.undefinedTable) {
-      throw new EspfError('ESPF_NOT_MIGRATED', `the database at ${redactUrl(url)} has no espf schema: run espf migrate first`);
+    let url = env.databaseUrl;
+    if (!url) {
+      const { startEmbedded } = await import('./embedded.ts');
+      const { cluster, url: embedded } = await startEmbedded(env.home, env.pgPort);
+      url = embedded;
+      if (cluster.startedHere) {
+        started.push(async () => {
+          await cluster.stop();
+          log.info('embedded PostgreSQL stopped');
+        });
+      }
+      opts.out([
+        `espf: embedded PostgreSQL ${cluster.version} with logical replication, data in ${cluster.dir}/data`,
+        `espf: connect with: psql ${url}`,
+        `espf: other espf commands in this folder use it when DATABASE_URL is not set`,
+        '',
+      ].join('\n'));
     }
-    throw err;
-  }
-  const plog = provisioningLog();
-  const metrics = new Metrics({ db });
-  const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics });
-  metrics.bind(sender);
-  const server = await startHttpServer({ sender, db, log, metrics, port: Number(process.env.ESPF_HTTP_PORT ?? 9187) });
-  await sender.start();
-  const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
+    const db: Db = connect({ connectionString: url, poolSize: 6, applicationName: `espf run ${opts.instance}` });
+    started.push(() => db.dispose());
+    await ping(db, url);
+    try {
+      await db.query(sql`SELECT 1 FROM espf.migrations LIMIT 1`);
+    } catch (err) {
+      if (sqlState(err) === SQLSTATE.undefinedTable) {
+        throw new EspfError('ESPF_NOT_MIGRATED', `the database at ${redactUrl(url)} has no espf schema: run espf migrate first`);
+      }
+      throw err;
+    }
+    const plog = provisioningLog(env.logDir);
+    started.push(() => plog.flush());
+    const metrics = new Metrics({ db });
+    const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics });
+    metrics.bind(sender);
+    const server = await startHttpServer({ sender, db, log, metrics, port: env.httpPort, host: env.httpHost })
+      .catch((err: unknown) => {
+        const e = err as { code?: string; message?: string };
+        throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });
+      });
+    started.push(() => server.close());
+    started.push(() => sender.stop());
+    await sender.start();
+    const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
+    started.push(() => maintenance.stop());
 
-  await new Promise<void>((resolve) => {
-    const onSignal = (sig: string) => {
-      log.info({ signal: sig }, 'stopping: finishing requests in flight');
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
-  await maintenance.stop();
-  await sender.stop();
-  await server.close();
-  await plog.flush();
-  await db.dispose();
-  if (embeddedCluster?.startedHere) {
-    await embeddedCluster.stop();
-    log.info('embedded PostgreSQL stopped');
+    await new Promise<void>((resolve) => {
+      const onSignal = (sig: string) => {
+        log.info({ signal: sig }, 'stopping: finishing requests in flight');
+        process.off('SIGTERM', onSignal);
+        process.off('SIGINT', onSignal);
+        resolve();
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+  } finally {
+    // Maintenance, then the sender, the HTTP server, the log, the pool, the embedded cluster.
+    await stopAll();
   }
   log.info('stopped');
 }

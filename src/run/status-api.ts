@@ -5,6 +5,7 @@ import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { resolveSecret, SecretMissingError } from '../security/secret-ref.ts';
 
 /**
  * The status API (contract §8): a receiver that provisions asynchronously reports
@@ -90,15 +91,28 @@ async function settings(db: Db): Promise<StatusApiSettings> {
 
 /** The configured token: the column, or the environment variable it names (env:NAME). */
 function resolveToken(s: StatusApiSettings, log: Logger): string {
-  const t = s.token ?? '';
-  if (!t.startsWith('env:')) return t;
-  const name = t.slice(4);
-  const v = process.env[name];
-  if (!v) {
-    log.warn({ variable: name }, 'status API: espf.status_api.token names an environment variable that is not set; refusing requests');
+  try {
+    return resolveSecret(s.token, 'espf.status_api.token');
+  } catch (err) {
+    if (!(err instanceof SecretMissingError)) throw err;
+    log.warn({ err: oneLine(err) }, 'status API: espf.status_api.token names an environment variable that is not set; refusing requests');
     throw new Refusal(503, `the status API token is not configured (the environment variable named by espf.status_api.token is not set)`);
   }
-  return v;
+}
+
+/** At most one "wrong bearer token" warning per minute and log; the next one counts those not written. */
+export const WRONG_TOKEN_WARN_MS = 60_000;
+const wrongTokens = new WeakMap<Logger, { lastAt: number; suppressed: number }>();
+
+function warnWrongToken(log: Logger, remote: string | undefined): void {
+  const now = Date.now();
+  const w = wrongTokens.get(log);
+  if (w && now - w.lastAt < WRONG_TOKEN_WARN_MS) {
+    w.suppressed++;
+    return;
+  }
+  log.warn({ remote, more_since_last_warning: w?.suppressed ?? 0 }, 'status API: wrong bearer token (this warning is written at most once a minute)');
+  wrongTokens.set(log, { lastAt: now, suppressed: 0 });
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -115,7 +129,7 @@ function authenticate(req: http.IncomingMessage, s: StatusApiSettings, log: Logg
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
   if (!m) throw new Refusal(401, 'the Authorization header must be: Bearer <token>', challenge);
   if (expected.length === 0 || !sameSecret(m[1]!, expected)) {
-    log.warn({ remote: req.socket.remoteAddress }, 'status API: wrong bearer token');
+    warnWrongToken(log, req.socket.remoteAddress);
     throw new Refusal(401, 'wrong bearer token', challenge);
   }
 }

@@ -1,0 +1,85 @@
+import path from 'node:path';
+import pino from 'pino';
+import { EspfError } from '../errors.ts';
+import { ROOT } from '../paths.ts';
+import { escapeTerminal } from '../security/terminal.ts';
+
+/**
+ * Every setting espf takes from environment variables, read and checked here
+ * and nowhere else (docs/cli.md lists them). A bad value is refused before
+ * anything starts, in one line that names the variable:
+ *   ESPF_HTTP_PORT=abc is not a port (1–65535, or 0 for any free port)
+ */
+export interface EspfEnv {
+  /** DATABASE_URL; undefined when not set (or empty): the embedded database. */
+  readonly databaseUrl: string | undefined;
+  /** ESPF_HOME: where `espf run` keeps its embedded PostgreSQL (default ./.espf of the repository). */
+  readonly home: string;
+  /** ESPF_PG_PORT: the port of the embedded PostgreSQL (default 54329). */
+  readonly pgPort: number;
+  /** ESPF_HTTP_PORT: /healthz, /metrics and the status API (default 9187; 0: any free port). */
+  readonly httpPort: number;
+  /** ESPF_HTTP_HOST: the address they listen on (default 127.0.0.1). */
+  readonly httpHost: string;
+  /** ESPF_LOG_LEVEL (default info). */
+  readonly logLevel: string;
+  /** ESPF_LOG_FORMAT: json or pretty; undefined: pretty on a terminal, else json. */
+  readonly logFormat: 'json' | 'pretty' | undefined;
+  /** ESPF_LOG_DIR: where provisioning.log is written (default ./log). */
+  readonly logDir: string;
+  /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
+  readonly noColor: boolean;
+}
+
+export const DEFAULT_HTTP_PORT = 9187;
+export const DEFAULT_PG_PORT = 54329;
+
+function refuse(name: string, value: string, rule: string): never {
+  const chars = [...value];
+  const shown = value === '' ? "''" : escapeTerminal(chars.length > 80 ? `${chars.slice(0, 80).join('')}…` : value);
+  throw new EspfError('ESPF_ENV', `${name}=${shown} ${rule}`);
+}
+
+function port(env: NodeJS.ProcessEnv, name: string, fallback: number, allowZero: boolean): number {
+  const v = env[name];
+  if (v === undefined) return fallback;
+  const n = /^[0-9]{1,5}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= (allowZero ? 0 : 1) && n <= 65535)) refuse(name, v, `is not a port (1–65535${allowZero ? ', or 0 for any free port' : ''})`);
+  return n;
+}
+
+function nonEmpty(env: NodeJS.ProcessEnv, name: string, fallback: string, what: string): string {
+  const v = env[name];
+  if (v === undefined) return fallback;
+  if (v.trim() === '' || /[\u0000-\u001f\u007f]/.test(v)) refuse(name, v, `is not ${what}`);
+  return v;
+}
+
+/** Reads and checks the environment; throws EspfError ESPF_ENV naming the first bad variable. */
+export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
+  const databaseUrl: string | undefined = env.DATABASE_URL || undefined;
+  if (databaseUrl !== undefined) {
+    let ok = false;
+    try {
+      ok = ['postgres:', 'postgresql:'].includes(new URL(databaseUrl).protocol);
+    } catch { /* not a URL */ }
+    // Never quote the value: it may carry a password.
+    if (!ok) throw new EspfError('ESPF_ENV', 'DATABASE_URL is not a PostgreSQL connection string (postgres://user@host:port/database)');
+  }
+  const levels = [...Object.keys(pino.levels.values), 'silent'];
+  const logLevel = env.ESPF_LOG_LEVEL ?? 'info';
+  if (!levels.includes(logLevel)) refuse('ESPF_LOG_LEVEL', logLevel, `is not a log level (${levels.join(', ')})`);
+  const format = env.ESPF_LOG_FORMAT;
+  if (format !== undefined && format !== '' && format !== 'json' && format !== 'pretty') refuse('ESPF_LOG_FORMAT', format, 'is not a log format (json or pretty)');
+  return {
+    databaseUrl,
+    home: path.resolve(nonEmpty(env, 'ESPF_HOME', path.join(ROOT, '.espf'), 'a folder')),
+    pgPort: port(env, 'ESPF_PG_PORT', DEFAULT_PG_PORT, false),
+    httpPort: port(env, 'ESPF_HTTP_PORT', DEFAULT_HTTP_PORT, true),
+    httpHost: nonEmpty(env, 'ESPF_HTTP_HOST', '127.0.0.1', 'a host name or address'),
+    logLevel,
+    logFormat: format === 'json' || format === 'pretty' ? format : undefined,
+    logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
+    noColor: Boolean(env.NO_COLOR),
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * What never reaches a message, a log line or a row: passwords in URLs (in
+ * user:password@ and in the password and sslpassword query parameters) and
+ * the secrets an http handler or the SMTP settings carry. The one place these
+ * rules live (docs/security.md).
+ */
+
+/** Query parameters that carry a password (libpq reads both from a URL). */
+const SECRET_PARAMS = new Set(['password', 'sslpassword']);
+
+/** `user:password@` of any URL in a text. */
+const USERINFO_PASSWORD = /(\/\/[^/\s:@]*:)[^/\s@]*@/g;
+/** `password=…` as a URL query parameter or a keyword/value pair. */
+const PASSWORD_PARAM = /(^|[?&;\s])((?:ssl)?password=)[^&;\s#]*/gi;
+
+export const MASK = '***';
+
+/** A URL for messages: its password (user:password@ and ?password=, ?sslpassword=) masked. */
+export function redactUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return redactText(url);
+  }
+  if (u.password) u.password = MASK;
+  for (const key of [...u.searchParams.keys()]) {
+    if (SECRET_PARAMS.has(key.toLowerCase())) u.searchParams.set(key, MASK);
+  }
+  return u.toString();
+}
+
+/** Text safe for a message: the given secrets and every URL password masked. */
+export function redactText(text: string, secrets: readonly string[] = []): string {
+  let out = text;
+  // Longest first, so a secret that contains another is masked whole.
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s) out = out.split(s).join(MASK);
+  return out.replace(USERINFO_PASSWORD, `$1${MASK}@`).replace(PASSWORD_PARAM, `$1$2${MASK}`);
+}
