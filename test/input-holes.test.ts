@@ -153,6 +153,23 @@ describe('hostile and careless input', function () {
       }
     }
 
+    it('every numeric and interval column of every configuration table refuses NaN, Infinity and -Infinity', async () => {
+      const columns: { table_name: string; column_name: string; data_type: string }[] = await q(sql`
+        SELECT table_name, column_name, data_type FROM information_schema.columns
+         WHERE table_schema = 'espf' AND data_type IN ('numeric', 'double precision', 'real', 'interval')
+           AND table_name IN ('http_handlers', 'handlers', 'subscriptions', 'event_types', 'maintenance', 'notifications', 'status_api', 'dispatcher_rules')
+         ORDER BY table_name, column_name`);
+      assert.ok(columns.length >= 7, JSON.stringify(columns));
+      const [{ v }] = await q(sql`SELECT current_setting('server_version_num')::int AS v`);
+      for (const c of columns) {
+        const values = c.data_type === 'interval' ? (v >= 170000 ? ['infinity', '-infinity'] : []) : ['NaN', 'Infinity', '-Infinity'];
+        for (const value of values) {
+          await refused(sql`UPDATE ${sql.ident('espf', c.table_name)} SET ${sql.ident(c.column_name)} = ${value}::${sql.__dangerous__rawValue(c.data_type)}`,
+            `espf.${c.table_name}.${c.column_name}`);
+        }
+      }
+    });
+
     it("refuses token_rate = 'Infinity' with token_burstiness = 2, and a rate past 1,000,000 per second", async () => {
       await refused(setHttp(sql`token_rate = 'Infinity', token_burstiness = 2`), 'espf.http_handlers.token_rate', 'Infinity');
       await refused(setHttp(sql`token_rate = 1e300`), 'espf.http_handlers.token_rate', '1000000');
@@ -340,7 +357,7 @@ describe('hostile and careless input', function () {
         const r = await espf(['run'], { DATABASE_URL: t.url, ESPF_HTTP_PORT: value });
         assert.notEqual(r.code, 0, show(r));
         assert.ok(r.code !== null, `exited by itself: ${show(r)}`);
-        assert.ok(r.ms < 5000, `exited within 5 s: ${show(r)}`);
+        assert.ok(r.ms < 10_000, `exited within seconds (the hole: about 31 s): ${show(r)}`);
         const shown = value === '' ? "''" : value;
         assert.ok(r.stderr.includes(`ESPF_HTTP_PORT=${shown} is not a port (1–65535`), show(r));
         assert.equal(r.stdout, '', show(r));
@@ -352,7 +369,7 @@ describe('hostile and careless input', function () {
         ['ESPF_HTTP_HOST', '', 'is not a host'], ['ESPF_PG_PORT', '0', 'is not a port'], ['DATABASE_URL', 'mysql://u:hunter2@h/x', 'is not a PostgreSQL connection string']] as const) {
         const r = await espf(['run'], { DATABASE_URL: t.url, [name]: value });
         assert.equal(r.code, 1, show(r));
-        assert.ok(r.ms < 5000, show(r));
+        assert.ok(r.ms < 10_000, show(r));
         assert.match(r.stderr, new RegExp(`^espf: ${name}.* ${rule}`), show(r));
         assert.ok(!r.stderr.includes('hunter2'), show(r));
       }
@@ -365,7 +382,7 @@ describe('hostile and careless input', function () {
       try {
         const r = await espf(['run'], { DATABASE_URL: t.url, ESPF_HTTP_PORT: String(port), ESPF_LOG_FORMAT: 'json' });
         assert.equal(r.code, 1, show(r));
-        assert.ok(r.ms < 8000, `exited within a few seconds: ${show(r)}`);
+        assert.ok(r.ms < 10_000, `exited within seconds (the hole: about 31 s): ${show(r)}`);
         assert.match(r.stderr, new RegExp(`^espf: ESPF_HTTP_HOST=127\\.0\\.0\\.1 ESPF_HTTP_PORT=${port}: cannot listen there \\(EADDRINUSE\\)`, 'm'), show(r));
         const [{ n }] = await q(sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'espf run main' AND datname = current_database()`);
         assert.equal(n, 0, 'no connection left behind');

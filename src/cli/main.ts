@@ -25,11 +25,15 @@ Environment:
   DATABASE_URL   the billing database (postgres://user:password@host:port/database).
                  When it is not set, the embedded database of \`espf run\` is used
                  while it runs (ESPF_HOME, default ./.espf); otherwise espf refuses.
+  ESPF_HOME, ESPF_PG_PORT, ESPF_HTTP_PORT, ESPF_HTTP_HOST, ESPF_LOG_LEVEL,
+  ESPF_LOG_FORMAT, ESPF_LOG_DIR, NO_COLOR: see docs/cli.md. Every variable is
+  checked before a command starts; a bad one is refused naming it (exit 1).
 
 Exit codes:
   0  done
   1  refused or failed (unknown handler or type, a row the database refuses,
-     no database); one line on stderr says why, and nothing was changed
+     no database, a bad environment variable); one line on stderr says why,
+     and nothing was changed
   2  bad usage (unknown command or option, missing or extra argument)
 `;
 
