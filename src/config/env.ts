@@ -27,6 +27,8 @@ export interface EspfEnv {
   readonly logFormat: 'json' | 'pretty' | undefined;
   /** ESPF_LOG_DIR: where provisioning.log is written (default ./log). */
   readonly logDir: string;
+  /** ESPF_CONSOLE_SECURE_COOKIE=1: the web console's session cookie is always Secure (0 or unset: only behind https). */
+  readonly consoleSecureCookie: boolean;
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
 }
@@ -71,6 +73,8 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
   if (!levels.includes(logLevel)) refuse('ESPF_LOG_LEVEL', logLevel, `is not a log level (${levels.join(', ')})`);
   const format = env.ESPF_LOG_FORMAT;
   if (format !== undefined && format !== '' && format !== 'json' && format !== 'pretty') refuse('ESPF_LOG_FORMAT', format, 'is not a log format (json or pretty)');
+  const secureCookie = env.ESPF_CONSOLE_SECURE_COOKIE;
+  if (secureCookie !== undefined && secureCookie !== '0' && secureCookie !== '1') refuse('ESPF_CONSOLE_SECURE_COOKIE', secureCookie, 'is not 0 or 1');
   return {
     databaseUrl,
     home: path.resolve(nonEmpty(env, 'ESPF_HOME', path.join(ROOT, '.espf'), 'a folder')),
@@ -80,6 +84,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     logLevel,
     logFormat: format === 'json' || format === 'pretty' ? format : undefined,
     logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
+    consoleSecureCookie: secureCookie === '1',
     noColor: Boolean(env.NO_COLOR),
   };
 }

@@ -4,6 +4,7 @@ import { HTTP_FIELDS } from './fields.ts';
 import { STATES, type DeliveryFilter } from './store.ts';
 import type { TestAnswer } from './test-event.ts';
 import type { Matrix } from '../config/handlers.ts';
+import { isEnvRef } from '../security/secret-ref.ts';
 
 type Row = Record<string, any>;
 
@@ -127,7 +128,7 @@ export function handlersPage(ctx: PageContext, handlers: Row[]): Html {
 
 function secretState(v: unknown): string {
   if (v === null || v === undefined || v === '') return 'not set';
-  if (typeof v === 'string' && v.startsWith('env:')) return `set: ${v}`;
+  if (typeof v === 'string' && isEnvRef(v)) return `set: ${v}`;
   return 'set';
 }
 

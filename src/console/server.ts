@@ -20,8 +20,10 @@ import { sendTestEvent } from './test-event.ts';
 export interface ConsoleOptions {
   readonly db: Db;
   readonly log: Logger;
-  /** Where this instance's provisioning.log is (default ESPF_LOG_DIR, else ./log). */
+  /** Where this instance's provisioning.log is (espf run passes ESPF_LOG_DIR; default ./log). */
   readonly logDir?: string;
+  /** Session cookies always Secure (espf run passes ESPF_CONSOLE_SECURE_COOKIE=1). */
+  readonly secureCookie?: boolean;
 }
 
 const MAX_FORM_BYTES = 1024 * 1024;
@@ -53,7 +55,7 @@ export function createConsole(opts: ConsoleOptions) {
   const { db, log } = opts;
   const limiter = new LoginLimiter();
   const jobs = new Map<string, pages.Job>();
-  const logDir = opts.logDir ?? process.env.ESPF_LOG_DIR ?? 'log';
+  const logDir = opts.logDir ?? 'log';
 
   function send(res: http.ServerResponse, status: number, body: Html | string, headers: Record<string, string> = {}): void {
     res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS, ...headers });
@@ -70,7 +72,7 @@ export function createConsole(opts: ConsoleOptions) {
   }
 
   function secure(req: http.IncomingMessage): boolean {
-    return process.env.ESPF_CONSOLE_SECURE_COOKIE === '1' || req.headers['x-forwarded-proto'] === 'https';
+    return opts.secureCookie === true || req.headers['x-forwarded-proto'] === 'https';
   }
 
   async function serveStatic(res: http.ServerResponse, name: string): Promise<void> {

@@ -1,6 +1,7 @@
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { sessionKey } from './auth.ts';
+import { isEnvRef } from '../security/secret-ref.ts';
 
 /** The console's reads and writes of the database. Every change goes through `audited`. */
 
@@ -60,7 +61,7 @@ export function maskSecrets(row: Record<string, unknown> | null | undefined): Re
   const out = { ...row };
   for (const c of SECRET_COLUMNS) {
     const v = out[c];
-    if (typeof v === 'string' && !v.startsWith('env:')) out[c] = '(set)';
+    if (typeof v === 'string' && !isEnvRef(v)) out[c] = '(set)';
   }
   return out;
 }

@@ -14,6 +14,9 @@ export interface HttpServerOptions {
   readonly port: number;
   /** Address to listen on (default 127.0.0.1; espf run passes ESPF_HTTP_HOST). */
   readonly host?: string;
+  /** The console's provisioning.log folder and cookie setting (ESPF_LOG_DIR, ESPF_CONSOLE_SECURE_COOKIE). */
+  readonly logDir?: string;
+  readonly secureCookie?: boolean;
   /** Served at /metrics when set. */
   readonly metrics?: Metrics;
 }
@@ -24,7 +27,7 @@ export interface HttpServerOptions {
  * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
-  const web = createConsole({ db: opts.db, log: opts.log });
+  const web = createConsole({ db: opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -64,7 +64,7 @@ export async function runService(opts: RunOptions): Promise<void> {
     const metrics = new Metrics({ db });
     const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics });
     metrics.bind(sender);
-    const server = await startHttpServer({ sender, db, log, metrics, port: env.httpPort, host: env.httpHost })
+    const server = await startHttpServer({ sender, db, log, metrics, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })
       .catch((err: unknown) => {
         const e = err as { code?: string; message?: string };
         throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });
