@@ -10,6 +10,7 @@ import { sql, type SQLQuery } from '@databases/pg';
 import { httpUrlProblem } from '../src/config/http-url.ts';
 import { retryDelayMs, MAX_RETRY_DELAY_S } from '../src/delivery/backoff.ts';
 import { prettyLine, provisioningLog } from '../src/log/logger.ts';
+import { migrate } from '../src/migrate/migrate.ts';
 import { ROOT } from '../src/paths.ts';
 import { startHttpServer } from '../src/run/http-server.ts';
 import { Sender } from '../src/run/sender.ts';
@@ -256,6 +257,29 @@ describe('hostile and careless input', function () {
       } finally {
         await run?.stop();
         await rx.close();
+        await d.drop();
+      }
+    });
+  });
+
+  describe('upgrades', () => {
+    it('espf migrate keeps a row written before these checks; the next write of it is refused naming the bad setting', async () => {
+      const d = await createTestDatabase();
+      try {
+        const ids = await seedCustomer(d.db);
+        await d.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES ('old-1', ${ids.i_customer}, ${ids.i_product})`);
+        await d.db.query(sql`INSERT INTO espf.events (event_type, variables) VALUES ('Account/New', '{"i_event": 1}')`);
+        await d.db.query(sql`ALTER TABLE espf.http_handlers DISABLE TRIGGER check_http_handler`);
+        await d.db.query(sql`UPDATE espf.http_handlers SET token_rate = 'NaN', request_timeout = 100000, url = '{http://h:abc/}'`);
+        await d.db.query(sql`ALTER TABLE espf.http_handlers ENABLE TRIGGER check_http_handler`);
+        const before = await d.db.query(sql`SELECT to_jsonb(h) AS h FROM espf.http_handlers h`);
+        const events = await d.db.query(sql`SELECT count(*)::int AS n FROM espf.events`);
+        await migrate(d.db);
+        assert.deepEqual(await d.db.query(sql`SELECT to_jsonb(h) AS h FROM espf.http_handlers h`), before);
+        assert.deepEqual(await d.db.query(sql`SELECT count(*)::int AS n FROM espf.events`), events);
+        await assert.rejects(d.db.query(sql`UPDATE espf.http_handlers SET async_mode = false`), /espf\.http_handlers\.url: 'http:\/\/h:abc\/' is not an http\(s\) URL/);
+        await d.db.query(sql`UPDATE espf.http_handlers SET url = '{http://h/}', token_rate = 10, request_timeout = 300`);
+      } finally {
         await d.drop();
       }
     });
