@@ -46,7 +46,9 @@ export const backfill: Figure<BackfillParams> = {
         const [{ n }] = await db.query(sql`SELECT count(*)::int AS n FROM billing.account`) as [{ n: number }];
         if (n < p.accounts) {
           await db.query(sql`INSERT INTO billing.account (id, i_customer, i_product, balance)
-            SELECT 'b' || g, ${ctx.seed.bigCustomer + 1} + (g % 1000), 1 + g % 10, 10 FROM generate_series(1, ${p.accounts - n}) g`);
+            SELECT 'b' || g, c.lo + g % (c.hi - c.lo + 1), ${ctx.seed.products[0]} + g % 10, 10
+              FROM generate_series(1, ${p.accounts - n}) g,
+                   (SELECT min(i_customer) AS lo, max(i_customer) AS hi FROM billing.customer) c`);
         }
         await db.query(sql`VACUUM (ANALYZE) billing.account`);
         await db.query(sql`UPDATE espf.event_types SET enabled = true`);

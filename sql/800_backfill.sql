@@ -46,8 +46,9 @@ BEGIN
 END
 $$;
 
--- Why a rule cannot be backfilled now (raises), else nothing.
-CREATE OR REPLACE FUNCTION espf.backfill_check(r espf.event_rules) RETURNS void
+-- Why a rule cannot be backfilled now (raises), else how its variables are
+-- written ('jsonb' or 'jsonb[]', see espf.check_rule).
+CREATE OR REPLACE FUNCTION espf.backfill_check(r espf.event_rules) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
   IF NOT coalesce((SELECT t.enabled FROM espf.event_types t WHERE t.name = r.event_type), false) THEN
@@ -62,19 +63,21 @@ BEGIN
     RAISE EXCEPTION 'backfill: % has no single-column primary key to go through it in order', r.source
       USING ERRCODE = '22023';
   END IF;
-  PERFORM espf.check_rule(r);
+  RETURN espf.check_rule(r);
 END
 $$;
 
 -- One batch of a backfill, in the caller's transaction: the next batch_size rows
 -- after last_key (locked), their events, the progress. Returns the rows done in
--- this batch (0 = finished; the backfill is then marked done).
-CREATE OR REPLACE FUNCTION espf.backfill_batch(backfill_id bigint)
+-- this batch (0 = finished; the backfill is then marked done). `vtype` is what
+-- espf.backfill_check returned when the run began (the rule is then not parsed
+-- again for every batch); null: check it now.
+DROP FUNCTION IF EXISTS espf.backfill_batch(bigint);
+CREATE OR REPLACE FUNCTION espf.backfill_batch(backfill_id bigint, vtype text DEFAULT NULL)
 RETURNS TABLE (rows_done int, events int, last_key text) LANGUAGE plpgsql AS $$
 DECLARE
   b     espf.backfills;
   r     espf.event_rules;
-  vtype text;
   ktype text;
   stmt  text;
 BEGIN
@@ -83,8 +86,11 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'backfill: rule % no longer exists', quote_literal(b.rule) USING ERRCODE = '22023';
   END IF;
-  PERFORM espf.backfill_check(r);
-  vtype := espf.check_rule(r);
+  IF vtype IS NULL THEN
+    vtype := espf.backfill_check(r);
+  ELSIF NOT coalesce((SELECT t.enabled FROM espf.event_types t WHERE t.name = r.event_type), false) THEN
+    PERFORM espf.backfill_check(r);  -- raises: the type was disabled meanwhile
+  END IF;
   SELECT format_type(a.atttypid, a.atttypmod) INTO ktype
     FROM pg_attribute a WHERE a.attrelid = r.source AND a.attname = b.key_column;
   -- keys: the batch, locked, in key order. src: NEW = the row, OLD = nulls; i_env

@@ -67,6 +67,10 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
     }
     const [{ locked }] = await conn.query(sql`SELECT pg_try_advisory_lock(${BACKFILL_LOCK}, ${b.id}::int) AS locked`);
     if (!locked) throw new EspfError('ESPF_BACKFILL_REFUSED', `backfill ${b.id} of rule '${o.rule}' is running in another process`);
+    // Checked (and parsed) once for the run; each batch then only checks the type is still enabled.
+    const [checked] = await conn.query(sql`SELECT espf.backfill_check(r) AS vtype FROM espf.event_rules r WHERE r.name = ${o.rule}`);
+    if (!checked) throw new EspfError('ESPF_BACKFILL_REFUSED', `rule '${o.rule}' no longer exists`);
+    const vtype: string = checked.vtype;
     const started = Date.now();
     let rowsDone = b.rows_done;
     let events = b.events;
@@ -82,7 +86,7 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
             `backfill ${b.id} of rule '${o.rule}' interrupted at key ${lastKey ?? '(none yet)'} (${rowsDone} of ${b.rows_total ?? '?'} rows): `
             + `espf backfill ${quoteArg(o.rule)} --resume goes on from there`);
         }
-        const [r] = await conn.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key FROM espf.backfill_batch(${b!.id})`));
+        const [r] = await conn.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key FROM espf.backfill_batch(${b!.id}, ${vtype})`));
         rowsDone += r.rows_done;
         events += r.events;
         lastKey = r.last_key;
