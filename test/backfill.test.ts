@@ -13,7 +13,7 @@ import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 
 /**
- * `espf backfill` (src/rules/backfill.ts, sql/800_backfill.sql): a rule's event for
+ * `espf backfill` (src/rules/backfill.ts, sql/810_backfill.sql): a rule's event for
  * existing rows, in short locking batches, resumable; never an account's snapshot
  * after a later live event of the account.
  */

@@ -46,6 +46,14 @@ describe('espf rule', () => {
       ['Account/SIMCardAssignment:update', 'Account/SIMCardAssignment', 'billing.sim_card', 'UPDATE', 'no', 'built-in']);
   });
 
+  it('espf migrate keeps the built-in rule a DBA changed and says so', async () => {
+    const r = await espf('migrate');
+    assert.equal(r.code, 0, show(r));
+    assert.match(r.stdout, /^kept built-in rule Account\/Blocked as changed by a DBA \(espf rule show Account\/Blocked\)$/m);
+    const [row] = await t.db.query(sql`SELECT condition FROM espf.event_rules WHERE name = 'Account/Blocked'`);
+    assert.equal(row.condition, "NOT OLD.blocked AND NEW.blocked AND NEW.role <> 'x'");
+  });
+
   it('show: the rule and the trigger SQL it compiles to', async () => {
     const r = await espf('rule', 'show', 'line plan');
     assert.equal(r.code, 0, show(r));

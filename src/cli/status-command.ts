@@ -17,6 +17,7 @@ export interface StatusReport {
     readonly not_ok: Record<string, unknown>[];
   };
   readonly backfills: Record<string, unknown>[];
+  readonly superseded_24h: Record<string, unknown>[];
 }
 
 export interface StatusOptions {
@@ -54,7 +55,12 @@ export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusRep
   const backfills = await db.query(sql`
     SELECT id, rule, state, rows_done, rows_total, events, last_key, started_at, updated_at
       FROM espf.report_backfills ORDER BY id DESC LIMIT 10`);
-  return { backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills };
+  const superseded = await db.query(sql`
+    SELECT handler, event_type, count(*)::int AS superseded, max(finished_at) AS last_at
+      FROM espf.event_deliveries
+     WHERE state = 'SUPERSEDED' AND finished_at > now() - interval '24 hours'
+     GROUP BY handler, event_type ORDER BY handler, event_type`);
+  return { backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
 }
 
 /** A plain text table: a header, a rule, a row per record. */
@@ -86,6 +92,8 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
       ['handler', 'accounts', 'ok', 'in_progress', 'retry', 'failed', 'last_update'], 'no account statuses'),
     section(`Accounts not OK (latest ${opts.limit})`, r.account_status.not_ok,
       ['i_account', 'account_id', 'handler', 'status', 'event_type', 'attempts', 'message', 'updated_at'], 'none'),
+    section('Superseded by a newer event of a coalescing type, last 24 hours (espf.event_types.coalesce)', r.superseded_24h,
+      ['handler', 'event_type', 'superseded', 'last_at'], 'none'),
     section('Backfills, latest 10 (espf.report_backfills)', r.backfills,
       ['id', 'rule', 'state', 'rows_done', 'rows_total', 'events', 'last_key', 'started_at', 'updated_at'], 'none'),
   ].join('\n');

@@ -31,6 +31,8 @@ export interface HandlerConfig {
   readonly enabled: boolean;
   readonly instance: string;
   readonly types: ReadonlySet<string>;
+  /** Subscribed types whose espf.event_types.coalesce is on: only the newest waiting event of one is sent. */
+  readonly coalesce?: ReadonlySet<string>;
   readonly http: HttpSettings | null;
 }
 
@@ -43,10 +45,12 @@ export interface ConfigSnapshot {
 
 /** Reads the configuration rows of one instance in one query. */
 export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapshot> {
-  const rows: { name: string; kind: 'http' | 'dispatcher'; enabled: boolean; instance: string; types: string[]; http: Record<string, unknown> | null }[] =
+  const rows: { name: string; kind: 'http' | 'dispatcher'; enabled: boolean; instance: string; types: string[]; coalesce: string[]; http: Record<string, unknown> | null }[] =
     await db.query(sql`
       SELECT h.name, h.kind, h.enabled, h.instance,
              coalesce((SELECT array_agg(s.event_type ORDER BY s.event_type) FROM espf.subscriptions s WHERE s.handler = h.name), '{}') AS types,
+             coalesce((SELECT array_agg(s.event_type) FROM espf.subscriptions s JOIN espf.event_types t ON t.name = s.event_type
+                        WHERE s.handler = h.name AND t.coalesce), '{}') AS coalesce,
              (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http
         FROM espf.handlers h
        WHERE h.instance = ${instance}`);
@@ -54,7 +58,7 @@ export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapsh
   const byType = new Map<string, HandlerConfig[]>();
   for (const r of rows) {
     const http = r.http ? normaliseHttp(r.http) : null;
-    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), http };
+    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), coalesce: new Set(r.coalesce), http };
     handlers.set(h.name, h);
     if (!h.enabled) continue;
     for (const t of r.types) {

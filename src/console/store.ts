@@ -204,7 +204,7 @@ export interface DeliveryFilter {
   readonly until?: string;   // created before
 }
 
-export const STATES = ['PENDING', 'RETRY', 'DELIVERED', 'FAILED', 'DISPATCHED'] as const;
+export const STATES = ['PENDING', 'RETRY', 'DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED'] as const;
 
 function where(f: DeliveryFilter): SQLQuery {
   const c: SQLQuery[] = [sql`true`];

@@ -73,7 +73,8 @@ export class HttpHandler {
 
   enqueue(item: Item): void {
     this.held.add(item.event.i_event);
-    const q = this.keys.get(item.orderKey);
+    let q = this.keys.get(item.orderKey);
+    if (q && this.deps.config()?.coalesce?.has(item.event.event_type)) q = this.supersedeOlder(q, item);
     if (!q) {
       this.keys.set(item.orderKey, [item]);
       this.makeReady(item);
@@ -82,6 +83,37 @@ export class HttpHandler {
     q.push(item);
     // Behind a failing event it may wait long: make it durable now so the slot moves on.
     if (this.retrying.has(item.orderKey)) this.park(item);
+  }
+
+  /**
+   * Coalescing (espf.event_types.coalesce): the older events of the item's type
+   * that wait in its key's queue, not on the wire, are superseded by it: recorded
+   * as SUPERSEDED and never sent. Returns the queue, or undefined if it emptied.
+   */
+  private supersedeOlder(q: Item[], item: Item): Item[] | undefined {
+    const type = item.event.event_type;
+    for (let i = q.length - 1; i >= 1; i--) {
+      if (q[i]!.event.event_type === type) this.supersede(q.splice(i, 1)[0]!);
+    }
+    const head = q[0]!;
+    const timer = this.timers.get(head);
+    if (head.event.event_type !== type || !timer) return q; // the head is on the wire, or of another type
+    clearTimeout(timer); // it was waiting for its retry
+    this.timers.delete(head);
+    this.retrying.delete(item.orderKey);
+    q.shift();
+    this.supersede(head);
+    if (q.length === 0) {
+      this.keys.delete(item.orderKey);
+      return undefined;
+    }
+    this.makeReady(q[0]!);
+    return q;
+  }
+
+  private supersede(item: Item): void {
+    this.held.delete(item.event.i_event);
+    this.record(item, { state: 'SUPERSEDED', at: new Date() });
   }
 
   private makeReady(item: Item): void {

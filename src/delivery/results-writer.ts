@@ -5,7 +5,7 @@ import type { Logger } from '../log/logger.ts';
 import { formatLsn } from '../stream/lsn.ts';
 import type { Item } from './item.ts';
 
-export type DeliveryState = 'PENDING' | 'RETRY' | 'DELIVERED' | 'FAILED';
+export type DeliveryState = 'PENDING' | 'RETRY' | 'DELIVERED' | 'FAILED' | 'SUPERSEDED';
 
 interface Row {
   i_event: number; handler: string; state: DeliveryState; event_type: string; order_key: string;
@@ -66,7 +66,7 @@ export class ResultsWriter {
       committed_at: item.committedAt ? item.committedAt.getTime() : null,
       first_attempt_at: item.firstAttemptAt ? item.firstAttemptAt.getTime() : null,
       last_attempt_at: attempted ? at : null,
-      finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' ? at : null,
+      finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' ? at : null,
     };
     const key = `${row.i_event}\u0000${row.handler}`;
     const prior = this.queue.get(key);

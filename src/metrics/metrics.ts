@@ -63,7 +63,7 @@ export class Metrics implements SenderObserver {
     });
     this.deliveriesTotal = new Counter({
       name: 'espf_deliveries_total',
-      help: 'Delivery outcomes recorded in espf.event_deliveries: delivered (every URL answered 2xx), failed (max_attempts reached), retry (an attempt failed, another follows).',
+      help: 'Delivery outcomes recorded in espf.event_deliveries: delivered (every URL answered 2xx), failed (max_attempts reached), retry (an attempt failed, another follows), superseded (a newer event of a coalescing type for the same account was sent instead).',
       labelNames: ['handler', 'event_type', 'outcome'], registers,
     });
     this.attemptsTotal = new Counter({
@@ -146,7 +146,7 @@ export class Metrics implements SenderObserver {
 
   readonly outcome = (item: Item, state: DeliveryState): void => {
     if (state === 'PENDING') return; // parked behind an earlier event: not the outcome of an attempt
-    const outcome = state === 'DELIVERED' ? 'delivered' : state === 'FAILED' ? 'failed' : 'retry';
+    const outcome = state === 'DELIVERED' ? 'delivered' : state === 'FAILED' ? 'failed' : state === 'SUPERSEDED' ? 'superseded' : 'retry';
     this.deliveriesTotal.inc({ handler: item.handler, event_type: item.event.event_type, outcome });
     if (state === 'DELIVERED' && item.committedAt) {
       this.latency.observe({ handler: item.handler }, Math.max(0, (Date.now() - item.committedAt.getTime()) / 1000));

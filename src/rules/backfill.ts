@@ -4,7 +4,7 @@ import { EspfError } from '../errors.ts';
 
 /**
  * `espf backfill`: a rule's event for rows that already exist, in batches of
- * short transactions (espf.backfill_batch in sql/800_backfill.sql), recorded in
+ * short transactions (espf.backfill_batch in sql/810_backfill.sql), recorded in
  * espf.backfills and resumable from the last key done.
  */
 export interface BackfillOptions {
