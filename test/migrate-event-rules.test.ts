@@ -75,15 +75,17 @@ describe('upgrade to event rules (0010_event_rules)', () => {
     try {
       const ids = await seedCustomer(e.db);
       await configureEventSender(e.db, rx.url, ['Account/New', 'Account/Blocked']);
-      let s = await startSender(e.db, e.url);
       const [a] = await e.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES ('u-1', ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
       await e.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a.i_account}`);
-      await rx.waitFor(() => rx.received.length >= 2);
-      await eventually(async () => (await e.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE state = 'DELIVERED'`))[0].n >= 2);
-      await s.stop();
+      // Their deliveries, as that release's espf run recorded them.
+      await e.db.query(sql`SELECT espf.record_deliveries('main', (SELECT jsonb_agg(jsonb_build_object(
+          'i_event', i_event, 'handler', 'EventSender', 'state', 'DELIVERED', 'event_type', event_type,
+          'order_key', 'a:' || (variables->>'i_account'), 'i_account', (variables->>'i_account')::bigint, 'attempts', 1, 'urls_done', 1,
+          'last_http_status', 200, 'finished_at', extract(epoch FROM now()) * 1000, 'n', i_event)) FROM espf.events))`);
       const events = await e.db.query(sql`SELECT i_event, event_type, variables FROM espf.events ORDER BY i_event`);
       const deliveries = await e.db.query(sql`SELECT i_event, handler, state FROM espf.event_deliveries ORDER BY i_event`);
       assert.equal(events.length, 2);
+      assert.equal(deliveries.length, 2);
 
       const r = await migrate(e.db);
       assert.ok(r.applied.includes('0010_event_rules.sql'), JSON.stringify(r.applied));
@@ -97,15 +99,16 @@ describe('upgrade to event rules (0010_event_rules)', () => {
       const active = await e.db.query(sql`SELECT DISTINCT event_type FROM espf.capture_triggers WHERE active ORDER BY 1`);
       assert.deepEqual(active.map((x) => x.event_type), ['Account/Blocked', 'Account/New']);
 
-      s = await startSender(e.db, e.url);
+      const s = await startSender(e.db, e.url);
       try {
         await e.db.query(sql`UPDATE billing.account SET blocked = false WHERE i_account = ${a.i_account}`);
         await e.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a.i_account}`);
-        await rx.waitFor(() => rx.received.length >= 3);
+        await rx.waitFor(() => rx.received.length >= 1);
         const last = rx.received.at(-1)!.json;
         assert.equal(last.event_type, 'Account/Blocked');
         assert.deepEqual(Object.keys(last.variables).sort(), ['event_time', 'i_account', 'i_env', 'i_event']);
-        assert.equal(rx.received.length, 3, 'Account/Unblocked stays disabled');
+        await eventually(async () => (await e.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE state = 'DELIVERED'`))[0].n >= 3);
+        assert.equal(rx.received.length, 1, 'Account/Unblocked stays disabled');
       } finally {
         await s.stop();
       }
