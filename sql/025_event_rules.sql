@@ -184,6 +184,9 @@ BEGIN
     PERFORM espf.refuse_rule(r.name, 'event_type',
       format('unknown event type %L (not a row of espf.event_types: insert the type first)', r.event_type), '23503');
   END IF;
+  IF r.event_type ~ '[$\r\n]' THEN
+    PERFORM espf.refuse_rule(r.name, 'event_type', 'a type name with ''$'' or a line break cannot be compiled into a trigger');
+  END IF;
   SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = r.source;
   IF kind IS NULL THEN
     PERFORM espf.refuse_rule(r.name, 'source', format('table with oid %s does not exist', r.source::oid), '42P01');
@@ -310,7 +313,9 @@ BEGIN
                          ELSE o END, ' OR ' ORDER BY array_position(ARRAY['INSERT', 'UPDATE', 'DELETE'], o))
     INTO ops FROM unnest(r.operations) o;
   RETURN concat(
-    format(E'-- rule %s: %s on %s (generated from espf.event_rules: change the row, not this)\n', r.name, r.event_type, r.source),
+    -- (names on one line: a line break in a name must not end the comment)
+    format(E'-- rule %s: %s on %s (generated from espf.event_rules: change the row, not this)\n',
+           regexp_replace(r.name, '[\r\n]', ' ', 'g'), regexp_replace(r.event_type, '[\r\n]', ' ', 'g'), r.source),
     format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $espf_rule$\nDECLARE\n', fn),
     body,
     E'  RETURN NULL;\nEND\n$espf_rule$;\n',

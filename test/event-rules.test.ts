@@ -152,6 +152,20 @@ describe('event rules (espf.event_rules)', () => {
       await q(sql`DELETE FROM espf.event_rules WHERE name = 'kept rule'`);
     });
 
+    it('a rule or type name cannot smuggle SQL into the compiled function', async () => {
+      await q(sql`INSERT INTO espf.event_types (name, enabled) VALUES (${'Test/$espf_rule$; DROP TABLE billing.product; --'}, true)`);
+      const before = await snapshot();
+      await assert.rejects(insertRule({ name: 'dollar type', event_type: 'Test/$espf_rule$; DROP TABLE billing.product; --' }),
+        (err: { message?: string }) => /event_type: a type name with '\$' or a line break cannot be compiled/.test(String(err.message)));
+      assert.deepEqual(await snapshot(), before);
+      const evil = 'evil\nDROP TABLE billing.product; --';
+      await insertRule({ name: evil });
+      const [t1] = await q(sql`SELECT to_regclass('billing.product') IS NOT NULL AS ok`);
+      assert.equal(t1.ok, true, 'billing.product still exists');
+      await q(sql`DELETE FROM espf.event_rules WHERE name = ${evil}`);
+      await q(sql`DELETE FROM espf.event_types WHERE name LIKE 'Test/$%'`);
+    });
+
     it('an unknown table is refused by PostgreSQL when it reads the regclass (42P01), nothing changed', async () => {
       const before = await snapshot();
       await assert.rejects(insertRule({ name: 'no table', source: 'billing.no_such_table' }),
