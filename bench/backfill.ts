@@ -24,7 +24,7 @@ export const backfill: Figure<BackfillParams> = {
   budgetS: { full: 240, quick: 40 },
   params: (ctx) => ({
     accounts: ctx.quick ? 100_000 : 1_000_000,
-    batchSize: 1000,
+    batchSize: Number(process.env.BENCH_BACKFILL_BATCH ?? 1000),
     clients: Number(process.env.BENCH_PGBENCH_CLIENTS ?? 4),
     threads: Math.min(2, os.cpus().length),
     secondsPerPhase: ctx.quick ? 3 : 10,
