@@ -19,6 +19,10 @@ typecheck: $(DEPS)
 test: $(DEPS) typecheck
 	npx mocha 'test/**/*.test.ts'
 
+# The pure unit tests alone (no database, a second or two).
+unit: $(DEPS)
+	npx mocha --no-config --node-option import=tsx 'test/unit/**/*.test.ts'
+
 bench: $(DEPS)
 	node --import tsx bench/run.ts
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { sql, type SQLQuery } from '@databases/pg';
 import { httpUrlProblem } from '../src/config/http-url.ts';
-import { retryDelayMs, MAX_RETRY_DELAY_S } from '../src/delivery/backoff.ts';
+import { retryDelayMs, MAX_RETRY_DELAY_S } from '../src/backoff.ts';
 import { prettyLine, provisioningLog } from '../src/log/logger.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { ROOT } from '../src/paths.ts';

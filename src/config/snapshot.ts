@@ -41,6 +41,8 @@ export interface ConfigSnapshot {
   readonly handlers: ReadonlyMap<string, HandlerConfig>;
   /** Enabled handlers of this instance subscribed to a type. */
   handlersFor(eventType: string): readonly HandlerConfig[];
+  /** The names of this instance's http handlers, enabled or not. */
+  readonly httpHandlerNames: readonly string[];
 }
 
 /** Reads the configuration rows of one instance in one query. */
@@ -68,7 +70,8 @@ export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapsh
     }
   }
   const none: readonly HandlerConfig[] = [];
-  return { handlers, handlersFor: (t) => byType.get(t) ?? none };
+  const httpHandlerNames = [...handlers.values()].filter((h) => h.kind === 'http').map((h) => h.name);
+  return { handlers, handlersFor: (t) => byType.get(t) ?? none, httpHandlerNames };
 }
 
 export function normaliseHttp(j: Record<string, unknown>): HttpSettings {

@@ -1,5 +1,6 @@
-import { sql } from '@databases/pg';
+import { Backoff } from '../backoff.ts';
 import type { Db } from '../db/connect.ts';
+import { dispatch } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Item } from './item.ts';
@@ -7,14 +8,16 @@ import type { Item } from './item.ts';
 const MAX_BATCH = 1000;
 
 /**
- * Runs one dispatcher: batches of source events go to espf.dispatch() (one
- * transaction per batch), which inserts the events the dispatcher's views
- * produce. They come back through the stream like any other event.
+ * The deliver stage of one dispatcher: batches of source events go to
+ * espf.dispatch() (one transaction per batch), which records them DISPATCHED
+ * and inserts the events the dispatcher's views produce; those come back
+ * through the stream like any other event. A committed batch is reported to
+ * `durable` (the acknowledge stage).
  */
 export class DispatcherRunner {
   private queue: Item[] = [];
   private running = false;
-  private retryMs = 100;
+  private readonly backoff = new Backoff();
   private drained: (() => void)[] = [];
   produced = 0;
 
@@ -23,7 +26,7 @@ export class DispatcherRunner {
     private readonly db: Db,
     private readonly instance: string,
     private readonly log: Logger,
-    private readonly settled: (item: Item) => void,
+    private readonly durable: (items: readonly Item[]) => void,
     private readonly observe?: (handler: string, sources: number, produced: number) => void,
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
@@ -44,18 +47,16 @@ export class DispatcherRunner {
   private async runBatch(): Promise<void> {
     const batch = this.queue.slice(0, MAX_BATCH);
     try {
-      const [row] = await this.db.query(sql`
-        SELECT espf.dispatch(${this.name}, ${batch.map((i) => i.event.i_event)}::bigint[], ${this.instance}) AS produced`);
-      this.produced += Number(row?.produced ?? 0);
-      this.observe?.(this.name, batch.length, Number(row?.produced ?? 0));
+      const produced = await dispatch(this.db, this.name, batch.map((i) => i.event.i_event), this.instance);
+      this.produced += produced;
+      this.observe?.(this.name, batch.length, produced);
       this.queue.splice(0, batch.length);
-      this.retryMs = 100;
-      for (const item of batch) this.settled(item);
+      this.backoff.succeeded();
+      this.durable(batch);
     } catch (err) {
       this.onError(err);
-      this.log.warn({ err: oneLine(err), handler: this.name, retryInMs: this.retryMs }, 'dispatch failed; will retry');
-      await new Promise((r) => setTimeout(r, this.retryMs));
-      this.retryMs = Math.min(5000, this.retryMs * 2);
+      this.log.warn({ err: oneLine(err), handler: this.name, retryInMs: this.backoff.nextMs }, 'dispatch failed; will retry');
+      await this.backoff.wait();
     } finally {
       this.running = false;
     }

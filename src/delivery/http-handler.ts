@@ -1,9 +1,9 @@
 import type { HandlerConfig, HttpSettings } from '../config/snapshot.ts';
 import type { AttemptLine, Logger, ProvisioningLog } from '../log/logger.ts';
-import { MAX_TIMER_MS, retryDelayMs } from './backoff.ts';
+import { MAX_TIMER_MS, retryDelayMs } from '../backoff.ts';
 import { HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Item } from './item.ts';
-import type { Outcome, ResultsWriter } from './results-writer.ts';
+import type { Outcome } from './results-writer.ts';
 import { Fifo } from './fifo.ts';
 import { redactUrl } from '../security/redact.ts';
 import { TokenBucket } from './token-bucket.ts';
@@ -12,23 +12,23 @@ const MAX_IN_FLIGHT = 256;    // requests of one handler on the wire at once (un
 
 export interface HttpHandlerDeps {
   readonly instance: string;
-  readonly writer: ResultsWriter;
+  /** The record stage: every outcome (DELIVERED, FAILED, RETRY, PENDING) goes here. */
+  readonly record: (item: Item, outcome: Outcome) => void;
   readonly plog: ProvisioningLog;
   readonly log: Logger;
   /** The handler's current configuration (live). */
   readonly config: () => HandlerConfig | undefined;
-  /** The outcome of an item is durable: release what it holds. */
-  readonly settled: (item: Item) => void;
   readonly observe?: (item: Item, attempt: PostResult & { url: string }) => void;
   readonly outcome?: (item: Item, state: Outcome['state']) => void;
 }
 
 /**
- * Delivers the events of one http handler. Events of one key (account) form
+ * The deliver stage of one http handler. Events of one key (account) form
  * a queue whose head alone is sent; different keys proceed in parallel, as
  * fast as the token bucket allows (async) or one request at a time (sync).
  * A failed head waits for its retry in espf.event_deliveries (RETRY), and the
  * events behind it are recorded as PENDING, so the slot can move on.
+ * It reports outcomes to the record stage and knows nothing of WAL positions.
  */
 export class HttpHandler {
   readonly name: string;
@@ -232,15 +232,13 @@ export class HttpHandler {
 
   private record(item: Item, outcome: Outcome): void {
     this.deps.outcome?.(item, outcome.state);
-    const held = item.ticket !== null;
-    this.deps.writer.record(item, outcome, held ? () => this.deps.settled(item) : undefined);
+    this.deps.record(item, outcome);
   }
 
-  /** Make a waiting item durable (PENDING) so that it no longer holds the slot. */
+  /** Make a waiting item durable (PENDING) so that a restart resumes it and it no longer holds the slot. */
   private park(item: Item): void {
-    if (item.ticket === null) return;
-    this.deps.outcome?.(item, 'PENDING');
-    this.deps.writer.record(item, { state: 'PENDING' }, () => this.deps.settled(item));
+    if (item.persisted) return;
+    this.record(item, { state: 'PENDING' });
   }
 
   private parkAll(): void {

@@ -1,20 +1,27 @@
 import type { StreamEvent } from '../stream/replication.ts';
-import type { Ticket } from '../stream/ack-tracker.ts';
 
-/** One event on its way to one handler. */
+/**
+ * One event on its way to one handler: what the deliver stage works on and
+ * the record stage writes. It knows nothing of WAL acknowledgement: the
+ * acknowledge stage keeps its own books (src/sender/acknowledge.ts).
+ */
 export interface Item {
   readonly event: StreamEvent;
   readonly handler: string;
   readonly orderKey: string;
   readonly iAccount: number | null;
-  readonly commitLsn: bigint | null;
+  /** The commit position of the event's transaction, as text (espf.event_deliveries.commit_lsn). */
+  readonly commitLsn: string | null;
   readonly committedAt: Date | null;
   attempts: number;
   urlsDone: number;
   firstAttemptAt: Date | null;
   nextAttemptAt: Date | null;
-  /** Set while the item's outcome is not durable: it holds the slot back. */
-  ticket: Ticket | null;
+  /**
+   * A row of espf.event_deliveries holds this delivery, so a restart resumes it.
+   * False for an item fresh from the stream until its first record commits.
+   */
+  persisted: boolean;
   /** The JSON body, built once. */
   body?: string;
 }

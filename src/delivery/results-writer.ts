@@ -1,8 +1,8 @@
-import { sql } from '@databases/pg';
+import { Backoff } from '../backoff.ts';
 import type { Db } from '../db/connect.ts';
+import { recordDeliveries } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { formatLsn } from '../stream/lsn.ts';
 import type { Item } from './item.ts';
 
 export type DeliveryState = 'PENDING' | 'RETRY' | 'DELIVERED' | 'FAILED' | 'SUPERSEDED';
@@ -25,16 +25,18 @@ export interface Outcome {
 }
 
 /**
- * Writes delivery outcomes in batches: while one batch is being written the
- * next one gathers, so recording never becomes the bottleneck. Each record's
- * callback runs once its row is committed; a failed write is retried with the
- * next batch (a newer record of the same delivery replaces an older one).
+ * The record stage: writes delivery outcomes in batches to
+ * espf.event_deliveries (espf.record_deliveries). While one batch is being
+ * written the next one gathers, so recording never becomes the bottleneck.
+ * Once a batch commits, every item in it is `persisted` and is reported to
+ * `durable` (the acknowledge stage). A failed write is retried with the next
+ * batch (a newer record of the same delivery replaces an older one).
  */
 export class ResultsWriter {
-  private queue = new Map<string, { row: Row; done: (() => void)[] }>();
+  private queue = new Map<string, { row: Row; items: Item[] }>();
   private writing = false;
   private idle: (() => void)[] = [];
-  private retryMs = 100;
+  private readonly backoff = new Backoff();
   batches = 0;
   rows = 0;
 
@@ -42,12 +44,14 @@ export class ResultsWriter {
     private readonly db: Db,
     private readonly instance: string,
     private readonly log: Logger,
+    /** Called with the items of each committed batch. */
+    private readonly durable: (items: readonly Item[]) => void = () => undefined,
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
   get queued(): number { return this.queue.size; }
 
-  record(item: Item, outcome: Outcome, done?: () => void): void {
+  record(item: Item, outcome: Outcome): void {
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING';
     const row: Row = {
@@ -57,7 +61,7 @@ export class ResultsWriter {
       event_type: item.event.event_type,
       order_key: item.orderKey,
       i_account: item.iAccount,
-      commit_lsn: item.commitLsn == null ? null : formatLsn(item.commitLsn),
+      commit_lsn: item.commitLsn,
       attempts: item.attempts,
       urls_done: item.urlsDone,
       last_http_status: outcome.httpStatus ?? null,
@@ -73,9 +77,9 @@ export class ResultsWriter {
     if (prior) {
       // A PENDING record never replaces an outcome already queued for the same delivery.
       if (!(row.state === 'PENDING' && prior.row.state !== 'PENDING')) prior.row = row;
-      if (done) prior.done.push(done);
+      if (!prior.items.includes(item)) prior.items.push(item);
     } else {
-      this.queue.set(key, { row, done: done ? [done] : [] });
+      this.queue.set(key, { row, items: [item] });
     }
     this.kick();
   }
@@ -95,22 +99,28 @@ export class ResultsWriter {
       rows.push(b.row);
     }
     try {
-      await this.db.query(sql`SELECT espf.record_deliveries(${this.instance}, ${JSON.stringify(rows)}::jsonb)`);
+      await recordDeliveries(this.db, this.instance, JSON.stringify(rows));
       this.batches++;
       this.rows += rows.length;
-      this.retryMs = 100;
-      for (const b of batch.values()) for (const d of b.done) d();
+      this.backoff.succeeded();
+      const items: Item[] = [];
+      for (const b of batch.values()) {
+        for (const item of b.items) {
+          item.persisted = true;
+          items.push(item);
+        }
+      }
+      this.durable(items);
     } catch (err) {
       this.onError(err);
-      this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.retryMs }, 'recording outcomes failed; will retry');
+      this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.backoff.nextMs }, 'recording outcomes failed; will retry');
       // Put the batch back under anything newer that arrived meanwhile.
       for (const [k, b] of batch) {
         const newer = this.queue.get(k);
-        if (newer) newer.done.unshift(...b.done);
+        if (newer) { for (const item of b.items) if (!newer.items.includes(item)) newer.items.push(item); }
         else this.queue.set(k, b);
       }
-      await new Promise((r) => setTimeout(r, this.retryMs));
-      this.retryMs = Math.min(5000, this.retryMs * 2);
+      await this.backoff.wait();
     } finally {
       this.writing = false;
       if (this.queue.size > 0) this.kick();

@@ -1,9 +1,11 @@
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { sql } from '@databases/pg';
+import { Backoff } from '../backoff.ts';
 import type { Db } from '../db/connect.ts';
-import { SQLSTATE, oneLine, sqlState } from '../errors.ts';
+import { SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { formatLsn, parseLsn } from './lsn.ts';
+import { acknowledgeUpTo, queueEmpty } from './library.ts';
+import { parseLsn } from './lsn.ts';
 
 export const PUBLICATION = 'espf_events';
 export const HEARTBEAT_PREFIX = 'espf_heartbeat';
@@ -25,7 +27,7 @@ export interface StreamTransaction {
 
 export interface StreamHandlers {
   /** Called in commit order; may return a promise to hold the stream (back-pressure). */
-  onTransaction(tx: StreamTransaction): void | Promise<void>;
+  onTransaction(tx: StreamTransaction): void | Promise<void> | undefined;
   /** A heartbeat message (nothing to deliver) at this position. */
   onHeartbeat(lsn: bigint): void;
   onStreaming(): void;
@@ -37,16 +39,21 @@ export interface StreamHandlers {
 export interface ReplicationOptions {
   readonly url: string;
   readonly slot: string;
+  readonly instance: string;
   readonly db: Db;
   readonly log: Logger;
   readonly handlers: StreamHandlers;
   readonly maxBackoffMs?: number;
+  /** How often a heartbeat message goes through the slot (default 10 s): an idle slot still advances. */
+  readonly heartbeatMs?: number;
 }
 
 /**
- * Streams espf.events from the slot with pgoutput, reconnecting with capped
- * backoff. Acknowledges only what `acknowledge()` is given: the library's own
- * timer-based acknowledgement is off (see stack notes).
+ * The stream stage: espf.events from the slot with pgoutput, one committed
+ * transaction at a time, reconnecting with capped backoff. It acknowledges
+ * only what `acknowledge()` is given (by the acknowledge stage): the library's
+ * own timer-based acknowledgement would confirm WAL before its outcomes are
+ * durable, so it is off.
  */
 export class ReplicationStream {
   private service?: LogicalReplicationService;
@@ -55,10 +62,13 @@ export class ReplicationStream {
   private current?: { commitTime: Date; events: StreamEvent[] };
   private readonly opts: ReplicationOptions;
   private loop?: Promise<void>;
-  private wake?: () => void;
+  private readonly backoff: Backoff;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private lastReconnect = 0;
 
   constructor(opts: ReplicationOptions) {
     this.opts = opts;
+    this.backoff = new Backoff(250, opts.maxBackoffMs ?? 5000);
   }
 
   /** Creates the publication and the slot if missing. */
@@ -85,29 +95,30 @@ export class ReplicationStream {
 
   start(): void {
     this.loop = this.run();
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.opts.heartbeatMs ?? 10_000);
   }
 
   private async run(): Promise<void> {
-    let backoff = 250;
-    const max = this.opts.maxBackoffMs ?? 5000;
     while (!this.stopped) {
       try {
         await this.prepare();
         await this.streamOnce();
-        backoff = 250;
+        this.backoff.succeeded();
       } catch (err) {
         if (this.stopped) break;
         this.opts.handlers.onDisconnected(err);
         const busy = sqlState(err) === SQLSTATE.objectInUse;
-        this.opts.log[busy ? 'debug' : 'warn']({ err: oneLine(err), retryInMs: backoff }, busy ? 'slot is in use by another instance; waiting' : 'replication stream lost; reconnecting');
+        this.opts.log[busy ? 'debug' : 'warn']({ err: oneLine(err), retryInMs: this.backoff.nextMs }, busy ? 'slot is in use by another instance; waiting' : 'replication stream lost; reconnecting');
       }
       if (this.stopped) break;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, backoff);
-        this.wake = () => { clearTimeout(t); resolve(); };
-      });
-      backoff = Math.min(max, backoff * 2);
+      await this.backoff.wait();
     }
+  }
+
+  /** A message through the slot: when nothing is in flight it lets the slot advance. */
+  private async heartbeat(): Promise<void> {
+    await this.opts.db.query(sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, ${this.opts.instance})`)
+      .catch((err) => this.connectionLost(err));
   }
 
   private streamOnce(): Promise<void> {
@@ -130,7 +141,7 @@ export class ReplicationStream {
       service.on('start', () => {
         this.opts.handlers.onStreaming();
         // Report where we stand at once, so the server knows we are alive.
-        void service.acknowledge(this.ackPosition());
+        void acknowledgeUpTo(service, this.durable);
       });
       service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
         // A keepalive carries the position the server has sent up to. When every
@@ -141,7 +152,7 @@ export class ReplicationStream {
           const pos = parseLsn(lsn);
           if (pos > this.durable) this.durable = pos;
         }
-        if (shouldRespond) void service.acknowledge(this.ackPosition());
+        if (shouldRespond) void acknowledgeUpTo(service, this.durable);
       });
       service.on('data', (lsn: string, msg: PgMessage) => this.onMessage(lsn, msg));
       const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [PUBLICATION], messages: true });
@@ -182,24 +193,27 @@ export class ReplicationStream {
     }
   }
 
-  /** The library reports `lsn + 1` as flushed: give it one less (stack notes, pitfall 4). */
-  private ackPosition(): string {
-    return formatLsn(this.durable > 0n ? this.durable - 1n : 0n);
-  }
-
   /** Everything up to `lsn` is durable: tell the server. */
   acknowledge(lsn: bigint): void {
     if (lsn <= this.durable) return;
     this.durable = lsn;
-    void this.service?.acknowledge(this.ackPosition());
+    if (this.service) void acknowledgeUpTo(this.service, this.durable);
   }
 
   /**
-   * Drops the replication connection and reconnects (from the last
-   * acknowledged position). Used when the database says it is going away: the
-   * server's shutdown waits for its WAL senders.
+   * A statement on the pool failed. When the database went away (restart,
+   * failover) the replication connection is dropped too, or the server's
+   * shutdown waits for it; we reconnect and resume from the last durable
+   * position. At most once per 2 s.
    */
-  reconnect(): void {
+  connectionLost(err: unknown): void {
+    if (!isConnectionError(err) || Date.now() - this.lastReconnect < 2000) return;
+    this.lastReconnect = Date.now();
+    this.reconnect();
+  }
+
+  /** Drops the replication connection and reconnects (from the last acknowledged position). */
+  private reconnect(): void {
     const s = this.service;
     if (!s) return;
     this.opts.log.info('closing the replication connection; will reconnect');
@@ -209,18 +223,13 @@ export class ReplicationStream {
   /** Stops streaming; resolves when the connection is closed. */
   async stop(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    clearInterval(this.heartbeatTimer);
+    this.backoff.interrupt();
     // Send the final position before closing.
-    if (this.service) await this.service.acknowledge(this.ackPosition()).catch(() => false);
+    if (this.service) await acknowledgeUpTo(this.service, this.durable).catch(() => false);
     await this.service?.destroy().catch(() => undefined);
     await this.loop;
   }
-}
-
-/** The library queues messages under flow control; a keepalive may overtake them. */
-function queueEmpty(service: LogicalReplicationService): boolean {
-  const internal = service as unknown as { _messageQueue?: unknown[]; _processing?: boolean };
-  return (internal._messageQueue?.length ?? 0) === 0 && !internal._processing;
 }
 
 type PgMessage =

@@ -55,6 +55,13 @@ export class AckTracker {
     if (advanced) this.onAdvance(this.durable);
   }
 
+  /** Drops the last ticket opened while nothing but its hand-out holds it; false if it is not that ticket. */
+  retract(t: Ticket): boolean {
+    if (this.tickets.length <= this.head || this.tickets[this.tickets.length - 1] !== t || t.pending !== 1) return false;
+    this.tickets.pop();
+    return true;
+  }
+
   /** A position with nothing to deliver (a heartbeat message): advance to it once everything before is settled. */
   passThrough(lsn: bigint): void {
     this.release(this.open(lsn));

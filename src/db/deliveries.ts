@@ -1,0 +1,45 @@
+// espf.event_deliveries on the sender's path: every statement the running
+// sender sends about deliveries. The work is in SQL functions (sql/400_results.sql).
+import { sql } from '@databases/pg';
+import type { Db } from './connect.ts';
+
+/** A delivery that waits (PENDING or RETRY), with its event, as espf.waiting_deliveries and espf.take_requeued return it. */
+export interface WaitingRow {
+  i_event: number; handler: string; state: string; event_type: string; variables: Record<string, unknown>;
+  source_i_event: number | null; commit_lsn: string | null; attempts: number; urls_done: number;
+  next_attempt_at: Date | null; committed_at: Date | null; first_attempt_at: Date | null;
+}
+
+/** Deliveries a previous run of these handlers left waiting, in stream order. */
+export function waitingDeliveries(db: Db, handlers: readonly string[]): Promise<WaitingRow[]> {
+  return db.query(sql`SELECT * FROM espf.waiting_deliveries(${handlers})`);
+}
+
+/** Takes (clears the mark of) deliveries of these handlers marked requeued, in stream order. */
+export function takeRequeued(db: Db, handlers: readonly string[]): Promise<WaitingRow[]> {
+  return db.query(sql`SELECT * FROM espf.take_requeued(${handlers})`);
+}
+
+/** The last commit position with an outcome of this instance: a replay up to it may meet recorded deliveries. */
+export async function lastRecordedLsn(db: Db, instance: string): Promise<string | null> {
+  const [h] = await db.query(sql`SELECT max(commit_lsn)::text AS lsn FROM espf.event_deliveries WHERE instance = ${instance}`);
+  return h?.lsn ?? null;
+}
+
+/** `i_event:handler` of every delivery already recorded for these events. */
+export async function recordedDeliveries(db: Db, iEvents: readonly number[]): Promise<Set<string>> {
+  const rows: { i_event: number; handler: string }[] = await db.query(sql`
+    SELECT i_event, handler FROM espf.event_deliveries WHERE i_event = ANY(${iEvents}::bigint[])`);
+  return new Set(rows.map((r) => `${r.i_event}:${r.handler}`));
+}
+
+/** Writes a batch of outcomes (a JSON array of rows) in one transaction. */
+export async function recordDeliveries(db: Db, instance: string, rowsJson: string): Promise<void> {
+  await db.query(sql`SELECT espf.record_deliveries(${instance}, ${rowsJson}::jsonb)`);
+}
+
+/** Runs a dispatcher over source events in one transaction; the number of events it produced. */
+export async function dispatch(db: Db, handler: string, iEvents: readonly number[], instance: string): Promise<number> {
+  const [row] = await db.query(sql`SELECT espf.dispatch(${handler}, ${iEvents}::bigint[], ${instance}) AS produced`);
+  return Number(row?.produced ?? 0);
+}

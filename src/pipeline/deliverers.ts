@@ -1,0 +1,66 @@
+import type { ConfigSnapshot, HandlerConfig } from '../config/snapshot.ts';
+import type { Db } from '../db/connect.ts';
+import { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
+import { HttpHandler, type HttpHandlerDeps } from '../delivery/http-handler.ts';
+import type { Item } from '../delivery/item.ts';
+import type { Logger } from '../log/logger.ts';
+
+export interface DeliverersDeps extends Omit<HttpHandlerDeps, 'config'> {
+  readonly db: Db;
+  readonly log: Logger;
+  /** The configuration in force (live). */
+  readonly config: () => ConfigSnapshot;
+  /** A dispatcher committed these items. */
+  readonly dispatched: (items: readonly Item[]) => void;
+  readonly observeDispatch?: (handler: string, sources: number, produced: number) => void;
+  readonly onDbError: (err: unknown) => void;
+}
+
+/**
+ * The deliver stage: one HttpHandler per http handler and one
+ * DispatcherRunner per dispatcher of this instance, created as the
+ * configuration names them. Items come in from the route stage and the
+ * requeue path; outcomes go to the record stage.
+ */
+export class Deliverers {
+  readonly http = new Map<string, HttpHandler>();
+  readonly dispatchers = new Map<string, DispatcherRunner>();
+
+  constructor(private readonly deps: DeliverersDeps) {}
+
+  /** Creates the handlers the configuration names and applies its changes (rates, enabled) to all. */
+  sync(config: ConfigSnapshot): void {
+    const d = this.deps;
+    for (const h of config.handlers.values()) {
+      if (h.kind === 'http' && !this.http.has(h.name)) {
+        this.http.set(h.name, new HttpHandler(h.name, {
+          instance: d.instance, record: d.record, plog: d.plog, log: d.log, observe: d.observe, outcome: d.outcome,
+          config: () => d.config().handlers.get(h.name),
+        }));
+      } else if (h.kind === 'dispatcher' && !this.dispatchers.has(h.name)) {
+        this.dispatchers.set(h.name, new DispatcherRunner(h.name, d.db, d.instance, d.log, d.dispatched, d.observeDispatch, d.onDbError));
+      }
+    }
+    for (const h of this.http.values()) h.reconfigure();
+  }
+
+  /** Hands an item fresh from the stream to its handler. */
+  deliver(h: HandlerConfig, item: Item): void {
+    if (h.kind === 'http') this.http.get(h.name)?.enqueue(item);
+    else this.dispatchers.get(h.name)?.enqueue(item);
+  }
+
+  /** Hands a waiting delivery (from espf.event_deliveries) to its http handler, unless it holds it already. */
+  resume(item: Item): void {
+    const h = this.http.get(item.handler);
+    if (h && !h.holds(item.event.i_event)) h.enqueue(item);
+  }
+
+  /** Requests on the wire finish (at most maxWaitMs); what waits is recorded. */
+  async stop(maxWaitMs: number): Promise<void> {
+    await Promise.all([
+      ...[...this.http.values()].map((h) => h.stop(maxWaitMs)),
+      ...[...this.dispatchers.values()].map((r) => r.stop(maxWaitMs)),
+    ]);
+  }
+}

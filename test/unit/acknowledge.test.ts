@@ -1,0 +1,72 @@
+// Pure unit tests (no database): the acknowledge stage's contract with route, record and stream.
+import assert from 'node:assert/strict';
+import type { Item } from '../../src/delivery/item.ts';
+import { Acknowledger } from '../../src/pipeline/acknowledge.ts';
+
+function item(i: number): Item {
+  return {
+    event: { i_event: i, event_type: 'Account/New', variables: { i_account: i }, source_i_event: null },
+    handler: 'h', orderKey: `a:${i}`, iAccount: i, commitLsn: null, committedAt: null,
+    attempts: 0, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null, persisted: false,
+  };
+}
+
+describe('unit: Acknowledger', function () {
+  it('acknowledges a transaction once every item of it is reported durable, in commit order', () => {
+    const acked: bigint[] = [];
+    const ack = new Acknowledger((lsn) => acked.push(lsn));
+    const t1 = ack.admit(100n)!; const x = item(1); const y = item(2); ack.hold(t1, x); ack.hold(t1, y); ack.close(t1);
+    const t2 = ack.admit(200n)!; const z = item(3); ack.hold(t2, z); ack.close(t2);
+    ack.durable([z]);
+    assert.deepEqual(acked, []);
+    ack.durable([x]);
+    assert.deepEqual(acked, []);
+    ack.durable([y, y, item(99)]);   // repeats and items that hold nothing are ignored
+    assert.deepEqual(acked, [200n]);
+    assert.equal(ack.durableLsn, 200n);
+    assert.equal(ack.idle, true);
+  });
+
+  it('admits a transaction once: a replay after reconnect is refused; the replay horizon marks possible duplicates', () => {
+    const ack = new Acknowledger(() => undefined);
+    ack.raiseReplayHorizon(150n);
+    ack.raiseReplayHorizon(120n);     // only raised
+    const a = ack.admit(100n)!;
+    assert.equal(a.replay, true);
+    ack.close(a);
+    assert.equal(ack.admit(100n), null);
+    assert.equal(ack.admit(90n), null);
+    const b = ack.admit(160n)!;
+    assert.equal(b.replay, false);
+  });
+
+  it('a retracted admission is admitted again', () => {
+    const ack = new Acknowledger(() => undefined);
+    ack.close(ack.admit(100n)!);
+    const b = ack.admit(200n)!;
+    ack.retract(b);
+    assert.ok(ack.admit(200n), 'the stream may bring it again');
+  });
+
+  it('holds the stream at maxHeld items and lets it go below half of that', async () => {
+    const ack = new Acknowledger(() => undefined, 4);
+    const a = ack.admit(10n)!;
+    const items = [1, 2, 3, 4].map(item);
+    for (const i of items) ack.hold(a, i);
+    ack.close(a);
+    const room = ack.room();
+    assert.ok(room, 'full: the stream waits');
+    let released = false;
+    void room.then(() => { released = true; });
+    ack.durable([items[0]!]);
+    await Promise.resolve();
+    assert.equal(released, false, '3 held');
+    ack.durable([items[1]!]);
+    await Promise.resolve();
+    assert.equal(released, false, '2 held: not below half');
+    ack.durable([items[2]!]);
+    await Promise.resolve();
+    assert.equal(released, true);
+    assert.equal(ack.room(), undefined);
+  });
+});
