@@ -5,11 +5,20 @@
 #
 # or, with the PostgreSQL of docker-compose.yml: docker compose up espf
 #
-# There is no build step: bin/espf.js runs the TypeScript sources through tsx, which
-# is a runtime dependency in package.json, so the development dependencies (mocha,
-# typescript, type packages, smtp-server) are left out with --omit=dev.
-FROM node:20-slim
+# Two stages: the first compiles src/ to dist/ with the development
+# dependencies (TypeScript); the image keeps only the production dependencies
+# (no compiler, no embedded-postgres: the container always has DATABASE_URL),
+# dist/, migrations/ and sql/.
 
+FROM node:20-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --omit=optional
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:20-slim
 WORKDIR /app
 
 ENV NODE_ENV=production \
@@ -20,17 +29,15 @@ ENV NODE_ENV=production \
 
 # Dependencies first, so that a change to the sources reuses this layer.
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
-COPY tsconfig.json ./
 COPY bin ./bin
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY migrations ./migrations
 COPY sql ./sql
 
-# provisioning.log goes to /app/log (mount a volume there to keep it); without
-# DATABASE_URL `espf run` would keep an embedded PostgreSQL in /app/.espf.
-RUN mkdir -p /app/log /app/.espf && chown node:node /app/log /app/.espf
+# provisioning.log goes to /app/log (mount a volume there to keep it).
+RUN mkdir -p /app/log && chown node:node /app/log
 USER node
 
 EXPOSE 9187

@@ -1,8 +1,9 @@
 # espf: `make run` runs the service, `make test` runs every test. Both install first.
 SHELL := /bin/bash
 DEPS := node_modules/.espf-installed
+DIST := dist/.built
 
-.PHONY: run test typecheck unit bench deps clean
+.PHONY: run build test typecheck unit bench deps clean
 
 $(DEPS): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -10,7 +11,14 @@ $(DEPS): package.json package-lock.json
 
 deps: $(DEPS)
 
-run: $(DEPS)
+# The compiled JavaScript bin/espf.js runs (rebuilt when a source changes).
+$(DIST): $(DEPS) tsconfig.json tsconfig.build.json $(shell find src -type f)
+	npm run --silent build
+	@touch $(DIST)
+
+build: $(DIST)
+
+run: $(DIST)
 	node bin/espf.js run $(if $(INSTANCE),--instance $(INSTANCE),)
 
 typecheck: $(DEPS)
@@ -23,8 +31,8 @@ test: $(DEPS) typecheck
 unit: $(DEPS)
 	npx mocha --no-config --node-option import=tsx 'test/unit/**/*.test.ts'
 
-bench: $(DEPS)
+bench: $(DIST)
 	node --import tsx bench/run.ts
 
 clean:
-	rm -rf node_modules .espf log
+	rm -rf node_modules dist .espf log

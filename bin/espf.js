@@ -1,11 +1,10 @@
 #!/usr/bin/env node
-// The espf command: runs the TypeScript sources through tsx (no build step).
-import { register } from 'tsx/esm/api';
+// The espf command: runs the compiled JavaScript in dist/ (`make build` or `npm run build`).
+import { existsSync } from 'node:fs';
 
-register();
-// `espf … | head`: a closed pipe is not an error worth a stack trace.
-for (const stream of [process.stdout, process.stderr]) {
-  stream.on('error', (err) => { if (err.code !== 'EPIPE') throw err; });
+const entry = new URL('../dist/cli/entry.js', import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write('espf: dist/ is not built: run make build (or npm run build) in the repository first\n');
+  process.exit(1);
 }
-const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv);
+await import(entry.href);

@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
 import { EspfError } from '../src/errors.ts';
-import { ROOT } from '../src/paths.ts';
 import { runBackfill } from '../src/rules/backfill.ts';
 import { runEspf } from './support/child.ts';
+import { spawnEspf } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
@@ -133,10 +132,9 @@ describe('espf backfill', function () {
     await addAccounts(t.db, ids, 10_000, 'kill-');
     await q(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Account/State'`);
     const where = "id LIKE 'kill-%'";
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), 'backfill', 'Account/State', '--where', where, '--batch-size', '50'],
-      { cwd: ROOT, env: { ...process.env, DATABASE_URL: t.url, ESPF_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawnEspf(['backfill', 'Account/State', '--where', where, '--batch-size', '50'], { env: { DATABASE_URL: t.url, ESPF_HOME: home } });
     let out = '';
-    child.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await eventually(async () => {
       const [r] = await q(sql`SELECT rows_done FROM espf.backfills WHERE where_sql = ${where}`);

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,37 +7,21 @@ import { sql } from '@databases/pg';
 import { freePort } from '../src/db/cluster.ts';
 import { connect, type Db } from '../src/db/connect.ts';
 import { MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
-import { ROOT } from '../src/paths.ts';
 import { testServer, withDatabase } from './support/cluster.ts';
+import { espf as runEspf, show, type EspfRun } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
 /**
- * The real `espf` command as a child process (node bin/espf.js), against a
+ * The real `espf` command as a child process (test/support/cli.ts), against a
  * fresh database. Every refusal: exit 1, exactly one line on stderr, nothing on
  * stdout, and the configuration rows unchanged.
  */
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-const BIN = path.join(ROOT, 'bin', 'espf.js');
+type Run = EspfRun;
 let home: string; // ESPF_HOME: an empty folder, so no embedded database is found by accident
 
 function espf(args: string[], env: Record<string, string | undefined>): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ESPF_HOME: home, ...env };
-  for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function show(r: Run): string {
-  return `exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+  return runEspf(args, { ESPF_HOME: home, ...env });
 }
 
 function assertOk(r: Run): void {

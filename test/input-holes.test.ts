@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -11,10 +10,10 @@ import { httpUrlProblem } from '../src/config/http-url.ts';
 import { retryDelayMs, MAX_RETRY_DELAY_S } from '../src/backoff.ts';
 import { prettyLine, provisioningLog } from '../src/log/logger.ts';
 import { migrate } from '../src/migrate/migrate.ts';
-import { ROOT } from '../src/paths.ts';
 import { startHttpServer } from '../src/run/http-server.ts';
 import { Sender } from '../src/run/sender.ts';
 import { redactText, redactUrl } from '../src/security/redact.ts';
+import { espf as runEspf, show, type EspfRun } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
@@ -27,30 +26,11 @@ import { configureEventSender, seedCustomer, startSender } from './support/sende
  * real espf command.
  */
 
-interface Run { code: number | null; stdout: string; stderr: string; ms: number }
-
-const BIN = path.join(ROOT, 'bin', 'espf.js');
+type Run = EspfRun;
 
 function espf(args: string[], env: Record<string, string | undefined>, timeoutMs = 20_000): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ESPF_HOME: mkdtempSync(path.join(os.tmpdir(), 'espf-home-')), ESPF_LOG_DIR: mkdtempSync(path.join(os.tmpdir(), 'espf-log-')), ...env };
-  for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
-  const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: performance.now() - started });
-    });
-  });
+  return runEspf(args, { ESPF_HOME: mkdtempSync(path.join(os.tmpdir(), 'espf-home-')), ESPF_LOG_DIR: mkdtempSync(path.join(os.tmpdir(), 'espf-log-')), ...env }, timeoutMs);
 }
-
-const show = (r: Run) => `exit ${r.code} after ${Math.round(r.ms)} ms\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 
 /** Nothing a terminal would act on: no control characters (but the newline) and no bidi controls. */
 const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;

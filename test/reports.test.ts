@@ -1,25 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { sql } from '@databases/pg';
-import { ROOT } from '../src/paths.ts';
+import { espf } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
-
-function espf(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin/espf.js'), ...args], {
-      env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => { stdout += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { stderr += c.toString(); });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 describe('reports (sql/500_reports.sql) and espf status', function () {
   let t: TestDatabase;

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { ROOT } from '../src/paths.ts';
+import { espf as runEspf, show, type EspfRun } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
@@ -14,26 +13,11 @@ import { configureEventSender, seedCustomer, startSender } from './support/sende
  * deliveries it re-queues are sent again (same i_event) within about a second.
  */
 
-interface Run { code: number | null; stdout: string; stderr: string }
-
-const BIN = path.join(ROOT, 'bin', 'espf.js');
 const home = mkdtempSync(path.join(os.tmpdir(), 'espf-home-'));
 
-function espf(url: string, args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: ROOT, env: { ...process.env, ESPF_HOME: home, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function espf(url: string, args: string[]): Promise<EspfRun> {
+  return runEspf(args, { ESPF_HOME: home, DATABASE_URL: url });
 }
-
-const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
 
 describe('espf resend', function () {
   let t: TestDatabase;

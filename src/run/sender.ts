@@ -1,3 +1,4 @@
+import type { ConfigSnapshot } from '../config/snapshot.ts';
 import { ConfigWatcher } from '../config/watch.ts';
 import type { Db } from '../db/connect.ts';
 import { lastRecordedLsn } from '../db/deliveries.ts';
@@ -106,6 +107,8 @@ export class Sender {
   }
 
   get isStreaming(): boolean { return this.streaming; }
+  /** The configuration in force (read from the rows at start and on every poll). */
+  get configuration(): ConfigSnapshot { return this.config.current; }
   get durableLsn(): bigint { return this.ack.durableLsn; }
   get httpHandlers(): ReadonlyMap<string, HttpHandler> { return this.deliverers.http; }
   get dispatcherRunners(): ReadonlyMap<string, DispatcherRunner> { return this.deliverers.dispatchers; }

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ROOT } from '../../src/paths.ts';
+import { spawnEspf } from './cli.ts';
 
 /** `espf run` as a real child process (for kill -9, restarts and hot standby). */
 export class EspfProcess {
@@ -14,9 +14,8 @@ export class EspfProcess {
 
   constructor(url: string, instance = 'main', env: Record<string, string> = {}) {
     this.logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
-    this.child = spawn(process.execPath, [path.join(ROOT, 'bin/espf.js'), 'run', '--instance', instance], {
-      env: { ...process.env, DATABASE_URL: url, ESPF_LOG_DIR: this.logDir, ESPF_HTTP_PORT: '0', ESPF_LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    this.child = spawnEspf(['run', '--instance', instance], {
+      env: { DATABASE_URL: url, ESPF_LOG_DIR: this.logDir, ESPF_HTTP_PORT: '0', ESPF_LOG_LEVEL: 'info', ...env },
     });
     const collect = (b: Buffer) => { this.output += b.toString('utf8'); };
     this.child.stdout!.on('data', collect);
@@ -53,19 +52,5 @@ export class EspfProcess {
   }
 }
 
-export interface CliRun { code: number | null; stdout: string; stderr: string }
-
-/** One `espf <args>` command as a child process; resolves with its exit code and output. */
-export function runEspf(args: string[], env: Record<string, string | undefined>): Promise<CliRun> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env };
-  for (const [k, v] of Object.entries(childEnv)) if (v === undefined) delete childEnv[k];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), ...args], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** One `espf <args>` command as a child process (test/support/cli.ts). */
+export { espf as runEspf, type EspfRun as CliRun } from './cli.ts';
