@@ -2,6 +2,7 @@
 export type EspfErrorCode =
   | 'ESPF_USAGE'                // bad command-line input
   | 'ESPF_NO_DATABASE'          // the database cannot be reached
+  | 'ESPF_NO_PRIMARY'           // DATABASE_URL lists several hosts and none is a primary (yet)
   | 'ESPF_MIGRATION_EDITED'     // a shipped migration was edited after it was applied
   | 'ESPF_MIGRATION_FAILED'     // a migration or repeatable SQL file failed
   | 'ESPF_UNKNOWN_HANDLER'
@@ -46,7 +47,8 @@ export function isConnectionError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   return ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'ENOENT', 'EHOSTUNREACH', 'EPIPE',
-    SQLSTATE.adminShutdown, SQLSTATE.cannotConnectNow, '57P02', '08006', '08001', '08003', '08004', SQLSTATE.invalidCatalogName].includes(code);
+    SQLSTATE.adminShutdown, SQLSTATE.cannotConnectNow, '57P02', '08006', '08001', '08003', '08004', SQLSTATE.invalidCatalogName,
+    'ESPF_NO_PRIMARY'].includes(code);
 }
 
 /**

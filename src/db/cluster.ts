@@ -20,6 +20,7 @@ export interface ClusterOptions {
   readonly dir: string;          // holds data/, sock/ and server.log
   readonly port?: number;        // default: a free port
   readonly durable?: boolean;    // fsync on (default true); tests turn it off
+  readonly binDir?: string;      // default: findBinDir()
 }
 
 export interface Cluster {
@@ -100,7 +101,7 @@ export async function freePort(): Promise<number> {
 
 /** Starts (initialising on first use) the cluster in `dir`; reuses one already running there. */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const binDir = findBinDir();
+  const binDir = opts.binDir ?? findBinDir();
   const owner = await ensureUser();
   const dir = path.resolve(opts.dir);
   const data = path.join(dir, 'data');
@@ -154,6 +155,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
 function shellQuote(s: string): string {
   return /^[A-Za-z0-9_=./:-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Promotes a standby to primary (`pg_ctl promote`, waiting until it accepts writes). */
+export async function promoteCluster(c: Cluster): Promise<void> {
+  await pgExec(c.binDir, 'pg_ctl', ['-D', path.join(c.dir, 'data'), '-w', '-t', '60', 'promote']);
 }
 
 /** Restarts a running cluster (fault injection in tests, and the CLI's own recovery). */

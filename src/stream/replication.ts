@@ -1,8 +1,9 @@
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { sql } from '@databases/pg';
 import { Backoff } from '../backoff.ts';
-import type { Db } from '../db/connect.ts';
+import { locatePrimary, type Db } from '../db/connect.ts';
 import { SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
+import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
 import { acknowledgeUpTo, queueEmpty } from './library.ts';
 import { parseLsn } from './lsn.ts';
@@ -65,6 +66,8 @@ export class ReplicationStream {
   private readonly backoff: Backoff;
   private heartbeatTimer?: NodeJS.Timeout;
   private lastReconnect = 0;
+  private warnedNoFailover = false;
+  private streamUrl?: string;
 
   constructor(opts: ReplicationOptions) {
     this.opts = opts;
@@ -82,14 +85,23 @@ export class ReplicationStream {
         if (sqlState(err) !== SQLSTATE.duplicateObject) throw err;
       }
     }
-    const [s] = await db.query(sql`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = ${slot}`);
-    if (!s) {
+    // failover (PostgreSQL 17+): standbys with sync_replication_slots keep a
+    // copy of the slot, so a promoted standby goes on from it (docs/operations.md).
+    const [s] = await db.query(sql`
+      SELECT current_setting('server_version_num')::int >= 170000 AS failover_slots,
+             (SELECT (to_jsonb(r) ->> 'failover')::boolean FROM pg_replication_slots r WHERE slot_name = ${slot}) AS failover,
+             EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${slot}) AS present`);
+    if (!s.present) {
       try {
-        await db.query(sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`);
-        this.opts.log.info({ slot }, 'created replication slot');
+        if (s.failover_slots) await db.query(sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput', false, false, true)`);
+        else await db.query(sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`);
+        this.opts.log.info({ slot, failover: s.failover_slots }, 'created replication slot');
       } catch (err) {
         if (sqlState(err) !== SQLSTATE.duplicateObject) throw err;
       }
+    } else if (s.failover_slots && s.failover === false && !this.warnedNoFailover) {
+      this.warnedNoFailover = true;
+      this.opts.log.warn({ slot }, `slot ${slot} is not a failover slot: a promoted standby will not have it (docs/operations.md, "Failover")`);
     }
   }
 
@@ -121,10 +133,14 @@ export class ReplicationStream {
       .catch((err) => this.connectionLost(err));
   }
 
-  private streamOnce(): Promise<void> {
+  private async streamOnce(): Promise<void> {
+    // DATABASE_URL may list several hosts: stream from the one that is the primary now.
+    const url = await locatePrimary(this.opts.url);
+    if (this.streamUrl !== undefined && url !== this.streamUrl) this.opts.log.warn({ primary: redactUrl(url) }, `the primary has moved: streaming from ${redactUrl(url)}`);
+    this.streamUrl = url;
     return new Promise<void>((resolve, reject) => {
       const service = new LogicalReplicationService(
-        { connectionString: this.opts.url, application_name: `espf ${this.opts.slot}` },
+        { connectionString: url, application_name: `espf ${this.opts.slot}` },
         { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
       );
       this.service = service;
