@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,6 +46,15 @@ function cleanStaleClusters(): void {
       const argv = ['-D', data, '-m', 'immediate', 'stop'];
       if (process.getuid?.() === 0) spawnSync('runuser', ['-u', 'postgres', '--', bin, ...argv]);
       else spawnSync(bin, argv);
+    }
+    // Clusters of other tests under it (test/support/standby.ts): immediate shutdown.
+    for (const sub of readdirSync(path.join(tmp, name), { withFileTypes: true })) {
+      if (!sub.isDirectory()) continue;
+      for (const node of readdirSync(path.join(tmp, name, sub.name))) {
+        const pidFile = path.join(tmp, name, sub.name, node, 'data', 'postmaster.pid');
+        if (!existsSync(pidFile)) continue;
+        try { process.kill(Number(readFileSync(pidFile, 'utf8').split('\n')[0]), 'SIGQUIT'); } catch { /* gone */ }
+      }
     }
     spawnSync('rm', ['-rf', path.join(tmp, name)]);
   }
