@@ -1,5 +1,6 @@
 import path from 'node:path';
 import pino from 'pino';
+import { isPostgresUrl } from '../db/hosts.ts';
 import { EspfError } from '../errors.ts';
 import { ROOT } from '../paths.ts';
 import { escapeTerminal } from '../security/terminal.ts';
@@ -61,12 +62,8 @@ function nonEmpty(env: NodeJS.ProcessEnv, name: string, fallback: string, what: 
 export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
   const databaseUrl: string | undefined = env.DATABASE_URL || undefined;
   if (databaseUrl !== undefined) {
-    let ok = false;
-    try {
-      ok = ['postgres:', 'postgresql:'].includes(new URL(databaseUrl).protocol);
-    } catch { /* not a URL */ }
-    // Never quote the value: it may carry a password.
-    if (!ok) throw new EspfError('ESPF_ENV', 'DATABASE_URL is not a PostgreSQL connection string (postgres://user@host:port/database)');
+    // Never quote the value: it may carry a password. Several hosts are allowed (src/db/hosts.ts).
+    if (!isPostgresUrl(databaseUrl)) throw new EspfError('ESPF_ENV', 'DATABASE_URL is not a PostgreSQL connection string (postgres://user@host:port/database)');
   }
   const levels = [...Object.keys(pino.levels.values), 'silent'];
   const logLevel = env.ESPF_LOG_LEVEL ?? 'info';

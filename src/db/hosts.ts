@@ -1,5 +1,4 @@
 import { EspfError, isConnectionError, oneLine, sqlState } from '../errors.ts';
-import { redactText } from '../security/redact.ts';
 
 /**
  * A DATABASE_URL may list several hosts, as libpq allows:
@@ -25,15 +24,19 @@ export interface ParsedHosts {
 
 const URL_SHAPE = /^(postgres(?:ql)?:\/\/)([^@/?#]*@)?([^/?#]*)(.*)$/i;
 
-/** The hosts of a URL; a plain one-host URL gives one host. Throws ESPF_USAGE on a malformed list. */
-export function parseHosts(url: string): ParsedHosts {
+/**
+ * The hosts of a URL; a plain one-host URL gives one host. Throws ESPF_USAGE on
+ * a malformed list, and on a target_session_attrs espf cannot honour (unless
+ * `checkAttrs` is false).
+ */
+export function parseHosts(url: string, checkAttrs = true): ParsedHosts {
   const m = URL_SHAPE.exec(url);
   if (!m) return { hosts: [{ host: '' }], urlFor: () => url };
   const [, scheme, userinfo = '', authority = '', rest = ''] = m;
-  const hosts = authority.split(',').map((part) => parseHost(part, url));
-  if (hosts.length > 1 && hosts.some((h) => h.host === '')) throw new EspfError('ESPF_USAGE', `DATABASE_URL: an empty host in the list ${redactText(url)}`);
+  const hosts = authority.split(',').map((part) => parseHost(part));
+  if (hosts.length > 1 && hosts.some((h) => h.host === '')) throw new EspfError('ESPF_USAGE', 'DATABASE_URL: an empty host in the list of hosts');
   const params = stripTargetSessionAttrs(rest);
-  if (params.value !== undefined && !['read-write', 'primary', 'any'].includes(params.value)) {
+  if (checkAttrs && params.value !== undefined && !['read-write', 'primary', 'any'].includes(params.value)) {
     throw new EspfError('ESPF_USAGE', `DATABASE_URL: target_session_attrs=${params.value} is not supported: espf writes, it needs the primary (read-write)`);
   }
   return {
@@ -42,12 +45,23 @@ export function parseHosts(url: string): ParsedHosts {
   };
 }
 
-function parseHost(part: string, url: string): DatabaseHost {
+function parseHost(part: string): DatabaseHost {
   const m = /^(\[[^\]]+\]|[^:]*)(?::(\d*))?$/.exec(part);
-  if (!m) throw new EspfError('ESPF_USAGE', `DATABASE_URL: '${part}' is not host[:port] in ${redactText(url)}`);
+  if (!m) throw new EspfError('ESPF_USAGE', `DATABASE_URL: '${part}' is not host[:port]`);
   const port = m[2] ? Number(m[2]) : undefined;
   if (port !== undefined && (port < 1 || port > 65535)) throw new EspfError('ESPF_USAGE', `DATABASE_URL: port ${m[2]} is out of range`);
   return port === undefined ? { host: m[1]! } : { host: m[1]!, port };
+}
+
+/** Whether `url` is a postgres:// URL with one host or several, each of its one-host forms a valid URL. */
+export function isPostgresUrl(url: string): boolean {
+  if (!URL_SHAPE.test(url)) return false;
+  try {
+    const parsed = parseHosts(url, false);
+    return parsed.hosts.every((h) => ['postgres:', 'postgresql:'].includes(new URL(parsed.urlFor(h)).protocol));
+  } catch {
+    return false;
+  }
 }
 
 function formatHost(h: DatabaseHost): string {
