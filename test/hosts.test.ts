@@ -2,14 +2,12 @@
 // found by asking real servers. The switch to a promoted standby is in
 // test/failover.test.ts.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { sql } from '@databases/pg';
 import { freePort } from '../src/db/cluster.ts';
 import { connect, locatePrimary } from '../src/db/connect.ts';
 import { parseHosts } from '../src/db/hosts.ts';
 import { redactUrl } from '../src/security/redact.ts';
-import { ROOT } from '../src/paths.ts';
+import { espf } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
 describe('DATABASE_URL with several hosts', function () {
@@ -50,18 +48,7 @@ describe('DATABASE_URL with several hosts', function () {
 
   it('espf says in one line that no host is a primary', async () => {
     const [a, b] = [await freePort(), await freePort()];
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), 'status'], {
-        env: { ...process.env, DATABASE_URL: `postgres://postgres:pw@127.0.0.1:${a},127.0.0.1:${b}/x?target_session_attrs=read-write` },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
-      child.stderr.setEncoding('utf8').on('data', (s: string) => { stderr += s; });
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const r = await espf(['status'], { DATABASE_URL: `postgres://postgres:pw@127.0.0.1:${a},127.0.0.1:${b}/x?target_session_attrs=read-write` });
     assert.equal(r.code, 1, r.stderr);
     assert.equal(r.stdout, '');
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
