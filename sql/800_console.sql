@@ -2,7 +2,8 @@
 -- functions over what espf records; a DBA may SELECT from them too.
 
 -- One row per handler: what waits, what was delivered in the last 5 minutes
--- (per minute), what failed for good in the last 24 hours, the latest error.
+-- (per minute), what failed for good in the last 24 hours, the latest error,
+-- and how many of its URLs the circuit breaker holds down (espf.target_states).
 CREATE OR REPLACE VIEW espf.console_overview AS
 SELECT h.name AS handler,
        h.kind,
@@ -19,7 +20,8 @@ SELECT h.name AS handler,
          WHERE d.handler = h.name AND d.state = 'FAILED'
            AND d.finished_at >= now() - interval '24 hours') AS failed_24h,
        e.last_error,
-       e.last_error_at
+       e.last_error_at,
+       (SELECT count(*) FROM espf.target_states ts WHERE ts.handler = h.name AND NOT ts.up) AS targets_down
   FROM espf.handlers h
   LEFT JOIN LATERAL (
         SELECT count(*) AS waiting,
@@ -39,17 +41,23 @@ SELECT h.name AS handler,
          ORDER BY x.last_attempt_at DESC NULLS LAST
          LIMIT 1) e ON true;
 
--- Each instance named in espf.handlers, with its replication slot and how much
--- WAL the slot holds back (bytes behind the current WAL position).
+-- Each instance named in espf.handlers, with its replication slot, how much
+-- WAL the slot holds back (bytes behind the current WAL position), and where and
+-- when its espf run last started and streamed (espf.instances).
 CREATE OR REPLACE VIEW espf.console_slots AS
 SELECT i.instance,
        'espf_' || i.instance AS slot_name,
        s.slot_name IS NOT NULL AS slot_exists,
        coalesce(s.active, false) AS active,
        CASE WHEN s.slot_name IS NOT NULL AND NOT pg_is_in_recovery()
-            THEN pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(s.confirmed_flush_lsn, s.restart_lsn))::bigint END AS lag_bytes
+            THEN pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(s.confirmed_flush_lsn, s.restart_lsn))::bigint END AS lag_bytes,
+       r.host,
+       r.pid,
+       r.started_at,
+       r.streamed_at
   FROM (SELECT DISTINCT instance FROM espf.handlers) i
-  LEFT JOIN pg_replication_slots s ON s.slot_name = 'espf_' || i.instance AND s.database = current_database();
+  LEFT JOIN pg_replication_slots s ON s.slot_name = 'espf_' || i.instance AND s.database = current_database()
+  LEFT JOIN espf.instances r ON r.name = i.instance;
 
 -- Finished deliveries per handler in `buckets` equal slices of the last `hours`
 -- hours (bucket 0 is the oldest): delivered (or dispatched) and failed for good.

@@ -199,6 +199,10 @@ describe('espf CLI (child process)', function () {
       [['type', 'enable'], /^espf type enable: missing required argument 'type'/],
       [['matrix', 'extra'], /^espf matrix: too many arguments/],
       [['migrate', '--force'], /^espf migrate: unknown option '--force'/],
+      [['console'], /^espf console: missing command: user, enable or disable \(see: espf console --help\)$/m],
+      [['console', 'user', 'bogus'], /^espf console user: unknown command 'bogus': use add, password, remove or list/],
+      [['console', 'user', 'add', 'x'], /^espf console user add: required option '--role <role>' not specified/],
+      [['console', 'user', 'add', 'x', '--role', 'admin', '--password', 'secret'], /^espf console user add: unknown option '--password'/],
     ];
     for (const [args, reason] of cases) {
       it(`espf ${args.join(' ')}`, async () => {

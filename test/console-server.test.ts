@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -6,7 +7,7 @@ import path from 'node:path';
 import { sql } from '@databases/pg';
 import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
-import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../src/paths.ts';
+import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR, ROOT } from '../src/paths.ts';
 import { testServer, withDatabase } from './support/cluster.ts';
 import { addAccounts, seedCustomer } from './support/sender.ts';
 import { hashPassword, verifyPassword } from '../src/console/auth.ts';
@@ -104,6 +105,23 @@ describe('console: server side', function () {
       if (saved.url === undefined) delete process.env.DATABASE_URL;
       if (saved.pw === undefined) delete process.env.ESPF_CONSOLE_PASSWORD; else process.env.ESPF_CONSOLE_PASSWORD = saved.pw;
     }
+  });
+
+  it('espf console user add reads the password from standard input (a real child process)', async () => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), 'console', 'user', 'add', 'dave', '--role', 'admin'], {
+      env: { ...process.env, DATABASE_URL: t.url, ESPF_CONSOLE_PASSWORD: undefined }, stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => { out += b; });
+    child.stderr.on('data', (b: Buffer) => { err += b; });
+    child.stdin.end('from stdin 0123\nignored second line\n');
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(code, 0, err);
+    assert.equal(out, 'console user dave added (admin)\n');
+    const [row] = await t.db.query(sql`SELECT password_hash FROM espf.console_users WHERE name = 'dave'`);
+    assert.ok(await verifyPassword('from stdin 0123', row.password_hash));
+    await t.db.query(sql`DELETE FROM espf.console_users WHERE name = 'dave'`);
   });
 
   it('the database refuses a user row without an scrypt hash or with an unknown role', async () => {
@@ -236,6 +254,17 @@ describe('console: server side', function () {
       const r = await post(cookie, '/console/matrix', { _csrf: csrf, op: 'handler|EventSender|on' });
       assert.equal(r.status, 422);
       assert.match(await r.text(), /role="alert">espf\.handlers\.enabled: http handler EventSender cannot be enabled while espf\.http_handlers\.url is empty/);
+    });
+
+    it('the overview marks a handler red when the circuit breaker holds one of its URLs down', async () => {
+      const cookie = await login(VIEWER);
+      const row = async () => /<tr class="([^"]*)">\s*<th scope="row"><a href="\/console\/handlers\/EventSender">[\s\S]*?<\/tr>/.exec((await page(cookie, '/console/')).text)!;
+      assert.doesNotMatch((await row())[0], /down/);
+      await t.db.query(sql`INSERT INTO espf.target_states (handler, url, instance, up, since, failures) VALUES ('EventSender', 'http://127.0.0.1:9/a', 'main', false, now(), 10)`);
+      const r = await row();
+      assert.equal(r[1], 'bad');
+      assert.match(r[0], /1 URL down \(probed only\)/);
+      await t.db.query(sql`DELETE FROM espf.target_states`);
     });
 
     it('logging out ends the session on the server', async () => {

@@ -49,9 +49,9 @@ function checkRole(role: string): 'viewer' | 'admin' {
 }
 
 /** `espf console …`: users of the web console, and switching it on and off (espf.console). */
-export function registerConsoleCommand(program: Command, io: Out): Command {
-  const cmd = program.command('console')
-    .description('the web console of espf run under /console/: its users (espf.console_users) and switch (espf.console.enabled)')
+export function registerConsoleCommand(program: Command, io: Out,
+  group: (parent: Command, name: string, description: string) => Command): Command {
+  const cmd = group(program, 'console', 'the web console of espf run under /console/: its users (espf.console_users) and switch (espf.console.enabled)')
     .addHelpText('after', `
 Examples:
   espf console user add alice --role admin        (password on stdin, or in ESPF_CONSOLE_PASSWORD)
@@ -61,7 +61,7 @@ Examples:
 
 See docs/console.md.
 `);
-  const user = cmd.command('user').description('add, remove and list console users');
+  const user = group(cmd, 'user', 'add, remove and list console users');
   user.command('add').argument('<name>', 'the user name')
     .requiredOption('--role <role>', 'viewer (reads) or admin (changes configuration, resends)')
     .description('add a user; the password comes from stdin or ESPF_CONSOLE_PASSWORD, never from an argument')
@@ -115,5 +115,8 @@ See docs/console.md.
         io.out(`console ${action}d: served by espf run at /console/ on ESPF_HTTP_PORT\n`);
       });
   }
+  // A group's extra arguments reach its action (the unknown command); set after the subcommands.
+  cmd.allowExcessArguments();
+  user.allowExcessArguments();
   return cmd;
 }

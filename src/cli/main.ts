@@ -169,7 +169,7 @@ Examples:
 
   registerStatusCommand(program, io);
   registerResendCommand(program, io);
-  registerConsoleCommand(program, io);
+  registerConsoleCommand(program, io, group);
   const rule = registerRuleCommand(program, io, group);
   registerBackfillCommand(program, io);
 

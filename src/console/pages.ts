@@ -52,7 +52,8 @@ export function overviewPage(ctx: PageContext, d: { handlers: Row[]; slots: Row[
     const old = h.oldest_age_s !== null && h.oldest_age_s > warnAgeS;
     const stuck = waiting > 0 && !h.enabled;
     const st = statusOf.get(h.handler);
-    const needsPerson = failed > 0 || old || stuck || Number(h.retry) > 0;
+    const down = Number(h.targets_down ?? 0);
+    const needsPerson = failed > 0 || old || stuck || Number(h.retry) > 0 || down > 0;
     return html`<tr class="${needsPerson ? 'bad' : ''}">
   <th scope="row"><a href="/console/handlers/${encodeURIComponent(h.handler)}">${h.handler}</a><div class="muted">${h.kind}${h.enabled ? '' : ', disabled'}</div></th>
   <td>${h.instance}</td>
@@ -60,7 +61,7 @@ export function overviewPage(ctx: PageContext, d: { handlers: Row[]; slots: Row[
   <td class="num${failed > 0 ? ' bad' : ''}"><a href="/console/deliveries?handler=${encodeURIComponent(h.handler)}&amp;state=FAILED">${failed}</a></td>
   <td class="num${stuck ? ' bad' : ''}">${waiting}${waiting ? html`<div class="muted">${h.pending} pending, ${h.retry} retry</div>` : ''}</td>
   <td class="num${old ? ' bad' : ''}">${age(h.oldest_age_s)}</td>
-  <td>${h.last_error ? html`${h.last_error}<div class="muted">${when(h.last_error_at)}</div>` : ''}</td>
+  <td>${down > 0 ? html`<div class="bad">${down} URL${down > 1 ? 's' : ''} down (probed only)</div>` : ''}${h.last_error ? html`${h.last_error}<div class="muted">${when(h.last_error_at)}</div>` : ''}</td>
   <td class="num">${st ? html`<span class="bad">${st.failed} failed, ${st.retry} retry</span>` : '0'}</td>
   <td class="wide">${sparkline(seriesOf(d.series, h.handler, 'delivered'), { label: `${h.handler} delivered, last 6 hours` })}
       ${sparkline(seriesOf(d.series, h.handler, 'failed'), { label: `${h.handler} failed, last 6 hours`, color: '#b91c1c' })}</td>
@@ -70,17 +71,19 @@ export function overviewPage(ctx: PageContext, d: { handlers: Row[]; slots: Row[
     const bad = !s.slot_exists || !s.active || s.lagging;
     return html`<tr class="${bad ? 'bad' : ''}"><th scope="row">${s.instance}</th><td>${s.slot_name}</td>
       <td>${s.slot_exists ? (s.active ? 'streaming' : 'not streaming (no espf run attached)') : 'no slot (espf run never started)'}</td>
-      <td class="num">${s.lag_bytes === null ? '' : formatBytes(Number(s.lag_bytes))}</td></tr>`;
+      <td class="num">${s.lag_bytes === null ? '' : formatBytes(Number(s.lag_bytes))}</td>
+      <td>${s.host ? `${s.host} pid ${s.pid}` : ''}${s.started_at ? html`<div class="muted">started ${when(s.started_at)}</div>` : ''}</td>
+      <td>${when(s.streamed_at)}</td></tr>`;
   });
   return layout(ctx, 'Overview', html`
-<p class="muted">Red rows need a person: deliveries failed for good in the last 24 hours, retries, a waiting event older than ${age(warnAgeS)}, events waiting for a disabled handler, an instance that does not stream, or a slot that holds back more WAL than espf.maintenance.slot_lag_warn_bytes. <a href="/console/">Refresh</a></p>
+<p class="muted">Red rows need a person: deliveries failed for good in the last 24 hours, retries, a URL the circuit breaker holds down, a waiting event older than ${age(warnAgeS)}, events waiting for a disabled handler, an instance that does not stream, or a slot that holds back more WAL than espf.maintenance.slot_lag_warn_bytes. <a href="/console/">Refresh</a></p>
 <h2>Handlers</h2>
 <div class="scroll"><table>
 <thead><tr><th scope="col">Handler</th><th scope="col">Instance</th><th scope="col" class="num">Delivered /min<br><span class="muted">last 5 min</span></th><th scope="col" class="num">Failed<br><span class="muted">24 h</span></th><th scope="col" class="num">Waiting</th><th scope="col" class="num">Oldest waiting</th><th scope="col">Last error</th><th scope="col" class="num">Accounts not OK</th><th scope="col" class="wide">Delivered / failed, last 6 h</th></tr></thead>
 <tbody>${rows}</tbody></table></div>
 <h2>Instances</h2>
 <div class="scroll"><table>
-<thead><tr><th scope="col">Instance</th><th scope="col">Slot</th><th scope="col">State</th><th scope="col" class="num">Slot lag</th></tr></thead>
+<thead><tr><th scope="col">Instance</th><th scope="col">Slot</th><th scope="col">State</th><th scope="col" class="num">Slot lag</th><th scope="col">Process</th><th scope="col">Last heartbeat</th></tr></thead>
 <tbody>${slots}</tbody></table></div>`);
 }
 
