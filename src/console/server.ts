@@ -107,7 +107,8 @@ export function createConsole(opts: ConsoleOptions) {
     if (origin === undefined) return;
     let host: string;
     try { host = new URL(origin).host; } catch { throw new Refusal(403, 'refused: a change must come from a console page (bad Origin)'); }
-    if (host !== req.headers.host) throw new Refusal(403, 'refused: a change must come from a console page (Origin is another site)');
+    const own = [req.headers.host, req.headers['x-forwarded-host']].flatMap((h) => String(h ?? '').split(',')).map((h) => h.trim()).filter(Boolean);
+    if (!own.includes(host)) throw new Refusal(403, 'refused: a change must come from a console page (Origin is another site)');
   }
 
   async function loadSession(r: Request): Promise<void> {
