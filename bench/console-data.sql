@@ -1,12 +1,12 @@
 -- make bench, console_ms (bench/console.ts): the events i_event lo .. hi of a
 -- history of `total` over the last 7 days, to the seed's accounts acc_lo .. acc_hi
--- (spread evenly), five event types, and their deliveries to EventSender: 1 in
+-- (spread evenly), five event types (failures of every type), and their deliveries to EventSender: 1 in
 -- 100 FAILED after 100 attempts, the rest DELIVERED. The numbers are settings
 -- espf_bench.lo, .hi, .acc_lo, .acc_hi, .total of the session.
 INSERT INTO espf.events (i_event, event_type, variables, created_at)
 SELECT x.g, x.event_type, jsonb_build_object('i_event', x.g, 'i_env', 1, 'i_account', x.acc, 'event_time', to_char(x.t, 'YYYY-MM-DD HH24:MI:SS')), x.t
   FROM (SELECT g,
-               (ARRAY['Account/New', 'Account/Blocked', 'Account/Unblocked', 'Account/ID/Changed', 'Account/Product/Changed'])[1 + g % 5] AS event_type,
+               (ARRAY['Account/New', 'Account/Blocked', 'Account/Unblocked', 'Account/ID/Changed', 'Account/Product/Changed'])[1 + (g / 7) % 5] AS event_type,
                current_setting('espf_bench.acc_lo')::bigint + (g * 7919) % (current_setting('espf_bench.acc_hi')::bigint - current_setting('espf_bench.acc_lo')::bigint + 1) AS acc,
                now() - interval '7 days' + g * (interval '7 days' / current_setting('espf_bench.total')::bigint) AS t
           FROM generate_series(current_setting('espf_bench.lo')::bigint, current_setting('espf_bench.hi')::bigint) g) x;

@@ -57,13 +57,16 @@ CREATE TABLE espf.console_audit (
 );
 CREATE INDEX console_audit_at_idx ON espf.console_audit (at);
 
--- The console's subscriber page (deliveries of one account) and failures page.
+-- The console's subscriber page (deliveries of one account), failures page and
+-- overview (failures of the last 24 hours).
 -- On a large espf.event_deliveries build them first without blocking the sender:
 --   CREATE INDEX CONCURRENTLY IF NOT EXISTS event_deliveries_account_idx ON espf.event_deliveries (i_account, i_event);
---   CREATE INDEX CONCURRENTLY IF NOT EXISTS event_deliveries_failed_idx ON espf.event_deliveries (i_event, handler) WHERE state = 'FAILED';
+--   CREATE INDEX CONCURRENTLY IF NOT EXISTS event_deliveries_failed_idx ON espf.event_deliveries (i_event, handler) INCLUDE (created_at, event_type) WHERE state = 'FAILED';
+--   CREATE INDEX CONCURRENTLY IF NOT EXISTS event_deliveries_failed_at_idx ON espf.event_deliveries (finished_at) WHERE state = 'FAILED';
 -- and this migration finds them there.
 CREATE INDEX IF NOT EXISTS event_deliveries_account_idx ON espf.event_deliveries (i_account, i_event);
-CREATE INDEX IF NOT EXISTS event_deliveries_failed_idx ON espf.event_deliveries (i_event, handler) WHERE state = 'FAILED';
+CREATE INDEX IF NOT EXISTS event_deliveries_failed_idx ON espf.event_deliveries (i_event, handler) INCLUDE (created_at, event_type) WHERE state = 'FAILED';
+CREATE INDEX IF NOT EXISTS event_deliveries_failed_at_idx ON espf.event_deliveries (finished_at) WHERE state = 'FAILED';
 
 -- espf run serves the console: it reads users and writes sessions and the audit.
 -- Changes of configuration through the console need the table grants a DBA

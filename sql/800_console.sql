@@ -19,8 +19,8 @@ SELECT h.name AS handler,
        (SELECT count(*) FROM espf.event_deliveries d
          WHERE d.handler = h.name AND d.state = 'FAILED'
            AND d.finished_at >= now() - interval '24 hours') AS failed_24h,
-       e.last_error,
-       e.last_error_at,
+       CASE WHEN f.at IS NULL OR (r.at IS NOT NULL AND r.at >= f.at) THEN r.last_error ELSE f.last_error END AS last_error,
+       CASE WHEN f.at IS NULL OR (r.at IS NOT NULL AND r.at >= f.at) THEN r.at ELSE f.at END AS last_error_at,
        (SELECT count(*) FROM espf.target_states ts WHERE ts.handler = h.name AND NOT ts.up) AS targets_down
   FROM espf.handlers h
   LEFT JOIN LATERAL (
@@ -30,16 +30,15 @@ SELECT h.name AS handler,
                extract(epoch FROM now() - min(coalesce(d.committed_at, d.created_at)))::float8 AS oldest_age_s
           FROM espf.event_deliveries d
          WHERE d.handler = h.name AND d.state IN ('PENDING', 'RETRY')) w ON true
+  -- the latest error of a waiting delivery, and of one that failed for good in the last 24 hours
   LEFT JOIN LATERAL (
-        SELECT x.last_error, x.last_attempt_at AS last_error_at
-          FROM (SELECT d.last_error, d.last_attempt_at FROM espf.event_deliveries d
-                 WHERE d.handler = h.name AND d.state IN ('PENDING', 'RETRY') AND d.last_error IS NOT NULL
-                UNION ALL
-                SELECT d.last_error, d.last_attempt_at FROM espf.event_deliveries d
-                 WHERE d.handler = h.name AND d.state = 'FAILED'
-                   AND d.finished_at >= now() - interval '24 hours') x
-         ORDER BY x.last_attempt_at DESC NULLS LAST
-         LIMIT 1) e ON true;
+        SELECT d.last_error, d.last_attempt_at AS at FROM espf.event_deliveries d
+         WHERE d.handler = h.name AND d.state IN ('PENDING', 'RETRY') AND d.last_error IS NOT NULL
+         ORDER BY d.last_attempt_at DESC NULLS LAST LIMIT 1) r ON true
+  LEFT JOIN LATERAL (
+        SELECT d.last_error, d.finished_at AS at FROM espf.event_deliveries d
+         WHERE d.handler = h.name AND d.state = 'FAILED' AND d.finished_at >= now() - interval '24 hours'
+         ORDER BY d.finished_at DESC LIMIT 1) f ON true;
 
 -- Each instance named in espf.handlers, with its replication slot, how much
 -- WAL the slot holds back (bytes behind the current WAL position), and where and

@@ -188,7 +188,7 @@ describe('console: server side', function () {
 
     it('a viewer reads every page and cannot change anything (403, rows unchanged)', async () => {
       const cookie = await login(VIEWER);
-      for (const p of ['/console/', '/console/matrix', '/console/handlers', '/console/handlers/EventSender', '/console/subscribers', '/console/deliveries?state=FAILED', '/console/audit']) {
+      for (const p of ['/console/', '/console/matrix', '/console/handlers', '/console/handlers/EventSender', '/console/subscribers', '/console/deliveries?state=FAILED', '/console/audit', '/console/rules']) {
         const r = await page(cookie, p);
         assert.equal(r.status, 200, `${p}: ${r.text.slice(0, 300)}`);
       }
@@ -267,6 +267,20 @@ describe('console: server side', function () {
       await t.db.query(sql`DELETE FROM espf.target_states`);
     });
 
+    it('lists the event rules with the result of espf rule check, and shows a rule with its compiled trigger', async () => {
+      const cookie = await login(VIEWER);
+      const list = await page(cookie, '/console/rules');
+      assert.equal(list.status, 200);
+      const [{ n }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_rules`);
+      assert.ok(n > 0);
+      assert.match(list.text, new RegExp(`espf rule check: all ${n} rules compile`));
+      const [rule] = await t.db.query(sql`SELECT name, event_type FROM espf.event_rules WHERE event_type = 'Account/Blocked' ORDER BY name LIMIT 1`);
+      const one = await page(cookie, `/console/rules/${encodeURIComponent(rule.name)}`);
+      assert.equal(one.status, 200);
+      assert.match(one.text, /<pre class="sql">[^<]*CREATE[^<]*TRIGGER/);
+      assert.equal((await page(cookie, '/console/rules/No%2FSuch')).status, 404);
+    });
+
     it('logging out ends the session on the server', async () => {
       const cookie = await login(ADMIN);
       const { csrf } = await page(cookie, '/console/');
@@ -295,7 +309,7 @@ describe('console: server side', function () {
           const x = await fetch(`${s.base}${p}`, { headers: { cookie }, redirect: 'manual' });
           return { status: x.status, text: await x.text() };
         };
-        for (const p of ['/console/', '/console/matrix', '/console/handlers/EventSender', '/console/deliveries', '/console/audit']) {
+        for (const p of ['/console/', '/console/matrix', '/console/handlers/EventSender', '/console/deliveries', '/console/audit', '/console/rules']) {
           assert.equal((await get(p)).status, 200, p);
         }
         const csrf = /name="_csrf" value="([^"]*)"/.exec((await get('/console/matrix')).text)![1]!;

@@ -189,6 +189,15 @@ describe('console in a real browser (headless Chromium)', function () {
     assert.deepEqual(a, { user_name: ADMIN.user, action: 'resend' });
   });
 
+  it('lists the event rules as espf rule check sees them and shows the trigger a rule compiles to', async () => {
+    await page.getByRole('link', { name: 'Rules' }).click();
+    assert.match(await page.getByRole('status').textContent() ?? '', /espf rule check: all \d+ rules compile/);
+    const [rule] = await t.db.query(sql`SELECT name FROM espf.event_rules WHERE event_type = 'Account/New' ORDER BY name LIMIT 1`);
+    await page.getByRole('link', { name: rule.name, exact: true }).click();
+    assert.match(await page.locator('pre.sql').textContent() ?? '', /CREATE[\s\S]*TRIGGER/);
+    await shot(page, 'rules');
+  });
+
   it('a viewer sees the pages and cannot change anything, even with a forced click', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     try {

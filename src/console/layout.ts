@@ -12,6 +12,7 @@ const NAV: readonly [string, string][] = [
   ['/console/handlers', 'Handlers'],
   ['/console/subscribers', 'Subscribers'],
   ['/console/deliveries', 'Deliveries'],
+  ['/console/rules', 'Rules'],
   ['/console/audit', 'Audit'],
 ];
 

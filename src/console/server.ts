@@ -16,6 +16,8 @@ import type { PageContext } from './layout.ts';
 import * as pages from './pages.ts';
 import * as store from './store.ts';
 import { sendTestEvent } from './test-event.ts';
+import { rulePage, rulesPage } from './rules-pages.ts';
+import { checkRules, listRules, readRule } from '../rules/rules.ts';
 
 export interface ConsoleOptions {
   readonly db: Db;
@@ -270,6 +272,19 @@ export function createConsole(opts: ConsoleOptions) {
       const job = jobs.get(m[1]!);
       if (!job) throw new Refusal(404, 'no such resend job on this instance (jobs are kept in the memory of the espf run that started them)');
       return send(res, 200, pages.jobPage(c, job));
+    }
+    if (p === '/console/rules' && get) {
+      const [rules, check] = await Promise.all([listRules(db), checkRules(db)]);
+      return send(res, 200, rulesPage(c, rules, check));
+    }
+    if ((m = /^\/console\/rules\/(.+)$/.exec(p)) && get) {
+      const name = decodeURIComponent(m[1]!);
+      try {
+        return send(res, 200, rulePage(c, await readRule(db, name)));
+      } catch (err) {
+        if ((err as { code?: string }).code === 'ESPF_UNKNOWN_RULE') throw new Refusal(404, oneLine(err));
+        throw err;
+      }
     }
     if (p === '/console/audit' && get) {
       return send(res, 200, pages.auditPage(c, await store.recentAudit(db, 200)));

@@ -177,22 +177,20 @@ export async function findAccounts(db: Db, q: string) {
 }
 
 export async function accountTimeline(db: Db, iAccount: number, limit = 200) {
-  const [account] = await db.query(sql`
+  const [[account], deliveries, statuses] = await Promise.all([db.query(sql`
     SELECT a.i_account, a.id, a.i_customer, c.name AS customer, a.i_product, p.name AS product, a.blocked
       FROM billing.account a
       LEFT JOIN billing.customer c ON c.i_customer = a.i_customer
       LEFT JOIN billing.product p ON p.i_product = a.i_product
-     WHERE a.i_account = ${iAccount}`);
-  const deliveries = await db.query(sql`
+     WHERE a.i_account = ${iAccount}`), db.query(sql`
     SELECT d.i_event, d.handler, d.state, d.event_type, d.attempts, d.urls_done, d.last_http_status, d.last_error,
            d.next_attempt_at, d.committed_at, d.created_at, d.first_attempt_at, d.last_attempt_at, d.finished_at,
            e.variables, e.source_i_event
       FROM (SELECT * FROM espf.event_deliveries WHERE i_account = ${iAccount} ORDER BY i_event DESC LIMIT ${limit}) d
       LEFT JOIN espf.events e ON e.i_event = d.i_event
-     ORDER BY d.i_event DESC, d.handler`);
-  const statuses = await db.query(sql`
+     ORDER BY d.i_event DESC, d.handler`), db.query(sql`
     SELECT handler, status, i_event, event_type, attempts, message, updated_at
-      FROM espf.account_provisioning_statuses WHERE i_account = ${iAccount} ORDER BY handler`);
+      FROM espf.account_provisioning_statuses WHERE i_account = ${iAccount} ORDER BY handler`)]);
   return { account: account ?? null, deliveries, statuses };
 }
 
@@ -216,16 +214,24 @@ function where(f: DeliveryFilter): SQLQuery {
   return sql.join(c, ' AND ');
 }
 
-/** One page, newest event first; `after` is the last (i_event, handler) of the previous page. */
+/**
+ * One page, newest event first; `after` is the last (i_event, handler) of the
+ * previous page. The keys are found first (for FAILED, an index-only scan of
+ * event_deliveries_failed_idx, whose rows carry created_at and event_type), then
+ * their rows are read.
+ */
 export async function deliveries(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number) {
   const key = after ? sql`AND (d.i_event, d.handler) < (${after.i_event}, ${after.handler})` : sql``;
   return db.query(sql`
+    WITH page AS (
+      SELECT d.i_event, d.handler FROM espf.event_deliveries d
+       WHERE ${where(f)} ${key}
+       ORDER BY d.i_event DESC, d.handler DESC
+       LIMIT ${limit})
     SELECT d.i_event, d.handler, d.state, d.event_type, d.i_account, d.attempts, d.last_http_status, d.last_error,
            d.created_at, d.last_attempt_at, d.finished_at
-      FROM espf.event_deliveries d
-     WHERE ${where(f)} ${key}
-     ORDER BY d.i_event DESC, d.handler DESC
-     LIMIT ${limit}`);
+      FROM page p JOIN espf.event_deliveries d ON d.i_event = p.i_event AND d.handler = p.handler
+     ORDER BY d.i_event DESC, d.handler DESC`);
 }
 
 /** The keys of finished deliveries matching a filter, lowest first, after `after`: for "resend all matching". */
