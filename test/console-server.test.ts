@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -7,7 +6,8 @@ import path from 'node:path';
 import { sql } from '@databases/pg';
 import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
-import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR, ROOT } from '../src/paths.ts';
+import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../src/paths.ts';
+import { spawnEspf } from './support/cli.ts';
 import { testServer, withDatabase } from './support/cluster.ts';
 import { addAccounts, seedCustomer } from './support/sender.ts';
 import { hashPassword, verifyPassword } from '../src/console/auth.ts';
@@ -108,14 +108,14 @@ describe('console: server side', function () {
   });
 
   it('espf console user add reads the password from standard input (a real child process)', async () => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'espf.js'), 'console', 'user', 'add', 'dave', '--role', 'admin'], {
-      env: { ...process.env, DATABASE_URL: t.url, ESPF_CONSOLE_PASSWORD: undefined }, stdio: ['pipe', 'pipe', 'pipe'],
+    const child = spawnEspf(['console', 'user', 'add', 'dave', '--role', 'admin'], {
+      env: { DATABASE_URL: t.url, ESPF_CONSOLE_PASSWORD: undefined }, stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
     let err = '';
-    child.stdout.on('data', (b: Buffer) => { out += b; });
-    child.stderr.on('data', (b: Buffer) => { err += b; });
-    child.stdin.end('from stdin 0123\nignored second line\n');
+    child.stdout!.on('data', (b: Buffer) => { out += b; });
+    child.stderr!.on('data', (b: Buffer) => { err += b; });
+    child.stdin!.end('from stdin 0123\nignored second line\n');
     const code = await new Promise((resolve) => child.on('close', resolve));
     assert.equal(code, 0, err);
     assert.equal(out, 'console user dave added (admin)\n');
