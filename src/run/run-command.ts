@@ -33,7 +33,7 @@ export async function runService(opts: RunOptions): Promise<void> {
     let url = env.databaseUrl;
     if (!url) {
       const { startEmbedded } = await import('./embedded.ts');
-      const { cluster, url: embedded } = await startEmbedded(env.home, env.pgPort);
+      const { cluster, url: embedded, outside } = await startEmbedded(env.home, env.pgPort);
       url = embedded;
       if (cluster.startedHere) {
         started.push(async () => {
@@ -43,6 +43,7 @@ export async function runService(opts: RunOptions): Promise<void> {
       }
       opts.out([
         `espf: embedded PostgreSQL ${cluster.version} with logical replication, data in ${cluster.dir}/data`,
+        ...(outside ? [`espf: (outside the repository: the user postgres, which runs PostgreSQL for root, cannot enter it; ${env.home}/location names that folder)`] : []),
         `espf: connect with: psql ${url}`,
         `espf: other espf commands in this folder use it when DATABASE_URL is not set`,
         '',
