@@ -57,3 +57,175 @@ END
 $$;
 CREATE OR REPLACE TRIGGER handler_moved AFTER UPDATE OF instance ON espf.handlers
   FOR EACH ROW WHEN (OLD.instance IS DISTINCT FROM NEW.instance) EXECUTE FUNCTION espf.handler_moved();
+
+-- The order key of an event (as src/delivery/item.ts computes it): events of
+-- one key reach a handler in commit order.
+CREATE OR REPLACE FUNCTION espf.order_key(v jsonb, i_event bigint) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE
+           WHEN coalesce(jsonb_typeof(v -> 'i_account'), 'null') <> 'null' THEN 'a:' || (v ->> 'i_account')
+           WHEN coalesce(jsonb_typeof(v -> 'i_customer'), 'null') <> 'null' THEN 'c:' || (v ->> 'i_customer')
+           WHEN coalesce(jsonb_typeof(v -> 'i_product'), 'null') <> 'null' THEN 'p:' || (v ->> 'i_product')
+           WHEN jsonb_typeof(v -> 'owner_type') = 'string' AND coalesce(jsonb_typeof(v -> 'owner_id'), 'null') <> 'null'
+             THEN left(v ->> 'owner_type', 1) || ':' || (v ->> 'owner_id')
+           ELSE 'e:' || i_event
+         END
+$$;
+
+-- From when the events of a handler must be caught up for instance `inst`:
+-- null when the instance's slot already carries them (it served the handler
+-- before and its slot was not just made); else the point its previous slot
+-- covered it to (less the slack), or '-infinity' (no slot ever did).
+CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT CASE
+           WHEN c.served_by = inst AND NOT slot_created THEN NULL
+           WHEN c.served_by = inst THEN coalesce(i.processed_until - espf.catch_up_slack(), '-infinity')
+           ELSE coalesce(c.covered_until - espf.catch_up_slack(), '-infinity')
+         END
+    FROM (SELECT 1) one
+    LEFT JOIN espf.handler_coverage c ON c.handler = catch_up_from.handler
+    LEFT JOIN espf.instances i ON i.name = inst
+$$;
+
+-- The (handler, event) pairs instance `inst` must catch up: for each enabled
+-- handler of the instance that its slot does not cover, the events of the types
+-- it is subscribed to, created while it was enabled and subscribed, from
+-- espf.catch_up_from on, with no row in espf.event_deliveries for it.
+CREATE OR REPLACE FUNCTION espf.catch_up_candidates(inst text, slot_created boolean)
+RETURNS TABLE (handler text, kind text, i_event bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT h.name, h.kind, e.i_event
+    FROM espf.handlers h
+   CROSS JOIN LATERAL (SELECT espf.catch_up_from(h.name, inst, slot_created) AS t) w
+   CROSS JOIN LATERAL (
+           SELECT e.i_event
+             FROM espf.events e
+             JOIN espf.subscriptions s ON s.handler = h.name AND s.event_type = e.event_type
+            WHERE e.created_at >= greatest(w.t, coalesce(h.enabled_at, '-infinity'))
+              AND e.created_at >= s.created_at
+              AND NOT EXISTS (SELECT 1 FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = h.name)) e
+   WHERE h.instance = inst AND h.enabled AND w.t IS NOT NULL
+$$;
+
+-- Called by `espf run --instance <inst>` once it has its slot and before it
+-- streams (see the top of this file). Records the events to catch up for its
+-- http handlers as PENDING deliveries, ordered after what already waits for the
+-- handler (espf.waiting_deliveries loads them before anything new), and runs
+-- its dispatchers on theirs (espf.dispatch: the events they produce are new
+-- commits, which the slot carries). Marks the instance's enabled handlers as
+-- covered by its slot, and records the start in espf.instances.
+-- Returns {"horizon": <WAL insert position after all this>, "handlers": {"<handler>": <events>, …}}.
+CREATE OR REPLACE FUNCTION espf.catch_up(inst text, slot_created boolean, host text DEFAULT NULL, pid int DEFAULT NULL)
+RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  counts jsonb := '{}';
+  total bigint := 0;
+  r record;
+BEGIN
+  -- Two starts of one instance at once catch up one after the other.
+  PERFORM pg_advisory_xact_lock(hashtext('espf.catch_up'), hashtext(inst));
+
+  -- http handlers: PENDING rows, after what already waits for the handler (commit_lsn), in i_event order.
+  FOR r IN
+    WITH c AS (SELECT x.handler, x.i_event FROM espf.catch_up_candidates(inst, slot_created) x WHERE x.kind = 'http'),
+         behind AS (SELECT d.handler, max(d.commit_lsn) AS lsn
+                      FROM espf.event_deliveries d
+                     WHERE d.handler IN (SELECT DISTINCT c.handler FROM c) AND d.state IN ('PENDING', 'RETRY')
+                     GROUP BY d.handler),
+         ins AS (
+           INSERT INTO espf.event_deliveries AS d
+                  (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, committed_at)
+           SELECT e.i_event, c.handler, 'PENDING', e.event_type, espf.order_key(e.variables, e.i_event),
+                  CASE WHEN jsonb_typeof(e.variables -> 'i_account') = 'number' THEN (e.variables ->> 'i_account')::bigint END,
+                  inst, coalesce(b.lsn, '0/0'), e.created_at
+             FROM c
+             JOIN espf.events e ON e.i_event = c.i_event
+             LEFT JOIN behind b ON b.handler = c.handler
+           ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO NOTHING
+           RETURNING d.handler)
+    SELECT ins.handler, count(*) AS n FROM ins GROUP BY ins.handler
+  LOOP
+    counts := counts || jsonb_build_object(r.handler, r.n);
+    total := total + r.n;
+  END LOOP;
+
+  -- Dispatchers: every candidate is read (aggregated) before the first dispatch runs.
+  FOR r IN
+    SELECT x.handler, array_agg(x.i_event ORDER BY x.i_event) AS sources
+      FROM espf.catch_up_candidates(inst, slot_created) x
+     WHERE x.kind = 'dispatcher'
+     GROUP BY x.handler
+  LOOP
+    PERFORM espf.dispatch(r.handler, r.sources, inst);
+    counts := counts || jsonb_build_object(r.handler, cardinality(r.sources));
+    total := total + cardinality(r.sources);
+  END LOOP;
+
+  -- From now on the slot carries the events of the instance's enabled handlers.
+  INSERT INTO espf.handler_coverage AS c (handler, served_by, served_since)
+  SELECT h.name, inst, now() FROM espf.handlers h WHERE h.instance = inst AND h.enabled
+  ON CONFLICT (handler) DO UPDATE SET served_by = excluded.served_by, served_since = excluded.served_since
+   WHERE c.served_by IS DISTINCT FROM excluded.served_by OR slot_created;
+
+  INSERT INTO espf.instances AS i (name, started_at, caught_up_at, caught_up_events, host, pid)
+  VALUES (inst, now(), now(), total, catch_up.host, catch_up.pid)
+  ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, caught_up_at = excluded.caught_up_at,
+         caught_up_events = excluded.caught_up_events, host = excluded.host, pid = excluded.pid;
+
+  -- Read after every write above: any transaction this catch-up saw ends below it.
+  RETURN jsonb_build_object('horizon', pg_current_wal_insert_lsn()::text, 'handlers', counts);
+END
+$$;
+
+-- The heartbeat of a running instance (every few seconds, src/run/instances.ts):
+-- when it last streamed; how far its stream has processed (processed_until:
+-- once the durable position passes the WAL position noted at the previous
+-- mark, every transaction committed before that mark was processed); and the
+-- handlers it serves while streaming (one moved to it while it ran, or enabled
+-- since its start), which its slot covers from now on.
+CREATE OR REPLACE FUNCTION espf.instance_heartbeat(inst text, streaming boolean, durable_lsn pg_lsn, served text[])
+RETURNS void LANGUAGE sql AS $$
+  INSERT INTO espf.instances (name) VALUES (inst) ON CONFLICT (name) DO NOTHING;
+  UPDATE espf.instances i SET
+         streamed_at     = CASE WHEN streaming THEN now() ELSE i.streamed_at END,
+         processed_until = CASE WHEN i.mark_lsn IS NOT NULL AND durable_lsn >= i.mark_lsn
+                                THEN greatest(i.processed_until, i.mark_at) ELSE i.processed_until END,
+         mark_at         = CASE WHEN i.mark_lsn IS NULL OR durable_lsn >= i.mark_lsn THEN now() ELSE i.mark_at END,
+         mark_lsn        = CASE WHEN i.mark_lsn IS NULL OR durable_lsn >= i.mark_lsn THEN pg_current_wal_insert_lsn() ELSE i.mark_lsn END
+   WHERE i.name = inst;
+  INSERT INTO espf.handler_coverage AS c (handler, served_by, served_since)
+  SELECT h.name, inst, now() FROM espf.handlers h
+   WHERE streaming AND h.name = ANY (served) AND h.instance = inst AND h.enabled
+  ON CONFLICT (handler) DO UPDATE SET served_by = excluded.served_by, served_since = excluded.served_since
+   WHERE c.served_by IS DISTINCT FROM excluded.served_by;
+$$;
+
+-- A graceful stop of an instance.
+CREATE OR REPLACE FUNCTION espf.instance_stopped(inst text) RETURNS void LANGUAGE sql AS $$
+  UPDATE espf.instances SET stopped_at = now() WHERE name = inst;
+$$;
+
+-- Whether an instance streams now: a heartbeat in the last 30 seconds and no graceful stop since.
+CREATE OR REPLACE FUNCTION espf.instance_streaming(inst text) RETURNS boolean LANGUAGE sql STABLE AS $$
+  SELECT coalesce((SELECT i.streamed_at > now() - interval '30 seconds' AND (i.stopped_at IS NULL OR i.stopped_at < i.streamed_at)
+                     FROM espf.instances i WHERE i.name = inst), false)
+$$;
+
+-- Enabled handlers whose instance is not streaming, and how many events wait
+-- for each: events no slot has delivered to it yet (what its instance catches up
+-- or streams when it starts). `espf status`, /healthz and docs/operations.md.
+CREATE OR REPLACE VIEW espf.report_waiting_handlers AS
+SELECT h.name AS handler,
+       h.kind,
+       h.instance,
+       CASE WHEN i.streamed_at IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s
+                                  WHERE s.slot_name = 'espf_' || h.instance AND s.database = current_database())
+            THEN 'never streamed' ELSE 'not streaming' END AS instance_state,
+       i.streamed_at AS last_streamed_at,
+       i.stopped_at,
+       (SELECT count(*) FROM espf.catch_up_candidates(h.instance, true) c WHERE c.handler = h.name) AS waiting_events
+  FROM espf.handlers h
+  LEFT JOIN espf.instances i ON i.name = h.instance
+ WHERE h.enabled AND NOT espf.instance_streaming(h.instance);

@@ -191,7 +191,7 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
     try {
       const r2 = await fetch(`http://127.0.0.1:${other.port}/healthz`);
       assert.equal(r2.status, 503);
-      assert.deepEqual(await r2.json(), { alive: true, ready: false, slot: 'espf_idle' });
+      assert.deepEqual(await r2.json(), { alive: true, ready: false, slot: 'espf_idle', waiting_on_instances: [] });
       const m = await (await fetch(`http://127.0.0.1:${other.port}/metrics`)).text();
       assert.equal(sample(m, 'espf_streaming'), 0);
       // No slot yet: no lag series for it.

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { appendFile, cp, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,32 +7,7 @@ import { connect, type Db } from '../src/db/connect.ts';
 import { EspfError } from '../src/errors.ts';
 import { migrate, MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
 import { MIGRATIONS_DIR } from '../src/paths.ts';
-import { testServer, withDatabase } from './support/cluster.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-
-/** An empty database (not cloned from the migrated template): migrate has everything to do. */
-async function createEmptyDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const s = testServer();
-  const name = `espf_e_${randomBytes(5).toString('hex')}`;
-  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
-  try {
-    await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
-  } finally {
-    await admin.dispose();
-  }
-  return {
-    url: withDatabase(s.adminUrl, name),
-    name,
-    drop: async () => {
-      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
-      try {
-        await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`);
-      } finally {
-        await a.dispose();
-      }
-    },
-  };
-}
+import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/database.ts';
 
 /** Waits (polling pg_locks, no fixed sleep) until `n` sessions wait for an advisory lock in `db`'s database. */
 async function waitForAdvisoryWaiters(db: Queryable, n: number, timeoutMs = 20_000): Promise<void> {

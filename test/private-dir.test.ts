@@ -86,7 +86,8 @@ describe('as root, a clone of the repository in a private 0700 directory', funct
 
   it('make run starts the embedded PostgreSQL (data outside the repository, named), connects, stops; no permission changes outside the repository', async () => {
     const pgPort = await freePort();
-    const child = spawn(process.execPath, ['bin/espf.js', 'run'], {
+    // `make run` is `node bin/espf.js run` on the compiled sources: the same code, run here through tsx.
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/entry.ts', 'run'], {
       cwd: repo,
       env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'DATABASE_URL' && k !== 'ESPF_HOME')),
         ESPF_PG_PORT: String(pgPort), ESPF_HTTP_PORT: '0', ESPF_LOG_DIR: path.join(repo, 'log'), ESPF_LOG_LEVEL: 'info' },

@@ -9,6 +9,8 @@ type Out = { out: (s: string) => void; err: (s: string) => void };
 
 /** What `espf status` reports: the views of sql/500_reports.sql, summarised. */
 export interface StatusReport {
+  /** Enabled handlers whose instance is not streaming, and the events waiting for them (espf.report_waiting_handlers). */
+  readonly waiting_on_instances: Record<string, unknown>[];
   readonly backlog: Record<string, unknown>[];
   readonly failures_24h: Record<string, unknown>[];
   readonly latency_hourly: Record<string, unknown>[];
@@ -27,6 +29,9 @@ export interface StatusOptions {
 
 /** Reads the reports (espf.report_*). */
 export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusReport> {
+  const waiting = await db.query(sql`
+    SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::bigint AS waiting_events
+      FROM espf.report_waiting_handlers ORDER BY instance, handler`);
   const backlog = await db.query(sql`
     SELECT handler, enabled, instance, waiting, pending, retry,
            round(extract(epoch FROM oldest_age))::bigint AS oldest_age_s, oldest_committed_at, next_attempt_at
@@ -60,7 +65,7 @@ export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusRep
       FROM espf.event_deliveries
      WHERE state = 'SUPERSEDED' AND finished_at > now() - interval '24 hours'
      GROUP BY handler, event_type ORDER BY handler, event_type`);
-  return { backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
+  return { waiting_on_instances: waiting, backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
 }
 
 /** A plain text table: a header, a rule, a row per record. */
@@ -82,6 +87,8 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
   const section = (title: string, rows: readonly Record<string, unknown>[], cols: string[], empty: string) =>
     `${title}\n${rows.length ? formatTable(rows, cols) : `  ${empty}`}\n`;
   return [
+    section('Handlers waiting on an instance that is not streaming (espf.report_waiting_handlers)', r.waiting_on_instances,
+      ['handler', 'kind', 'instance', 'instance_state', 'last_streamed_at', 'waiting_events'], 'none: every enabled handler\'s instance is streaming'),
     section('Backlog per http handler (espf.report_backlog)', r.backlog,
       ['handler', 'enabled', 'instance', 'waiting', 'pending', 'retry', 'oldest_age_s', 'next_attempt_at'], 'no http handlers'),
     section('Failures of the last 24 hours (espf.report_failures_24h)', r.failures_24h,
@@ -116,9 +123,9 @@ export function registerStatusCommand(program: Command, io: Out): Command {
     .option('--hours <n>', 'latency rows of the last n hours (1-720)', positiveInt('--hours', 720), 24)
     .option('--limit <n>', 'list at most n accounts that are not OK (1-10000)', positiveInt('--limit', 10_000), 20)
     .addHelpText('after', `
-The reports are views of the espf schema (sql/500_reports.sql); query them directly
-for more: espf.report_account_status, espf.report_failures_24h,
-espf.report_latency_hourly, espf.report_backlog.
+The reports are views of the espf schema (sql/500_reports.sql, sql/450_catch_up.sql);
+query them directly for more: espf.report_waiting_handlers, espf.report_account_status,
+espf.report_failures_24h, espf.report_latency_hourly, espf.report_backlog.
 
 Examples:
   espf status

@@ -45,6 +45,7 @@ export class Metrics implements SenderObserver {
   private readonly attemptsTotal: Counter<'handler' | 'outcome'>;
   private readonly latency: Histogram<'handler'>;
   private readonly streamingGauge: Gauge;
+  private readonly caughtUpTotal: Counter<'handler'>;
   private streamingOn = false;
 
   constructor(private readonly opts: MetricsOptions = {}) {
@@ -73,6 +74,11 @@ export class Metrics implements SenderObserver {
     this.latency = new Histogram({
       name: 'espf_delivery_latency_seconds', help: 'From the commit of the source transaction to the 2xx of the last URL, per http handler.',
       labelNames: ['handler'], buckets: LATENCY_BUCKETS, registers,
+    });
+    this.caughtUpTotal = new Counter({
+      name: 'espf_caught_up_events_total',
+      help: 'Events no replication slot had carried to a handler (committed before its instance streamed), caught up at the start of this instance, by handler.',
+      labelNames: ['handler'], registers,
     });
     this.streamingGauge = new Gauge({
       name: 'espf_streaming', help: '1 while the instance streams its replication slot, else 0.', registers,
@@ -156,6 +162,10 @@ export class Metrics implements SenderObserver {
   readonly dispatched = (handler: string, sources: number, produced: number): void => {
     this.dispatchSourcesTotal.inc({ handler }, sources);
     this.dispatchedTotal.inc({ handler }, produced);
+  };
+
+  readonly caughtUp = (handler: string, events: number): void => {
+    this.caughtUpTotal.inc({ handler }, events);
   };
 
   readonly streaming = (on: boolean): void => {

@@ -3,6 +3,7 @@ import type { Db } from '../db/connect.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
+import type { InstanceRegistry } from './instances.ts';
 import type { Sender } from './sender.ts';
 import { handleStatusApi } from './status-api.ts';
 import { createConsole } from '../console/server.ts';
@@ -19,6 +20,8 @@ export interface HttpServerOptions {
   readonly secureCookie?: boolean;
   /** Served at /metrics when set. */
   readonly metrics?: Metrics;
+  /** /healthz lists the handlers of other instances that wait on one that is not streaming. */
+  readonly registry?: InstanceRegistry;
 }
 
 /**
@@ -33,7 +36,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
       const ready = opts.sender.isStreaming;
       res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot }));
+      const waiting = (opts.registry?.waitingHandlers ?? []).map((w) => ({
+        handler: w.handler, instance: w.instance, instance_state: w.instance_state, waiting_events: w.waiting_events,
+      }));
+      res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot, waiting_on_instances: waiting }));
       return;
     }
     if (path === '/metrics' && opts.metrics && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -4,6 +4,7 @@ import { connect, ping, type Db } from '../db/connect.ts';
 import { EspfError, SQLSTATE, sqlState } from '../errors.ts';
 import { provisioningLog, serviceLogger } from '../log/logger.ts';
 import { redactUrl } from '../security/redact.ts';
+import { InstanceRegistry } from './instances.ts';
 import { Sender } from './sender.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import { startHttpServer } from './http-server.ts';
@@ -65,14 +66,17 @@ export async function runService(opts: RunOptions): Promise<void> {
     const metrics = new Metrics({ db });
     const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics });
     metrics.bind(sender);
-    const server = await startHttpServer({ sender, db, log, metrics, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })
+    const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
+    const server = await startHttpServer({ sender, db, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })
       .catch((err: unknown) => {
         const e = err as { code?: string; message?: string };
         throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });
       });
     started.push(() => server.close());
+    started.push(() => registry.stop());   // after the sender's stop: its last beat says how far it processed
     started.push(() => sender.stop());
     await sender.start();
+    registry.start();
     const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
     started.push(() => maintenance.stop());
 

@@ -14,6 +14,7 @@ import { Router } from '../pipeline/route.ts';
 import { WaitingDeliveries } from '../pipeline/waiting.ts';
 import { parseLsn } from '../stream/lsn.ts';
 import { ReplicationStream, type StreamTransaction } from '../stream/replication.ts';
+import { catchUp } from './catch-up.ts';
 
 export interface SenderOptions {
   readonly db: Db;
@@ -38,6 +39,8 @@ export interface SenderObserver {
   /** A dispatcher produced `produced` events from `sources` source events. */
   dispatched?(handler: string, sources: number, produced: number): void;
   streaming?(on: boolean): void;
+  /** At start, `events` events no slot had carried were caught up for `handler` (src/run/catch-up.ts). */
+  caughtUp?(handler: string, events: number): void;
 }
 
 /**
@@ -113,14 +116,22 @@ export class Sender {
   get httpHandlers(): ReadonlyMap<string, HttpHandler> { return this.deliverers.http; }
   get dispatcherRunners(): ReadonlyMap<string, DispatcherRunner> { return this.deliverers.dispatchers; }
   get resultsWriter(): ResultsWriter { return this.writer; }
+  /** The enabled handlers this instance serves now. */
+  get servedHandlers(): string[] { return [...this.config.current.handlers.values()].filter((h) => h.enabled).map((h) => h.name); }
 
   async start(): Promise<void> {
     const pollMs = this.opts.configPollMs ?? 1000;
     await this.config.start(pollMs);
+    // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
+    const caughtUpTo = await catchUp({
+      db: this.opts.db, instance: this.opts.instance, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
+      observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
+    });
     await this.waiting.resume();
     // Events up to this position may already have outcomes: a replay skips them.
     const lsn = await lastRecordedLsn(this.opts.db, this.opts.instance);
     if (lsn) this.ack.raiseReplayHorizon(parseLsn(lsn));
+    this.ack.raiseReplayHorizon(caughtUpTo);
     this.stream.start();
     this.waiting.start(pollMs);
   }

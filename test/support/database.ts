@@ -38,3 +38,27 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     },
   };
 }
+
+/** An empty database (not cloned from the migrated template): migrate has everything to do. */
+export async function createEmptyDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  const s = testServer();
+  const name = `espf_e_${randomBytes(5).toString('hex')}`;
+  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
+  try {
+    await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
+  } finally {
+    await admin.dispose();
+  }
+  return {
+    url: withDatabase(s.adminUrl, name),
+    name,
+    drop: async () => {
+      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
+      try {
+        await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`);
+      } finally {
+        await a.dispose();
+      }
+    },
+  };
+}

@@ -1,0 +1,44 @@
+import os from 'node:os';
+import { sql } from '@databases/pg';
+import type { Db } from '../db/connect.ts';
+import type { Logger } from '../log/logger.ts';
+import { parseLsn } from '../stream/lsn.ts';
+
+export interface CatchUpOptions {
+  readonly db: Db;
+  readonly instance: string;
+  readonly slot: string;
+  /** Makes the slot (and the publication) if missing. */
+  readonly prepareSlot: () => Promise<void>;
+  readonly log: Logger;
+  /** (event, handler) pairs caught up, per handler (metrics). */
+  readonly observe?: (handler: string, events: number) => void;
+}
+
+/**
+ * Before an instance streams: make its slot, then deliver what no slot carried
+ * to its handlers (espf.catch_up, sql/450_catch_up.sql: events committed
+ * before the instance first streamed, or while a handler waited on it).
+ * Returns the replay horizon: a streamed transaction ending at or below it is
+ * checked against espf.event_deliveries, so what the catch-up recorded is not
+ * delivered twice.
+ */
+export async function catchUp(opts: CatchUpOptions): Promise<bigint> {
+  const { db, instance, slot, log } = opts;
+  // The slot first: from its creation on it carries every commit, so what the
+  // catch-up's snapshot (taken after) does not see, the stream delivers.
+  const [existing] = await db.query(sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slot} AND database = current_database()`);
+  await opts.prepareSlot();
+  const slotCreated = !existing;
+  const [row] = await db.query(sql`SELECT espf.catch_up(${instance}, ${slotCreated}, ${os.hostname()}, ${process.pid}) AS r`);
+  const r = row.r as { horizon: string; handlers: Record<string, number> };
+  let total = 0;
+  for (const [handler, n] of Object.entries(r.handlers)) {
+    total += n;
+    opts.observe?.(handler, n);
+    log.info({ instance, handler, events: n },
+      `caught up ${n} event${n === 1 ? '' : 's'} for ${handler}: committed while it was enabled and subscribed, before a slot of instance ${instance} carried them`);
+  }
+  if (total === 0) log.debug({ instance, slotCreated }, 'catch-up: nothing to catch up');
+  return parseLsn(r.horizon);
+}

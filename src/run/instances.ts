@@ -1,0 +1,84 @@
+import { sql } from '@databases/pg';
+import type { Db } from '../db/connect.ts';
+import { oneLine } from '../errors.ts';
+import type { Logger } from '../log/logger.ts';
+import { formatLsn } from '../stream/lsn.ts';
+
+/** A handler that waits on an instance that is not streaming (espf.report_waiting_handlers). */
+export interface WaitingHandler {
+  readonly handler: string;
+  readonly kind: string;
+  readonly instance: string;
+  readonly instance_state: 'never streamed' | 'not streaming';
+  readonly last_streamed_at: Date | null;
+  readonly waiting_events: number;
+}
+
+export interface InstanceSource {
+  readonly isStreaming: boolean;
+  readonly durableLsn: bigint;
+  /** The enabled handlers the instance serves now. */
+  readonly servedHandlers: readonly string[];
+}
+
+export interface RegistryOptions {
+  readonly db: Db;
+  readonly instance: string;
+  readonly sender: InstanceSource;
+  readonly log: Logger;
+  readonly intervalMs?: number;   // default 10000
+}
+
+/**
+ * The instance's row of espf.instances (sql/450_catch_up.sql): a heartbeat
+ * says when it streamed, how far it has processed, and which handlers its slot
+ * carries. Each beat also reads which handlers of other instances wait on one
+ * that is not streaming, for /healthz.
+ */
+export class InstanceRegistry {
+  private timer?: NodeJS.Timeout;
+  private waiting: WaitingHandler[] = [];
+  private beating?: Promise<void>;
+
+  constructor(private readonly opts: RegistryOptions) {}
+
+  /** Handlers of other instances waiting on one that is not streaming, as of the last beat. */
+  get waitingHandlers(): readonly WaitingHandler[] { return this.waiting; }
+
+  start(): void {
+    void this.beat();
+    this.timer = setInterval(() => void this.beat(), this.opts.intervalMs ?? 10_000);
+  }
+
+  beat(): Promise<void> {
+    this.beating ??= this.beatOnce().finally(() => { this.beating = undefined; });
+    return this.beating;
+  }
+
+  private async beatOnce(): Promise<void> {
+    const { db, instance, sender } = this.opts;
+    try {
+      await db.query(sql`SELECT espf.instance_heartbeat(${instance}, ${sender.isStreaming}, ${formatLsn(sender.durableLsn)}::pg_lsn, ${[...sender.servedHandlers]}::text[])`);
+      const rows: WaitingHandler[] = await db.query(sql`
+        SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::int AS waiting_events
+          FROM espf.report_waiting_handlers WHERE instance <> ${instance} ORDER BY instance, handler`);
+      for (const w of rows) {
+        if (!this.waiting.some((x) => x.handler === w.handler && x.instance === w.instance)) {
+          this.opts.log.warn({ handler: w.handler, instance: w.instance, waiting_events: w.waiting_events },
+            `handler ${w.handler} waits on instance ${w.instance}, which ${w.instance_state === 'never streamed' ? 'has not streamed yet' : 'is not streaming'}; ${w.waiting_events} events wait`);
+        }
+      }
+      this.waiting = rows;
+    } catch (err) {
+      this.opts.log.warn({ err: oneLine(err) }, 'instance heartbeat failed; will retry');
+    }
+  }
+
+  /** A graceful stop: a last beat (how far it processed), then stopped_at. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.beating;
+    await this.beatOnce();
+    await this.opts.db.query(sql`SELECT espf.instance_stopped(${this.opts.instance})`).catch(() => undefined);
+  }
+}
