@@ -30,6 +30,7 @@ export const SQLSTATE = {
   foreignKeyViolation: '23503',
   uniqueViolation: '23505',
   undefinedTable: '42P01',
+  undefinedFunction: '42883',
   invalidCatalogName: '3D000',
   duplicateObject: '42710',
   objectInUse: '55006',

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { SQLSTATE, sqlState } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { parseLsn } from '../stream/lsn.ts';
 
@@ -30,8 +31,16 @@ export async function catchUp(opts: CatchUpOptions): Promise<bigint> {
   const [existing] = await db.query(sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slot} AND database = current_database()`);
   await opts.prepareSlot();
   const slotCreated = !existing;
-  const [row] = await db.query(sql`SELECT espf.catch_up(${instance}, ${slotCreated}, ${os.hostname()}, ${process.pid}) AS r`);
-  const r = row.r as { horizon: string; handlers: Record<string, number> };
+  let r: { horizon: string; handlers: Record<string, number> };
+  try {
+    const [row] = await db.query(sql`SELECT espf.catch_up(${instance}, ${slotCreated}, ${os.hostname()}, ${process.pid}) AS r`);
+    r = row.r;
+  } catch (err) {
+    // A database espf migrate has not brought to this release yet: stream without catching up.
+    if (sqlState(err) !== SQLSTATE.undefinedFunction) throw err;
+    log.warn({ instance }, 'no catch-up: the database lacks espf.catch_up (run espf migrate); events committed before this instance streams may not be delivered');
+    return 0n;
+  }
   let total = 0;
   for (const [handler, n] of Object.entries(r.handlers)) {
     total += n;
