@@ -101,9 +101,10 @@ BEGIN
        WHERE (%3$L::%4$s IS NULL OR new.%1$I > %3$L::%4$s) AND (%5$s)
        ORDER BY new.%1$I LIMIT %6$s FOR NO KEY UPDATE OF new),
     src AS MATERIALIZED (
-      SELECT keys.k, (%7$s)::int AS env, (%8$s) AS v
-        FROM keys JOIN %2$s AS new ON new.%1$I = keys.k LEFT JOIN %2$s AS old ON false
-       ORDER BY keys.k),
+      SELECT new.%1$I AS k, (%7$s)::int AS env, (%8$s) AS v
+        FROM %2$s AS new LEFT JOIN %2$s AS old ON false
+       WHERE new.%1$I = ANY (ARRAY(SELECT k FROM keys))  -- an index scan (a join to the CTE was planned as a scan of the table)
+       ORDER BY new.%1$I),
     items AS MATERIALIZED (
       SELECT s.k, s.env, e.v, e.n FROM src s, %9$s
        WHERE e.v IS NOT NULL ORDER BY s.k, e.n),
@@ -111,8 +112,8 @@ BEGIN
       SELECT nextval('espf.events_i_event_seq') AS ev, i.env, i.v FROM items i),
     ins AS (
       INSERT INTO espf.events (i_event, event_type, variables)
-      SELECT n.ev, %10$L, jsonb_build_object('i_env', n.env, 'event_time', espf.event_time()) || n.v || jsonb_build_object('i_event', n.ev)
-        FROM numbered n
+      SELECT n.ev, %10$L, jsonb_build_object('i_env', n.env, 'event_time', t.event_time) || n.v || jsonb_build_object('i_event', n.ev)
+        FROM numbered n, (SELECT espf.event_time() AS event_time) t  -- one time for the batch (one transaction)
       RETURNING 1)
     SELECT (SELECT count(*) FROM keys)::int, (SELECT count(*) FROM ins)::int, (SELECT max(k)::text FROM keys)$q$,
     b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), b.batch_size,
