@@ -1,6 +1,7 @@
-import { sql } from '@databases/pg';
 import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
+import { handlerByName } from '../db/config.ts';
+import { resendBatch, resendWindow, type ResendCall } from '../db/deliveries.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
 import { quoteArg } from '../security/terminal.ts';
@@ -35,26 +36,19 @@ export interface ResendResult {
  * delivered again meanwhile is not re-queued twice.
  */
 export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions): Promise<ResendResult> {
-  const [t] = await db.query(sql`SELECT now() AS started, espf.resend_since(${sel.since}) AS since`);
+  const t = await resendWindow(db, sel.since);
   if (sel.since !== null && t.since === null) {
     throw new EspfError('ESPF_USAGE', `--since ${quoteArg(sel.since)}: use a time (2026-11-25, '2026-11-25 21:00+01', yesterday) or an interval back from now ('24 hours', '2 days')`);
   }
   if (sel.handler !== null) {
-    const [h] = await db.query(sql`SELECT 1 FROM espf.handlers WHERE name = ${sel.handler}`);
-    if (!h) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler ${quoteArg(sel.handler)} (not a row of espf.handlers; see: espf matrix)`);
+    if (!(await handlerByName(db, sel.handler))) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler ${quoteArg(sel.handler)} (not a row of espf.handlers; see: espf matrix)`);
   }
-  const call = (maxRows: number, dryRun: boolean) => sql`
-    SELECT espf.resend(i_events => ${sel.events}::bigint[], i_account => ${sel.account}::bigint,
-                       handler => ${sel.handler}::text, status => ${sel.status}::text,
-                       since => ${t.since}::timestamptz, until => ${t.started}::timestamptz,
-                       max_rows => ${maxRows}::int, dry_run => ${dryRun}) AS n`;
-  const [count] = await db.query(call(1, true));
-  const selected = Number(count.n);
+  const call: ResendCall = { ...sel, since: t.since, until: t.started };
+  const selected = await resendBatch(db, call, 1, true);
   if (opts.dryRun || selected === 0) return { selected, requeued: 0 };
   let requeued = 0;
   for (;;) {
-    const [r] = await db.query(call(opts.batch, false));
-    const n = Number(r.n);
+    const n = await resendBatch(db, call, opts.batch, false);
     if (n === 0) break;
     requeued += n;
     opts.progress?.(requeued, Math.max(selected, requeued));

@@ -1,6 +1,6 @@
-import { sql } from '@databases/pg';
 import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
+import * as reports from '../db/reports.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
 import { escapeTerminal, quoteArg } from '../security/terminal.ts';
@@ -29,42 +29,11 @@ export interface StatusOptions {
 
 /** Reads the reports (espf.report_*). */
 export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusReport> {
-  const waiting = await db.query(sql`
-    SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::bigint AS waiting_events
-      FROM espf.report_waiting_handlers ORDER BY instance, handler`);
-  const backlog = await db.query(sql`
-    SELECT handler, enabled, instance, waiting, pending, retry,
-           round(extract(epoch FROM oldest_age))::bigint AS oldest_age_s, oldest_committed_at, next_attempt_at
-      FROM espf.report_backlog ORDER BY handler`);
-  const failures = await db.query(sql`
-    SELECT event_type, handler, failures, accounts, last_failed_at, last_http_status, last_error
-      FROM espf.report_failures_24h ORDER BY failures DESC, event_type, handler`);
-  const latency = await db.query(sql`
-    SELECT hour, handler, delivered, p50_s::float8 AS p50_s, p95_s::float8 AS p95_s, p99_s::float8 AS p99_s, max_s::float8 AS max_s
-      FROM espf.report_latency_hourly
-     WHERE hour >= date_trunc('hour', now()) - make_interval(hours => ${opts.hours - 1})
-     ORDER BY hour DESC, handler`);
-  const byHandler = await db.query(sql`
-    SELECT handler,
-           count(*) AS accounts,
-           count(*) FILTER (WHERE status = 'OK')          AS ok,
-           count(*) FILTER (WHERE status = 'IN_PROGRESS') AS in_progress,
-           count(*) FILTER (WHERE status = 'RETRY')       AS retry,
-           count(*) FILTER (WHERE status = 'FAILED')      AS failed,
-           max(updated_at) AS last_update
-      FROM espf.report_account_status GROUP BY handler ORDER BY handler`);
-  const notOk = await db.query(sql`
-    SELECT i_account, account_id, handler, status, event_type, attempts, message, updated_at
-      FROM espf.report_account_status WHERE status <> 'OK'
-     ORDER BY updated_at DESC, i_account, handler LIMIT ${opts.limit}`);
-  const backfills = await db.query(sql`
-    SELECT id, rule, state, rows_done, rows_total, events, last_key, started_at, updated_at
-      FROM espf.report_backfills ORDER BY id DESC LIMIT 10`);
-  const superseded = await db.query(sql`
-    SELECT handler, event_type, count(*)::int AS superseded, max(finished_at) AS last_at
-      FROM espf.event_deliveries
-     WHERE state = 'SUPERSEDED' AND finished_at > now() - interval '24 hours'
-     GROUP BY handler, event_type ORDER BY handler, event_type`);
+  const [waiting, backlog, failures, latency, byHandler, notOk, backfills, superseded] = await Promise.all([
+    reports.waitingHandlers(db), reports.backlog(db), reports.failures24h(db), reports.latencyHourly(db, opts.hours),
+    reports.accountStatusByHandler(db), reports.accountsNotOk(db, opts.limit), reports.recentBackfills(db),
+    reports.superseded24h(db),
+  ]);
   return { waiting_on_instances: waiting, backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
 }
 

@@ -1,5 +1,5 @@
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { handlersOfInstance } from '../db/config.ts';
 
 /** The settings of an http handler (a row of espf.http_handlers). Secrets may be `env:NAME`. */
 export interface HttpSettings {
@@ -47,15 +47,7 @@ export interface ConfigSnapshot {
 
 /** Reads the configuration rows of one instance in one query. */
 export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapshot> {
-  const rows: { name: string; kind: 'http' | 'dispatcher'; enabled: boolean; instance: string; types: string[]; coalesce: string[]; http: Record<string, unknown> | null }[] =
-    await db.query(sql`
-      SELECT h.name, h.kind, h.enabled, h.instance,
-             coalesce((SELECT array_agg(s.event_type ORDER BY s.event_type) FROM espf.subscriptions s WHERE s.handler = h.name), '{}') AS types,
-             coalesce((SELECT array_agg(s.event_type) FROM espf.subscriptions s JOIN espf.event_types t ON t.name = s.event_type
-                        WHERE s.handler = h.name AND t.coalesce), '{}') AS coalesce,
-             (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http
-        FROM espf.handlers h
-       WHERE h.instance = ${instance}`);
+  const rows = await handlersOfInstance(db, instance);
   const handlers = new Map<string, HandlerConfig>();
   const byType = new Map<string, HandlerConfig[]>();
   for (const r of rows) {

@@ -2,6 +2,7 @@
 // sender sends about deliveries. The work is in SQL functions (sql/400_results.sql).
 import { sql } from '@databases/pg';
 import type { Db } from './connect.ts';
+import { first, q } from './query.ts';
 
 /** A delivery that waits (PENDING or RETRY), with its event, as espf.waiting_deliveries and espf.take_requeued return it. */
 export interface WaitingRow {
@@ -42,4 +43,36 @@ export async function recordDeliveries(db: Db, instance: string, rowsJson: strin
 export async function dispatch(db: Db, handler: string, iEvents: readonly number[], instance: string): Promise<number> {
   const [row] = await db.query(sql`SELECT espf.dispatch(${handler}, ${iEvents}::bigint[], ${instance}) AS produced`);
   return Number(row?.produced ?? 0);
+}
+
+/** How many deliveries wait (PENDING or RETRY) across every instance, and since when. */
+export async function waitingSummary(db: Db): Promise<{ waiting: number; oldest: Date | null }> {
+  const row = await first(db, q.selectFrom('espf.event_deliveries')
+    .select((eb) => [
+      eb.fn.countAll<number>().as('waiting'),
+      eb.fn.min<Date | null>(eb.fn.coalesce('committed_at', 'created_at')).as('oldest'),
+    ])
+    .where('state', 'in', ['PENDING', 'RETRY']));
+  return { waiting: Number(row?.waiting ?? 0), oldest: row?.oldest ?? null };
+}
+
+/** The start of a resend (now) and the `since` it gives as a time (null when `since` is neither a time nor an interval). */
+export async function resendWindow(db: Db, since: string | null): Promise<{ started: Date; since: Date | null }> {
+  const [t] = await db.query(sql`SELECT now() AS started, espf.resend_since(${since}) AS since`);
+  return t;
+}
+
+export interface ResendCall {
+  readonly events: readonly number[] | null; readonly account: number | null; readonly handler: string | null;
+  readonly status: string | null; readonly since: Date | null; readonly until: Date;
+}
+
+/** One batch of espf.resend (sql/700_resend.sql): the deliveries re-queued (or, on a dry run, selected). */
+export async function resendBatch(db: Db, c: ResendCall, maxRows: number, dryRun: boolean): Promise<number> {
+  const [r] = await db.query(sql`
+    SELECT espf.resend(i_events => ${c.events}::bigint[], i_account => ${c.account}::bigint,
+                       handler => ${c.handler}::text, status => ${c.status}::text,
+                       since => ${c.since}::timestamptz, until => ${c.until}::timestamptz,
+                       max_rows => ${maxRows}::int, dry_run => ${dryRun}) AS n`);
+  return Number(r.n);
 }

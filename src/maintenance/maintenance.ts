@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { runDigest, type DigestResult } from '../notify/digest.ts';
-import { claimTask, recordResult, type MaintenanceTask } from './gate.ts';
+import { claimTask, recordResult, type MaintenanceTask } from '../db/maintenance.ts';
 import { measureSlotLag, purge, reclaim, type PurgeResult, type SlotLagResult, type TaskContext } from './tasks.ts';
 
 export interface MaintenanceOptions {

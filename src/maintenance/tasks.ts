@@ -1,5 +1,6 @@
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { waitingSummary } from '../db/deliveries.ts';
+import { maintenanceSettings, purgeBatch, reclaimBatch, slotLags, type ReclaimedRows, type SlotLag } from '../db/maintenance.ts';
 import type { Logger } from '../log/logger.ts';
 import { bytes } from '../notify/digest.ts';
 
@@ -20,13 +21,7 @@ export interface PurgeResult {
   readonly complete: boolean;    // false when stopped before everything was purged
 }
 
-interface MaintenanceSettings { cutoff: Date; purge_batch: number; slot_lag_warn_bytes: number }
-
-async function settings(db: Db): Promise<MaintenanceSettings> {
-  const [s] = await db.query(sql`SELECT now() - retention AS cutoff, purge_batch, slot_lag_warn_bytes FROM espf.maintenance`);
-  if (!s) throw new Error('espf.maintenance has no row (run espf migrate)');
-  return s as MaintenanceSettings;
-}
+export type { ReclaimedRows, SlotLag };
 
 /**
  * Purge: DELIVERED, FAILED, DISPATCHED and SUPERSEDED deliveries finished before now() -
@@ -36,14 +31,13 @@ async function settings(db: Db): Promise<MaintenanceSettings> {
  */
 export async function purge(ctx: TaskContext): Promise<PurgeResult> {
   const { db, log } = ctx;
-  const s = await settings(db);
+  const s = await maintenanceSettings(db);
   let batches = 0;
   const run = async (fn: 'purge_deliveries' | 'purge_events' | 'purge_failure_notices'): Promise<number> => {
     let total = 0;
     for (;;) {
       if (ctx.stopping()) return total;
-      const [r] = await db.query(sql`SELECT ${sql.ident('espf', fn)}(${s.cutoff}, ${s.purge_batch}) AS n`);
-      const n = Number(r?.n ?? 0);
+      const n = await purgeBatch(db, fn, s.cutoff, s.purge_batch);
       batches++;
       total += n;
       if (n < s.purge_batch) return total;
@@ -57,13 +51,6 @@ export async function purge(ctx: TaskContext): Promise<PurgeResult> {
   return result;
 }
 
-export interface ReclaimedRows {
-  readonly handler: string;
-  readonly from_instance: string;
-  readonly to_instance: string;
-  readonly deliveries: number;
-}
-
 /**
  * Reclaim: waiting (PENDING, RETRY) deliveries recorded by an instance that no
  * longer serves their handler (espf.handlers.instance changed, e.g. after that
@@ -71,11 +58,11 @@ export interface ReclaimedRows {
  */
 export async function reclaim(ctx: TaskContext): Promise<{ readonly moved: readonly ReclaimedRows[]; readonly total: number }> {
   const { db, log } = ctx;
-  const s = await settings(db);
+  const s = await maintenanceSettings(db);
   const byKey = new Map<string, { handler: string; from_instance: string; to_instance: string; deliveries: number }>();
   for (;;) {
     if (ctx.stopping()) break;
-    const rows: ReclaimedRows[] = await db.query(sql`SELECT * FROM espf.reclaim_deliveries(${s.purge_batch})`);
+    const rows = await reclaimBatch(db, s.purge_batch);
     let n = 0;
     for (const r of rows) {
       n += r.deliveries;
@@ -93,14 +80,6 @@ export async function reclaim(ctx: TaskContext): Promise<{ readonly moved: reado
   return { moved, total: moved.reduce((a, m) => a + m.deliveries, 0) };
 }
 
-export interface SlotLag {
-  readonly slot_name: string;
-  readonly active: boolean;
-  readonly lag_bytes: number;
-  readonly retained_bytes: number | null;
-  readonly wal_status: string | null;
-}
-
 export interface SlotLagResult {
   readonly warn_bytes: number;
   readonly slots: readonly SlotLag[];
@@ -116,10 +95,8 @@ export interface SlotLagResult {
  */
 export async function measureSlotLag(ctx: TaskContext): Promise<SlotLagResult> {
   const { db, log } = ctx;
-  const s = await settings(db);
-  const slots: SlotLag[] = (await db.query(sql`SELECT * FROM espf.slot_lag()`)).map((r: SlotLag) => ({
-    ...r, lag_bytes: Number(r.lag_bytes), retained_bytes: r.retained_bytes == null ? null : Number(r.retained_bytes),
-  }));
+  const s = await maintenanceSettings(db);
+  const slots = await slotLags(db);
   const warn = Number(s.slot_lag_warn_bytes);
   const lagging = slots.filter((x) => x.lag_bytes > warn);
   for (const x of lagging) {
@@ -127,11 +104,9 @@ export async function measureSlotLag(ctx: TaskContext): Promise<SlotLagResult> {
       `replication slot ${x.slot_name} is ${bytes(x.lag_bytes)} behind (past slot_lag_warn_bytes ${bytes(warn)})` +
       `${x.active ? '' : '; nothing is streaming from it: is espf run for this instance running?'}`);
   }
-  const [w] = await db.query(sql`
-    SELECT count(*)::int AS waiting, min(coalesce(committed_at, created_at)) AS oldest
-      FROM espf.event_deliveries WHERE state IN ('PENDING', 'RETRY')`);
+  const w = await waitingSummary(db);
   return {
     warn_bytes: warn, slots, lagging: lagging.map((x) => x.slot_name),
-    waiting: w?.waiting ?? 0, oldest_waiting: w?.oldest ? new Date(w.oldest).toISOString() : null,
+    waiting: w.waiting, oldest_waiting: w.oldest ? new Date(w.oldest).toISOString() : null,
   };
 }

@@ -1,6 +1,6 @@
-import { sql } from '@databases/pg';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Db } from '../db/connect.ts';
+import { slotLagBytes } from '../db/replication.ts';
 import type { Item } from '../delivery/item.ts';
 import type { PostResult } from '../delivery/http-client.ts';
 import type { DeliveryState } from '../delivery/results-writer.ts';
@@ -199,10 +199,7 @@ export class Metrics implements SenderObserver {
     if (this.slotLag && now - this.slotLag.at < (this.opts.slotLagCacheMs ?? 2000)) return this.slotLag.bytes;
     let bytes: number | null = null;
     try {
-      const [row] = await this.opts.db!.query(sql`
-        SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag
-          FROM pg_replication_slots WHERE slot_name = ${slot}`);
-      bytes = row?.lag ?? null;
+      bytes = await slotLagBytes(this.opts.db!, slot);
     } catch {
       bytes = this.slotLag?.bytes ?? null; // keep the last reading while the database does not answer
     }

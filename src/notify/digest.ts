@@ -1,8 +1,10 @@
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import {
+  claimTask, noteFailuresNotified, notificationSettings, recordResult, slotLags, unreachableTargets, unreportedFailures,
+  type FailedDelivery, type SlotLag, type UnreachableTarget,
+} from '../db/maintenance.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { claimTask, recordResult } from '../maintenance/gate.ts';
 import { redactText, redactUrl } from '../security/redact.ts';
 import { resolveSmtpUrl, sendMail, type Mail } from './smtp.ts';
 
@@ -23,22 +25,8 @@ export interface DigestResult {
   readonly error?: string;        // why the e-mail could not be sent (secrets masked)
 }
 
-export interface FailedDelivery {
-  readonly i_event: number; readonly handler: string; readonly event_type: string; readonly i_account: number | null;
-  readonly attempts: number; readonly last_http_status: number | null; readonly last_error: string | null; readonly finished_at: Date;
-}
-export interface UnreachableTarget {
-  readonly handler: string; readonly instance: string | null; readonly url: string[] | null; readonly failing: number;
-  readonly failing_since: Date; readonly last_http_status: number | null; readonly last_error: string | null;
-}
-export interface LaggingSlot {
-  readonly slot_name: string; readonly active: boolean; readonly lag_bytes: number; readonly retained_bytes: number | null; readonly wal_status: string | null;
-}
-
-interface NotificationSettings {
-  enabled: boolean; smtp_url: string | null; mail_from: string | null; recipients: string[];
-  unreachable_after: string; since: Date; slot_lag_warn_bytes: number;
-}
+export type { FailedDelivery, UnreachableTarget };
+export type LaggingSlot = SlotLag;
 
 /** Failures listed one per line in the e-mail; more are counted. */
 const LISTED = 100;
@@ -57,19 +45,14 @@ const PER_DIGEST = 10_000;
 export async function runDigest(opts: DigestOptions): Promise<DigestResult> {
   const { db, log, instance } = opts;
   const none = { sent: false, failed: 0, unreachable: 0, lagging: 0 };
-  const [s]: NotificationSettings[] = await db.query(sql`
-    SELECT n.enabled, n.smtp_url, n.mail_from, n.recipients, n.unreachable_after::text AS unreachable_after,
-           coalesce(r.last_notified_at, now() - n.digest_interval) - interval '1 hour' AS since,
-           m.slot_lag_warn_bytes
-      FROM espf.notifications n, espf.maintenance m, espf.maintenance_runs r
-     WHERE r.task = 'digest'`);
+  const s = await notificationSettings(db);
   if (!s?.enabled) return { ran: false, reason: 'disabled', ...none };
   const claimed = await claimTask(db, 'digest', instance);
   if (!claimed) return { ran: false, reason: 'not-due', ...none };
 
-  const failed: FailedDelivery[] = await db.query(sql`SELECT * FROM espf.unreported_failures(${s.since}, ${PER_DIGEST})`);
-  const unreachable: UnreachableTarget[] = await db.query(sql`SELECT * FROM espf.unreachable_targets(${s.unreachable_after}::interval)`);
-  const lagging: LaggingSlot[] = await db.query(sql`SELECT * FROM espf.slot_lag() WHERE lag_bytes > ${s.slot_lag_warn_bytes}`);
+  const failed = await unreportedFailures(db, s.since, PER_DIGEST);
+  const unreachable = await unreachableTargets(db, s.unreachable_after);
+  const lagging = await slotLags(db, Number(s.slot_lag_warn_bytes));
   const counts = { failed: failed.length, unreachable: unreachable.length, lagging: lagging.length };
   if (counts.failed + counts.unreachable + counts.lagging === 0) {
     await recordResult(db, 'digest', { sent: false, ...counts });
@@ -88,8 +71,7 @@ export async function runDigest(opts: DigestOptions): Promise<DigestResult> {
     await recordResult(db, 'digest', { sent: false, error, ...counts });
     return { ran: true, sent: false, ...counts, error };
   }
-  await db.query(sql`SELECT espf.note_failures_notified(
-    ${failed.map((f) => f.i_event)}::bigint[], ${failed.map((f) => f.handler)}::text[], ${failed.map((f) => f.finished_at)}::timestamptz[])`);
+  await noteFailuresNotified(db, failed);
   await recordResult(db, 'digest', { sent: true, ...counts });
   log.info({ task: 'digest', recipients: s.recipients.length, ...counts }, 'failure e-mail sent');
   return { ran: true, sent: true, ...counts };

@@ -1,9 +1,8 @@
-import { sql } from '@databases/pg';
 import type { EspfEnv } from '../config/env.ts';
 import { connect, ping, type Db } from '../db/connect.ts';
-import { EspfError, SQLSTATE, sqlState } from '../errors.ts';
+import { assertMigrated } from '../db/migrated.ts';
+import { EspfError } from '../errors.ts';
 import { provisioningLog, serviceLogger } from '../log/logger.ts';
-import { redactUrl } from '../security/redact.ts';
 import { InstanceRegistry } from './instances.ts';
 import { Sender } from './sender.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
@@ -53,14 +52,7 @@ export async function runService(opts: RunOptions): Promise<void> {
     const db: Db = connect({ connectionString: url, poolSize: 6, applicationName: `espf run ${opts.instance}` });
     started.push(() => db.dispose());
     await ping(db, url);
-    try {
-      await db.query(sql`SELECT 1 FROM espf.migrations LIMIT 1`);
-    } catch (err) {
-      if (sqlState(err) === SQLSTATE.undefinedTable) {
-        throw new EspfError('ESPF_NOT_MIGRATED', `the database at ${redactUrl(url)} has no espf schema: run espf migrate first`);
-      }
-      throw err;
-    }
+    await assertMigrated(db, url);
     const plog = provisioningLog(env.logDir);
     started.push(() => plog.flush());
     const metrics = new Metrics({ db });

@@ -1,8 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { reportAccountStatus, statusApiSettings } from '../db/statuses.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { resolveSecret, SecretMissingError } from '../security/secret-ref.ts';
@@ -79,8 +79,7 @@ interface StatusApiSettings { enabled: boolean; token: string | null }
 
 async function settings(db: Db): Promise<StatusApiSettings> {
   try {
-    const [row] = await db.query(sql`SELECT enabled, token FROM espf.status_api`);
-    return row ?? { enabled: false, token: null };
+    return (await statusApiSettings(db)) ?? { enabled: false, token: null };
   } catch (err) {
     if (sqlState(err) === SQLSTATE.undefinedTable) {
       throw new Refusal(503, 'the status API is not installed in this database (espf.status_api is missing): run espf migrate');
@@ -208,14 +207,7 @@ async function postStatus(req: http.IncomingMessage, rawAccount: string, opts: S
     throw new Refusal(400, `the body is not JSON: ${oneLine(err).slice(0, 200)}`);
   }
   const r = validateReport(parsed);
-  // One statement: the account must exist, and the row is written or nothing is.
-  const [row] = await opts.db.query(sql`
-    INSERT INTO espf.account_provisioning_statuses AS s (i_account, handler, status, message, updated_at)
-    SELECT ${iAccount}, ${r.group}, ${r.status}, ${r.message}, now()
-     WHERE EXISTS (SELECT 1 FROM billing.account a WHERE a.i_account = ${iAccount})
-    ON CONFLICT ON CONSTRAINT account_provisioning_statuses_pkey DO UPDATE SET
-           status = excluded.status, message = excluded.message, updated_at = excluded.updated_at
-    RETURNING s.i_account, s.handler AS "group", s.status, s.message, s.i_event, s.event_type, s.updated_at`);
+  const row = await reportAccountStatus(opts.db, iAccount, r.group, r.status, r.message);
   if (!row) throw new Refusal(404, `account ${iAccount} does not exist (no billing.account row with this i_account)`);
   opts.log.info({ i_account: iAccount, group: r.group, status: r.status }, 'status API: account status reported');
   return row;

@@ -1,14 +1,13 @@
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
-import { sql } from '@databases/pg';
 import { Backoff } from '../backoff.ts';
 import { locatePrimary, type Db } from '../db/connect.ts';
-import { SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
+import { createSlot, emitMessage, publicationExists, PUBLICATION, slotState } from '../db/replication.ts';
+import { EspfError, SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
 import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
 import { acknowledgeUpTo, queueEmpty } from './library.ts';
 import { parseLsn } from './lsn.ts';
 
-export const PUBLICATION = 'espf_events';
 export const HEARTBEAT_PREFIX = 'espf_heartbeat';
 
 /** One row of espf.events as it comes out of the stream. */
@@ -74,32 +73,23 @@ export class ReplicationStream {
     this.backoff = new Backoff(250, opts.maxBackoffMs ?? 5000);
   }
 
-  /** Creates the publication and the slot if missing. */
+  /** Creates the slot if missing; the publication must exist (espf migrate defines it). */
   async prepare(): Promise<void> {
     const { db, slot } = this.opts;
-    const [pub] = await db.query(sql`SELECT 1 FROM pg_publication WHERE pubname = ${PUBLICATION}`);
-    if (!pub) {
-      try {
-        await db.query(sql`CREATE PUBLICATION ${sql.ident(PUBLICATION)} FOR TABLE espf.events WITH (publish = 'insert')`);
-      } catch (err) {
-        if (sqlState(err) !== SQLSTATE.duplicateObject) throw err;
-      }
+    if (!(await publicationExists(db))) {
+      throw new EspfError('ESPF_NOT_MIGRATED', `publication ${PUBLICATION} is missing: run espf migrate (sql/040_publication.sql defines it)`);
     }
     // failover (PostgreSQL 17+): standbys with sync_replication_slots keep a
     // copy of the slot, so a promoted standby goes on from it (docs/operations.md).
-    const [s] = await db.query(sql`
-      SELECT current_setting('server_version_num')::int >= 170000 AS failover_slots,
-             (SELECT (to_jsonb(r) ->> 'failover')::boolean FROM pg_replication_slots r WHERE slot_name = ${slot}) AS failover,
-             EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${slot}) AS present`);
+    const s = await slotState(db, slot);
     if (!s.present) {
       try {
-        if (s.failover_slots) await db.query(sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput', false, false, true)`);
-        else await db.query(sql`SELECT pg_create_logical_replication_slot(${slot}, 'pgoutput')`);
-        this.opts.log.info({ slot, failover: s.failover_slots }, 'created replication slot');
+        await createSlot(db, slot, s.failoverSlots);
+        this.opts.log.info({ slot, failover: s.failoverSlots }, 'created replication slot');
       } catch (err) {
         if (sqlState(err) !== SQLSTATE.duplicateObject) throw err;
       }
-    } else if (s.failover_slots && s.failover === false && !this.warnedNoFailover) {
+    } else if (s.failoverSlots && s.failover === false && !this.warnedNoFailover) {
       this.warnedNoFailover = true;
       this.opts.log.warn({ slot }, `slot ${slot} is not a failover slot: a promoted standby will not have it (docs/operations.md, "Failover")`);
     }
@@ -129,8 +119,7 @@ export class ReplicationStream {
 
   /** A message through the slot: when nothing is in flight it lets the slot advance. */
   private async heartbeat(): Promise<void> {
-    await this.opts.db.query(sql`SELECT pg_logical_emit_message(false, ${HEARTBEAT_PREFIX}, ${this.opts.instance})`)
-      .catch((err) => this.connectionLost(err));
+    await emitMessage(this.opts.db, HEARTBEAT_PREFIX, this.opts.instance).catch((err) => this.connectionLost(err));
   }
 
   private async streamOnce(): Promise<void> {
