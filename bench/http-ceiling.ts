@@ -14,7 +14,7 @@ export interface HttpCeilingParams extends Record<string, unknown> {
   readonly bodyBytes: number;
 }
 
-/** An espf request body (contract §6) for event `i`. */
+/** An espf request body (README, "Writing a receiver") for event `i`. */
 export function eventBody(i: number): string {
   return JSON.stringify({
     event_type: 'Account/Blocked',

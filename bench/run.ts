@@ -1,7 +1,7 @@
 /**
  * `make bench`: starts a throwaway durable PostgreSQL (or uses DATABASE_URL), a
  * receiver process and, for the delivery figures, `espf run`; measures the
- * figures of issue 5 (each the median of BENCH_RUNS runs, default 3); writes
+ * figures of bench/README.md (each the median of BENCH_RUNS runs, default 3); writes
  * bench/results/latest.json and prints a table on stdout.
  *
  *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes

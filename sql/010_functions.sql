@@ -5,7 +5,7 @@ SET LOCAL lock_timeout = '2s';
 
 -- Helpers shared by the capture rules and the dispatchers.
 
--- Available funds (contract §2). 'Infinity' stands for unlimited.
+-- Available funds (README, "Event catalogue"). 'Infinity' stands for unlimited.
 CREATE OR REPLACE FUNCTION espf.account_funds(billing_model text, balance numeric, credit_limit numeric)
 RETURNS numeric LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT CASE WHEN billing_model = 'debit' THEN balance
@@ -77,7 +77,7 @@ $$;
 -- i_event, builds the variables with a single jsonb_build_object and inserts
 -- the outbox row.
 
--- Funds transitions of an individual account (contract §2, "funds disappear" /
+-- Funds transitions of an individual account (README, "Event catalogue": "funds disappear" /
 -- "funds appear"): the WHEN clauses of Account/ZeroAvailableFunds and
 -- Account/AvailableFundsAppear. Same rule as espf.account_funds.
 CREATE OR REPLACE FUNCTION espf.account_funds_disappear(o billing.account, n billing.account)

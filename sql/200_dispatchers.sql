@@ -1,4 +1,4 @@
--- Dispatchers are views (contract §5). Each maps a source event of espf.events
+-- Dispatchers are views (README, "Dispatchers"). Each maps a source event of espf.events
 -- (source_i_event) to the events it produces: event_type, i_env and variables
 -- (without i_event and event_time, which espf.dispatch adds). Which view serves
 -- which consumed type is in espf.dispatcher_rules. Change a rule with

@@ -1,4 +1,4 @@
--- The matrix (contract §4): a row per (event type, handler).
+-- The matrix (docs/cli.md, espf matrix): a row per (event type, handler).
 --   '+' subscribed   '.' can subscribe   ' ' cannot
 CREATE OR REPLACE VIEW espf.matrix AS
 SELECT t.name AS event_type,

@@ -1,4 +1,4 @@
--- espf resend (issue 4, item 9): put finished deliveries back in the queue.
+-- espf resend (docs/cli.md): put finished deliveries back in the queue.
 --
 -- Selects rows of espf.event_deliveries by any combination of
 --   i_events  the deliveries of these events

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { sql, type SQLQuery } from '@databases/pg';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
-// Capture rules (contract §3, sql/1xx): every trigger-derived event type, its
+// Capture rules (README, "Event catalogue"; sql/1xx): every trigger-derived event type, its
 // transition edges and the non-events next to them, read back from espf.events.
 
 interface Event {
@@ -100,7 +100,7 @@ describe('capture rules (espf.events written by triggers on billing tables)', ()
   });
   after(async () => { await t.drop(); });
 
-  it('knows every trigger-derived type of the contract, each with a capture trigger', async () => {
+  it('knows every trigger-derived type of the catalogue, each with a capture trigger', async () => {
     assert.deepEqual(triggerTypes, [
       'Account/AvailableFundsAppear', 'Account/Blocked', 'Account/ID/Changed', 'Account/New',
       'Account/Password/Changed', 'Account/Product/Changed', 'Account/SIMCardAssignment',

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { sql, type SQLQuery } from '@databases/pg';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
-// Configuration rows (contract §4) written by plain SQL: the database itself
+// Configuration rows (README, "Tour", steps 2 to 6) written by plain SQL: the database itself
 // refuses bad rows with a message naming the column and the rule, and a refused
 // statement changes nothing.
 

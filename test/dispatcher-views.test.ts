@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { sql, type SQLQuery } from '@databases/pg';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
-// Dispatchers (contract §3 dispatcher table, §5): the views that fan a source
+// Dispatchers (README, "Dispatchers"): the views that fan a source
 // event out, and espf.dispatch, which inserts what they produce.
 
 interface Produced {

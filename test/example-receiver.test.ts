@@ -1,6 +1,6 @@
 // The example receiver (examples/receiver) answered with real HTTP requests. The requests
 // are built here, independently of the receiver's code: Basic / Custom / Signature headers
-// straight from contract §6 with node:crypto, sent with undici.
+// straight from examples/receiver/README.md with node:crypto, sent with undici.
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { Agent, request } from 'undici';

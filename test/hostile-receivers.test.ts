@@ -10,7 +10,7 @@ import { eventually } from './support/receiver.ts';
 import { configureEventSender, seedCustomer } from './support/sender.ts';
 
 /**
- * Receivers that misbehave (issue 4, item 6), against `espf run` as a child
+ * Receivers that misbehave (docs/security.md, hostile receivers), against `espf run` as a child
  * process: garbage instead of HTTP, a redirect, a 2xx with a 200 MB body, and
  * an answer whose body never ends. Each attempt fails (or succeeds) with a
  * clear reason in espf.event_deliveries and provisioning.log, the sender's

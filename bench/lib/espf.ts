@@ -23,7 +23,7 @@ export interface EspfConfig {
   readonly handlers: readonly string[];
 }
 
-/** Configures espf with plain SQL rows, as a DBA would (contract §4). */
+/** Configures espf with plain SQL rows, as a DBA would (README, "Tour"). */
 export async function configureEspf(db: Db, c: EspfConfig): Promise<void> {
   await db.tx(async (tx) => {
     await tx.query(sql`UPDATE espf.http_handlers

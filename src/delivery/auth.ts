@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { HttpSettings } from '../config/snapshot.ts';
 import { resolveSecret } from '../security/secret-ref.ts';
 
-/** The auth header of contract §6 for one request, or undefined for None. */
+/** The auth header of one request (README, "Writing a receiver"; examples/receiver/README.md), or undefined for None. */
 export function authHeaderValue(h: HttpSettings, date: string): string | undefined {
   switch (h.auth_method) {
     case 'None':

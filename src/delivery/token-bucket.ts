@@ -3,7 +3,7 @@ import Bottleneck from 'bottleneck';
 const REFILL_MS = 20;
 
 /**
- * The token bucket of an async http handler (contract §6), on Bottleneck.
+ * The token bucket of an async http handler (README, "2. Configure a handler"), on Bottleneck.
  * Requests are scheduled in weighted batches (weight = requests), never one
  * job per request: Bottleneck costs about a millisecond per job.
  *

@@ -28,7 +28,7 @@ export function attemptOutcome(r: PostResult): 'success' | 'http_error' | 'timeo
 }
 
 /**
- * The Prometheus metrics of one `espf run` (contract §8: every series espf_…).
+ * The Prometheus metrics of one `espf run` (docs/operations.md, "Metrics": every series espf_…).
  * Counters move through the SenderObserver hooks; gauges are read from the
  * sender (bind it) and from pg_replication_slots when scraped.
  */

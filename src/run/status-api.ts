@@ -8,7 +8,7 @@ import type { Logger } from '../log/logger.ts';
 import { resolveSecret, SecretMissingError } from '../security/secret-ref.ts';
 
 /**
- * The status API (contract §8): a receiver that provisions asynchronously reports
+ * The status API (docs/operations.md, "The status API"): a receiver that provisions asynchronously reports
  *   POST /espf/v1/account/i/{i_account}/status
  *   Authorization: Bearer <espf.status_api.token>
  *   {"status": "OK"|"IN_PROGRESS"|"RETRY"|"FAILED", "group": "<handler or service group>", "message": "…"}

@@ -1,4 +1,4 @@
-// Verifies the auth header of an espf request exactly as the espf contract (§6) describes it.
+// Verifies the auth header of an espf request exactly as espf builds it (src/delivery/auth.ts).
 // Copy this file as is: it depends on node:crypto only.
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 

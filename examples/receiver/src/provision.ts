@@ -1,5 +1,5 @@
 // What the example receiver "would provision" for each event type of the espf catalogue
-// (contract §3). Replace the strings with calls to your HSS, AAA, PCRF, CRM, ...
+// (README, "Event catalogue"). Replace the strings with calls to your HSS, AAA, PCRF, CRM, ...
 //
 // Events carry ids only (never passwords, balances or attribute history beyond the
 // changed value): a real receiver reads the current state it needs from the billing

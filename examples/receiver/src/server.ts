@@ -1,6 +1,6 @@
 // The example espf receiver: node:http only, no framework.
 //
-//   POST <any path>   an espf event (contract §6) -> 200 | 400 | 401 | 405 | 413 | 500
+//   POST <any path>   an espf event (README, "Writing a receiver") -> 200 | 400 | 401 | 405 | 413 | 500
 //   GET  /healthz     200 {"ok":true}
 //
 // Order of checks: method, auth (401), body (413 / 400), dedup on variables.i_event
