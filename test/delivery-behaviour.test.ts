@@ -1,65 +1,55 @@
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
-
-type Run = Awaited<ReturnType<typeof startSender>>;
+import { addAccounts, seedCustomer, startSender } from './support/sender.ts';
 
 describe('espf run: dispatchers fan events out to accounts', function () {
-  let t: TestDatabase;
-  let rx: TestReceiver;
-  let run: Run;
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    await configureEventSender(t.db, rx.url, ['Account/Blocked', 'Account/ZeroAvailableFunds', 'Account/ServiceAttribute/Changed', 'Account/Status/Suspend']);
-    await t.db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name IN ('Customer/Blocked', 'Customer/ZeroAvailableFunds', 'Customer/Status/Suspend', 'ServiceAttribute/Changed', 'Product/ServiceAttribute/Changed', 'Customer/ServiceAttribute/Changed')`);
-    await t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE kind = 'dispatcher'`);
-    await t.db.query(sql`INSERT INTO espf.subscriptions SELECT handler, event_type FROM espf.dispatcher_rules`);
-    run = await startSender(t.db, t.url);
-  });
-  after(async () => {
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
+  const f = deliveryFixture({
+    types: ['Account/Blocked', 'Account/ZeroAvailableFunds', 'Account/ServiceAttribute/Changed', 'Account/Status/Suspend'],
+    seed: false,
+    setup: async ({ t }) => {
+      await t.db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name IN ('Customer/Blocked', 'Customer/ZeroAvailableFunds', 'Customer/Status/Suspend', 'ServiceAttribute/Changed', 'Product/ServiceAttribute/Changed', 'Customer/ServiceAttribute/Changed')`);
+      await t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE kind = 'dispatcher'`);
+      await t.db.query(sql`INSERT INTO espf.subscriptions SELECT handler, event_type FROM espf.dispatcher_rules`);
+    },
   });
 
   it('customer block: Account/Blocked for every account not blocked on its own', async () => {
-    const ids = await seedCustomer(t.db, { name: 'block' });
-    const open = await addAccounts(t.db, ids, 3, 'blk-open-');
-    const own = await addAccounts(t.db, ids, 1, 'blk-own-', { blocked: true });
-    await t.db.query(sql`UPDATE billing.customer SET blocked = true WHERE i_customer = ${ids.i_customer}`);
-    const got = () => rx.received.filter((r) => r.json.event_type === 'Account/Blocked' && r.json.variables.i_customer === ids.i_customer);
-    await rx.waitFor(() => got().length >= 3, 10_000, 'three Account/Blocked');
-    const [src] = await t.db.query(sql`SELECT i_event FROM espf.events WHERE event_type = 'Customer/Blocked' AND variables->>'i_customer' = ${String(ids.i_customer)}`);
+    const ids = await seedCustomer(f.t.db, { name: 'block' });
+    const open = await addAccounts(f.t.db, ids, 3, 'blk-open-');
+    const own = await addAccounts(f.t.db, ids, 1, 'blk-own-', { blocked: true });
+    await f.t.db.query(sql`UPDATE billing.customer SET blocked = true WHERE i_customer = ${ids.i_customer}`);
+    const got = () => f.rx.received.filter((r) => r.json.event_type === 'Account/Blocked' && r.json.variables.i_customer === ids.i_customer);
+    await f.rx.waitFor(() => got().length >= 3, 10_000, 'three Account/Blocked');
+    const [src] = await f.t.db.query(sql`SELECT i_event FROM espf.events WHERE event_type = 'Customer/Blocked' AND variables->>'i_customer' = ${String(ids.i_customer)}`);
     assert.deepEqual(got().map((r) => r.json.variables.i_account).sort(), [...open].sort());
     for (const r of got()) assert.equal(r.json.variables.source_i_event, src.i_event);
     assert.ok(!got().some((r) => own.includes(r.json.variables.i_account as number)));
     // The dispatcher ran once: a DISPATCHED row, no duplicate children.
-    const [d] = await t.db.query(sql`SELECT state FROM espf.event_deliveries WHERE i_event = ${src.i_event} AND handler = 'CustomerToAccountsDispatcher'`);
+    const [d] = await f.t.db.query(sql`SELECT state FROM espf.event_deliveries WHERE i_event = ${src.i_event} AND handler = 'CustomerToAccountsDispatcher'`);
     assert.equal(d.state, 'DISPATCHED');
-    const [c] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.events WHERE source_i_event = ${src.i_event}`);
+    const [c] = await f.t.db.query(sql`SELECT count(*)::int AS n FROM espf.events WHERE source_i_event = ${src.i_event}`);
     assert.equal(c.n, 3);
   });
 
   it('customer funds: Account/ZeroAvailableFunds for subordinate accounts only', async () => {
-    const ids = await seedCustomer(t.db, { name: 'funds' });
-    await t.db.query(sql`UPDATE billing.customer SET credit_limit = 100 WHERE i_customer = ${ids.i_customer}`);
-    const sub = await addAccounts(t.db, ids, 2, 'fund-sub-', { balance_control: 'subordinate' });
-    await addAccounts(t.db, ids, 2, 'fund-ind-');
-    await t.db.query(sql`UPDATE billing.customer SET balance = 150 WHERE i_customer = ${ids.i_customer}`);
-    const got = () => rx.received.filter((r) => r.json.event_type === 'Account/ZeroAvailableFunds' && r.json.variables.i_customer === ids.i_customer);
-    await rx.waitFor(() => got().length >= 2, 10_000, 'two Account/ZeroAvailableFunds');
+    const ids = await seedCustomer(f.t.db, { name: 'funds' });
+    await f.t.db.query(sql`UPDATE billing.customer SET credit_limit = 100 WHERE i_customer = ${ids.i_customer}`);
+    const sub = await addAccounts(f.t.db, ids, 2, 'fund-sub-', { balance_control: 'subordinate' });
+    await addAccounts(f.t.db, ids, 2, 'fund-ind-');
+    await f.t.db.query(sql`UPDATE billing.customer SET balance = 150 WHERE i_customer = ${ids.i_customer}`);
+    const got = () => f.rx.received.filter((r) => r.json.event_type === 'Account/ZeroAvailableFunds' && r.json.variables.i_customer === ids.i_customer);
+    await f.rx.waitFor(() => got().length >= 2, 10_000, 'two Account/ZeroAvailableFunds');
     assert.deepEqual(got().map((r) => r.json.variables.i_account).sort(), [...sub].sort());
   });
 
   it('product attribute: ServiceAttribute/Changed → Product/… → Account/ServiceAttribute/Changed for every account on the product', async () => {
-    const ids = await seedCustomer(t.db, { name: 'attr' });
-    const accounts = await addAccounts(t.db, ids, 4, 'attr-');
-    await t.db.query(sql`INSERT INTO billing.service_attribute_value (owner_type, owner_id, service, name, value) VALUES ('product', ${ids.i_product}, 'data', 'apn', 'internet')`);
-    const got = () => rx.received.filter((r) => r.json.event_type === 'Account/ServiceAttribute/Changed' && r.json.variables.i_product === ids.i_product);
-    await rx.waitFor(() => got().length >= 4, 10_000, 'four Account/ServiceAttribute/Changed');
+    const ids = await seedCustomer(f.t.db, { name: 'attr' });
+    const accounts = await addAccounts(f.t.db, ids, 4, 'attr-');
+    await f.t.db.query(sql`INSERT INTO billing.service_attribute_value (owner_type, owner_id, service, name, value) VALUES ('product', ${ids.i_product}, 'data', 'apn', 'internet')`);
+    const got = () => f.rx.received.filter((r) => r.json.event_type === 'Account/ServiceAttribute/Changed' && r.json.variables.i_product === ids.i_product);
+    await f.rx.waitFor(() => got().length >= 4, 10_000, 'four Account/ServiceAttribute/Changed');
     assert.deepEqual(got().map((r) => r.json.variables.i_account).sort(), [...accounts].sort());
     for (const r of got()) {
       assert.equal(r.json.variables.value, 'internet');
@@ -68,51 +58,37 @@ describe('espf run: dispatchers fan events out to accounts', function () {
   });
 
   it('customer suspension: Account/Status/Suspend for every account', async () => {
-    const ids = await seedCustomer(t.db, { name: 'susp' });
-    const accounts = await addAccounts(t.db, ids, 2, 'susp-');
-    await t.db.query(sql`UPDATE billing.customer SET bill_status = 'suspended' WHERE i_customer = ${ids.i_customer}`);
-    const got = () => rx.received.filter((r) => r.json.event_type === 'Account/Status/Suspend' && r.json.variables.i_customer === ids.i_customer);
-    await rx.waitFor(() => got().length >= 2, 10_000, 'Account/Status/Suspend');
+    const ids = await seedCustomer(f.t.db, { name: 'susp' });
+    const accounts = await addAccounts(f.t.db, ids, 2, 'susp-');
+    await f.t.db.query(sql`UPDATE billing.customer SET bill_status = 'suspended' WHERE i_customer = ${ids.i_customer}`);
+    const got = () => f.rx.received.filter((r) => r.json.event_type === 'Account/Status/Suspend' && r.json.variables.i_customer === ids.i_customer);
+    await f.rx.waitFor(() => got().length >= 2, 10_000, 'Account/Status/Suspend');
     assert.deepEqual(got().map((r) => r.json.variables.i_account).sort(), [...accounts].sort());
   });
 });
 
 describe('espf run: modes, URLs and live configuration', function () {
-  let t: TestDatabase;
-  let rx: TestReceiver;
   let rx2: TestReceiver;
-  let run: Run;
-  let ids: { i_product: number; i_customer: number };
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    rx2 = await new TestReceiver().listen();
-    await configureEventSender(t.db, rx.url, ['Account/New', 'Account/Blocked']);
-    ids = await seedCustomer(t.db);
-    run = await startSender(t.db, t.url);
-  });
+  const f = deliveryFixture({ types: ['Account/New', 'Account/Blocked'], prepare: async () => { rx2 = await new TestReceiver().listen(); } });
   after(async () => {
-    await run?.stop();
-    await rx?.close();
     await rx2?.close();
-    await t?.drop();
   });
   afterEach(() => {
-    rx.respond = () => ({ status: 200 });
+    f.rx.respond = () => ({ status: 200 });
     rx2.respond = () => ({ status: 200 });
   });
 
   async function setHandler(changes: string): Promise<void> {
-    await t.db.query(sql`UPDATE espf.http_handlers SET ${sql.__dangerous__rawValue(changes)} WHERE handler = 'EventSender'`);
+    await f.t.db.query(sql`UPDATE espf.http_handlers SET ${sql.__dangerous__rawValue(changes)} WHERE handler = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450)); // > 2 configuration polls of the test sender
   }
 
   it('token bucket: average token_rate, never more than token_burstiness in any one second', async () => {
     await setHandler('token_rate = 10, token_burstiness = 15');
-    const before = rx.received.length;
-    const accounts = await addAccounts(t.db, ids, 40, 'tb-');
-    await rx.waitFor(() => rx.received.length >= before + 40, 20_000, '40 events');
-    const times = rx.received.slice(before).map((r) => r.at).sort((a, b) => a - b);
+    const before = f.rx.received.length;
+    const accounts = await addAccounts(f.t.db, f.ids, 40, 'tb-');
+    await f.rx.waitFor(() => f.rx.received.length >= before + 40, 20_000, '40 events');
+    const times = f.rx.received.slice(before).map((r) => r.at).sort((a, b) => a - b);
     assert.equal(times.length, accounts.length);
     let maxWindow = 0;
     for (let i = 0, j = 0; i < times.length; i++) {
@@ -129,31 +105,31 @@ describe('espf run: modes, URLs and live configuration', function () {
 
   it('sync mode: never two requests in flight', async () => {
     await setHandler('async_mode = false');
-    rx.maxInFlight = 0;
-    rx.respond = () => ({ status: 200, delayMs: 15 });
-    const before = rx.received.length;
-    await addAccounts(t.db, ids, 15, 'sync-');
-    await rx.waitFor(() => rx.received.length >= before + 15, 15_000, '15 events');
-    assert.equal(rx.maxInFlight, 1);
+    f.rx.maxInFlight = 0;
+    f.rx.respond = () => ({ status: 200, delayMs: 15 });
+    const before = f.rx.received.length;
+    await addAccounts(f.t.db, f.ids, 15, 'sync-');
+    await f.rx.waitFor(() => f.rx.received.length >= before + 15, 15_000, '15 events');
+    assert.equal(f.rx.maxInFlight, 1);
     await setHandler('async_mode = true');
   });
 
   it('async mode: requests go out concurrently', async () => {
-    rx.maxInFlight = 0;
-    rx.respond = () => ({ status: 200, delayMs: 50 });
-    const before = rx.received.length;
-    await addAccounts(t.db, ids, 20, 'async-');
-    await rx.waitFor(() => rx.received.length >= before + 20, 15_000, '20 events');
-    assert.ok(rx.maxInFlight > 1, `more than one request in flight, saw ${rx.maxInFlight}`);
+    f.rx.maxInFlight = 0;
+    f.rx.respond = () => ({ status: 200, delayMs: 50 });
+    const before = f.rx.received.length;
+    await addAccounts(f.t.db, f.ids, 20, 'async-');
+    await f.rx.waitFor(() => f.rx.received.length >= before + 20, 15_000, '20 events');
+    assert.ok(f.rx.maxInFlight > 1, `more than one request in flight, saw ${f.rx.maxInFlight}`);
   });
 
   it('every URL receives each event, the first before the second', async () => {
-    await setHandler(`url = ARRAY['${rx.url}', '${rx2.url}']`);
-    rx.respond = () => ({ status: 200, delayMs: 5 });
-    const [a] = await addAccounts(t.db, ids, 5, 'two-urls-');
+    await setHandler(`url = ARRAY['${f.rx.url}', '${rx2.url}']`);
+    f.rx.respond = () => ({ status: 200, delayMs: 5 });
+    const [a] = await addAccounts(f.t.db, f.ids, 5, 'two-urls-');
     await rx2.waitFor(() => rx2.received.filter((r) => String(r.json.variables.id ?? '').startsWith('two-urls-')).length >= 5, 10_000, 'five at the second URL');
     for (const second of rx2.received) {
-      const first = rx.received.find((r) => r.json.variables.i_event === second.json.variables.i_event);
+      const first = f.rx.received.find((r) => r.json.variables.i_event === second.json.variables.i_event);
       assert.ok(first, `event ${second.json.variables.i_event} reached the first URL`);
       assert.ok(first.at <= second.at, 'the first URL before the second');
     }
@@ -161,29 +137,29 @@ describe('espf run: modes, URLs and live configuration', function () {
   });
 
   it('a URL change applies to a running sender within 2 seconds', async () => {
-    await t.db.query(sql`UPDATE espf.http_handlers SET url = ARRAY[${rx2.url}] WHERE handler = 'EventSender'`);
+    await f.t.db.query(sql`UPDATE espf.http_handlers SET url = ARRAY[${rx2.url}] WHERE handler = 'EventSender'`);
     const changed = Date.now();
     await new Promise((r) => setTimeout(r, 2000));
-    const before1 = rx.received.length;
-    const [acc] = await addAccounts(t.db, ids, 1, 'moved-');
+    const before1 = f.rx.received.length;
+    const [acc] = await addAccounts(f.t.db, f.ids, 1, 'moved-');
     await rx2.waitFor(() => rx2.received.some((r) => r.json.variables.i_account === acc), 5000, 'the event at the new URL');
-    assert.equal(rx.received.length, before1, 'nothing more at the old URL');
+    assert.equal(f.rx.received.length, before1, 'nothing more at the old URL');
     assert.ok(Date.now() - changed < 10_000);
   });
 
   it('a handler disabled while running stops receiving; enabled again it resumes with what waited', async () => {
-    await t.db.query(sql`UPDATE espf.http_handlers SET url = ARRAY[${rx.url}] WHERE handler = 'EventSender'`);
-    await t.db.query(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'EventSender'`);
+    await f.t.db.query(sql`UPDATE espf.http_handlers SET url = ARRAY[${f.rx.url}] WHERE handler = 'EventSender'`);
+    await f.t.db.query(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450));
-    const before = rx.received.length;
-    await addAccounts(t.db, ids, 3, 'paused-');
+    const before = f.rx.received.length;
+    await addAccounts(f.t.db, f.ids, 3, 'paused-');
     // While disabled, new events are not handed to it at all.
-    await eventually(async () => run.sender.durableLsn > 0n);
+    await eventually(async () => f.run.sender.durableLsn > 0n);
     await new Promise((r) => setTimeout(r, 500));
-    assert.equal(rx.received.length, before);
-    await t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
+    assert.equal(f.rx.received.length, before);
+    await f.t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
     await new Promise((r) => setTimeout(r, 450));
-    const [acc] = await addAccounts(t.db, ids, 1, 'resumed-');
-    await rx.waitFor(() => rx.received.some((r) => r.json.variables.i_account === acc), 5000, 'an event after re-enabling');
+    const [acc] = await addAccounts(f.t.db, f.ids, 1, 'resumed-');
+    await f.rx.waitFor(() => f.rx.received.some((r) => r.json.variables.i_account === acc), 5000, 'an event after re-enabling');
   });
 });

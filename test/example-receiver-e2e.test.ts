@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { sql } from '@databases/pg';
 import { createReceiver, type LogEntry, type ProcessedEvent, type Receiver, type ReceiverOptions } from '../examples/receiver/src/server.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
 import { eventually } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { configureEventSender, startSender } from './support/sender.ts';
 
 interface Rx {
   receiver: Receiver;
@@ -36,40 +36,33 @@ async function startReceiver(auth: ReceiverOptions['auth']): Promise<Rx> {
 const CONFIG_POLLS_MS = 500; // startSender polls the configuration every 200 ms
 
 describe('example receiver end to end: espf run → examples/receiver', function () {
-  let t: TestDatabase;
   let sig: Rx;
   let basic: Rx;
-  let run: Awaited<ReturnType<typeof startSender>>;
-  let ids: { i_product: number; i_customer: number };
-
-  before(async () => {
-    t = await createTestDatabase();
-    sig = await startReceiver({ method: 'Signature', keys: { 'espf-2026': 'sig-key-2026' } });
-    basic = await startReceiver({ method: 'Basic', user: 'hss', key: 'basic-key-from-env' });
-    process.env.ESPF_E2E_BASIC_KEY = 'basic-key-from-env';
-    await configureEventSender(t.db, sig.url, ['Account/New', 'Account/Blocked', 'Account/Unblocked'], {
-      // configureEventSender sets one column per statement: the key before the method that needs it.
-      signature_auth_key_id: 'espf-2026', signature_auth_key: 'sig-key-2026', auth_method: 'Signature',
-    });
-    ids = await seedCustomer(t.db);
-    run = await startSender(t.db, t.url);
+  const f = deliveryFixture({
+    types: ['Account/New', 'Account/Blocked', 'Account/Unblocked'],
+    // configureEventSender sets one column per statement: the key before the method that needs it.
+    settings: { signature_auth_key_id: 'espf-2026', signature_auth_key: 'sig-key-2026', auth_method: 'Signature' },
+    url: () => sig.url,
+    prepare: async () => {
+      sig = await startReceiver({ method: 'Signature', keys: { 'espf-2026': 'sig-key-2026' } });
+      basic = await startReceiver({ method: 'Basic', user: 'hss', key: 'basic-key-from-env' });
+      process.env.ESPF_E2E_BASIC_KEY = 'basic-key-from-env';
+    },
   });
   after(async () => {
-    await run?.stop();
     await sig?.receiver.close();
     await basic?.receiver.close();
-    await t?.drop();
     delete process.env.ESPF_E2E_BASIC_KEY;
   });
 
   async function newAccount(id: string): Promise<number> {
-    const [a] = await t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
+    const [a] = await f.t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${f.ids.i_customer}, ${f.ids.i_product}) RETURNING i_account`);
     return Number(a.i_account);
   }
 
   async function delivered(iAccount: number, type: string): Promise<{ i_event: number; attempts: number; last_http_status: number }> {
     return eventually(async () => {
-      const [row] = await t.db.query(sql`
+      const [row] = await f.t.db.query(sql`
         SELECT i_event, attempts, last_http_status FROM espf.event_deliveries
          WHERE handler = 'EventSender' AND i_account = ${iAccount} AND event_type = ${type} AND state = 'DELIVERED'`);
       return row ? { i_event: Number(row.i_event), attempts: row.attempts, last_http_status: row.last_http_status } : undefined;
@@ -86,29 +79,29 @@ describe('example receiver end to end: espf run → examples/receiver', function
     assert.equal(p.event_type, 'Account/New');
     assert.equal(p.variables.i_account, a);
     assert.equal(p.variables.id, '+15550001');
-    assert.deepEqual(p.actions, [`would create HSS subscriber ${a} with id +15550001 on product ${ids.i_product} (customer ${ids.i_customer})`]);
+    assert.deepEqual(p.actions, [`would create HSS subscriber ${a} with id +15550001 on product ${f.ids.i_product} (customer ${f.ids.i_customer})`]);
     assert.equal(sig.logs.filter((l) => l.msg === 'refused: bad auth').length, 0);
-    const [s] = await t.db.query(sql`SELECT status, i_event FROM espf.account_provisioning_statuses WHERE i_account = ${a} AND handler = 'EventSender'`);
+    const [s] = await f.t.db.query(sql`SELECT status, i_event FROM espf.account_provisioning_statuses WHERE i_account = ${a} AND handler = 'EventSender'`);
     assert.equal(s.status, 'OK');
     assert.equal(Number(s.i_event), d.i_event);
   });
 
   it('Signature with a wrong key: 401 from the receiver, retried (the account waits) until the row is fixed', async () => {
-    await t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'not-the-key' WHERE handler = 'EventSender'`);
+    await f.t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'not-the-key' WHERE handler = 'EventSender'`);
     await new Promise((r) => setTimeout(r, CONFIG_POLLS_MS));
     const a = await newAccount('+15550002');
     await eventually(async () => {
-      const [row] = await t.db.query(sql`SELECT state, attempts, last_http_status FROM espf.event_deliveries WHERE handler = 'EventSender' AND i_account = ${a}`);
+      const [row] = await f.t.db.query(sql`SELECT state, attempts, last_http_status FROM espf.event_deliveries WHERE handler = 'EventSender' AND i_account = ${a}`);
       return row && row.state === 'RETRY' && row.last_http_status === 401 && row.attempts >= 2 ? row : undefined;
     }, 15_000, 'a RETRY row with HTTP 401');
     assert.ok(sig.logs.some((l) => l.msg === 'refused: bad auth' && l.reason === 'bad Signature'),
       `the receiver logged a bad signature: ${JSON.stringify(sig.logs.filter((l) => l.level === 'warn').slice(-1))}`);
     // The account's next event waits behind the failing one.
-    await t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
+    await f.t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
     await new Promise((r) => setTimeout(r, CONFIG_POLLS_MS));
     assert.equal(sig.receiver.processed.some((e) => e.variables.i_account === a), false);
 
-    await t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'sig-key-2026' WHERE handler = 'EventSender'`);
+    await f.t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'sig-key-2026' WHERE handler = 'EventSender'`);
     const d = await delivered(a, 'Account/New');
     assert.ok(d.attempts >= 3, `attempts ${d.attempts}`);
     assert.equal(d.last_http_status, 200);
@@ -120,7 +113,7 @@ describe('example receiver end to end: espf run → examples/receiver', function
   });
 
   it('Basic with the key as env:NAME: the receiver verifies user and key', async () => {
-    await t.db.query(sql`UPDATE espf.http_handlers
+    await f.t.db.query(sql`UPDATE espf.http_handlers
                             SET url = ${[basic.url]}::text[], auth_method = 'Basic',
                                 basic_auth_user = 'hss', basic_auth_key = 'env:ESPF_E2E_BASIC_KEY'
                           WHERE handler = 'EventSender'`);
@@ -136,14 +129,14 @@ describe('example receiver end to end: espf run → examples/receiver', function
 
   it('a resent i_event (delivery requeued) is answered 200 as a duplicate and provisioned once', async () => {
     const a = await newAccount('+15550004');
-    await t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
+    await f.t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
     const first = await delivered(a, 'Account/Blocked');
     const key = String(first.i_event);
     assert.equal(basic.provisioned.get(key), 1);
     const receivedBefore = basic.logs.filter((l) => l.msg === 'received' && String(l.i_event) === key).length;
     assert.equal(receivedBefore, 1);
 
-    await t.db.query(sql`UPDATE espf.event_deliveries
+    await f.t.db.query(sql`UPDATE espf.event_deliveries
                             SET state = 'PENDING', requeued = true, attempts = 0, urls_done = 0, finished_at = null
                           WHERE i_event = ${first.i_event} AND handler = 'EventSender'`);
     await eventually(async () => basic.logs.some((l) => l.msg === 'repeat of an event already provisioned; nothing to do' && String(l.i_event) === key),
@@ -154,18 +147,18 @@ describe('example receiver end to end: espf run → examples/receiver', function
     assert.equal(basic.logs.filter((l) => l.msg === 'received' && String(l.i_event) === key).length, 2, 'the event arrived twice');
     assert.equal(basic.provisioned.get(key), 1, 'provisioned once');
     assert.equal(basic.receiver.processed.filter((e) => e.i_event === key).length, 1);
-    const [req] = await t.db.query(sql`SELECT requeued FROM espf.event_deliveries WHERE i_event = ${first.i_event} AND handler = 'EventSender'`);
+    const [req] = await f.t.db.query(sql`SELECT requeued FROM espf.event_deliveries WHERE i_event = ${first.i_event} AND handler = 'EventSender'`);
     assert.equal(req.requeued, false, 'the requeued mark is cleared');
 
     // The later event of the same account still goes through, after the resend.
-    await t.db.query(sql`UPDATE billing.account SET blocked = false WHERE i_account = ${a}`);
+    await f.t.db.query(sql`UPDATE billing.account SET blocked = false WHERE i_account = ${a}`);
     const later = await delivered(a, 'Account/Unblocked');
     assert.ok(later.i_event > first.i_event);
     assert.equal(basic.provisioned.get(String(later.i_event)), 1);
 
     // provisioning.log: both attempts of the resent event, each answered 200.
-    await run.stop();
-    const lines = readFileSync(path.join(run.logDir, 'provisioning.log'), 'utf8').trim().split('\n')
+    await f.run.stop();
+    const lines = readFileSync(path.join(f.run.logDir, 'provisioning.log'), 'utf8').trim().split('\n')
       .map((l) => JSON.parse(l) as { i_event: number; status: number | null; url: string });
     const mine = lines.filter((l) => l.i_event === first.i_event);
     assert.equal(mine.length, 2, JSON.stringify(mine));

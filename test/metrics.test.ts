@@ -8,10 +8,9 @@ import { ROOT } from '../src/paths.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { startHttpServer } from '../src/run/http-server.ts';
 import { Sender } from '../src/run/sender.ts';
-import type { Db } from '../src/db/connect.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually } from './support/receiver.ts';
+import { seedCustomer } from './support/sender.ts';
 
 /** One sample of the text exposition: the value of `name` whose labels include `labels`, summed over the rest. */
 export function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -27,40 +26,28 @@ export function sample(text: string, name: string, labels: Record<string, string
   return found;
 }
 
-/** An in-process sender with the metrics observer bound. */
-async function startObservedSender(db: Db, url: string) {
-  const metrics = new Metrics({ db, slotLagCacheMs: 0 });
-  return { ...(await startSender(db, url, 'main', { metrics })), metrics };
-}
-
 describe('metrics: counters, gauges and the /metrics and /healthz endpoints', function () {
-  let t: TestDatabase;
-  let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startObservedSender>>;
   let server: Awaited<ReturnType<typeof startHttpServer>>;
-  let ids: { i_product: number; i_customer: number };
   const failing = new Set<string>();   // account ids the receiver answers 500
   const slow = new Set<string>();      // account ids the receiver answers after 1.5 s
-
+  const f = deliveryFixture({
+    types: ['Account/New', 'Account/Blocked'],
+    settings: { max_attempts: 2 },
+    metrics: ({ t }) => new Metrics({ db: t.db, slotLagCacheMs: 0 }),
+    prepare: async ({ rx }) => {
+      rx.respond = (r) => {
+        const id = String(r.json.variables.id);
+        if (failing.has(id)) return { status: 500, body: '{"error":"boom"}' };
+        if (slow.has(id)) return { status: 200, delayMs: 1500 };
+        return { status: 200 };
+      };
+    },
+  });
   before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    rx.respond = (r) => {
-      const id = String(r.json.variables.id);
-      if (failing.has(id)) return { status: 500, body: '{"error":"boom"}' };
-      if (slow.has(id)) return { status: 200, delayMs: 1500 };
-      return { status: 200 };
-    };
-    await configureEventSender(t.db, rx.url, ['Account/New', 'Account/Blocked'], { max_attempts: 2 });
-    ids = await seedCustomer(t.db);
-    run = await startObservedSender(t.db, t.url);
-    server = await startHttpServer({ sender: run.sender, db: t.db, log: run.log, metrics: run.metrics, port: 0, host: '127.0.0.1' });
+    server = await startHttpServer({ sender: f.run.sender, db: f.t.db, log: f.run.log, metrics: f.metrics!, port: 0, host: '127.0.0.1' });
   });
   after(async () => {
     await server?.close();
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
   });
 
   async function scrape(): Promise<string> {
@@ -70,7 +57,7 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
   }
 
   async function newAccount(id: string): Promise<number> {
-    const [a] = await t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
+    const [a] = await f.t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${f.ids.i_customer}, ${f.ids.i_product}) RETURNING i_account`);
     return a.i_account;
   }
 
@@ -120,7 +107,7 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
       latency: sample(before, 'espf_delivery_latency_seconds_count', { handler: 'EventSender' }) ?? 0,
     };
     for (const id of ['m-1', 'm-2', 'm-3']) await newAccount(id);
-    await rx.waitFor(() => ['m-1', 'm-2', 'm-3'].every((id) => rx.received.some((r) => r.json.variables.id === id)), 10_000, 'three accounts');
+    await f.rx.waitFor(() => ['m-1', 'm-2', 'm-3'].every((id) => f.rx.received.some((r) => r.json.variables.id === id)), 10_000, 'three accounts');
     const text = await eventually(async () => {
       const s = await scrape();
       return (sample(s, 'espf_deliveries_total', { handler: 'EventSender', event_type: 'Account/New', outcome: 'delivered' }) ?? 0) >= base.delivered + 3 && s;
@@ -154,14 +141,14 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
     const idle = await scrape();
     assert.equal(sample(idle, 'espf_queue_depth', { handler: 'EventSender' }) ?? 0, 0);
     await newAccount('m-slow');
-    await eventually(async () => rx.inFlight === 1, 10_000, 'the slow request on the wire');
+    await eventually(async () => f.rx.inFlight === 1, 10_000, 'the slow request on the wire');
     const busy = await eventually(async () => {
       const s = await scrape();
       return (sample(s, 'espf_oldest_waiting_seconds', { handler: 'EventSender' }) ?? 0) > 0.2 && s;
     }, 10_000, 'an oldest waiting age');
     assert.equal(sample(busy, 'espf_queue_depth', { handler: 'EventSender' }), 1);
     assert.equal(sample(busy, 'espf_inflight_requests', { handler: 'EventSender' }), 1);
-    await rx.waitFor(() => rx.received.some((r) => r.json.variables.id === 'm-slow'), 10_000, 'the slow answer');
+    await f.rx.waitFor(() => f.rx.received.some((r) => r.json.variables.id === 'm-slow'), 10_000, 'the slow answer');
     const after = await eventually(async () => {
       const s = await scrape();
       return sample(s, 'espf_queue_depth', { handler: 'EventSender' }) === 0 && s;
@@ -174,7 +161,7 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
     const lag = sample(text, 'espf_replication_slot_lag_bytes', { slot: 'espf_main' });
     assert.ok(lag !== undefined && Number.isFinite(lag) && lag >= 0, `lag ${lag}`);
     // The same figure PostgreSQL gives, within what a heartbeat moves in between.
-    const [row] = await t.db.query(sql`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag FROM pg_replication_slots WHERE slot_name = 'espf_main'`);
+    const [row] = await f.t.db.query(sql`SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag FROM pg_replication_slots WHERE slot_name = 'espf_main'`);
     assert.ok(Math.abs(row.lag - lag!) < 1024 * 1024, `metric ${lag}, pg_replication_slots ${row.lag}`);
   });
 
@@ -185,9 +172,9 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
     assert.equal(body.alive, true);
     assert.equal(body.ready, true);
 
-    const idle = new Sender({ db: t.db, url: t.url, instance: 'idle', log: run.log, plog: provisioningLog(mkdtempSync(path.join(os.tmpdir(), 'espf-log-'))) });
-    const metrics = new Metrics({ db: t.db, processMetrics: false }).bind(idle);
-    const other = await startHttpServer({ sender: idle, db: t.db, log: run.log, metrics, port: 0, host: '127.0.0.1' });
+    const idle = new Sender({ db: f.t.db, url: f.t.url, instance: 'idle', log: f.run.log, plog: provisioningLog(mkdtempSync(path.join(os.tmpdir(), 'espf-log-'))) });
+    const metrics = new Metrics({ db: f.t.db, processMetrics: false }).bind(idle);
+    const other = await startHttpServer({ sender: idle, db: f.t.db, log: f.run.log, metrics, port: 0, host: '127.0.0.1' });
     try {
       const r2 = await fetch(`http://127.0.0.1:${other.port}/healthz`);
       assert.equal(r2.status, 503);
@@ -203,34 +190,23 @@ describe('metrics: counters, gauges and the /metrics and /healthz endpoints', fu
 });
 
 describe('metrics: time spent waiting on the token bucket', function () {
-  let t: TestDatabase;
-  let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startObservedSender>>;
-
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    // 2 requests per second, a bucket of 2: the 3rd to 6th request wait about 0.5 s each.
-    await configureEventSender(t.db, rx.url, ['Account/New'], { token_rate: 2, token_burstiness: 2 });
-    run = await startObservedSender(t.db, t.url);
-  });
-  after(async () => {
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
+  // 2 requests per second, a bucket of 2: the 3rd to 6th request wait about 0.5 s each.
+  const f = deliveryFixture({
+    types: ['Account/New'], settings: { token_rate: 2, token_burstiness: 2 }, seed: false,
+    metrics: ({ t }) => new Metrics({ db: t.db, slotLagCacheMs: 0 }),
   });
 
   it('adds the waits of the bucket to espf_token_bucket_wait_seconds_total', async () => {
-    const ids = await seedCustomer(t.db);
-    await t.db.query(sql`
+    const ids = await seedCustomer(f.t.db);
+    await f.t.db.query(sql`
       INSERT INTO billing.account (id, i_customer, i_product)
       SELECT 'tb-' || g, ${ids.i_customer}, ${ids.i_product} FROM generate_series(1, 6) g`);
-    await rx.waitFor(() => rx.received.length >= 6, 15_000, 'six requests');
-    const text = await run.metrics.text();
+    await f.rx.waitFor(() => f.rx.received.length >= 6, 15_000, 'six requests');
+    const text = await f.metrics!.text();
     const waited = sample(text, 'espf_token_bucket_wait_seconds_total', { handler: 'EventSender' })!;
     assert.ok(waited >= 1.0 && waited < 10, `waited ${waited} s`);
-    const first = rx.received[0]!.at;
-    const last = rx.received[5]!.at;
+    const first = f.rx.received[0]!.at;
+    const last = f.rx.received[5]!.at;
     assert.ok(last - first >= 1000, `six requests over ${last - first} ms at 2/s`);
   });
 });
