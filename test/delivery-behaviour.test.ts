@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
 import { deliveryFixture } from './support/fixture.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { addAccounts, seedCustomer, startSender } from './support/sender.ts';
+import { addAccounts, seedCustomer } from './support/sender.ts';
 
 describe('espf run: dispatchers fan events out to accounts', function () {
   const f = deliveryFixture({
