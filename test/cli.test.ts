@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
 import { freePort } from '../src/db/cluster.ts';
-import { connect, type Db } from '../src/db/connect.ts';
+import { type Db } from '../src/db/connect.ts';
 import { MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
-import { testServer, withDatabase } from './support/cluster.ts';
 import { espf as runEspf, show, type EspfRun } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
@@ -100,30 +98,7 @@ function parseMatrix(out: string): { cells: Map<string, Map<string, string>>; on
   return { cells, on };
 }
 
-async function emptyDatabase(): Promise<{ url: string; db: Db; drop(): Promise<void> }> {
-  const s = testServer();
-  const name = `espf_e_${randomBytes(5).toString('hex')}`;
-  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
-  try {
-    await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
-  } finally {
-    await admin.dispose();
-  }
-  const url = withDatabase(s.adminUrl, name);
-  const db = connect({ connectionString: url, poolSize: 2 });
-  return {
-    url, db,
-    drop: async () => {
-      await db.dispose();
-      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
-      try {
-        await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`);
-      } finally {
-        await a.dispose();
-      }
-    },
-  };
-}
+const emptyDatabase = () => createTestDatabase({ empty: true });
 
 describe('espf CLI (child process)', function () {
   this.timeout(120_000);

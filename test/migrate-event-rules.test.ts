@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { connect, type Db } from '../src/db/connect.ts';
+import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { MIGRATIONS_DIR, ROOT } from '../src/paths.ts';
-import { testServer, withDatabase } from './support/cluster.ts';
+import { createTestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 
@@ -31,28 +30,7 @@ async function previousRelease(): Promise<{ migrations: string; repeatable: stri
   return { migrations: path.join(dir, 'migrations'), repeatable: path.join(dir, 'sql'), dir };
 }
 
-async function emptyDatabase(): Promise<{ url: string; db: Db; drop(): Promise<void> }> {
-  const s = testServer();
-  const name = `espf_u_${randomBytes(5).toString('hex')}`;
-  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
-  await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`).finally(() => admin.dispose());
-  const url = withDatabase(s.adminUrl, name);
-  const db = connect({ connectionString: url, poolSize: 4 });
-  return {
-    url, db,
-    drop: async () => {
-      await db.dispose();
-      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
-      try {
-        await a.query(sql`SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = ${name} AND active_pid IS NOT NULL`);
-        await a.query(sql`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = ${name} AND NOT active`);
-        await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`);
-      } finally {
-        await a.dispose();
-      }
-    },
-  };
-}
+const emptyDatabase = () => createTestDatabase({ empty: true });
 
 describe('upgrade to event rules (0010_event_rules)', () => {
   let prev: Awaited<ReturnType<typeof previousRelease>>;

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +7,6 @@ import { sql, type SQLQuery } from '@databases/pg';
 import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { ROOT } from '../src/paths.ts';
-import { testServer, withDatabase } from './support/cluster.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
 describe('outage: breaker settings and the waiting pages in the database', function () {
@@ -128,20 +126,4 @@ async function previousRelease(): Promise<{ migrations: string; repeatable: stri
 }
 
 /** An empty database (not the migrated template). */
-async function createEmptyDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const s = testServer();
-  const name = `espf_u_${randomBytes(5).toString('hex')}`;
-  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
-  try {
-    await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
-  } finally {
-    await admin.dispose();
-  }
-  return {
-    url: withDatabase(s.adminUrl, name),
-    drop: async () => {
-      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
-      try { await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`); } finally { await a.dispose(); }
-    },
-  };
-}
+const createEmptyDatabase = () => createTestDatabase({ empty: true });

@@ -10,13 +10,18 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
-/** A fresh database cloned from the migrated template: one per test file. */
-export async function createTestDatabase(): Promise<TestDatabase> {
+/**
+ * A fresh database cloned from the migrated template: one per test file. With
+ * `empty`, a database espf migrate never ran on.
+ */
+export async function createTestDatabase(opts: { empty?: boolean } = {}): Promise<TestDatabase> {
   const s = testServer();
-  const name = `espf_t_${randomBytes(5).toString('hex')}`;
+  const name = `espf_${opts.empty ? 'e' : 't'}_${randomBytes(5).toString('hex')}`;
   const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
   try {
-    await admin.query(sql`CREATE DATABASE ${sql.ident(name)} TEMPLATE ${sql.ident(s.template)}`);
+    await admin.query(opts.empty
+      ? sql`CREATE DATABASE ${sql.ident(name)}`
+      : sql`CREATE DATABASE ${sql.ident(name)} TEMPLATE ${sql.ident(s.template)}`);
   } finally {
     await admin.dispose();
   }
@@ -40,25 +45,6 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 }
 
 /** An empty database (not cloned from the migrated template): migrate has everything to do. */
-export async function createEmptyDatabase(): Promise<{ url: string; name: string; drop(): Promise<void> }> {
-  const s = testServer();
-  const name = `espf_e_${randomBytes(5).toString('hex')}`;
-  const admin = connect({ connectionString: s.adminUrl, poolSize: 1 });
-  try {
-    await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
-  } finally {
-    await admin.dispose();
-  }
-  return {
-    url: withDatabase(s.adminUrl, name),
-    name,
-    drop: async () => {
-      const a = connect({ connectionString: s.adminUrl, poolSize: 1 });
-      try {
-        await a.query(sql`DROP DATABASE IF EXISTS ${sql.ident(name)} WITH (FORCE)`);
-      } finally {
-        await a.dispose();
-      }
-    },
-  };
+export function createEmptyDatabase(): Promise<TestDatabase> {
+  return createTestDatabase({ empty: true });
 }
