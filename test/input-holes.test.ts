@@ -356,12 +356,14 @@ describe('hostile and careless input', function () {
   });
 
   describe('7. espf run after a fatal start-up error', () => {
+    // "At once" is bounded at 20 s: well under the 31 s of the hole, and above
+    // what starting the command from source costs on a loaded machine.
     for (const value of ['abc', '70000', '', '-1', '80 80']) {
       it(`ESPF_HTTP_PORT=${JSON.stringify(value)}: exits at once, non-zero, naming the variable`, async () => {
         const r = await espf(['run'], { DATABASE_URL: t.url, ESPF_HTTP_PORT: value });
         assert.notEqual(r.code, 0, show(r));
         assert.ok(r.code !== null, `exited by itself: ${show(r)}`);
-        assert.ok(r.ms < 10_000, `exited within seconds (the hole: about 31 s): ${show(r)}`);
+        assert.ok(r.ms < 20_000, `exited within seconds (the hole: about 31 s): ${show(r)}`);
         const shown = value === '' ? "''" : value;
         assert.ok(r.stderr.includes(`ESPF_HTTP_PORT=${shown} is not a port (1–65535`), show(r));
         assert.equal(r.stdout, '', show(r));
@@ -373,7 +375,7 @@ describe('hostile and careless input', function () {
         ['ESPF_HTTP_HOST', '', 'is not a host'], ['ESPF_PG_PORT', '0', 'is not a port'], ['DATABASE_URL', 'mysql://u:hunter2@h/x', 'is not a PostgreSQL connection string']] as const) {
         const r = await espf(['run'], { DATABASE_URL: t.url, [name]: value });
         assert.equal(r.code, 1, show(r));
-        assert.ok(r.ms < 10_000, show(r));
+        assert.ok(r.ms < 20_000, show(r));
         assert.match(r.stderr, new RegExp(`^espf: ${name}.* ${rule}`), show(r));
         assert.ok(!r.stderr.includes('hunter2'), show(r));
       }
@@ -386,7 +388,7 @@ describe('hostile and careless input', function () {
       try {
         const r = await espf(['run'], { DATABASE_URL: t.url, ESPF_HTTP_PORT: String(port), ESPF_LOG_FORMAT: 'json' });
         assert.equal(r.code, 1, show(r));
-        assert.ok(r.ms < 10_000, `exited within seconds (the hole: about 31 s): ${show(r)}`);
+        assert.ok(r.ms < 20_000, `exited within seconds (the hole: about 31 s): ${show(r)}`);
         assert.match(r.stderr, new RegExp(`^espf: ESPF_HTTP_HOST=127\\.0\\.0\\.1 ESPF_HTTP_PORT=${port}: cannot listen there \\(EADDRINUSE\\)`, 'm'), show(r));
         const [{ n }] = await q(sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'espf run main' AND datname = current_database()`);
         assert.equal(n, 0, 'no connection left behind');
