@@ -1,9 +1,13 @@
+-- Long outages of a receiver (docs/operations.md, "A receiver is down"): the
+-- pages of waiting deliveries, and the circuit breaker state of each target.
+--
 -- Deliveries that wait (PENDING, RETRY) live in espf.event_deliveries; espf run
 -- keeps only a bounded window of them in memory and reads the next page of one
 -- handler's waiting deliveries as room frees up (docs/operations.md, "Memory").
 --
 -- A page is in stream order (commit position, then i_event), after a cursor
--- (the last row of the previous page; NULL for the first page): stream order
+-- (the commit_lsn and i_event of the last row of the previous page; NULL, 0 for
+-- the first page): stream order
 -- keeps the events of each account in commit order, and a reader that appends
 -- page after page to per-account queues never puts an account's later event
 -- before an earlier one. Rows without a commit position (none are written by
@@ -14,17 +18,11 @@ RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variab
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
                next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
 LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  n bigint := 0;
 BEGIN
-  IF after_lsn IS NULL THEN
-    RETURN QUERY
-      SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
-             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
-        FROM espf.event_deliveries d
-        JOIN espf.events e ON e.i_event = d.i_event
-       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY')
-       ORDER BY d.commit_lsn NULLS FIRST, d.i_event
-       LIMIT max_rows;
-  ELSE
+  -- Each query reads the index in its own order: never a sort of the whole backlog.
+  IF after_lsn IS NOT NULL THEN
     RETURN QUERY
       SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
              d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
@@ -34,6 +32,27 @@ BEGIN
          AND (d.commit_lsn, d.i_event) > (after_lsn, after_i_event)
        ORDER BY d.commit_lsn, d.i_event
        LIMIT max_rows;
+    RETURN;
+  END IF;
+  RETURN QUERY
+    SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
+           d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+      FROM espf.event_deliveries d
+      JOIN espf.events e ON e.i_event = d.i_event
+     WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY')
+       AND d.commit_lsn IS NULL AND d.i_event > after_i_event
+     ORDER BY d.i_event
+     LIMIT max_rows;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n < max_rows THEN
+    RETURN QUERY
+      SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
+             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+        FROM espf.event_deliveries d
+        JOIN espf.events e ON e.i_event = d.i_event
+       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND d.commit_lsn IS NOT NULL
+       ORDER BY d.commit_lsn, d.i_event
+       LIMIT max_rows - n;
   END IF;
 END
 $$;
@@ -53,4 +72,19 @@ RETURNS void LANGUAGE sql AS $$
          instance = excluded.instance, up = excluded.up, since = excluded.since, failures = excluded.failures,
          probes = excluded.probes, next_probe_at = excluded.next_probe_at,
          last_http_status = excluded.last_http_status, last_error = excluded.last_error, updated_at = now();
+$$;
+
+-- Targets the circuit breaker holds down for longer than `older_than`, shaped as
+-- espf.unreachable_targets (for the failure e-mail): `failing` counts the
+-- handler's waiting deliveries, `failing_since` is when the target went down.
+CREATE OR REPLACE FUNCTION espf.down_targets(older_than interval)
+RETURNS TABLE (handler text, instance text, url text[], failing bigint, failing_since timestamptz,
+               last_http_status int, last_error text, probes int)
+LANGUAGE sql STABLE AS $$
+  SELECT t.handler, t.instance, ARRAY[t.url],
+         (SELECT count(*) FROM espf.event_deliveries d WHERE d.handler = t.handler AND d.state IN ('PENDING', 'RETRY')),
+         t.since, t.last_http_status, t.last_error, t.probes
+    FROM espf.target_states t
+   WHERE NOT t.up AND t.since < now() - older_than
+   ORDER BY t.handler, t.url
 $$;

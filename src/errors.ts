@@ -13,7 +13,8 @@ export type EspfErrorCode =
   | 'ESPF_INTERRUPTED'          // stopped by a signal; resumable
   | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start
   | 'ESPF_NOT_MIGRATED'         // the espf schema is missing
-  | 'ESPF_ENV';                 // an environment variable has a value espf cannot use
+  | 'ESPF_ENV'                  // an environment variable has a value espf cannot use
+  | 'ESPF_UNRECORDED';          // espf run stopped with outcomes the database did not take
 
 export class EspfError extends Error {
   readonly code: EspfErrorCode;

@@ -52,7 +52,11 @@ export class EspfProcess {
     const bin = process.env.BENCH_ESPF_BIN ?? path.join(ROOT, 'bin', 'espf.js');
     const child = spawn(process.execPath, [bin, 'run', '--instance', instance], {
       cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: databaseUrl, ESPF_LOG_DIR: logDir, ESPF_HTTP_PORT: String(httpPort) },
+      // BENCH_ESPF_NODE_OPTIONS: NODE_OPTIONS for espf run only (e.g. the heap limits of docs/operations.md, "Memory").
+      env: {
+        ...process.env, DATABASE_URL: databaseUrl, ESPF_LOG_DIR: logDir, ESPF_HTTP_PORT: String(httpPort),
+        ...(process.env.BENCH_ESPF_NODE_OPTIONS ? { NODE_OPTIONS: process.env.BENCH_ESPF_NODE_OPTIONS } : {}),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const p = new EspfProcess(child, logDir, httpPort);

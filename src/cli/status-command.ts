@@ -12,6 +12,8 @@ export interface StatusReport {
   /** Enabled handlers whose instance is not streaming, and the events waiting for them (espf.report_waiting_handlers). */
   readonly waiting_on_instances: Record<string, unknown>[];
   readonly backlog: Record<string, unknown>[];
+  /** The circuit breaker of each target URL, as the instance serving its handler last reported it (espf.target_states). */
+  readonly targets: Record<string, unknown>[];
   readonly failures_24h: Record<string, unknown>[];
   readonly latency_hourly: Record<string, unknown>[];
   readonly account_status: {
@@ -29,12 +31,12 @@ export interface StatusOptions {
 
 /** Reads the reports (espf.report_*). */
 export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusReport> {
-  const [waiting, backlog, failures, latency, byHandler, notOk, backfills, superseded] = await Promise.all([
-    reports.waitingHandlers(db), reports.backlog(db), reports.failures24h(db), reports.latencyHourly(db, opts.hours),
+  const [waiting, backlog, targets, failures, latency, byHandler, notOk, backfills, superseded] = await Promise.all([
+    reports.waitingHandlers(db), reports.backlog(db), reports.targets(db), reports.failures24h(db), reports.latencyHourly(db, opts.hours),
     reports.accountStatusByHandler(db), reports.accountsNotOk(db, opts.limit), reports.recentBackfills(db),
     reports.superseded24h(db),
   ]);
-  return { waiting_on_instances: waiting, backlog, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
+  return { waiting_on_instances: waiting, backlog, targets, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
 }
 
 /** A plain text table: a header, a rule, a row per record. */
@@ -60,6 +62,8 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
       ['handler', 'kind', 'instance', 'instance_state', 'last_streamed_at', 'waiting_events'], 'none: every enabled handler\'s instance is streaming'),
     section('Backlog per http handler (espf.report_backlog)', r.backlog,
       ['handler', 'enabled', 'instance', 'waiting', 'pending', 'retry', 'oldest_age_s', 'next_attempt_at'], 'no http handlers'),
+    section('Targets: circuit breaker per URL (espf.target_states; DOWN = only probed, deliveries wait)', r.targets,
+      ['handler', 'url', 'state', 'since', 'for_s', 'probes', 'next_probe_at', 'last_http_status', 'last_error'], 'none tried yet'),
     section('Failures of the last 24 hours (espf.report_failures_24h)', r.failures_24h,
       ['event_type', 'handler', 'failures', 'accounts', 'last_failed_at', 'last_http_status', 'last_error'], 'none'),
     section(`Delivery latency, last ${opts.hours} h, seconds (espf.report_latency_hourly)`, r.latency_hourly,
@@ -87,14 +91,15 @@ function positiveInt(name: string, max: number) {
 /** Registers `espf status` on the program. */
 export function registerStatusCommand(program: Command, io: Out): Command {
   return program.command('status')
-    .description('print a summary of the reports: backlog, failures of the last 24 hours, latency per hour, account statuses')
+    .description('print a summary of the reports: backlog, targets, failures of the last 24 hours, latency per hour, account statuses')
     .option('--json', 'print JSON (for scripts) instead of tables')
     .option('--hours <n>', 'latency rows of the last n hours (1-720)', positiveInt('--hours', 720), 24)
     .option('--limit <n>', 'list at most n accounts that are not OK (1-10000)', positiveInt('--limit', 10_000), 20)
     .addHelpText('after', `
 The reports are views of the espf schema (sql/500_reports.sql, sql/450_catch_up.sql);
 query them directly for more: espf.report_waiting_handlers, espf.report_account_status,
-espf.report_failures_24h, espf.report_latency_hourly, espf.report_backlog.
+espf.report_failures_24h, espf.report_latency_hourly, espf.report_backlog. The Targets section
+is espf.target_states: the circuit breaker of each target URL (DOWN: only probed).
 
 Examples:
   espf status

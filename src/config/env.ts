@@ -32,6 +32,8 @@ export interface EspfEnv {
   readonly consoleSecureCookie: boolean;
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
+  /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
+  readonly window: number | undefined;
 }
 
 export const DEFAULT_HTTP_PORT = 9187;
@@ -56,6 +58,14 @@ function nonEmpty(env: NodeJS.ProcessEnv, name: string, fallback: string, what: 
   if (v === undefined) return fallback;
   if (v.trim() === '' || /[\u0000-\u001f\u007f]/.test(v)) refuse(name, v, `is not ${what}`);
   return v;
+}
+
+function deliveryWindow(env: NodeJS.ProcessEnv): number | undefined {
+  const v = env.ESPF_WINDOW;
+  if (v === undefined || v === '') return undefined;
+  const n = /^[0-9]{1,8}$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 100 && n <= 10_000_000)) refuse('ESPF_WINDOW', v, 'is not a number of deliveries from 100 to 10000000');
+  return n;
 }
 
 /** Reads and checks the environment; throws EspfError ESPF_ENV naming the first bad variable. */
@@ -83,5 +93,6 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
     consoleSecureCookie: secureCookie === '1',
     noColor: Boolean(env.NO_COLOR),
+    window: deliveryWindow(env),
   };
 }

@@ -23,6 +23,10 @@ export interface HttpSettings {
   readonly ca_file: string | null;
   /** The receiver's names for espf's types (espf name → its name); types not in it keep espf's name. */
   readonly event_names: Readonly<Record<string, string>>;
+  /** Circuit breaker: consecutive failed attempts to one URL before it is down and only probed. */
+  readonly breaker_failures: number;
+  readonly probe_delay: number;       // s: from going down to the first probe
+  readonly probe_max_delay: number;   // s: the longest wait between probes
 }
 
 export interface HandlerConfig {
@@ -88,5 +92,8 @@ export function normaliseHttp(j: Record<string, unknown>): HttpSettings {
     retry_max_delay: num('retry_max_delay'),
     ca_file: (j.ca_file as string | null) ?? null,
     event_names: (j.event_names as Record<string, string> | null) ?? {},
+    breaker_failures: num('breaker_failures'),
+    probe_delay: num('probe_delay'),
+    probe_max_delay: num('probe_max_delay'),
   };
 }

@@ -1,24 +1,54 @@
 // espf.event_deliveries on the sender's path: every statement the running
-// sender sends about deliveries. The work is in SQL functions (sql/400_results.sql).
+// sender sends about deliveries. The work is in SQL functions (sql/400_results.sql,
+// sql/410_waiting_pages.sql).
 import { sql } from '@databases/pg';
 import type { Db } from './connect.ts';
 import { first, q } from './query.ts';
 
-/** A delivery that waits (PENDING or RETRY), with its event, as espf.waiting_deliveries and espf.take_requeued return it. */
+/** A delivery that waits (PENDING or RETRY), with its event, as espf.waiting_page and espf.take_requeued return it. */
 export interface WaitingRow {
   i_event: number; handler: string; state: string; event_type: string; variables: Record<string, unknown>;
   source_i_event: number | null; commit_lsn: string | null; attempts: number; urls_done: number;
   next_attempt_at: Date | null; committed_at: Date | null; first_attempt_at: Date | null;
 }
 
-/** Deliveries a previous run of these handlers left waiting, in stream order. */
-export function waitingDeliveries(db: Db, handlers: readonly string[]): Promise<WaitingRow[]> {
-  return db.query(sql`SELECT * FROM espf.waiting_deliveries(${handlers})`);
+/** Takes (clears the mark of) at most `maxRows` deliveries of these handlers marked requeued, in stream order. */
+export function takeRequeued(db: Db, handlers: readonly string[], maxRows = 10_000): Promise<WaitingRow[]> {
+  return db.query(sql`SELECT * FROM espf.take_requeued(${handlers}, ${maxRows})`);
 }
 
-/** Takes (clears the mark of) deliveries of these handlers marked requeued, in stream order. */
-export function takeRequeued(db: Db, handlers: readonly string[]): Promise<WaitingRow[]> {
-  return db.query(sql`SELECT * FROM espf.take_requeued(${handlers})`);
+/** Where a page of waiting deliveries starts: after this (commit position, i_event); null: from the first. */
+export interface PageCursor { readonly lsn: string | null; readonly iEvent: number }
+
+/** The next page of one handler's waiting deliveries, in stream order (sql/410_waiting_pages.sql). */
+export function waitingPage(db: Db, handler: string, after: PageCursor, maxRows: number): Promise<WaitingRow[]> {
+  return db.query(sql`SELECT * FROM espf.waiting_page(${handler}, ${after.lsn}::pg_lsn, ${after.iEvent}, ${maxRows})`);
+}
+
+/** The last waiting delivery of a handler in stream order (null: none waits, or only rows without a commit position, which come first). */
+export async function lastWaiting(db: Db, handler: string): Promise<PageCursor | null> {
+  const [r] = await db.query(sql`
+    SELECT commit_lsn::text AS lsn, i_event FROM espf.event_deliveries
+     WHERE handler = ${handler} AND state IN ('PENDING', 'RETRY') AND commit_lsn IS NOT NULL
+     ORDER BY commit_lsn DESC, i_event DESC LIMIT 1`);
+  return r ? { lsn: r.lsn, iEvent: Number(r.i_event) } : null;
+}
+
+/** The circuit breaker state of one target (espf.target_states), as the sender last saw it. */
+export interface TargetStateRow {
+  readonly handler: string; readonly url: string; readonly instance: string; readonly up: boolean; readonly since: Date;
+  readonly failures: number; readonly probes: number; readonly nextProbeAt: Date | null;
+  readonly lastHttpStatus: number | null; readonly lastError: string | null;
+}
+
+/** Targets of these handlers that were down when last reported. */
+export function downTargets(db: Db, handlers: readonly string[]): Promise<{ handler: string; url: string; since: Date; probes: number }[]> {
+  return db.query(sql`SELECT handler, url, since, probes FROM espf.target_states WHERE NOT up AND handler = ANY(${handlers})`);
+}
+
+export async function noteTargetState(db: Db, t: TargetStateRow): Promise<void> {
+  await db.query(sql`SELECT espf.note_target_state(${t.handler}, ${t.url}, ${t.instance}, ${t.up}, ${t.since}, ${t.failures},
+                                                   ${t.probes}, ${t.nextProbeAt}, ${t.lastHttpStatus}, ${t.lastError})`);
 }
 
 /** The last commit position with an outcome of this instance: a replay up to it may meet recorded deliveries. */

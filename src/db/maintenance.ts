@@ -84,6 +84,8 @@ export interface FailedDelivery {
 export interface UnreachableTarget {
   readonly handler: string; readonly instance: string | null; readonly url: string[] | null; readonly failing: number;
   readonly failing_since: Date; readonly last_http_status: number | null; readonly last_error: string | null;
+  /** Set for a target the circuit breaker holds down (espf.target_states): probes sent since. */
+  readonly probes?: number;
 }
 
 export function unreportedFailures(db: Db, since: Date, max: number): Promise<FailedDelivery[]> {
@@ -92,6 +94,11 @@ export function unreportedFailures(db: Db, since: Date, max: number): Promise<Fa
 
 export function unreachableTargets(db: Db, after: string): Promise<UnreachableTarget[]> {
   return db.query(sql`SELECT * FROM espf.unreachable_targets(${after}::interval)`);
+}
+
+/** Target URLs the circuit breaker has held down for longer than `after` (espf.target_states). */
+export function downTargets(db: Db, after: string): Promise<UnreachableTarget[]> {
+  return db.query(sql`SELECT * FROM espf.down_targets(${after}::interval)`);
 }
 
 /** Marks failures as sent in an e-mail. */

@@ -12,6 +12,17 @@ export function backlog(db: Queryable) {
     .orderBy('handler'));
 }
 
+/** The circuit breaker of each target URL (espf.target_states), the ones down first. */
+export function targets(db: Queryable) {
+  return run(db, q.selectFrom('espf.target_states')
+    .select(['handler', 'url', 'instance'])
+    .select(sql<string>`CASE WHEN up THEN 'up' ELSE 'DOWN' END`.as('state'))
+    .select('since')
+    .select(sql<number>`round(extract(epoch FROM now() - since))::bigint`.as('for_s'))
+    .select(['failures', 'probes', 'next_probe_at', 'last_http_status', 'last_error', 'updated_at'])
+    .orderBy('up').orderBy('handler').orderBy('url'));
+}
+
 export function failures24h(db: Queryable) {
   return run(db, q.selectFrom('espf.report_failures_24h')
     .select(['event_type', 'handler', 'failures', 'accounts', 'last_failed_at', 'last_http_status', 'last_error'])

@@ -75,6 +75,17 @@ export class CircuitBreaker {
     return Math.max(0, this.nextProbeAt - now);
   }
 
+  /** Down from the start (a restart during an outage): the first probe after probeDelayMs. */
+  restoreDown(now: number, since: number, probes: number): void {
+    this.isUp = false;
+    this.since = since;
+    this.probes = probes;
+    this.consecutive = this.settings.failures;
+    this.failuresAtChange = this.settings.failures;
+    this.delayMs = this.settings.probeDelayMs;
+    this.nextProbeAt = now + this.delayMs;
+  }
+
   /** A probe request goes out. */
   startProbe(): void {
     this.probeInFlight = true;

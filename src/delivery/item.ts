@@ -19,7 +19,8 @@ export interface Item {
   nextAttemptAt: Date | null;
   /**
    * A row of espf.event_deliveries holds this delivery, so a restart resumes it.
-   * False for an item fresh from the stream until its first record commits.
+   * False for an item fresh from the stream until its first record commits,
+   * and for a finished item until its final record (DELIVERED, FAILED) commits.
    */
   persisted: boolean;
   /** The JSON body, built once. */

@@ -37,6 +37,9 @@ export class ResultsWriter {
   private writing = false;
   private idle: (() => void)[] = [];
   private readonly backoff = new Backoff();
+  private inFlightRows = 0;
+  private closeAt = Infinity;
+  private closed = false;
   batches = 0;
   rows = 0;
 
@@ -85,7 +88,7 @@ export class ResultsWriter {
   }
 
   private kick(): void {
-    if (this.writing || this.queue.size === 0) return;
+    if (this.writing || this.queue.size === 0 || this.closed) return;
     this.writing = true;
     setImmediate(() => void this.write());
   }
@@ -98,14 +101,17 @@ export class ResultsWriter {
       b.row.n = rows.length;
       rows.push(b.row);
     }
+    this.inFlightRows = rows.length;
     try {
       await recordDeliveries(this.db, this.instance, JSON.stringify(rows));
       this.batches++;
       this.rows += rows.length;
       this.backoff.succeeded();
       const items: Item[] = [];
-      for (const b of batch.values()) {
+      for (const [k, b] of batch) {
+        const again = this.queue.get(k);
         for (const item of b.items) {
+          if (again?.items.includes(item)) continue; // a newer outcome of it is still to be written
           item.persisted = true;
           items.push(item);
         }
@@ -113,19 +119,36 @@ export class ResultsWriter {
       this.durable(items);
     } catch (err) {
       this.onError(err);
-      this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.backoff.nextMs }, 'recording outcomes failed; will retry');
+      if (Date.now() >= this.closeAt) this.closed = true;
+      if (!this.closed) this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.backoff.nextMs }, 'recording outcomes failed; will retry');
       // Put the batch back under anything newer that arrived meanwhile.
       for (const [k, b] of batch) {
         const newer = this.queue.get(k);
         if (newer) { for (const item of b.items) if (!newer.items.includes(item)) newer.items.push(item); }
         else this.queue.set(k, b);
       }
-      await this.backoff.wait();
+      if (!this.closed) await this.backoff.wait();
     } finally {
+      this.inFlightRows = 0;
       this.writing = false;
-      if (this.queue.size > 0) this.kick();
+      if (this.queue.size > 0 && !this.closed) this.kick();
       else for (const f of this.idle.splice(0)) f();
     }
+  }
+
+  /**
+   * On stop: goes on writing what is queued until `deadline` (epoch ms), then
+   * gives up (no retry on a database that does not answer). Resolves with the
+   * number of outcomes that could not be recorded: they are not acknowledged,
+   * so the next start replays them from the slot or the table.
+   */
+  async close(deadline: number): Promise<number> {
+    this.closeAt = deadline;
+    const left = deadline - Date.now();
+    if (left > 0) await Promise.race([this.drain(), new Promise((r) => setTimeout(r, left).unref())]);
+    this.closed = true;
+    this.backoff.interrupt();
+    return this.queue.size + this.inFlightRows;
   }
 
   /** Resolves when everything recorded so far is committed. */

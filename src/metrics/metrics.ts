@@ -95,6 +95,16 @@ export class Metrics implements SenderObserver {
       },
     });
     new Gauge({
+      name: 'espf_target_up', help: 'Circuit breaker of each target URL of an http handler: 1 up, 0 down (only probed; its deliveries wait). Credentials in the URL are shown as ***.',
+      labelNames: ['handler', 'url'], registers,
+      collect() {
+        this.reset();
+        for (const [name, h] of self.sender?.httpHandlers ?? []) {
+          for (const t of h.targetStates) this.set({ handler: name, url: t.url }, t.up ? 1 : 0);
+        }
+      },
+    });
+    new Gauge({
       name: 'espf_inflight_requests', help: 'POSTs on the wire per http handler.', labelNames: ['handler'], registers,
       collect() {
         this.reset();

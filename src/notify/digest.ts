@@ -1,6 +1,6 @@
 import type { Db } from '../db/connect.ts';
 import {
-  claimTask, noteFailuresNotified, notificationSettings, recordResult, slotLags, unreachableTargets, unreportedFailures,
+  claimTask, downTargets, noteFailuresNotified, notificationSettings, recordResult, slotLags, unreachableTargets, unreportedFailures,
   type FailedDelivery, type SlotLag, type UnreachableTarget,
 } from '../db/maintenance.ts';
 import { oneLine } from '../errors.ts';
@@ -51,7 +51,10 @@ export async function runDigest(opts: DigestOptions): Promise<DigestResult> {
   if (!claimed) return { ran: false, reason: 'not-due', ...none };
 
   const failed = await unreportedFailures(db, s.since, PER_DIGEST);
-  const unreachable = await unreachableTargets(db, s.unreachable_after);
+  // Targets the circuit breaker holds down first; then handlers whose deliveries keep failing.
+  const down = await downTargets(db, s.unreachable_after);
+  const failing = await unreachableTargets(db, s.unreachable_after);
+  const unreachable = [...down, ...failing.filter((f) => !down.some((d) => d.handler === f.handler))];
   const lagging = await slotLags(db, Number(s.slot_lag_warn_bytes));
   const counts = { failed: failed.length, unreachable: unreachable.length, lagging: lagging.length };
   if (counts.failed + counts.unreachable + counts.lagging === 0) {
@@ -102,6 +105,12 @@ export function composeDigest(d: {
     lines.push(`Targets failing for longer than unreachable_after: ${d.unreachable.length}`);
     for (const u of d.unreachable) {
       lines.push(`  handler ${u.handler} (instance ${u.instance ?? '?'})  ${(u.url ?? []).map((x) => redactUrl(x)).join(', ')}`);
+      if (u.probes !== undefined && u.probes !== null) {
+        lines.push(`    down (circuit breaker open) since ${iso(u.failing_since)}, ${plural(Number(u.probes), 'probe', 'probes')} since; ` +
+          `${plural(Number(u.failing), 'delivery', 'deliveries')} waiting; last ` +
+          `${u.last_http_status != null ? `HTTP ${u.last_http_status}` : 'error'}${u.last_error ? `: ${redactText(u.last_error)}` : ''}`);
+        continue;
+      }
       lines.push(`    ${plural(Number(u.failing), 'delivery', 'deliveries')} retrying since ${iso(u.failing_since)}; last ` +
         `${u.last_http_status != null ? `HTTP ${u.last_http_status}` : 'error'}${u.last_error ? `: ${redactText(u.last_error)}` : ''}`);
     }

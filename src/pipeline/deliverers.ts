@@ -35,6 +35,7 @@ export class Deliverers {
       if (h.kind === 'http' && !this.http.has(h.name)) {
         this.http.set(h.name, new HttpHandler(h.name, {
           instance: d.instance, record: d.record, plog: d.plog, log: d.log, observe: d.observe, outcome: d.outcome,
+          window: d.window, wantWaiting: d.wantWaiting, target: d.target,
           config: () => d.config().handlers.get(h.name),
         }));
       } else if (h.kind === 'dispatcher' && !this.dispatchers.has(h.name)) {
@@ -50,10 +51,9 @@ export class Deliverers {
     else this.dispatchers.get(h.name)?.enqueue(item);
   }
 
-  /** Hands a waiting delivery (from espf.event_deliveries) to its http handler, unless it holds it already. */
-  resume(item: Item): void {
-    const h = this.http.get(item.handler);
-    if (h && !h.holds(item.event.i_event)) h.enqueue(item);
+  /** The http handlers this configuration gives this instance. */
+  httpHandlers(config: ConfigSnapshot): HttpHandler[] {
+    return config.httpHandlerNames.map((n) => this.http.get(n)).filter((h): h is HttpHandler => h !== undefined);
   }
 
   /** Requests on the wire finish (at most maxWaitMs); what waits is recorded. */

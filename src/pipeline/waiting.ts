@@ -1,61 +1,141 @@
 import type { Db } from '../db/connect.ts';
-import { takeRequeued, waitingDeliveries, type WaitingRow } from '../db/deliveries.ts';
+import { lastWaiting, takeRequeued, waitingPage, type PageCursor, type WaitingRow } from '../db/deliveries.ts';
+import type { HttpHandler } from '../delivery/http-handler.ts';
 import { accountOf, orderKey, type Item } from '../delivery/item.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { Poller } from '../poller.ts';
+import { parseLsn } from '../stream/lsn.ts';
 import type { StreamEvent } from '../stream/replication.ts';
+
+/** Rows read per page at most. */
+const PAGE_MAX = 5000;
+
+interface Pages {
+  cursor: PageCursor;
+  /** At start: the last row that waited then; the pages pass it once every such row is in memory. */
+  horizon: PageCursor | null;
+  loading: boolean;
+}
 
 /**
  * The second way into the deliver stage, beside the stream: deliveries that
- * wait in espf.event_deliveries. At start it resumes what a previous run left
- * PENDING or RETRY; while running it takes, every `pollMs`, the deliveries
- * marked requeued (by espf resend, or by maintenance reclaiming a moved
- * handler's rows). These items are already persisted: they hold no WAL.
+ * wait in espf.event_deliveries. These items are already persisted: they hold
+ * no WAL.
+ *
+ * Waiting deliveries stay in the database: each http handler holds a bounded
+ * window of them in memory (src/delivery/window.ts), and this stage reads the
+ * next page (in stream order, after a cursor) whenever the handler has room.
+ * At start every handler begins with its waiting deliveries in the database
+ * only, so a restart in front of a million of them reads them page by page.
+ * Every `pollMs` it also takes the deliveries marked requeued (espf resend,
+ * maintenance reclaiming a moved handler's rows), as many as there is room for.
  */
 export class WaitingDeliveries {
   private readonly poller: Poller;
+  private readonly pages = new Map<string, Pages>();
+  private stopped = false;
 
   constructor(private readonly opts: {
     readonly db: Db;
     readonly log: Logger;
     /** The http handlers this instance serves now. */
-    readonly handlers: () => readonly string[];
-    readonly deliver: (item: Item) => void;
+    readonly handlers: () => readonly HttpHandler[];
     readonly onDbError: (err: unknown) => void;
   }) {
-    this.poller = new Poller(() => this.takeRequeued(), (err) => {
+    this.poller = new Poller(() => this.poll(), (err) => {
       opts.onDbError(err);
       opts.log.warn({ err: oneLine(err) }, 'taking requeued deliveries failed; will try again');
     });
   }
 
-  /** Resumes what a previous run left waiting, before anything new. */
+  /** At start: every handler's waiting deliveries are read page by page; the first page before anything new. */
   async resume(): Promise<void> {
-    const rows = await waitingDeliveries(this.opts.db, this.opts.handlers());
-    for (const r of rows) this.opts.deliver(itemFromRow(r));
-    if (rows.length) this.opts.log.info({ resumed: rows.length }, 'resumed waiting deliveries');
+    let waiting = 0;
+    for (const h of this.opts.handlers()) {
+      const horizon = await lastWaiting(this.opts.db, h.name);
+      this.pages.set(h.name, { cursor: { lsn: null, iEvent: 0 }, horizon, loading: false });
+      h.startSpilled();
+      if (!horizon) h.pastStartHorizon();
+      waiting += await this.load(h);
+    }
+    if (waiting) this.opts.log.info({ resumed: waiting }, 'resumed waiting deliveries (the first page of each handler)');
   }
 
   start(pollMs: number): void {
     this.poller.start(pollMs);
   }
 
-  private async takeRequeued(): Promise<void> {
-    const mine = this.opts.handlers();
-    if (mine.length === 0) return;
-    const rows = await takeRequeued(this.opts.db, mine);
-    for (const r of rows) this.opts.deliver(itemFromRow(r));
+  /** The handler has room and deliveries that wait in the database only: read its next page (unless one is being read). */
+  kick(h: HttpHandler): void {
+    const p = this.pages.get(h.name);
+    if (this.stopped || (p && p.loading) || !h.spilled) return;
+    void this.load(h).catch((err: unknown) => {
+      this.opts.onDbError(err);
+      this.opts.log.warn({ err: oneLine(err), handler: h.name }, 'reading waiting deliveries failed; will try again');
+    });
+  }
+
+  /** Reads pages into `h` while it has room; the number of deliveries it took. */
+  private async load(h: HttpHandler): Promise<number> {
+    let p = this.pages.get(h.name);
+    if (!p) this.pages.set(h.name, p = { cursor: { lsn: null, iEvent: 0 }, horizon: null, loading: false });
+    if (p.loading) return 0;
+    p.loading = true;
+    let took = 0;
+    try {
+      while (!this.stopped && h.spilled) {
+        const want = Math.min(PAGE_MAX, h.room);
+        if (want < Math.min(500, h.windowSize / 10)) break; // wait for more room: pages stay large
+        const mark = h.beginPage();
+        const rows = await waitingPage(this.opts.db, h.name, p.cursor, want);
+        for (const r of rows) if (h.enqueueWaiting(itemFromRow(r))) took++;
+        const last = rows.at(-1);
+        if (last) {
+          p.cursor = { lsn: last.commit_lsn, iEvent: Number(last.i_event) };
+          if (p.horizon && !before(p.cursor, p.horizon)) {
+            p.horizon = null;
+            h.pastStartHorizon();
+          }
+        }
+        if (rows.length < want) {
+          h.caughtUp(mark);
+          break;
+        }
+      }
+    } finally {
+      p.loading = false;
+    }
+    return took;
+  }
+
+  private async poll(): Promise<void> {
+    const handlers = this.opts.handlers();
+    for (const h of handlers) this.kick(h);
+    const room = handlers.reduce((n, h) => n + h.room, 0);
+    if (handlers.length === 0 || room === 0) return;
+    const rows = await takeRequeued(this.opts.db, handlers.map((h) => h.name), Math.min(room, 10_000));
+    const byName = new Map(handlers.map((h) => [h.name, h]));
+    for (const r of rows) byName.get(r.handler)?.enqueueWaiting(itemFromRow(r));
     if (rows.length) this.opts.log.info({ requeued: rows.length }, 'took requeued deliveries');
   }
 
   stop(): void {
+    this.stopped = true;
     this.poller.stop();
   }
 }
 
+/** Stream order: (commit position, i_event); rows without a position first. */
+function before(a: PageCursor, b: PageCursor): boolean {
+  if (a.lsn === null || b.lsn === null) return a.lsn === null && (b.lsn !== null || a.iEvent < b.iEvent);
+  const x = parseLsn(a.lsn);
+  const y = parseLsn(b.lsn);
+  return x < y || (x === y && a.iEvent < b.iEvent);
+}
+
 function itemFromRow(r: WaitingRow): Item {
-  const event: StreamEvent = { i_event: r.i_event, event_type: r.event_type, variables: r.variables, source_i_event: r.source_i_event };
+  const event: StreamEvent = { i_event: Number(r.i_event), event_type: r.event_type, variables: r.variables, source_i_event: r.source_i_event };
   return {
     event, handler: r.handler, orderKey: orderKey(event), iAccount: accountOf(event),
     commitLsn: r.commit_lsn, committedAt: r.committed_at,

@@ -29,6 +29,10 @@ export async function runService(opts: RunOptions): Promise<void> {
   const stopAll = async () => {
     for (const stop of started.splice(0).reverse()) await stop().catch(() => undefined);
   };
+  // A stop ends even when the database does not answer: these steps wait a little, not for ever.
+  const bounded = (stop: () => Promise<unknown>) => () =>
+    Promise.race([stop().then(() => undefined), new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+  let unrecorded = 0;
   try {
     let url = env.databaseUrl;
     if (!url) {
@@ -50,13 +54,13 @@ export async function runService(opts: RunOptions): Promise<void> {
       ].join('\n'));
     }
     const db: Db = connect({ connectionString: url, poolSize: 6, applicationName: `espf run ${opts.instance}` });
-    started.push(() => db.dispose());
+    started.push(bounded(() => db.dispose()));
     await ping(db, url);
     await assertMigrated(db, url);
     const plog = provisioningLog(env.logDir);
     started.push(() => plog.flush());
     const metrics = new Metrics({ db });
-    const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics });
+    const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics, window: env.window });
     metrics.bind(sender);
     const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
     const server = await startHttpServer({ sender, db, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })
@@ -64,13 +68,14 @@ export async function runService(opts: RunOptions): Promise<void> {
         const e = err as { code?: string; message?: string };
         throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });
       });
-    started.push(() => server.close());
-    started.push(() => registry.stop());   // after the sender's stop: its last beat says how far it processed
-    started.push(() => sender.stop());
+    started.push(bounded(() => server.close()));
+    started.push(bounded(() => registry.stop()));   // after the sender's stop: its last beat says how far it processed
+    // Within max_wait_time; outcomes the database did not take by then are counted.
+    started.push(async () => { unrecorded = (await sender.stop()).unrecorded; });
     await sender.start();
     registry.start();
     const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
-    started.push(() => maintenance.stop());
+    started.push(bounded(() => maintenance.stop()));
 
     await new Promise<void>((resolve) => {
       const onSignal = (sig: string) => {
@@ -85,6 +90,12 @@ export async function runService(opts: RunOptions): Promise<void> {
   } finally {
     // Maintenance, then the sender, the HTTP server, the log, the pool, the embedded cluster.
     await stopAll();
+    // Nothing left should keep the process alive; if something does, it must not hold the exit.
+    setTimeout(() => process.exit(process.exitCode ?? 1), 3000).unref();
+  }
+  if (unrecorded > 0) {
+    throw new EspfError('ESPF_UNRECORDED',
+      `stopped with ${unrecorded} outcome(s) that could not be recorded (the database did not answer); they were not acknowledged, so the next start will replay them`);
   }
   log.info('stopped');
 }

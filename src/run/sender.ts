@@ -1,9 +1,11 @@
 import type { ConfigSnapshot } from '../config/snapshot.ts';
 import { ConfigWatcher } from '../config/watch.ts';
 import type { Db } from '../db/connect.ts';
-import { lastRecordedLsn } from '../db/deliveries.ts';
+import { downTargets, lastRecordedLsn, noteTargetState } from '../db/deliveries.ts';
 import type { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
 import type { HttpHandler } from '../delivery/http-handler.ts';
+import type { TargetState } from '../delivery/targets.ts';
+import { oneLine } from '../errors.ts';
 import type { PostResult } from '../delivery/http-client.ts';
 import type { Item } from '../delivery/item.ts';
 import { ResultsWriter, type DeliveryState } from '../delivery/results-writer.ts';
@@ -25,7 +27,14 @@ export interface SenderOptions {
   readonly configPollMs?: number;      // default 1000: changes (and requeued deliveries) apply within 2 s
   readonly heartbeatMs?: number;       // default 10000: an idle slot still advances
   readonly maxUnsettled?: number;      // items not yet durable before the stream is held (back-pressure)
+  readonly window?: number;            // deliveries of one http handler held in memory at most (default 12,000)
   readonly observe?: SenderObserver;
+}
+
+/** How a stop ended. */
+export interface StopResult {
+  /** Outcomes that could not be recorded (the database did not answer): not acknowledged, replayed at the next start. */
+  readonly unrecorded: number;
 }
 
 /** Hooks for metrics. */
@@ -66,6 +75,7 @@ export class Sender {
   private readonly stream: ReplicationStream;
   private streaming = false;
   private stopped = false;
+  private targetWrites: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: SenderOptions) {
     const { db, instance, log, observe } = opts;
@@ -80,6 +90,9 @@ export class Sender {
       record: (item, outcome) => this.writer.record(item, outcome),
       dispatched: (items) => this.ack.durable(items),
       observe: observe?.attempt, outcome: observe?.outcome, observeDispatch: observe?.dispatched,
+      window: opts.window,
+      wantWaiting: (h) => this.waiting.kick(h),
+      target: (h, state) => this.noteTarget(h, state),
     });
     this.router = new Router({
       db, ack: this.ack, config: () => this.config.current, captured: observe?.captured,
@@ -87,8 +100,7 @@ export class Sender {
     });
     this.waiting = new WaitingDeliveries({
       db, log, onDbError,
-      handlers: () => this.config.current.httpHandlerNames,
-      deliver: (item) => this.deliverers.resume(item),
+      handlers: () => this.deliverers.httpHandlers(this.config.current),
     });
     this.stream = new ReplicationStream({
       url: opts.url, slot: this.slot, instance, db, log, heartbeatMs: opts.heartbeatMs,
@@ -127,6 +139,10 @@ export class Sender {
       db: this.opts.db, instance: this.opts.instance, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
       observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
     });
+    // A target that was down when the last run stopped is still probed, not flooded.
+    for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
+      this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);
+    }
     await this.waiting.resume();
     // Events up to this position may already have outcomes: a replay skips them.
     const lsn = await lastRecordedLsn(this.opts.db, this.opts.instance);
@@ -136,21 +152,35 @@ export class Sender {
     this.waiting.start(pollMs);
   }
 
+  /** A target went up or down, or was probed: espf.target_states (best effort; the log has the changes). */
+  private noteTarget(h: HttpHandler, s: TargetState): void {
+    // One after the other: the row ends with the latest state.
+    this.targetWrites = this.targetWrites.then(() => noteTargetState(this.opts.db, { handler: h.name, instance: this.opts.instance, ...s })).catch((err: unknown) => {
+      this.stream.connectionLost(err);
+      this.opts.log.debug({ err: oneLine(err), handler: h.name, url: s.url }, 'writing the target state failed');
+    });
+  }
+
   /**
-   * Graceful stop: no new events; requests on the wire finish (at most
-   * max_wait_time); what still waits is recorded; the slot is acknowledged.
+   * Graceful stop, within max_wait_time: no new events; requests on the wire
+   * finish; what still waits is recorded; the slot is acknowledged. Outcomes
+   * the database does not take by then are given up (and counted): they are
+   * not acknowledged, and the next start replays them.
    */
-  async stop(): Promise<void> {
-    if (this.stopped) return;
+  async stop(): Promise<StopResult> {
+    if (this.stopped) return { unrecorded: 0 };
     this.stopped = true;
+    const started = Date.now();
     this.router.stop();
     this.config.stop();
     this.waiting.stop();
     const handlers = [...this.config.current.handlers.values()];
     const maxWaitMs = Math.min(...handlers.map((h) => (h.http?.max_wait_time ?? 600) * 1000), 600_000);
     await this.deliverers.stop(maxWaitMs);
-    await Promise.race([this.writer.drain(), new Promise((r) => setTimeout(r, 5000).unref())]);
-    await this.stream.stop();
+    // What is left of max_wait_time, and at least a second, to record what waits.
+    const unrecorded = await this.writer.close(Math.max(started + maxWaitMs, Date.now() + 1000));
+    await Promise.race([this.stream.stop(), new Promise((r) => setTimeout(r, 2000).unref())]);
     this.ack.releaseWaiters();
+    return { unrecorded };
   }
 }

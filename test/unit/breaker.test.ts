@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { CircuitBreaker, verdictOf } from '../src/delivery/breaker.ts';
+import { CircuitBreaker, verdictOf } from '../../src/delivery/breaker.ts';
 
 const settings = { failures: 3, probeDelayMs: 1000, probeMaxDelayMs: 5000 };
 
@@ -92,5 +92,19 @@ describe('circuit breaker (pure)', () => {
     b.startProbe();
     b.record('down', 200, true);
     assert.equal(b.nextProbeAt, 500);
+  });
+});
+
+describe('circuit breaker restored down at start (pure)', () => {
+  it('stays down, first probe after probe_delay, counts the probes already sent', () => {
+    const b = new CircuitBreaker(settings, 0);
+    b.restoreDown(5000, 1000, 4);
+    assert.equal(b.up, false);
+    assert.equal(b.since, 1000);
+    assert.equal(b.probes, 4);
+    assert.equal(b.canProbe(5999), false);
+    assert.equal(b.canProbe(6000), true);
+    b.startProbe();
+    assert.equal(b.record('ok', 6100, true), 'up');
   });
 });
