@@ -71,8 +71,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Takes the deliveries marked `requeued` for these handlers (clearing the mark),
--- with their events, in stream order.
-CREATE OR REPLACE FUNCTION espf.take_requeued(handlers text[], max_rows int DEFAULT 10000)
+-- with their events, in stream order; of shard `shard` of `shards` only (README "Shards").
+CREATE OR REPLACE FUNCTION espf.take_requeued(handlers text[], max_rows int, shard int, shards int)
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
                next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
@@ -81,11 +81,22 @@ LANGUAGE sql AS $$
     UPDATE espf.event_deliveries d SET requeued = false
      WHERE (d.i_event, d.handler) IN (
              SELECT x.i_event, x.handler FROM espf.event_deliveries x
+               JOIN espf.events xe ON xe.i_event = x.i_event
               WHERE x.requeued AND x.handler = ANY (handlers) AND x.state IN ('PENDING', 'RETRY')
-              ORDER BY x.i_event LIMIT max_rows FOR UPDATE SKIP LOCKED)
+                AND espf.in_shard(xe, shard, shards)
+              ORDER BY x.i_event LIMIT max_rows FOR UPDATE OF x SKIP LOCKED)
     RETURNING d.*)
   SELECT t.i_event, t.handler, t.state, e.event_type, e.variables, e.source_i_event, t.commit_lsn::text,
          t.attempts, t.urls_done, t.next_attempt_at, t.committed_at, t.first_attempt_at
     FROM taken t JOIN espf.events e ON e.i_event = t.i_event
    ORDER BY t.handler, t.commit_lsn NULLS FIRST, t.i_event
+$$;
+
+-- Not sharded.
+CREATE OR REPLACE FUNCTION espf.take_requeued(handlers text[], max_rows int DEFAULT 10000)
+RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
+               source_i_event bigint, commit_lsn text, attempts int, urls_done int,
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+LANGUAGE sql AS $$
+  SELECT * FROM espf.take_requeued(handlers, max_rows, 0, 1)
 $$;

@@ -13,7 +13,12 @@
 -- before an earlier one. Rows without a commit position (none are written by
 -- this version) come first. The partial index event_deliveries_waiting_idx
 -- (handler, commit_lsn, i_event) serves it.
-CREATE OR REPLACE FUNCTION espf.waiting_page(for_handler text, after_lsn pg_lsn, after_i_event bigint, max_rows int)
+--
+-- Of a shard (README "Shards"): shard `shard` of `shards` reads only the
+-- deliveries of its events (espf.in_shard); 0, 1 is the whole instance. The
+-- index is read in the same order; rows of the other shards are skipped.
+CREATE OR REPLACE FUNCTION espf.waiting_page(for_handler text, after_lsn pg_lsn, after_i_event bigint, max_rows int,
+                                             shard int, shards int)
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
                next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
@@ -28,7 +33,7 @@ BEGIN
              d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
         FROM espf.event_deliveries d
         JOIN espf.events e ON e.i_event = d.i_event
-       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY')
+       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND espf.in_shard(e, shard, shards)
          AND (d.commit_lsn, d.i_event) > (after_lsn, after_i_event)
        ORDER BY d.commit_lsn, d.i_event
        LIMIT max_rows;
@@ -39,7 +44,7 @@ BEGIN
            d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
       FROM espf.event_deliveries d
       JOIN espf.events e ON e.i_event = d.i_event
-     WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY')
+     WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND espf.in_shard(e, shard, shards)
        AND d.commit_lsn IS NULL AND d.i_event > after_i_event
      ORDER BY d.i_event
      LIMIT max_rows;
@@ -50,11 +55,34 @@ BEGIN
              d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
         FROM espf.event_deliveries d
         JOIN espf.events e ON e.i_event = d.i_event
-       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND d.commit_lsn IS NOT NULL
+       WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND espf.in_shard(e, shard, shards) AND d.commit_lsn IS NOT NULL
        ORDER BY d.commit_lsn, d.i_event
        LIMIT max_rows - n;
   END IF;
 END
+$$;
+
+-- Not sharded: every waiting delivery of the handler.
+CREATE OR REPLACE FUNCTION espf.waiting_page(for_handler text, after_lsn pg_lsn, after_i_event bigint, max_rows int)
+RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
+               source_i_event bigint, commit_lsn text, attempts int, urls_done int,
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+LANGUAGE sql STABLE AS $$
+  SELECT * FROM espf.waiting_page(for_handler, after_lsn, after_i_event, max_rows, 0, 1)
+$$;
+
+-- The last waiting delivery of a handler (of shard `shard` of `shards`) in stream
+-- order, with a commit position: where the pages read at a start end.
+CREATE OR REPLACE FUNCTION espf.last_waiting(for_handler text, shard int, shards int)
+RETURNS TABLE (lsn pg_lsn, i_event bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT d.commit_lsn, d.i_event
+    FROM espf.event_deliveries d
+    JOIN espf.events e ON e.i_event = d.i_event
+   WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND d.commit_lsn IS NOT NULL
+     AND espf.in_shard(e, shard, shards)
+   ORDER BY d.commit_lsn DESC, d.i_event DESC
+   LIMIT 1
 $$;
 
 -- The breaker state of a target, as the sender reports it: one row per

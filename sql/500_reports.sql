@@ -71,3 +71,37 @@ SELECT h.name AS handler,
   LEFT JOIN espf.event_deliveries d ON d.handler = h.name AND d.state IN ('PENDING', 'RETRY')
  WHERE h.kind = 'http'
  GROUP BY h.name, h.enabled, h.instance;
+
+-- One row per shard of every instance split into shards (espf.handlers.shards > 1;
+-- README "Shards"): its slot, whether a process streams it now, its slot lag, and
+-- what waits for it: events of the types its enabled handlers subscribe to (since
+-- they were enabled and subscribed) that have no final outcome for them yet —
+-- recorded PENDING or RETRY, or not recorded at all (still in its slot, or caught up
+-- when it starts). `retry` and `last_error`: its deliveries failing now. Scans the
+-- shard's events in the outbox (bounded by retention).
+CREATE OR REPLACE VIEW espf.report_shards AS
+WITH inst AS (SELECT h.instance, max(h.shards) AS shards FROM espf.handlers h GROUP BY h.instance HAVING max(h.shards) > 1)
+SELECT i.instance,
+       k AS shard,
+       i.shards,
+       espf.shard_slot(i.instance, k, i.shards) AS slot_name,
+       coalesce(s.active, false) AS streaming,
+       pg_wal_lsn_diff(pg_current_wal_lsn(), coalesce(s.confirmed_flush_lsn, s.restart_lsn))::bigint AS lag_bytes,
+       w.waiting_events,
+       w.retry,
+       w.last_error
+  FROM inst i
+ CROSS JOIN LATERAL generate_series(0, i.shards - 1) k
+  LEFT JOIN pg_replication_slots s ON s.slot_name = espf.shard_slot(i.instance, k, i.shards) AND s.database = current_database()
+ CROSS JOIN LATERAL (
+       SELECT count(*) AS waiting_events,
+              count(*) FILTER (WHERE d.state = 'RETRY') AS retry,
+              (array_agg(d.last_error ORDER BY d.last_attempt_at DESC) FILTER (WHERE d.state = 'RETRY' AND d.last_error IS NOT NULL))[1] AS last_error
+         FROM espf.handlers h
+         JOIN espf.subscriptions sub ON sub.handler = h.name
+         JOIN espf.events e ON e.event_type = sub.event_type
+                           AND e.created_at >= greatest(sub.created_at, coalesce(h.enabled_at, '-infinity'))
+                           AND espf.in_shard(e, k, i.shards)
+         LEFT JOIN espf.event_deliveries d ON d.i_event = e.i_event AND d.handler = h.name
+        WHERE h.instance = i.instance AND h.enabled
+          AND (d.state IS NULL OR d.state IN ('PENDING', 'RETRY'))) w;

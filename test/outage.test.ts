@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { sql, type SQLQuery } from '@databases/pg';
 import { startCluster } from '../src/db/cluster.ts';
 import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
-import { ROOT } from '../src/paths.ts';
 import { testServer } from './support/cluster.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { EspfProcess } from './support/child.ts';
@@ -16,6 +11,7 @@ import { addAccounts, configureEventSender, seedCustomer, startSender } from './
 import { Metrics } from '../src/metrics/metrics.ts';
 import { formatStatus, readStatus } from '../src/cli/status-command.ts';
 import { composeDigest, type UnreachableTarget } from '../src/notify/digest.ts';
+import { previousRelease } from './support/upgrade.ts';
 
 type Run = Awaited<ReturnType<typeof startSender>>;
 const TYPES = ['Account/New', 'Account/Blocked', 'Account/Unblocked'];
@@ -374,7 +370,7 @@ describe('outage: breaker settings and the waiting pages in the database', funct
 describe('outage: upgrade from the previous release (migrations/0012_outage.sql)', function () {
   it('keeps events, deliveries and settings; adds the breaker columns with their defaults and the target states', async function () {
     this.timeout(60_000);
-    const prev = await previousRelease();
+    const prev = await previousRelease('0012_outage.sql', ['025_outage_checks.sql', '410_waiting_pages.sql']);
     if (!prev) this.skip(); // not a git checkout
     const e = await createEmptyDatabase();
     const db = connect({ connectionString: e.url, poolSize: 2 });
@@ -407,20 +403,6 @@ describe('outage: upgrade from the previous release (migrations/0012_outage.sql)
     }
   });
 });
-
-/** migrations/ and sql/ as they were just before migrations/0012_outage.sql was added (null outside a git checkout). */
-async function previousRelease(): Promise<{ migrations: string; repeatable: string } | null> {
-  const git = (...args: string[]) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
-  if (git('rev-parse', '--git-dir').status !== 0) return null;
-  const added = git('log', '--diff-filter=A', '--format=%H', '-1', '--', 'migrations/0012_outage.sql').stdout.trim();
-  const rev = added ? `${added}^` : 'HEAD';
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'espf-prev-'));
-  const tar = spawnSync('sh', ['-c', `git -C "${ROOT}" archive ${rev} migrations sql | tar -x -C "${dir}"`], { encoding: 'utf8' });
-  if (tar.status !== 0) throw new Error(`git archive ${rev}: ${tar.stderr}`);
-  await rm(path.join(dir, 'migrations', '0012_outage.sql'), { force: true });
-  for (const f of ['025_outage_checks.sql', '410_waiting_pages.sql']) await rm(path.join(dir, 'sql', f), { force: true });
-  return { migrations: path.join(dir, 'migrations'), repeatable: path.join(dir, 'sql') };
-}
 
 /** An empty database (not the migrated template). */
 const createEmptyDatabase = () => createTestDatabase({ empty: true });

@@ -106,12 +106,16 @@ Example:
   program.command('run')
     .description('run one sender instance: stream espf.events and deliver to its handlers (embedded PostgreSQL when DATABASE_URL is not set)')
     .addOption(new Option('--instance <name>', 'instance name (slot espf_<name>)').default('main'))
-    .action(async (opts: { instance: string }) => {
+    .addOption(new Option('--shard <K>', 'the shard this process serves, 0 … N-1, when the instance\'s handlers are split into N shards (espf.handlers.shards)'))
+    .action(async (opts: { instance: string; shard?: string }) => {
       if (!/^[a-z0-9_]{1,50}$/.test(opts.instance)) {
         throw new EspfError('ESPF_USAGE', `--instance ${quoteArg(opts.instance)}: use lower-case letters, digits and '_' (at most 50)`);
       }
+      if (opts.shard !== undefined && !/^(0|[1-9][0-9]?)$/.test(opts.shard)) {
+        throw new EspfError('ESPF_USAGE', `--shard ${quoteArg(opts.shard)}: a shard number, 0 … 63`);
+      }
       const { runService } = await import('../run/run-command.ts');
-      await runService({ instance: opts.instance, out: io.out, env: readEnv() });
+      await runService({ instance: opts.instance, shard: opts.shard === undefined ? undefined : Number(opts.shard), out: io.out, env: readEnv() });
     });
 
   const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions)');

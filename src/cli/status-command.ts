@@ -22,6 +22,8 @@ export interface StatusReport {
   };
   readonly backfills: Record<string, unknown>[];
   readonly superseded_24h: Record<string, unknown>[];
+  /** Instances split into shards: one row per shard (espf.report_shards). */
+  readonly shards: Record<string, unknown>[];
 }
 
 export interface StatusOptions {
@@ -31,12 +33,12 @@ export interface StatusOptions {
 
 /** Reads the reports (espf.report_*). */
 export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusReport> {
-  const [waiting, backlog, targets, failures, latency, byHandler, notOk, backfills, superseded] = await Promise.all([
+  const [waiting, backlog, targets, failures, latency, byHandler, notOk, backfills, superseded, shards] = await Promise.all([
     reports.waitingHandlers(db), reports.backlog(db), reports.targets(db), reports.failures24h(db), reports.latencyHourly(db, opts.hours),
     reports.accountStatusByHandler(db), reports.accountsNotOk(db, opts.limit), reports.recentBackfills(db),
-    reports.superseded24h(db),
+    reports.superseded24h(db), reports.shards(db),
   ]);
-  return { waiting_on_instances: waiting, backlog, targets, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded };
+  return { waiting_on_instances: waiting, backlog, targets, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded, shards };
 }
 
 /** A plain text table: a header, a rule, a row per record. */
@@ -76,6 +78,10 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
       ['handler', 'event_type', 'superseded', 'last_at'], 'none'),
     section('Backfills, latest 10 (espf.report_backfills)', r.backfills,
       ['id', 'rule', 'state', 'rows_done', 'rows_total', 'events', 'last_key', 'started_at', 'updated_at'], 'none'),
+    ...(r.shards.length ? [section('Shards (espf.report_shards)', r.shards.map((s) => ({
+      ...s, shard: `${String(s.instance)} ${String(s.shard)} of ${String(s.shards)}`, state: s.streaming ? 'streaming' : 'not streaming',
+      waiting: `${String(s.waiting_events)} waiting`,
+    })), ['shard', 'state', 'waiting', 'retry', 'lag_bytes', 'slot_name', 'last_error'], 'none')] : []),
   ].join('\n');
 }
 

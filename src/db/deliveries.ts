@@ -12,25 +12,25 @@ export interface WaitingRow {
   next_attempt_at: Date | null; committed_at: Date | null; first_attempt_at: Date | null;
 }
 
-/** Takes (clears the mark of) at most `maxRows` deliveries of these handlers marked requeued, in stream order. */
-export function takeRequeued(db: Db, handlers: readonly string[], maxRows = 10_000): Promise<WaitingRow[]> {
-  return db.query(sql`SELECT * FROM espf.take_requeued(${handlers}, ${maxRows})`);
+/** Shard `k` of `n` of an instance (README "Shards"); { k: 0, n: 1 }: the whole instance. */
+export interface ShardOf { readonly k: number; readonly n: number }
+
+/** Takes (clears the mark of) at most `maxRows` deliveries of these handlers marked requeued (of the events of this shard), in stream order. */
+export function takeRequeued(db: Db, handlers: readonly string[], shard: ShardOf, maxRows = 10_000): Promise<WaitingRow[]> {
+  return db.query(sql`SELECT * FROM espf.take_requeued(${handlers}, ${maxRows}, ${shard.k}, ${shard.n})`);
 }
 
 /** Where a page of waiting deliveries starts: after this (commit position, i_event); null: from the first. */
 export interface PageCursor { readonly lsn: string | null; readonly iEvent: number }
 
-/** The next page of one handler's waiting deliveries, in stream order (sql/410_waiting_pages.sql). */
-export function waitingPage(db: Db, handler: string, after: PageCursor, maxRows: number): Promise<WaitingRow[]> {
-  return db.query(sql`SELECT * FROM espf.waiting_page(${handler}, ${after.lsn}::pg_lsn, ${after.iEvent}, ${maxRows})`);
+/** The next page of one handler's waiting deliveries of this shard's events, in stream order (sql/410_waiting_pages.sql). */
+export function waitingPage(db: Db, handler: string, shard: ShardOf, after: PageCursor, maxRows: number): Promise<WaitingRow[]> {
+  return db.query(sql`SELECT * FROM espf.waiting_page(${handler}, ${after.lsn}::pg_lsn, ${after.iEvent}, ${maxRows}, ${shard.k}, ${shard.n})`);
 }
 
-/** The last waiting delivery of a handler in stream order (null: none waits, or only rows without a commit position, which come first). */
-export async function lastWaiting(db: Db, handler: string): Promise<PageCursor | null> {
-  const [r] = await db.query(sql`
-    SELECT commit_lsn::text AS lsn, i_event FROM espf.event_deliveries
-     WHERE handler = ${handler} AND state IN ('PENDING', 'RETRY') AND commit_lsn IS NOT NULL
-     ORDER BY commit_lsn DESC, i_event DESC LIMIT 1`);
+/** The last waiting delivery of a handler (of this shard's events) in stream order (null: none waits, or only rows without a commit position, which come first). */
+export async function lastWaiting(db: Db, handler: string, shard: ShardOf): Promise<PageCursor | null> {
+  const [r] = await db.query(sql`SELECT lsn::text AS lsn, i_event FROM espf.last_waiting(${handler}, ${shard.k}, ${shard.n})`);
   return r ? { lsn: r.lsn, iEvent: Number(r.i_event) } : null;
 }
 

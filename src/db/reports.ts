@@ -77,6 +77,13 @@ export function superseded24h(db: Queryable) {
     .groupBy(['handler', 'event_type']).orderBy('handler').orderBy('event_type'));
 }
 
+/** Instances split into shards: one row per shard (espf.report_shards). */
+export function shards(db: Queryable) {
+  return run(db, q.selectFrom('espf.report_shards')
+    .select(['instance', 'shard', 'shards', 'slot_name', 'streaming', 'lag_bytes', 'waiting_events', 'retry', 'last_error'])
+    .orderBy('instance').orderBy('shard'));
+}
+
 /** Handlers whose events wait on an instance (espf.report_waiting_handlers). */
 export function waitingHandlers(db: Queryable) {
   return run(db, q.selectFrom('espf.report_waiting_handlers')

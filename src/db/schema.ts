@@ -135,6 +135,7 @@ export const SCHEMA = {
     variables: col<unknown>(),
     created_at: gen<Date>(),
     source_i_event: col<number | null>(),
+    shard_key: col<number | null>(),
   },
   'espf.failure_notices': {
     i_event: col<number>(),
@@ -154,6 +155,7 @@ export const SCHEMA = {
     enabled: gen<boolean>(),
     instance: gen<string>(),
     enabled_at: col<Date | null>(),
+    shards: gen<number>(),
   },
   'espf.http_handlers': {
     handler: col<string>(),
@@ -348,6 +350,17 @@ export const SCHEMA = {
     last_streamed_at: col<Date | null>(),
     stopped_at: col<Date | null>(),
     waiting_events: col<number | null>(),
+  },
+  'espf.report_shards': {  // view
+    instance: col<string | null>(),
+    shard: col<number | null>(),
+    shards: col<number | null>(),
+    slot_name: col<string | null>(),
+    streaming: col<boolean | null>(),
+    lag_bytes: col<number | null>(),
+    waiting_events: col<number | null>(),
+    retry: col<number | null>(),
+    last_error: col<string | null>(),
   },
   'espf.report_backlog': {  // view
     handler: col<string | null>(),

@@ -15,6 +15,8 @@ export interface MetricsOptions {
   readonly db?: Db;
   /** How long a slot lag reading is reused, ms (default 2000): scrapes never load the database. */
   readonly slotLagCacheMs?: number;
+  /** A shard of a split instance: every series gets the labels shard="K" and shards="N". */
+  readonly shard?: { readonly k: number; readonly n: number };
   /** Node.js process metrics (espf_process_*, espf_nodejs_*); default true. */
   readonly processMetrics?: boolean;
 }
@@ -50,6 +52,7 @@ export class Metrics implements SenderObserver {
 
   constructor(private readonly opts: MetricsOptions = {}) {
     const registers = [this.registry];
+    if (opts.shard && opts.shard.n > 1) this.registry.setDefaultLabels({ shard: String(opts.shard.k), shards: String(opts.shard.n) });
     this.capturedTotal = new Counter({
       name: 'espf_events_captured_total', help: 'Events read from the outbox (espf.events) by logical replication, by event type.',
       labelNames: ['event_type'], registers,

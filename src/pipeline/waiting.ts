@@ -5,6 +5,7 @@ import { accountOf, orderKey, type Item } from '../delivery/item.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { Poller } from '../poller.ts';
+import type { Shard } from '../run/shard.ts';
 import { parseLsn } from '../stream/lsn.ts';
 import type { StreamEvent } from '../stream/replication.ts';
 
@@ -41,6 +42,8 @@ export class WaitingDeliveries {
     readonly log: Logger;
     /** The http handlers this instance serves now. */
     readonly handlers: () => readonly HttpHandler[];
+    /** This process's shard (README "Shards"): only the deliveries of its events are read. */
+    readonly shard: Shard;
     readonly onDbError: (err: unknown) => void;
   }) {
     this.poller = new Poller(() => this.poll(), (err) => {
@@ -53,7 +56,7 @@ export class WaitingDeliveries {
   async resume(): Promise<void> {
     let waiting = 0;
     for (const h of this.opts.handlers()) {
-      const horizon = await lastWaiting(this.opts.db, h.name);
+      const horizon = await lastWaiting(this.opts.db, h.name, this.opts.shard);
       this.pages.set(h.name, { cursor: { lsn: null, iEvent: 0 }, horizon, loading: false });
       h.startSpilled();
       if (!horizon) h.pastStartHorizon();
@@ -88,7 +91,7 @@ export class WaitingDeliveries {
         const want = Math.min(PAGE_MAX, h.room);
         if (want < Math.min(500, h.windowSize / 10)) break; // wait for more room: pages stay large
         const mark = h.beginPage();
-        const rows = await waitingPage(this.opts.db, h.name, p.cursor, want);
+        const rows = await waitingPage(this.opts.db, h.name, this.opts.shard, p.cursor, want);
         for (const r of rows) if (h.enqueueWaiting(itemFromRow(r))) took++;
         const last = rows.at(-1);
         if (last) {
@@ -114,7 +117,7 @@ export class WaitingDeliveries {
     for (const h of handlers) this.kick(h);
     const room = handlers.reduce((n, h) => n + h.room, 0);
     if (handlers.length === 0 || room === 0) return;
-    const rows = await takeRequeued(this.opts.db, handlers.map((h) => h.name), Math.min(room, 10_000));
+    const rows = await takeRequeued(this.opts.db, handlers.map((h) => h.name), this.opts.shard, Math.min(room, 10_000));
     const byName = new Map(handlers.map((h) => [h.name, h]));
     for (const r of rows) byName.get(r.handler)?.enqueueWaiting(itemFromRow(r));
     if (rows.length) this.opts.log.info({ requeued: rows.length }, 'took requeued deliveries');

@@ -8,9 +8,11 @@ import { Sender } from './sender.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import { startHttpServer } from './http-server.ts';
 import { Metrics } from '../metrics/metrics.ts';
+import { resolveShard } from './shard.ts';
 
 export interface RunOptions {
   readonly instance: string;
+  readonly shard?: number;          // --shard K: this process serves shard K of the instance (README "Shards")
   readonly out: (s: string) => void;
   /** The environment, read and checked (src/config/env.ts). */
   readonly env: EspfEnv;
@@ -57,10 +59,11 @@ export async function runService(opts: RunOptions): Promise<void> {
     started.push(bounded(() => db.dispose()));
     await ping(db, url);
     await assertMigrated(db, url);
+    const shard = await resolveShard(db, opts.instance, opts.shard);
     const plog = provisioningLog(env.logDir);
     started.push(() => plog.flush());
-    const metrics = new Metrics({ db });
-    const sender = new Sender({ db, url, instance: opts.instance, log, plog, observe: metrics, window: env.window });
+    const metrics = new Metrics({ db, shard });
+    const sender = new Sender({ db, url, instance: opts.instance, shard, log, plog, observe: metrics, window: env.window });
     metrics.bind(sender);
     const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
     const server = await startHttpServer({ sender, db, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })

@@ -17,11 +17,14 @@ import { WaitingDeliveries } from '../pipeline/waiting.ts';
 import { parseLsn } from '../stream/lsn.ts';
 import { ReplicationStream, type StreamTransaction } from '../stream/replication.ts';
 import { catchUp } from './catch-up.ts';
+import { shardSlot, shardText, WHOLE, type Shard } from './shard.ts';
 
 export interface SenderOptions {
   readonly db: Db;
   readonly url: string;
   readonly instance: string;
+  /** The shard of the instance this process serves (default: the whole instance). */
+  readonly shard?: Shard;
   readonly log: Logger;
   readonly plog: ProvisioningLog;
   readonly configPollMs?: number;      // default 1000: changes (and requeued deliveries) apply within 2 s
@@ -66,6 +69,7 @@ export interface SenderObserver {
  */
 export class Sender {
   readonly slot: string;
+  readonly shard: Shard;
   private readonly config: ConfigWatcher;
   private readonly writer: ResultsWriter;
   private readonly deliverers: Deliverers;
@@ -79,7 +83,9 @@ export class Sender {
 
   constructor(private readonly opts: SenderOptions) {
     const { db, instance, log, observe } = opts;
-    this.slot = `espf_${instance}`;
+    const shard = opts.shard ?? WHOLE;
+    this.shard = shard;
+    this.slot = shardSlot(instance, shard);
     const onDbError = (err: unknown) => this.stream.connectionLost(err);
     this.config = new ConfigWatcher({ db, instance, log, onDbError, changed: (c) => this.deliverers.sync(c) });
     this.ack = new Acknowledger((lsn) => this.stream.acknowledge(lsn), opts.maxUnsettled);
@@ -100,10 +106,10 @@ export class Sender {
     });
     this.waiting = new WaitingDeliveries({
       db, log, onDbError,
-      handlers: () => this.deliverers.httpHandlers(this.config.current),
+      handlers: () => this.deliverers.httpHandlers(this.config.current), shard,
     });
     this.stream = new ReplicationStream({
-      url: opts.url, slot: this.slot, instance, db, log, heartbeatMs: opts.heartbeatMs,
+      url: opts.url, slot: this.slot, shard, instance, db, log, heartbeatMs: opts.heartbeatMs,
       handlers: {
         onTransaction: (tx) => this.router.onTransaction(tx),
         onHeartbeat: (lsn) => this.ack.passThrough(lsn),
@@ -111,7 +117,8 @@ export class Sender {
         onStreaming: () => {
           this.streaming = true;
           observe?.streaming?.(true);
-          log.info({ instance, slot: this.slot }, `espf run: instance ${instance} streaming slot ${this.slot}`);
+          log.info({ instance, slot: this.slot, ...(shard.n > 1 ? { shard: shard.k, shards: shard.n } : {}) },
+            `espf run: instance ${instance}${shard.n > 1 ? ` shard ${shardText(shard)}` : ''} streaming slot ${this.slot}`);
         },
         onDisconnected: () => {
           if (this.streaming) observe?.streaming?.(false);
@@ -135,10 +142,14 @@ export class Sender {
     const pollMs = this.opts.configPollMs ?? 1000;
     await this.config.start(pollMs);
     // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
-    const caughtUpTo = await catchUp({
-      db: this.opts.db, instance: this.opts.instance, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
-      observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
-    });
+    // The catch-up is per instance, not per shard: a shard only makes its slot (the
+    // slots of a split instance are made before the switch, README "Shards").
+    const caughtUpTo = this.shard.n > 1
+      ? await this.stream.prepare().then(() => 0n)
+      : await catchUp({
+        db: this.opts.db, instance: this.opts.instance, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
+        observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
+      });
     // A target that was down when the last run stopped is still probed, not flooded.
     for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
       this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);

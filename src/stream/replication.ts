@@ -7,6 +7,7 @@ import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
 import { acknowledgeUpTo, queueEmpty } from './library.ts';
 import { parseLsn } from './lsn.ts';
+import { shardPublication, type Shard } from '../run/shard.ts';
 
 export const HEARTBEAT_PREFIX = 'espf_heartbeat';
 
@@ -39,6 +40,8 @@ export interface StreamHandlers {
 export interface ReplicationOptions {
   readonly url: string;
   readonly slot: string;
+  /** The shard of the instance: its events come through the shard's publication (a row filter). */
+  readonly shard: Shard;
   readonly instance: string;
   readonly db: Db;
   readonly log: Logger;
@@ -67,6 +70,7 @@ export class ReplicationStream {
   private lastReconnect = 0;
   private warnedNoFailover = false;
   private streamUrl?: string;
+  private publication = PUBLICATION;
 
   constructor(opts: ReplicationOptions) {
     this.opts = opts;
@@ -76,7 +80,10 @@ export class ReplicationStream {
   /** Creates the slot if missing; the publication must exist (espf migrate defines it). */
   async prepare(): Promise<void> {
     const { db, slot } = this.opts;
-    if (!(await publicationExists(db))) {
+    // The publication before the slot: a slot decodes with the catalog of each WAL position.
+    if (this.opts.shard.n > 1) {
+      this.publication = await shardPublication(db, this.opts.shard);
+    } else if (!(await publicationExists(db))) {
       throw new EspfError('ESPF_NOT_MIGRATED', `publication ${PUBLICATION} is missing: run espf migrate (sql/040_publication.sql defines it)`);
     }
     // failover (PostgreSQL 17+): standbys with sync_replication_slots keep a
@@ -160,7 +167,7 @@ export class ReplicationStream {
         if (shouldRespond) void acknowledgeUpTo(service, this.durable);
       });
       service.on('data', (lsn: string, msg: PgMessage) => this.onMessage(lsn, msg));
-      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [PUBLICATION], messages: true });
+      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication], messages: true });
       service.subscribe(plugin, this.opts.slot).then(
         () => finish(this.stopped ? undefined : new Error('replication stream ended')),
         (err) => finish(err),

@@ -12,9 +12,9 @@ export class EspfProcess {
   private exitWaiters: ((code: number | null) => void)[] = [];
   exitCode: number | null | undefined = undefined;
 
-  constructor(url: string, instance = 'main', env: Record<string, string> = {}) {
+  constructor(url: string, instance = 'main', env: Record<string, string> = {}, args: readonly string[] = []) {
     this.logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
-    this.child = spawnEspf(['run', '--instance', instance], {
+    this.child = spawnEspf(['run', '--instance', instance, ...args], {
       env: { DATABASE_URL: url, ESPF_LOG_DIR: this.logDir, ESPF_HTTP_PORT: '0', ESPF_LOG_LEVEL: 'info', ...env },
     });
     const collect = (b: Buffer) => { this.output += b.toString('utf8'); };

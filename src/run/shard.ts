@@ -1,0 +1,53 @@
+import { sql } from '@databases/pg';
+import type { Db } from '../db/connect.ts';
+import { EspfError } from '../errors.ts';
+
+/**
+ * Which part of its instance's events one `espf run` process serves: shard
+ * `k` of `n` streams the events whose espf.events.shard_key % n = k (README
+ * "Shards", docs/scaling.md). n = 1: the whole instance, as without shards.
+ */
+export interface Shard {
+  readonly k: number;
+  readonly n: number;
+}
+
+export const WHOLE: Shard = { k: 0, n: 1 };
+
+/** The slot of an instance's shard: espf_<instance>, or espf_<instance>_<k>of<n> (sql/015_shards.sql). */
+export function shardSlot(instance: string, shard: Shard): string {
+  return shard.n <= 1 ? `espf_${instance}` : `espf_${instance}_${shard.k}of${shard.n}`;
+}
+
+/** "2 of 3" for messages. */
+export function shardText(shard: Shard): string {
+  return `${shard.k} of ${shard.n}`;
+}
+
+/**
+ * The shard this process runs, from --shard and espf.handlers.shards of the
+ * instance's handlers. ESPF_USAGE (one line) when they do not fit together.
+ */
+export async function resolveShard(db: Db, instance: string, requested: number | undefined): Promise<Shard> {
+  const [row] = await db.query(sql`SELECT max(shards)::int AS n FROM espf.handlers WHERE instance = ${instance}`);
+  const n: number = row?.n ?? 1;
+  if (n <= 1) {
+    if (requested !== undefined && requested !== 0) {
+      throw new EspfError('ESPF_USAGE', `--shard ${requested}: instance ${instance} is not split into shards (espf.handlers.shards = 1); start it without --shard`);
+    }
+    return WHOLE;
+  }
+  if (requested === undefined) {
+    throw new EspfError('ESPF_USAGE', `instance ${instance} is split into ${n} shards (espf.handlers.shards): start one process per shard, espf run --instance ${instance} --shard K, K = 0 … ${n - 1}`);
+  }
+  if (requested >= n) {
+    throw new EspfError('ESPF_USAGE', `--shard ${requested}: instance ${instance} has ${n} shards, numbered 0 … ${n - 1}`);
+  }
+  return { k: requested, n };
+}
+
+/** The publication of a shard (made on first use by the database, sql/015_shards.sql). */
+export async function shardPublication(db: Db, shard: Shard): Promise<string> {
+  const [row] = await db.query(sql`SELECT espf.shard_publication(${shard.k}, ${shard.n}) AS pub`);
+  return row.pub as string;
+}

@@ -1,0 +1,299 @@
+// Shards: instance main split into three shards, one `espf run --shard K`
+// process each, under a steady load of account changes; one shard is killed
+// with SIGKILL and started again. Every event reaches the receiver, no event is
+// sent by two shards (provisioning.log of each process against the event's
+// shard_key), the events of each account come in commit order, and each shard
+// reports its own metrics, status and backlog.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { sql } from '@databases/pg';
+import { connect } from '../src/db/connect.ts';
+import { migrate } from '../src/migrate/migrate.ts';
+import { EspfProcess } from './support/child.ts';
+import { espf } from './support/cli.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { eventually, TestReceiver } from './support/receiver.ts';
+import { addAccounts, configureEventSender, seedCustomer } from './support/sender.ts';
+import { previousRelease } from './support/upgrade.ts';
+
+const N = 3;
+const TYPES = ['Account/New', 'Account/Blocked', 'Account/Unblocked'];
+
+function shardProcess(t: TestDatabase, k: number): EspfProcess {
+  return new EspfProcess(t.url, 'main', {}, ['--shard', String(k)]);
+}
+
+/** i_event → how many attempts, from a process's provisioning.log. */
+function attemptsIn(p: EspfProcess): Map<number, number> {
+  const m = new Map<number, number>();
+  let text = '';
+  try { text = readFileSync(path.join(p.logDir, 'provisioning.log'), 'utf8'); } catch { /* nothing written */ }
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    const i = Number(JSON.parse(line).i_event);
+    m.set(i, (m.get(i) ?? 0) + 1);
+  }
+  return m;
+}
+
+function httpPort(p: EspfProcess): number {
+  const m = /on 127\.0\.0\.1:(\d+)/.exec(p.output);
+  assert.ok(m, `no http port in the output:\n${p.output}`);
+  return Number(m[1]);
+}
+
+describe('shards: one instance split by account across three processes', function () {
+  this.timeout(180_000);
+  let t: TestDatabase;
+  let rx: TestReceiver;
+  const procs: EspfProcess[][] = [[], [], []]; // every process each shard had, in order
+  before(async () => {
+    t = await createTestDatabase();
+    rx = await new TestReceiver().listen();
+    await configureEventSender(t.db, rx.url, TYPES);
+    await t.db.query(sql`UPDATE espf.handlers SET shards = ${N} WHERE instance = 'main'`);
+  });
+  after(async () => {
+    for (const list of procs) for (const p of list) await p.stop();
+    await rx?.close();
+    await t?.drop();
+  });
+
+  it('espf run refuses a missing or out-of-range --shard in one line', async () => {
+    for (const [args, msg] of [
+      [[], /instance main is split into 3 shards \(espf\.handlers\.shards\): start one process per shard/],
+      [['--shard', '3'], /--shard 3: instance main has 3 shards, numbered 0 … 2/],
+      [['--shard', 'x'], /--shard 'x': a shard number/],
+    ] as const) {
+      const r = await espf(['run', '--instance', 'main', ...args], { DATABASE_URL: t.url, ESPF_HTTP_PORT: '0' });
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, msg);
+    }
+  });
+
+  it('every event delivered, none by two shards, per-account order; a shard killed with SIGKILL and restarted goes on', async () => {
+    for (let k = 0; k < N; k++) procs[k]!.push(shardProcess(t, k));
+    await Promise.all(procs.map((l) => l[0]!.streaming()));
+    for (let k = 0; k < N; k++) assert.match(procs[k]![0]!.output, new RegExp(`shard ${k} of 3 streaming slot espf_main_${k}of3`));
+
+    const ids = await seedCustomer(t.db);
+    const accounts = await addAccounts(t.db, ids, 60, 'shard-');
+    let stop = false;
+    let rounds = 0;
+    const writer = (async () => {
+      while (!stop) {
+        // A third of the accounts toggle in each transaction: Blocked, then Unblocked, … per account.
+        const some = accounts.filter((_, i) => i % 3 === rounds % 3);
+        await t.db.query(sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account = ANY(${some}::bigint[])`);
+        rounds++;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await rx.waitFor(() => rx.received.length >= 150, 60_000, "150 deliveries before the kill");
+    procs[1]![0]!.kill('SIGKILL');
+    await procs[1]![0]!.exited();
+    await new Promise((r) => setTimeout(r, 300)); // events for shard 1 pile up in its slot meanwhile
+    procs[1]!.push(shardProcess(t, 1));
+    await procs[1]![1]!.streaming();
+    const atRestart = rx.received.length;
+    await rx.waitFor(() => rx.received.length >= atRestart + 150, 60_000, "150 deliveries after the restart");
+    stop = true;
+    await writer;
+
+    const events: { i_event: number; shard: number; i_account: number }[] = await t.db.query(sql`
+      SELECT i_event, shard_key % ${N} AS shard, (variables ->> 'i_account')::bigint AS i_account
+        FROM espf.events WHERE event_type = ANY(${TYPES}::text[]) ORDER BY i_event`);
+    const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
+    await rx.waitFor(() => { const g = got(); return events.every((e) => g.has(Number(e.i_event))); }, 60_000, `all ${events.length} events at the receiver`);
+    await eventually(async () => {
+      const [r] = await t.db.query(sql`
+        SELECT count(*)::int AS n FROM espf.events e WHERE event_type = ANY(${TYPES}::text[])
+           AND NOT EXISTS (SELECT FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = 'EventSender' AND d.state = 'DELIVERED')`);
+      return r.n === 0;
+    }, 30_000, 'every event DELIVERED');
+
+    // No event sent by two shards: each process sent only events of its shard.
+    const shardOf = new Map(events.map((e) => [Number(e.i_event), Number(e.shard)]));
+    const perShard = [0, 0, 0];
+    for (let k = 0; k < N; k++) {
+      for (const p of procs[k]!) {
+        for (const i of attemptsIn(p).keys()) {
+          assert.equal(shardOf.get(i), k, `event ${i} (shard ${shardOf.get(i)}) was sent by shard ${k}`);
+          perShard[k]!++;
+        }
+      }
+    }
+    assert.ok(perShard.every((n) => n > 0), `every shard sent events: ${perShard.join(', ')}`);
+
+    // Per-account order at the receiver: first arrivals of each account's events in i_event order.
+    const seen = new Set<number>();
+    const last = new Map<number, number>();
+    for (const r of rx.received) {
+      const i = Number(r.json.variables.i_event);
+      if (seen.has(i)) continue;
+      seen.add(i);
+      const a = Number(r.json.variables.i_account);
+      assert.ok((last.get(a) ?? 0) < i, `account ${a}: event ${i} arrived after event ${last.get(a)}`);
+      last.set(a, i);
+    }
+    const duplicates = rx.received.length - seen.size;
+    process.stderr.write(`# shards: ${events.length} events in ${rounds} transactions, per shard ${perShard.join('/')} attempts, ${duplicates} sent again after the SIGKILL\n`);
+
+    // Each shard has its own metrics labels.
+    const text = await (await fetch(`http://127.0.0.1:${httpPort(procs[2]![0]!)}/metrics`)).text();
+    assert.match(text, /espf_streaming\{shard="2",shards="3"\} 1/);
+  });
+
+  it('espf status and espf.report_shards show each shard; a stopped shard is reported with what waits for it', async () => {
+    await procs[0]![0]!.stop();
+    const ids = await seedCustomer(t.db, { name: 'later' });
+    const later = await addAccounts(t.db, ids, 30, 'later-');
+    const [{ n: waitingForShard0 }] = await t.db.query(sql`
+      SELECT count(*)::int AS n FROM espf.events WHERE event_type = 'Account/New' AND shard_key % ${N} = 0
+         AND (variables ->> 'i_account')::bigint = ANY(${later}::bigint[])`);
+    assert.ok(waitingForShard0 > 0);
+    const rows = await eventually(async () => {
+      const r: { shard: number; streaming: boolean; waiting_events: number }[] = await t.db.query(sql`
+        SELECT shard, streaming, waiting_events FROM espf.report_shards WHERE instance = 'main' ORDER BY shard`);
+      return r.length === N && r[0]!.waiting_events >= waitingForShard0 && r[1]!.streaming && r[2]!.streaming ? r : undefined;
+    }, 20_000, 'report_shards: shard 0 stopped with its waiting events, 1 and 2 streaming');
+    assert.equal(rows[0]!.streaming, false);
+    assert.equal(rows[0]!.waiting_events, waitingForShard0);
+    const st = await espf(['status'], { DATABASE_URL: t.url });
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, new RegExp(`main 0 of 3\\s+not streaming\\s+${waitingForShard0} waiting`));
+    assert.match(st.stdout, /main 1 of 3\s+streaming/);
+  });
+});
+
+describe('shards: espf.handlers.shards is checked by the database', function () {
+  let t: TestDatabase;
+  before(async () => { t = await createTestDatabase(); });
+  after(async () => { await t?.drop(); });
+
+  it('refuses 0, 65 and handlers of one instance split differently, naming the column; a whole instance may change together', async () => {
+    const shardsNow = async () => (await t.db.query(sql`SELECT name, shards FROM espf.handlers ORDER BY name`)).map((r) => `${r.name}=${r.shards}`);
+    const before = await shardsNow();
+    for (const v of [0, 65]) {
+      await assert.rejects(t.db.query(sql`UPDATE espf.handlers SET shards = ${v} WHERE instance = 'main'`),
+        (e: Error & { code?: string }) => e.code === '23514' && /^espf\.handlers\.shards: \d+ is not a number of shards \(1 … 64\)$/.test(e.message));
+    }
+    await assert.rejects(t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE name = 'EventSender'`),
+      (e: Error & { code?: string }) => e.code === '23514' && /espf\.handlers\.shards: the handlers of instance main must have the same number of shards \(.*EventSender: 2/.test(e.message));
+    assert.deepEqual(await shardsNow(), before);
+    await t.db.query(sql`UPDATE espf.handlers SET shards = 4 WHERE instance = 'main'`);
+    assert.ok((await shardsNow()).every((s) => s.endsWith('=4')));
+  });
+
+  it('an event\'s shard_key follows its account (else customer, product, owner, event) and is the same for all of an account\'s events', async () => {
+    const keys = await t.db.query(sql`
+      SELECT espf.shard_key('{"i_account": 42, "i_customer": 7}', 1) = espf.shard_key('{"i_account": 42}', 2) AS same_account,
+             espf.shard_key('{"i_account": 42}', 1) <> espf.shard_key('{"i_account": 43}', 1) AS other_account,
+             espf.shard_key('{"i_customer": 7}', 1) = espf.shard_key('{"i_customer": 7, "i_account": null}', 9) AS customer,
+             espf.shard_key('{}', 1) <> espf.shard_key('{}', 2) AS by_event,
+             espf.shard_key('{"i_account": 42}', 1) BETWEEN 0 AND 2147483647 AS non_negative`);
+    assert.deepEqual(keys[0], { same_account: true, other_account: true, customer: true, by_event: true, non_negative: true });
+    // The insert trigger computes the same key as espf.shard_key, for every kind of order key.
+    const rows = await t.db.query(sql`
+      INSERT INTO espf.events (event_type, variables) VALUES
+        ('Account/Blocked', '{"i_account": 42, "i_customer": 7}'), ('Customer/Blocked', '{"i_customer": 7}'),
+        ('Product/Changed', '{"i_product": 3}'), ('X/Y', '{"owner_type": "subscriber", "owner_id": 9}'),
+        ('X/Z', '{"owner_type": 5, "owner_id": 9}'), ('X/W', '{}'), ('X/V', '{"i_account": null, "i_customer": "c1"}')
+      RETURNING shard_key = espf.shard_key(variables, i_event) AS same`);
+    assert.deepEqual(rows.map((r) => r.same), [true, true, true, true, true, true, true]);
+  });
+});
+
+describe('shards: the waiting deliveries a shard reads back are its own', function () {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase();
+    // 200 waiting deliveries (PENDING, RETRY, some marked requeued) of 40 accounts, in stream order by i_event.
+    await t.db.query(sql`INSERT INTO espf.events (i_event, event_type, variables)
+                         SELECT g, 'Account/Blocked', jsonb_build_object('i_event', g, 'i_account', g % 40) FROM generate_series(1, 200) g`);
+    await t.db.query(sql`INSERT INTO espf.event_deliveries (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, requeued)
+                         SELECT g, 'EventSender', CASE WHEN g % 3 = 0 THEN 'RETRY' ELSE 'PENDING' END, 'Account/Blocked',
+                                'a:' || (g % 40), g % 40, 'main', ('0/' || to_hex(1000 + g))::pg_lsn, g % 4 = 0
+                           FROM generate_series(1, 200) g`);
+  });
+  after(async () => { await t?.drop(); });
+
+  const shardOf = async (k: number) => (await t.db.query(sql`
+    SELECT i_event FROM espf.events e WHERE espf.in_shard(e, ${k}, 3) ORDER BY i_event`)).map((r) => Number(r.i_event));
+
+  it('espf.waiting_page, page after page, and espf.last_waiting: only the shard\'s deliveries, in stream order', async () => {
+    const all: number[] = [];
+    for (let k = 0; k < 3; k++) {
+      const read: number[] = [];
+      let cursor: { lsn: string | null; i: number } = { lsn: null, i: 0 };
+      for (;;) {
+        const page = await t.db.query(sql`SELECT i_event, commit_lsn FROM espf.waiting_page('EventSender', ${cursor.lsn}::pg_lsn, ${cursor.i}, 7, ${k}, 3)`);
+        read.push(...page.map((r) => Number(r.i_event)));
+        if (page.length < 7) break;
+        cursor = { lsn: page.at(-1).commit_lsn, i: Number(page.at(-1).i_event) };
+      }
+      const mine = await shardOf(k);
+      assert.ok(mine.length > 0 && mine.length < 200, `shard ${k} has part of the accounts: ${mine.length}`);
+      assert.deepEqual(read, mine, `shard ${k}: its deliveries, in stream order`);
+      const [last] = await t.db.query(sql`SELECT i_event FROM espf.last_waiting('EventSender', ${k}, 3)`);
+      assert.equal(Number(last.i_event), mine.at(-1));
+      all.push(...read);
+    }
+    assert.deepEqual(all.sort((x, y) => x - y), Array.from({ length: 200 }, (_, i) => i + 1), 'the shards together read every one once');
+    const whole = await t.db.query(sql`SELECT i_event FROM espf.waiting_page('EventSender', NULL, 0, 500)`);
+    assert.equal(whole.length, 200, 'not sharded: every one');
+  });
+
+  it('espf.take_requeued takes only the shard\'s requeued deliveries', async () => {
+    const taken = await t.db.query(sql`SELECT i_event FROM espf.take_requeued(ARRAY['EventSender'], 1000, 1, 3)`);
+    const mine = (await shardOf(1)).filter((i) => i % 4 === 0);
+    assert.deepEqual(taken.map((r) => Number(r.i_event)).sort((x, y) => x - y), mine);
+    const [left] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE requeued`);
+    assert.equal(left.n, 50 - mine.length, 'the other shards\' marks are kept');
+  });
+});
+
+describe('shards: upgrade from the previous release (migrations/0013_shards.sql)', function () {
+  it('keeps events, deliveries and handlers without rewriting the outbox; new events get their shard_key; waiting deliveries are read back in pages, whole and per shard', async function () {
+    this.timeout(60_000);
+    const prev = await previousRelease('0013_shards.sql', ['015_shards.sql']);
+    if (!prev) this.skip(); // not a git checkout
+    const e = await createTestDatabase({ empty: true });
+    const db = connect({ connectionString: e.url, poolSize: 2 });
+    try {
+      await migrate(db, prev!);
+      await db.query(sql`UPDATE espf.http_handlers SET url = '{http://127.0.0.1:9/x}' WHERE handler = 'EventSender'`);
+      await db.query(sql`UPDATE espf.handlers SET enabled = true, instance = 'hss' WHERE name = 'EventSender'`);
+      await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables)
+                         SELECT g, 'Account/Blocked', jsonb_build_object('i_event', g, 'i_account', g % 10) FROM generate_series(1, 50) g`);
+      await db.query(sql`INSERT INTO espf.event_deliveries (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts)
+                         SELECT g, 'EventSender', CASE WHEN g <= 20 THEN 'DELIVERED' WHEN g <= 30 THEN 'RETRY' ELSE 'PENDING' END,
+                                'Account/Blocked', 'a:' || (g % 10), g % 10, 'hss', ('0/' || to_hex(1000 + g))::pg_lsn, CASE WHEN g <= 30 THEN 1 ELSE 0 END
+                           FROM generate_series(1, 50) g`);
+      const events = await db.query(sql`SELECT to_jsonb(e) AS e FROM espf.events e ORDER BY i_event`);
+      const deliveries = await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`);
+      const r = await migrate(db);
+      assert.ok(r.applied.includes('0013_shards.sql'), `applied ${r.applied.join(', ')}`);
+      assert.deepEqual(await db.query(sql`SELECT to_jsonb(e) - 'shard_key' AS e FROM espf.events e ORDER BY i_event`), events);
+      assert.deepEqual(await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`), deliveries);
+      // Not rewritten: existing rows keep no shard_key (readers compute it); new rows get it.
+      const [k] = await db.query(sql`SELECT count(shard_key)::int AS keyed FROM espf.events`);
+      assert.equal(k.keyed, 0);
+      await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables) VALUES (1000, 'Account/Blocked', '{"i_account": 3}')`);
+      const [nk] = await db.query(sql`SELECT shard_key = espf.shard_key(variables, i_event) AS ok FROM espf.events WHERE shard_key IS NOT NULL`);
+      assert.deepEqual(nk, { ok: true });
+      const [h] = await db.query(sql`SELECT instance, shards, enabled FROM espf.handlers WHERE name = 'EventSender'`);
+      assert.deepEqual(h, { instance: 'hss', shards: 1, enabled: true });
+      const waiting = await db.query(sql`SELECT i_event FROM espf.waiting_page('EventSender', NULL, 0, 100)`);
+      assert.equal(waiting.length, 30);
+      const halves = await Promise.all([0, 1].map(async (k) => (await db.query(sql`SELECT i_event FROM espf.waiting_page('EventSender', NULL, 0, 100, ${k}, 2)`)).length));
+      assert.ok(halves[0]! > 0 && halves[1]! > 0 && halves[0]! + halves[1]! === 30, `each of 2 shards has part of them: ${halves.join(' + ')}`);
+      assert.deepEqual((await migrate(db)).applied, [], 'a second migrate applies nothing');
+    } finally {
+      await db.dispose();
+      await e.drop();
+    }
+  });
+});
