@@ -4,6 +4,7 @@
 import { sql } from '@databases/pg';
 import type { Db } from './connect.ts';
 import { first, q } from './query.ts';
+import type { Shard } from './shards.ts';
 
 /** A delivery that waits (PENDING or RETRY), with its event, as espf.waiting_page and espf.take_requeued return it. */
 export interface WaitingRow {
@@ -12,11 +13,8 @@ export interface WaitingRow {
   next_attempt_at: Date | null; committed_at: Date | null; first_attempt_at: Date | null;
 }
 
-/** Shard `k` of `n` of an instance (README "Shards"); { k: 0, n: 1 }: the whole instance. */
-export interface ShardOf { readonly k: number; readonly n: number }
-
 /** Takes (clears the mark of) at most `maxRows` deliveries of these handlers marked requeued (of the events of this shard), in stream order. */
-export function takeRequeued(db: Db, handlers: readonly string[], shard: ShardOf, maxRows = 10_000): Promise<WaitingRow[]> {
+export function takeRequeued(db: Db, handlers: readonly string[], shard: Shard, maxRows = 10_000): Promise<WaitingRow[]> {
   return db.query(sql`SELECT * FROM espf.take_requeued(${handlers}, ${maxRows}, ${shard.k}, ${shard.n})`);
 }
 
@@ -24,12 +22,12 @@ export function takeRequeued(db: Db, handlers: readonly string[], shard: ShardOf
 export interface PageCursor { readonly lsn: string | null; readonly iEvent: number }
 
 /** The next page of one handler's waiting deliveries of this shard's events, in stream order (sql/410_waiting_pages.sql). */
-export function waitingPage(db: Db, handler: string, shard: ShardOf, after: PageCursor, maxRows: number): Promise<WaitingRow[]> {
+export function waitingPage(db: Db, handler: string, shard: Shard, after: PageCursor, maxRows: number): Promise<WaitingRow[]> {
   return db.query(sql`SELECT * FROM espf.waiting_page(${handler}, ${after.lsn}::pg_lsn, ${after.iEvent}, ${maxRows}, ${shard.k}, ${shard.n})`);
 }
 
 /** The last waiting delivery of a handler (of this shard's events) in stream order (null: none waits, or only rows without a commit position, which come first). */
-export async function lastWaiting(db: Db, handler: string, shard: ShardOf): Promise<PageCursor | null> {
+export async function lastWaiting(db: Db, handler: string, shard: Shard): Promise<PageCursor | null> {
   const [r] = await db.query(sql`SELECT lsn::text AS lsn, i_event FROM espf.last_waiting(${handler}, ${shard.k}, ${shard.n})`);
   return r ? { lsn: r.lsn, iEvent: Number(r.i_event) } : null;
 }

@@ -1,17 +1,14 @@
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { instanceShards, type Shard } from '../db/shards.ts';
 import { EspfError } from '../errors.ts';
+
+export type { Shard };
 
 /**
  * Which part of its instance's events one `espf run` process serves: shard
  * `k` of `n` streams the events whose espf.events.shard_key % n = k (README
  * "Shards", docs/scaling.md). n = 1: the whole instance, as without shards.
  */
-export interface Shard {
-  readonly k: number;
-  readonly n: number;
-}
-
 export const WHOLE: Shard = { k: 0, n: 1 };
 
 /** The slot of an instance's shard: espf_<instance>, or espf_<instance>_<k>of<n> (sql/015_shards.sql). */
@@ -29,8 +26,7 @@ export function shardText(shard: Shard): string {
  * instance's handlers. ESPF_USAGE (one line) when they do not fit together.
  */
 export async function resolveShard(db: Db, instance: string, requested: number | undefined): Promise<Shard> {
-  const [row] = await db.query(sql`SELECT max(shards)::int AS n FROM espf.handlers WHERE instance = ${instance}`);
-  const n: number = row?.n ?? 1;
+  const n = await instanceShards(db, instance);
   if (n <= 1) {
     if (requested !== undefined && requested !== 0) {
       throw new EspfError('ESPF_USAGE', `--shard ${requested}: instance ${instance} is not split into shards (espf.handlers.shards = 1); start it without --shard`);
@@ -44,10 +40,4 @@ export async function resolveShard(db: Db, instance: string, requested: number |
     throw new EspfError('ESPF_USAGE', `--shard ${requested}: instance ${instance} has ${n} shards, numbered 0 … ${n - 1}`);
   }
   return { k: requested, n };
-}
-
-/** The publication of a shard (made on first use by the database, sql/015_shards.sql). */
-export async function shardPublication(db: Db, shard: Shard): Promise<string> {
-  const [row] = await db.query(sql`SELECT espf.shard_publication(${shard.k}, ${shard.n}) AS pub`);
-  return row.pub as string;
 }

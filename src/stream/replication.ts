@@ -7,7 +7,7 @@ import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
 import { acknowledgeUpTo, queueEmpty } from './library.ts';
 import { parseLsn } from './lsn.ts';
-import { shardPublication, type Shard } from '../run/shard.ts';
+import { shardPublication, type Shard } from '../db/shards.ts';
 
 export const HEARTBEAT_PREFIX = 'espf_heartbeat';
 

@@ -1,0 +1,25 @@
+// Shards of an instance (README "Shards", sql/015_shards.sql): how many the
+// handlers of an instance are split into, and the publication of each.
+import { sql } from '@databases/pg';
+import type { Db } from './connect.ts';
+
+/**
+ * Shard `k` of `n` of an instance: it serves the events whose
+ * espf.events.shard_key % n = k. { k: 0, n: 1 }: the whole instance.
+ */
+export interface Shard {
+  readonly k: number;
+  readonly n: number;
+}
+
+/** espf.handlers.shards of the instance's handlers (1 when it has none). */
+export async function instanceShards(db: Db, instance: string): Promise<number> {
+  const [row] = await db.query(sql`SELECT max(shards)::int AS n FROM espf.handlers WHERE instance = ${instance}`);
+  return row?.n ?? 1;
+}
+
+/** The publication of a shard (made on first use by the database). */
+export async function shardPublication(db: Db, shard: Shard): Promise<string> {
+  const [row] = await db.query(sql`SELECT espf.shard_publication(${shard.k}, ${shard.n}) AS pub`);
+  return row.pub as string;
+}
