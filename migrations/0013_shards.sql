@@ -57,3 +57,20 @@ END
 $$;
 CREATE TRIGGER events_shard_key BEFORE INSERT ON espf.events
   FOR EACH ROW EXECUTE FUNCTION espf.set_shard_key();
+
+-- 3. espf.shard_progress: how far each shard's stream has processed (the
+--    heartbeat of a shard process, sql/450_catch_up.sql). A shard whose slot is
+--    made (its first start, a slot lost in a failover) catches up its own events
+--    from there; the row of espf.instances says it only for a process that
+--    served the whole instance.
+CREATE TABLE espf.shard_progress (
+  instance         text NOT NULL,
+  shard            int NOT NULL,
+  shards           int NOT NULL,
+  processed_until  timestamptz,          -- every transaction committed before this had been processed by the shard
+  mark_at          timestamptz,          -- as in espf.instances
+  mark_lsn         pg_lsn,
+  streamed_at      timestamptz,          -- its last heartbeat while it streamed its slot
+  PRIMARY KEY (instance, shards, shard)
+);
+GRANT INSERT, UPDATE ON espf.shard_progress TO espf_sender;

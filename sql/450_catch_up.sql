@@ -20,6 +20,10 @@
 -- below the returned position and its pairs have rows: it is skipped. One the
 -- catch-up did not see has no row for the handler: the slot (made before the
 -- snapshot) carries it and it is delivered. No pair is lost or sent twice.
+--
+-- A shard process (`espf run --shard K`, README "Shards") does the same for its
+-- own slot and catches up only the events of its shard (espf.in_shard), from
+-- how far its shard had processed (espf.shard_progress).
 
 -- Events of a handler whose transaction started at most this long before the
 -- point a slot covered it from are looked at again (transactions commit after
@@ -40,6 +44,23 @@ $$;
 CREATE OR REPLACE TRIGGER handler_enabled_at BEFORE INSERT OR UPDATE OF enabled ON espf.handlers
   FOR EACH ROW EXECUTE FUNCTION espf.handler_enabled_at();
 
+-- How far the stream of shard `shard` of `shards` of an instance has processed
+-- (0, 1: the whole instance): every transaction committed before it had been
+-- processed for that shard's events. The latest of what is known to hold: the
+-- shard's own heartbeat, the instance's (written by a process that served the
+-- whole instance), and for any number of shards whose every shard has a
+-- heartbeat, the earliest of theirs. Null: nothing is known.
+CREATE OR REPLACE FUNCTION espf.processed_until(inst text, shard int, shards int)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT greatest(
+           (SELECT p.processed_until FROM espf.shard_progress p
+             WHERE p.instance = inst AND p.shard = processed_until.shard AND p.shards = processed_until.shards AND processed_until.shards > 1),
+           (SELECT i.processed_until FROM espf.instances i WHERE i.name = inst),
+           (SELECT max(m.until) FROM (
+              SELECT min(p.processed_until) AS until FROM espf.shard_progress p
+               WHERE p.instance = inst GROUP BY p.shards HAVING count(p.processed_until) = p.shards) m))
+$$;
+
 -- A handler moved to another instance: the old instance's slot no longer
 -- carries it. Keep how far that instance had processed the stream; the new
 -- instance catches up from there when it starts.
@@ -48,7 +69,7 @@ SECURITY DEFINER SET search_path = pg_catalog AS $$
 BEGIN
   UPDATE espf.handler_coverage c
      SET covered_until = CASE WHEN c.served_by = OLD.instance
-                              THEN (SELECT i.processed_until FROM espf.instances i WHERE i.name = OLD.instance)
+                              THEN espf.processed_until(OLD.instance, 0, 1)
                               ELSE c.covered_until END,
          served_by = NULL, served_since = NULL
    WHERE c.handler = NEW.name;
@@ -72,51 +93,64 @@ LANGUAGE sql IMMUTABLE AS $$
          END
 $$;
 
--- From when the events of a handler must be caught up for instance `inst`:
--- null when the instance's slot already carries them (it served the handler
--- before and its slot was not just made); else the point its previous slot
--- covered it to (less the slack), or '-infinity' (no slot ever did).
-CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean)
+-- From when the events of a handler must be caught up for instance `inst`
+-- (its shard `shard` of `shards`): null when the slot already carries them (the
+-- instance served the handler before and the slot was not just made); else how
+-- far the instance (shard) had processed, or the point the previous instance's
+-- slot covered it to, less the slack; '-infinity' when nothing is known.
+CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean, shard int, shards int)
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
   SELECT CASE
            WHEN c.served_by = inst AND NOT slot_created THEN NULL
-           WHEN c.served_by = inst THEN coalesce(i.processed_until - espf.catch_up_slack(), '-infinity')
+           WHEN c.served_by = inst THEN coalesce(espf.processed_until(inst, catch_up_from.shard, catch_up_from.shards) - espf.catch_up_slack(), '-infinity')
            ELSE coalesce(c.covered_until - espf.catch_up_slack(), '-infinity')
          END
     FROM (SELECT 1) one
     LEFT JOIN espf.handler_coverage c ON c.handler = catch_up_from.handler
-    LEFT JOIN espf.instances i ON i.name = inst
 $$;
 
--- The (handler, event) pairs instance `inst` must catch up: for each enabled
--- handler of the instance that its slot does not cover, the events of the types
--- it is subscribed to, created while it was enabled and subscribed, from
--- espf.catch_up_from on, with no row in espf.event_deliveries for it.
-CREATE OR REPLACE FUNCTION espf.catch_up_candidates(inst text, slot_created boolean)
+CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT espf.catch_up_from(handler, inst, slot_created, 0, 1)
+$$;
+
+-- The (handler, event) pairs instance `inst` (its shard `shard` of `shards`)
+-- must catch up: for each enabled handler of the instance that its slot does
+-- not cover, the events of the shard of the types it is subscribed to, created
+-- while it was enabled and subscribed, from espf.catch_up_from on, with no row
+-- in espf.event_deliveries for it.
+CREATE OR REPLACE FUNCTION espf.catch_up_candidates(inst text, slot_created boolean, shard int, shards int)
 RETURNS TABLE (handler text, kind text, i_event bigint)
 LANGUAGE sql STABLE AS $$
   SELECT h.name, h.kind, e.i_event
     FROM espf.handlers h
-   CROSS JOIN LATERAL (SELECT espf.catch_up_from(h.name, inst, slot_created) AS t) w
+   CROSS JOIN LATERAL (SELECT espf.catch_up_from(h.name, inst, slot_created, catch_up_candidates.shard, catch_up_candidates.shards) AS t) w
    CROSS JOIN LATERAL (
            SELECT e.i_event
              FROM espf.events e
              JOIN espf.subscriptions s ON s.handler = h.name AND s.event_type = e.event_type
             WHERE e.created_at >= greatest(w.t, coalesce(h.enabled_at, '-infinity'))
               AND e.created_at >= s.created_at
+              AND espf.in_shard(e, catch_up_candidates.shard, catch_up_candidates.shards)
               AND NOT EXISTS (SELECT 1 FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = h.name)) e
    WHERE h.instance = inst AND h.enabled AND w.t IS NOT NULL
 $$;
 
--- Called by `espf run --instance <inst>` once it has its slot and before it
--- streams (see the top of this file). Records the events to catch up for its
+CREATE OR REPLACE FUNCTION espf.catch_up_candidates(inst text, slot_created boolean)
+RETURNS TABLE (handler text, kind text, i_event bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT * FROM espf.catch_up_candidates(inst, slot_created, 0, 1)
+$$;
+
+-- Called by `espf run --instance <inst> [--shard K]` once it has its slot and
+-- before it streams (see the top of this file); a shard catches up its own events. Records the events to catch up for its
 -- http handlers as PENDING deliveries, ordered after what already waits for the
 -- handler (espf.waiting_deliveries loads them before anything new), and runs
 -- its dispatchers on theirs (espf.dispatch: the events they produce are new
 -- commits, which the slot carries). Marks the instance's enabled handlers as
 -- covered by its slot, and records the start in espf.instances.
 -- Returns {"horizon": <WAL insert position after all this>, "handlers": {"<handler>": <events>, …}}.
-CREATE OR REPLACE FUNCTION espf.catch_up(inst text, slot_created boolean, host text DEFAULT NULL, pid int DEFAULT NULL)
+CREATE OR REPLACE FUNCTION espf.catch_up(inst text, slot_created boolean, host text, pid int, shard int, shards int)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
   counts jsonb := '{}';
@@ -128,7 +162,7 @@ BEGIN
 
   -- http handlers: PENDING rows, after what already waits for the handler (commit_lsn), in i_event order.
   FOR r IN
-    WITH c AS (SELECT x.handler, x.i_event FROM espf.catch_up_candidates(inst, slot_created) x WHERE x.kind = 'http'),
+    WITH c AS (SELECT x.handler, x.i_event FROM espf.catch_up_candidates(inst, slot_created, shard, shards) x WHERE x.kind = 'http'),
          behind AS (SELECT d.handler, max(d.commit_lsn) AS lsn
                       FROM espf.event_deliveries d
                      WHERE d.handler IN (SELECT DISTINCT c.handler FROM c) AND d.state IN ('PENDING', 'RETRY')
@@ -153,7 +187,7 @@ BEGIN
   -- Dispatchers: every candidate is read (aggregated) before the first dispatch runs.
   FOR r IN
     SELECT x.handler, array_agg(x.i_event ORDER BY x.i_event) AS sources
-      FROM espf.catch_up_candidates(inst, slot_created) x
+      FROM espf.catch_up_candidates(inst, slot_created, shard, shards) x
      WHERE x.kind = 'dispatcher'
      GROUP BY x.handler
   LOOP
@@ -178,27 +212,55 @@ BEGIN
 END
 $$;
 
+-- The whole instance (not split into shards).
+CREATE OR REPLACE FUNCTION espf.catch_up(inst text, slot_created boolean, host text DEFAULT NULL, pid int DEFAULT NULL)
+RETURNS jsonb LANGUAGE sql AS $$
+  SELECT espf.catch_up(inst, slot_created, host, pid, 0, 1)
+$$;
+
+-- The mark of a heartbeat: once the durable position passes the WAL position
+-- noted at the previous mark, every transaction committed before that mark was
+-- processed; a new mark is noted then (or when there is none).
+CREATE OR REPLACE FUNCTION espf.next_mark(was_until timestamptz, was_at timestamptz, was_lsn pg_lsn, durable_lsn pg_lsn)
+RETURNS TABLE (processed_until timestamptz, mark_at timestamptz, mark_lsn pg_lsn) LANGUAGE sql VOLATILE AS $$
+  SELECT CASE WHEN was_lsn IS NOT NULL AND durable_lsn >= was_lsn THEN greatest(was_until, was_at) ELSE was_until END,
+         CASE WHEN was_lsn IS NULL OR durable_lsn >= was_lsn THEN now() ELSE was_at END,
+         CASE WHEN was_lsn IS NULL OR durable_lsn >= was_lsn THEN pg_current_wal_insert_lsn() ELSE was_lsn END
+$$;
+
 -- The heartbeat of a running instance (every few seconds, src/run/instances.ts):
 -- when it last streamed; how far its stream has processed (processed_until:
 -- once the durable position passes the WAL position noted at the previous
 -- mark, every transaction committed before that mark was processed); and the
 -- handlers it serves while streaming (one moved to it while it ran, or enabled
 -- since its start), which its slot covers from now on.
-CREATE OR REPLACE FUNCTION espf.instance_heartbeat(inst text, streaming boolean, durable_lsn pg_lsn, served text[])
+-- Of shard `shard` of `shards` (0, 1: the whole instance): the mark goes to the
+-- shard's row of espf.shard_progress, the instance's row only says it streamed.
+CREATE OR REPLACE FUNCTION espf.instance_heartbeat(inst text, streaming boolean, durable_lsn pg_lsn, served text[], shard int, shards int)
 RETURNS void LANGUAGE sql AS $$
   INSERT INTO espf.instances (name) VALUES (inst) ON CONFLICT (name) DO NOTHING;
-  UPDATE espf.instances i SET
-         streamed_at     = CASE WHEN streaming THEN now() ELSE i.streamed_at END,
-         processed_until = CASE WHEN i.mark_lsn IS NOT NULL AND durable_lsn >= i.mark_lsn
-                                THEN greatest(i.processed_until, i.mark_at) ELSE i.processed_until END,
-         mark_at         = CASE WHEN i.mark_lsn IS NULL OR durable_lsn >= i.mark_lsn THEN now() ELSE i.mark_at END,
-         mark_lsn        = CASE WHEN i.mark_lsn IS NULL OR durable_lsn >= i.mark_lsn THEN pg_current_wal_insert_lsn() ELSE i.mark_lsn END
-   WHERE i.name = inst;
+  UPDATE espf.instances i SET streamed_at = now() WHERE i.name = inst AND streaming;
+  UPDATE espf.instances i SET (processed_until, mark_at, mark_lsn) =
+         (SELECT m.processed_until, m.mark_at, m.mark_lsn FROM espf.next_mark(i.processed_until, i.mark_at, i.mark_lsn, durable_lsn) m)
+   WHERE i.name = inst AND instance_heartbeat.shards <= 1;
+  INSERT INTO espf.shard_progress AS p (instance, shard, shards)
+  SELECT inst, instance_heartbeat.shard, instance_heartbeat.shards WHERE instance_heartbeat.shards > 1
+  ON CONFLICT ON CONSTRAINT shard_progress_pkey DO NOTHING;
+  UPDATE espf.shard_progress p SET
+         streamed_at = CASE WHEN streaming THEN now() ELSE p.streamed_at END,
+         (processed_until, mark_at, mark_lsn) =
+         (SELECT m.processed_until, m.mark_at, m.mark_lsn FROM espf.next_mark(p.processed_until, p.mark_at, p.mark_lsn, durable_lsn) m)
+   WHERE p.instance = inst AND p.shard = instance_heartbeat.shard AND p.shards = instance_heartbeat.shards AND instance_heartbeat.shards > 1;
   INSERT INTO espf.handler_coverage AS c (handler, served_by, served_since)
   SELECT h.name, inst, now() FROM espf.handlers h
    WHERE streaming AND h.name = ANY (served) AND h.instance = inst AND h.enabled
   ON CONFLICT (handler) DO UPDATE SET served_by = excluded.served_by, served_since = excluded.served_since
    WHERE c.served_by IS DISTINCT FROM excluded.served_by;
+$$;
+
+CREATE OR REPLACE FUNCTION espf.instance_heartbeat(inst text, streaming boolean, durable_lsn pg_lsn, served text[])
+RETURNS void LANGUAGE sql AS $$
+  SELECT espf.instance_heartbeat(inst, streaming, durable_lsn, served, 0, 1)
 $$;
 
 -- A graceful stop of an instance.

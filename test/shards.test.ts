@@ -14,7 +14,7 @@ import { EspfProcess } from './support/child.ts';
 import { espf } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { addAccounts, configureEventSender, seedCustomer } from './support/sender.ts';
+import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 import { previousRelease } from './support/upgrade.ts';
 
 const N = 3;
@@ -24,8 +24,8 @@ function shardProcess(t: TestDatabase, k: number): EspfProcess {
   return new EspfProcess(t.url, 'main', {}, ['--shard', String(k)]);
 }
 
-/** i_event → how many attempts, from a process's provisioning.log. */
-function attemptsIn(p: EspfProcess): Map<number, number> {
+/** i_event → how many attempts, from a process's provisioning.log (in its log directory). */
+function attemptsIn(p: { logDir: string }): Map<number, number> {
   const m = new Map<number, number>();
   let text = '';
   try { text = readFileSync(path.join(p.logDir, 'provisioning.log'), 'utf8'); } catch { /* nothing written */ }
@@ -165,6 +165,74 @@ describe('shards: one instance split by account across three processes', functio
     assert.equal(st.code, 0, st.stderr);
     assert.match(st.stdout, new RegExp(`main 0 of 3\\s+not streaming\\s+${waitingForShard0} waiting`));
     assert.match(st.stdout, /main 1 of 3\s+streaming/);
+  });
+});
+
+describe('shards: the catch-up at start is per shard', function () {
+  this.timeout(120_000);
+  let t: TestDatabase;
+  let rx: TestReceiver;
+  const runs: Awaited<ReturnType<typeof startSender>>[] = [];
+  before(async () => {
+    t = await createTestDatabase();
+    rx = await new TestReceiver().listen();
+    await configureEventSender(t.db, rx.url, TYPES);
+    await t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'main'`);
+  });
+  after(async () => {
+    for (const r of runs) await r.stop();
+    await rx?.close();
+    await t?.drop();
+  });
+
+  const shardEvents = async (k: number) => (await t.db.query(sql`
+    SELECT i_event FROM espf.events e WHERE event_type = ANY(${TYPES}::text[]) AND espf.in_shard(e, ${k}, 2) ORDER BY i_event`)).map((r) => Number(r.i_event));
+  const receivedOnce = () => {
+    const n = new Map<number, number>();
+    for (const r of rx.received) n.set(Number(r.json.variables.i_event), (n.get(Number(r.json.variables.i_event)) ?? 0) + 1);
+    return n;
+  };
+
+  it('a shard that starts later, and one whose slot was lost, catch up their own events only, however far the other shard has gone', async () => {
+    const ids = await seedCustomer(t.db);
+    await addAccounts(t.db, ids, 40, 'early-');            // before any shard ran
+    const s0 = await startSender(t.db, t.url, 'main', { shard: { k: 0, n: 2 } });
+    runs.push(s0);
+    const mine0 = await shardEvents(0);
+    const other = await shardEvents(1);
+    assert.ok(mine0.length > 0 && other.length > 0, `both shards have accounts: ${mine0.length} + ${other.length}`);
+    await rx.waitFor(() => mine0.every((i) => receivedOnce().has(i)), 30_000, 'shard 0 caught up its events');
+    await addAccounts(t.db, ids, 20, 'while-0-');          // streamed by shard 0 (its half), waiting for shard 1 (the other)
+    // Shard 0 has processed far ahead: that must not move shard 1's catch-up start.
+    await eventually(async () => (await t.db.query(sql`SELECT 1 FROM espf.shard_progress WHERE instance = 'main' AND shard = 0 AND shards = 2 AND processed_until IS NOT NULL`)).length === 1,
+      15_000, 'shard 0 recorded how far it processed');
+    await t.db.query(sql`UPDATE espf.shard_progress SET processed_until = now() + interval '1 hour' WHERE shard = 0`);
+    assert.deepEqual([...attemptsIn(s0).keys()].filter((i) => !mine0.includes(i) && other.includes(i)), [], 'shard 0 sent nothing of shard 1');
+
+    const s1 = await startSender(t.db, t.url, 'main', { shard: { k: 1, n: 2 } });
+    runs.push(s1);
+    const all = async () => [...await shardEvents(0), ...await shardEvents(1)];
+    const before = await all();
+    await rx.waitFor(() => before.every((i) => receivedOnce().has(i)), 30_000, 'every event once shard 1 ran');
+
+    // Shard 1's slot is lost (a failover to a standby without it): stopped, slot dropped, events meanwhile.
+    await s1.stop();
+    runs.splice(runs.indexOf(s1), 1);
+    await t.db.query(sql`SELECT pg_drop_replication_slot('espf_main_1of2')`);
+    await addAccounts(t.db, ids, 20, 'no-slot-');
+    const s1b = await startSender(t.db, t.url, 'main', { shard: { k: 1, n: 2 } });
+    runs.push(s1b);
+    const after = await all();
+    await rx.waitFor(() => after.every((i) => receivedOnce().has(i)), 30_000, 'every event after the slot was made again');
+
+    const events0 = new Set(await shardEvents(0));
+    const events1 = new Set(await shardEvents(1));
+    for (const [run, mine, k] of [[s0, events0, 0], [s1, events1, 1], [s1b, events1, 1]] as const) {
+      for (const i of attemptsIn(run).keys()) assert.ok(mine.has(i), `event ${i} sent by shard ${k}, not its shard`);
+    }
+    const twice = [...receivedOnce()].filter(([, n]) => n > 1).map(([i]) => i);
+    assert.deepEqual(twice, [], 'nothing sent twice');
+    assert.equal(receivedOnce().size, events0.size + events1.size);
   });
 });
 

@@ -351,6 +351,15 @@ export const SCHEMA = {
     stopped_at: col<Date | null>(),
     waiting_events: col<number | null>(),
   },
+  'espf.shard_progress': {
+    instance: col<string>(),
+    shard: col<number>(),
+    shards: col<number>(),
+    processed_until: col<Date | null>(),
+    mark_at: col<Date | null>(),
+    mark_lsn: col<string | null>(),
+    streamed_at: col<Date | null>(),
+  },
   'espf.report_shards': {  // view
     instance: col<string | null>(),
     shard: col<number | null>(),

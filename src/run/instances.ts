@@ -1,5 +1,6 @@
 import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import type { Shard } from '../db/shards.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { formatLsn } from '../stream/lsn.ts';
@@ -17,6 +18,8 @@ export interface WaitingHandler {
 export interface InstanceSource {
   readonly isStreaming: boolean;
   readonly durableLsn: bigint;
+  /** The shard of the instance the process serves ({ k: 0, n: 1 }: the whole instance). */
+  readonly shard: Shard;
   /** The enabled handlers the instance serves now. */
   readonly servedHandlers: readonly string[];
 }
@@ -58,7 +61,7 @@ export class InstanceRegistry {
   private async beatOnce(): Promise<void> {
     const { db, instance, sender } = this.opts;
     try {
-      await db.query(sql`SELECT espf.instance_heartbeat(${instance}, ${sender.isStreaming}, ${formatLsn(sender.durableLsn)}::pg_lsn, ${[...sender.servedHandlers]}::text[])`);
+      await db.query(sql`SELECT espf.instance_heartbeat(${instance}, ${sender.isStreaming}, ${formatLsn(sender.durableLsn)}::pg_lsn, ${[...sender.servedHandlers]}::text[], ${sender.shard.k}, ${sender.shard.n})`);
       const rows: WaitingHandler[] = await db.query(sql`
         SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::int AS waiting_events
           FROM espf.report_waiting_handlers WHERE instance <> ${instance} ORDER BY instance, handler`);

@@ -142,14 +142,11 @@ export class Sender {
     const pollMs = this.opts.configPollMs ?? 1000;
     await this.config.start(pollMs);
     // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
-    // The catch-up is per instance, not per shard: a shard only makes its slot (the
-    // slots of a split instance are made before the switch, README "Shards").
-    const caughtUpTo = this.shard.n > 1
-      ? await this.stream.prepare().then(() => 0n)
-      : await catchUp({
-        db: this.opts.db, instance: this.opts.instance, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
-        observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
-      });
+    // A shard catches up the events of its shard only.
+    const caughtUpTo = await catchUp({
+      db: this.opts.db, instance: this.opts.instance, shard: this.shard, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
+      observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
+    });
     // A target that was down when the last run stopped is still probed, not flooded.
     for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
       this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);

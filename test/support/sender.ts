@@ -6,16 +6,17 @@ import { sql } from '@databases/pg';
 import type { Db } from '../../src/db/connect.ts';
 import { provisioningLog, type Logger } from '../../src/log/logger.ts';
 import type { Metrics } from '../../src/metrics/metrics.ts';
+import type { Shard } from '../../src/db/shards.ts';
 import { InstanceRegistry } from '../../src/run/instances.ts';
 import { Sender } from '../../src/run/sender.ts';
 import { eventually } from './receiver.ts';
 
 /** An in-process sender on a test database, with a fast configuration poll (and metrics, when given). */
-export async function startSender(db: Db, url: string, instance = 'main', opts: { metrics?: Metrics; window?: number } = {}): Promise<{ sender: Sender; logDir: string; log: Logger; registry: InstanceRegistry; stop(): Promise<void> }> {
+export async function startSender(db: Db, url: string, instance = 'main', opts: { metrics?: Metrics; window?: number; shard?: Shard } = {}): Promise<{ sender: Sender; logDir: string; log: Logger; registry: InstanceRegistry; stop(): Promise<void> }> {
   const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
   const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
   const plog = provisioningLog(logDir);
-  const sender = new Sender({ db, url, instance, log, plog, configPollMs: 200, heartbeatMs: 500, observe: opts.metrics, window: opts.window });
+  const sender = new Sender({ db, url, instance, shard: opts.shard, log, plog, configPollMs: 200, heartbeatMs: 500, observe: opts.metrics, window: opts.window });
   opts.metrics?.bind(sender);
   const registry = new InstanceRegistry({ db, instance, sender, log, intervalMs: 200 });
   await sender.start();
