@@ -74,3 +74,15 @@ CREATE TABLE espf.shard_progress (
   PRIMARY KEY (instance, shards, shard)
 );
 GRANT INSERT, UPDATE ON espf.shard_progress TO espf_sender;
+
+-- 4. espf.shard_changes: a change of an instance's number of shards under way
+--    (`espf shards plan`, then `espf shards switch`, README "Shards"): the slots
+--    of the new shards exist since before switch_lsn; the switch waits until
+--    every old shard has processed past it and stopped.
+CREATE TABLE espf.shard_changes (
+  instance     text PRIMARY KEY,
+  shards_from  int NOT NULL,
+  shards_to    int NOT NULL,
+  switch_lsn   pg_lsn NOT NULL,
+  planned_at   timestamptz NOT NULL DEFAULT now()
+);

@@ -79,3 +79,135 @@ $$;
 DROP TRIGGER IF EXISTS check_instance_shards ON espf.handlers;
 CREATE CONSTRAINT TRIGGER check_instance_shards AFTER INSERT OR UPDATE OF shards, instance ON espf.handlers
   DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION espf.check_instance_shards();
+
+-- Changing the number of shards of an instance (README "Shards"): without
+-- losing an event, and without two shards sending one account's events at once.
+--   1. `espf shards plan <instance> <N>`: the publications and slots of the new
+--      shards are made, then espf.plan_shards records the WAL position L read
+--      after them: the new slots carry every commit from before L on.
+--   2. The old shards run until each has processed past L (confirmed_flush_lsn
+--      of its slot), then their processes are stopped.
+--   3. `espf shards switch <instance>` (espf.switch_shards) checks both, sets
+--      espf.handlers.shards and drops the old slots. The new shard processes
+--      then stream from their slots; what the old shards recorded is skipped by
+--      the replay check, what they left waiting is read back by its new shard.
+
+-- The current number of shards of an instance, when `new_shards` is a change of
+-- it; otherwise one line saying why not (22023), changing nothing.
+CREATE OR REPLACE FUNCTION espf.shard_change_from(inst text, new_shards int) RETURNS int
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  cur int;
+BEGIN
+  SELECT max(h.shards) INTO cur FROM espf.handlers h WHERE h.instance = inst;
+  IF cur IS NULL THEN
+    RAISE EXCEPTION 'instance %: no handler is served by it (espf.handlers.instance)', inst USING ERRCODE = '22023';
+  END IF;
+  IF new_shards IS NULL OR new_shards < 1 OR new_shards > 64 THEN
+    RAISE EXCEPTION 'instance %: % is not a number of shards (1 … 64)', inst, coalesce(new_shards::text, 'null') USING ERRCODE = '22023';
+  END IF;
+  IF new_shards = cur THEN
+    RAISE EXCEPTION 'instance % has % % already', inst, cur, CASE WHEN cur = 1 THEN 'shard' ELSE 'shards' END USING ERRCODE = '22023';
+  END IF;
+  RETURN cur;
+END
+$$;
+
+-- Before the slots of the new shards are made: espf.shard_change_from, and no
+-- slot of a new shard that this change did not make (it would stream from
+-- wherever it was left: events long delivered would come again; 55000).
+CREATE OR REPLACE FUNCTION espf.check_shard_change(inst text, new_shards int) RETURNS int
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  cur int := espf.shard_change_from(inst, new_shards);
+  stale text;
+BEGIN
+  SELECT string_agg(s.slot_name, ', ' ORDER BY s.slot_name) INTO stale
+    FROM generate_series(0, new_shards - 1) k
+    JOIN pg_replication_slots s ON s.slot_name = espf.shard_slot(inst, k, new_shards) AND s.database = current_database()
+   WHERE NOT EXISTS (SELECT 1 FROM espf.shard_changes c WHERE c.instance = inst AND c.shards_to = new_shards);
+  IF stale IS NOT NULL THEN
+    RAISE EXCEPTION 'instance %: slot % exists already, left from an earlier run: drop it if no process streams it (SELECT pg_drop_replication_slot(''%''), …), then plan again',
+      inst, stale, split_part(stale, ',', 1) USING ERRCODE = '55000';
+  END IF;
+  RETURN cur;
+END
+$$;
+
+-- Step 1, once the slots of the new shards exist: records the switch position.
+CREATE OR REPLACE FUNCTION espf.plan_shards(inst text, new_shards int) RETURNS pg_lsn
+LANGUAGE plpgsql AS $$
+DECLARE
+  cur int := espf.shard_change_from(inst, new_shards);
+  missing text;
+  l pg_lsn;
+BEGIN
+  SELECT string_agg(espf.shard_slot(inst, k, new_shards), ', ' ORDER BY k) INTO missing
+    FROM generate_series(0, new_shards - 1) k
+   WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s
+                      WHERE s.slot_name = espf.shard_slot(inst, k, new_shards) AND s.database = current_database());
+  IF missing IS NOT NULL THEN
+    RAISE EXCEPTION 'instance %: the slots of the new shards must exist first (missing: %); espf shards plan makes them', inst, missing
+      USING ERRCODE = '55000';
+  END IF;
+  l := pg_current_wal_insert_lsn();
+  INSERT INTO espf.shard_changes AS c (instance, shards_from, shards_to, switch_lsn)
+  VALUES (inst, cur, new_shards, l)
+  ON CONFLICT (instance) DO UPDATE SET shards_from = excluded.shards_from, shards_to = excluded.shards_to,
+         switch_lsn = excluded.switch_lsn, planned_at = now();
+  RETURN l;
+END
+$$;
+
+-- Step 3: refuses (55000, one line, nothing changed) while an old shard has not
+-- processed past the switch position, has no slot, or still streams; else sets
+-- the new number of shards and drops the old slots (last: a drop is not undone
+-- by a rollback). Returns {"from", "to", "switch_lsn", "dropped"}.
+CREATE OR REPLACE FUNCTION espf.switch_shards(inst text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+  c espf.shard_changes;
+  cur int;
+  s record;
+  what text;
+  dropped text[] := '{}';
+BEGIN
+  SELECT * INTO c FROM espf.shard_changes WHERE instance = inst FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'instance %: no change of the number of shards is planned (espf shards plan % N first)', inst, inst USING ERRCODE = '55000';
+  END IF;
+  SELECT max(h.shards) INTO cur FROM espf.handlers h WHERE h.instance = inst;
+  IF cur IS DISTINCT FROM c.shards_from THEN
+    RAISE EXCEPTION 'instance %: the change was planned from % shards, the instance has % now; plan it again', inst, c.shards_from, cur
+      USING ERRCODE = '55000';
+  END IF;
+  FOR s IN
+    SELECT k, espf.shard_slot(inst, k, c.shards_from) AS slot, r.slot_name IS NOT NULL AS present,
+           r.confirmed_flush_lsn AS confirmed, coalesce(r.active, false) AS active, r.active_pid
+      FROM generate_series(0, c.shards_from - 1) k
+      LEFT JOIN pg_replication_slots r ON r.slot_name = espf.shard_slot(inst, k, c.shards_from) AND r.database = current_database()
+     ORDER BY k
+  LOOP
+    what := CASE WHEN c.shards_from = 1 THEN format('instance %s', inst) ELSE format('instance %s shard %s of %s', inst, s.k, c.shards_from) END;
+    IF NOT s.present THEN
+      RAISE EXCEPTION '%: its slot % is missing: start it (it catches up), let it pass the switch position %, stop it, then switch',
+        what, s.slot, c.switch_lsn USING ERRCODE = '55000';
+    END IF;
+    IF s.confirmed IS NULL OR s.confirmed < c.switch_lsn THEN
+      RAISE EXCEPTION '%: processed up to %, not yet the switch position %: let it run (an idle slot moves within 10 s), stop it, then switch',
+        what, coalesce(s.confirmed::text, 'nothing'), c.switch_lsn USING ERRCODE = '55000';
+    END IF;
+    IF s.active THEN
+      RAISE EXCEPTION '%: passed the switch position and still streams (slot %, pid %): stop its process, then switch',
+        what, s.slot, s.active_pid USING ERRCODE = '55000';
+    END IF;
+  END LOOP;
+  UPDATE espf.handlers SET shards = c.shards_to WHERE instance = inst;
+  DELETE FROM espf.shard_changes WHERE instance = inst;
+  FOR s IN SELECT espf.shard_slot(inst, k, c.shards_from) AS slot FROM generate_series(0, c.shards_from - 1) k ORDER BY k LOOP
+    PERFORM pg_drop_replication_slot(s.slot);
+    dropped := dropped || s.slot;
+  END LOOP;
+  RETURN jsonb_build_object('from', c.shards_from, 'to', c.shards_to, 'switch_lsn', c.switch_lsn::text, 'dropped', to_jsonb(dropped));
+END
+$$;

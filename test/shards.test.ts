@@ -43,6 +43,56 @@ function httpPort(p: EspfProcess): number {
   return Number(m[1]);
 }
 
+/**
+ * Billing writes until stopped: each transaction toggles `blocked` on a third of
+ * the accounts (Blocked, then Unblocked, … per account). stop() resolves to the
+ * number of transactions.
+ */
+function billingLoad(t: TestDatabase, accounts: readonly number[], pauseMs: number): { stop(): Promise<number> } {
+  let stopped = false;
+  let rounds = 0;
+  const writer = (async () => {
+    while (!stopped) {
+      const some = accounts.filter((_, i) => i % 3 === rounds % 3);
+      await t.db.query(sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account = ANY(${some}::bigint[])`);
+      rounds++;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return { stop: async () => { stopped = true; await writer; return rounds; } };
+}
+
+/** Per-account order at the receiver: the first arrivals of each account's events come in i_event (commit) order. */
+function assertAccountOrder(received: TestReceiver['received']): void {
+  const seen = new Set<number>();
+  const last = new Map<number, number>();
+  for (const r of received) {
+    const i = Number(r.json.variables.i_event);
+    if (seen.has(i)) continue;
+    seen.add(i);
+    const a = Number(r.json.variables.i_account);
+    assert.ok((last.get(a) ?? 0) < i, `account ${a}: event ${i} arrived after event ${last.get(a)}`);
+    last.set(a, i);
+  }
+}
+
+/** A test database whose instance main is split into `n` shards, a receiver, and the in-process senders a test starts (stopped after). */
+function splitInstance(n: number): { t: TestDatabase; rx: TestReceiver; runs: Awaited<ReturnType<typeof startSender>>[] } {
+  const f = { runs: [] } as unknown as { t: TestDatabase; rx: TestReceiver; runs: Awaited<ReturnType<typeof startSender>>[] };
+  before(async () => {
+    f.t = await createTestDatabase();
+    f.rx = await new TestReceiver().listen();
+    await configureEventSender(f.t.db, f.rx.url, TYPES);
+    await f.t.db.query(sql`UPDATE espf.handlers SET shards = ${n} WHERE instance = 'main'`);
+  });
+  after(async () => {
+    for (const r of f.runs) await r.stop();
+    await f.rx?.close();
+    await f.t?.drop();
+  });
+  return f;
+}
+
 describe('shards: one instance split by account across three processes', function () {
   this.timeout(180_000);
   let t: TestDatabase;
@@ -80,17 +130,7 @@ describe('shards: one instance split by account across three processes', functio
 
     const ids = await seedCustomer(t.db);
     const accounts = await addAccounts(t.db, ids, 60, 'shard-');
-    let stop = false;
-    let rounds = 0;
-    const writer = (async () => {
-      while (!stop) {
-        // A third of the accounts toggle in each transaction: Blocked, then Unblocked, … per account.
-        const some = accounts.filter((_, i) => i % 3 === rounds % 3);
-        await t.db.query(sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account = ANY(${some}::bigint[])`);
-        rounds++;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
+    const load = billingLoad(t, accounts, 20);
     await rx.waitFor(() => rx.received.length >= 150, 60_000, "150 deliveries before the kill");
     procs[1]![0]!.kill('SIGKILL');
     await procs[1]![0]!.exited();
@@ -99,8 +139,7 @@ describe('shards: one instance split by account across three processes', functio
     await procs[1]![1]!.streaming();
     const atRestart = rx.received.length;
     await rx.waitFor(() => rx.received.length >= atRestart + 150, 60_000, "150 deliveries after the restart");
-    stop = true;
-    await writer;
+    const rounds = await load.stop();
 
     const events: { i_event: number; shard: number; i_account: number }[] = await t.db.query(sql`
       SELECT i_event, shard_key % ${N} AS shard, (variables ->> 'i_account')::bigint AS i_account
@@ -127,18 +166,8 @@ describe('shards: one instance split by account across three processes', functio
     }
     assert.ok(perShard.every((n) => n > 0), `every shard sent events: ${perShard.join(', ')}`);
 
-    // Per-account order at the receiver: first arrivals of each account's events in i_event order.
-    const seen = new Set<number>();
-    const last = new Map<number, number>();
-    for (const r of rx.received) {
-      const i = Number(r.json.variables.i_event);
-      if (seen.has(i)) continue;
-      seen.add(i);
-      const a = Number(r.json.variables.i_account);
-      assert.ok((last.get(a) ?? 0) < i, `account ${a}: event ${i} arrived after event ${last.get(a)}`);
-      last.set(a, i);
-    }
-    const duplicates = rx.received.length - seen.size;
+    assertAccountOrder(rx.received);
+    const duplicates = rx.received.length - new Set(rx.received.map((r) => Number(r.json.variables.i_event))).size;
     process.stderr.write(`# shards: ${events.length} events in ${rounds} transactions, per shard ${perShard.join('/')} attempts, ${duplicates} sent again after the SIGKILL\n`);
 
     // Each shard has its own metrics labels.
@@ -170,30 +199,19 @@ describe('shards: one instance split by account across three processes', functio
 
 describe('shards: the catch-up at start is per shard', function () {
   this.timeout(120_000);
-  let t: TestDatabase;
-  let rx: TestReceiver;
-  const runs: Awaited<ReturnType<typeof startSender>>[] = [];
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    await configureEventSender(t.db, rx.url, TYPES);
-    await t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'main'`);
-  });
-  after(async () => {
-    for (const r of runs) await r.stop();
-    await rx?.close();
-    await t?.drop();
-  });
+  const f = splitInstance(2);
+  const { runs } = f;
 
-  const shardEvents = async (k: number) => (await t.db.query(sql`
+  const shardEvents = async (k: number) => (await f.t.db.query(sql`
     SELECT i_event FROM espf.events e WHERE event_type = ANY(${TYPES}::text[]) AND espf.in_shard(e, ${k}, 2) ORDER BY i_event`)).map((r) => Number(r.i_event));
   const receivedOnce = () => {
     const n = new Map<number, number>();
-    for (const r of rx.received) n.set(Number(r.json.variables.i_event), (n.get(Number(r.json.variables.i_event)) ?? 0) + 1);
+    for (const r of f.rx.received) n.set(Number(r.json.variables.i_event), (n.get(Number(r.json.variables.i_event)) ?? 0) + 1);
     return n;
   };
 
   it('a shard that starts later, and one whose slot was lost, catch up their own events only, however far the other shard has gone', async () => {
+    const { t, rx } = f;
     const ids = await seedCustomer(t.db);
     await addAccounts(t.db, ids, 40, 'early-');            // before any shard ran
     const s0 = await startSender(t.db, t.url, 'main', { shard: { k: 0, n: 2 } });
@@ -233,6 +251,109 @@ describe('shards: the catch-up at start is per shard', function () {
     const twice = [...receivedOnce()].filter(([, n]) => n > 1).map(([i]) => i);
     assert.deepEqual(twice, [], 'nothing sent twice');
     assert.equal(receivedOnce().size, events0.size + events1.size);
+  });
+});
+
+describe('shards: changing the number of shards under load (2 → 3): espf shards plan, then switch', function () {
+  this.timeout(180_000);
+  const f = splitInstance(2);
+  const { runs } = f;
+
+  it('every event delivered, none sent by two shards (old or new), per-account order at the receiver', async () => {
+    const { t, rx } = f;
+    const env = { DATABASE_URL: t.url };
+    const old = [0, 1].map((k) => startSender(t.db, t.url, 'main', { shard: { k, n: 2 } }));
+    const olds = await Promise.all(old);
+    runs.push(...olds);
+    const ids = await seedCustomer(t.db);
+    const accounts = await addAccounts(t.db, ids, 30, 'resize-');
+    const load = billingLoad(t, accounts, 15);
+    await rx.waitFor(() => rx.received.length >= 100, 60_000, '100 deliveries by the two old shards');
+
+    // Bad input changes nothing, in one line.
+    const refusals = [
+      [['shards', 'plan', 'main', '0'], 2, /number of shards '0': a whole number from 1 to 64/],
+      [['shards', 'plan', 'main', '2'], 1, /instance main has 2 shards already/],
+      [['shards', 'plan', 'nobody', '2'], 1, /instance nobody: no handler is served by it/],
+      [['shards', 'switch', 'main'], 1, /instance main: no change of the number of shards is planned/],
+    ] as const;
+    const refused = await Promise.all(refusals.map(([args]) => espf(args, env)));
+    refusals.forEach(([args, code, msg], i) => {
+      const r = refused[i]!;
+      assert.equal(r.code, code, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, msg);
+    });
+    assert.deepEqual(await t.db.query(sql`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'espf_main_%of3'`), [], 'no slot made by a refused plan');
+    // A slot of a new shard left from an earlier run would replay old events: refused.
+    await t.db.query(sql`SELECT pg_create_logical_replication_slot('espf_main_1of3', 'pgoutput')`);
+    const stale = await espf(['shards', 'plan', 'main', '3'], env);
+    assert.equal(stale.code, 1, stale.stdout);
+    assert.match(stale.stderr, /^espf: instance main: slot espf_main_1of3 exists already, left from an earlier run: drop it/);
+    assert.deepEqual((await t.db.query(sql`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'espf_main_%of3'`)).map((r) => r.slot_name), ['espf_main_1of3']);
+    await t.db.query(sql`SELECT pg_drop_replication_slot('espf_main_1of3')`);
+
+
+    const plan = await espf(['shards', 'plan', 'main', '3'], env);
+    assert.equal(plan.code, 0, plan.stderr);
+    const lsn = /switch position ([0-9A-F]+\/[0-9A-F]+)/.exec(plan.stdout)?.[1];
+    assert.ok(lsn, plan.stdout);
+    assert.match(plan.stdout, /slots made: espf_main_0of3, espf_main_1of3, espf_main_2of3/);
+
+    // The old shards still stream: the switch refuses (not drained yet, or still streaming), and changes nothing.
+    const early = await espf(['shards', 'switch', 'main'], env);
+    assert.equal(early.code, 1, early.stdout);
+    assert.match(early.stderr, /instance main shard \d of 2: (processed up to .*, not yet the switch position|passed the switch position and still streams)/);
+    assert.equal(early.stderr.trim().split('\n').length, 1, early.stderr);
+    const [{ n: still }] = await t.db.query(sql`SELECT max(shards)::int AS n FROM espf.handlers WHERE instance = 'main'`);
+    assert.equal(still, 2);
+
+    // Let them pass the switch position, stop them, switch.
+    await eventually(async () => (await t.db.query(sql`
+      SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name IN ('espf_main_0of2', 'espf_main_1of2') AND confirmed_flush_lsn >= ${lsn}::pg_lsn`))[0].n === 2,
+      30_000, 'both old shards past the switch position');
+    for (const r of olds) { await r.stop(); runs.splice(runs.indexOf(r), 1); }
+    const sw = await espf(['shards', 'switch', 'main'], env);
+    assert.equal(sw.code, 0, sw.stderr);
+    assert.match(sw.stdout, /instance main: 3 shards from now on \(was 2\); dropped espf_main_0of2, espf_main_1of2/);
+    assert.deepEqual((await t.db.query(sql`SELECT DISTINCT shards FROM espf.handlers WHERE instance = 'main'`)).map((r) => r.shards), [3]);
+
+    const news = await Promise.all([0, 1, 2].map((k) => startSender(t.db, t.url, 'main', { shard: { k, n: 3 } })));
+    runs.push(...news);
+    const atSwitch = rx.received.length;
+    await rx.waitFor(() => rx.received.length >= atSwitch + 100, 60_000, '100 deliveries by the three new shards');
+    const rounds = await load.stop();
+
+    const events: { i_event: number; shard_key: number; i_account: number }[] = await t.db.query(sql`
+      SELECT i_event, coalesce(shard_key, espf.shard_key(variables, i_event)) AS shard_key FROM espf.events
+       WHERE event_type = ANY(${TYPES}::text[]) ORDER BY i_event`);
+    const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
+    await rx.waitFor(() => { const g = got(); return events.every((e) => g.has(Number(e.i_event))); }, 60_000, `all ${events.length} events at the receiver`);
+
+    for (const r of news) { await r.stop(); runs.splice(runs.indexOf(r), 1); } // their provisioning.log written out
+
+    // None sent by two shards: each event's attempts are in one process's log, and that process's shard is the event's.
+    const key = new Map(events.map((e) => [Number(e.i_event), Number(e.shard_key)]));
+    const sentBy = new Map<number, string>();
+    const perProcess: number[] = [];
+    for (const [list, n] of [[olds, 2], [news, 3]] as const) {
+      list.forEach((run, k) => {
+        let count = 0;
+        for (const i of attemptsIn(run).keys()) {
+          assert.equal(key.get(i)! % n, k, `event ${i} sent by shard ${k} of ${n}, not its shard`);
+          assert.ok(!sentBy.has(i), `event ${i} sent by ${sentBy.get(i)} and by shard ${k} of ${n}`);
+          sentBy.set(i, `shard ${k} of ${n}`);
+          count++;
+        }
+        perProcess.push(count);
+      });
+    }
+    assert.ok(perProcess.every((c) => c > 0), `every old and new shard sent events: ${perProcess.join(', ')}`);
+    assert.equal(sentBy.size, events.length, 'every event sent by exactly one shard');
+    assert.equal(rx.received.length, events.length, 'nothing arrived twice');
+
+    assertAccountOrder(rx.received);
+    process.stderr.write(`# shards 2 → 3: ${events.length} events in ${rounds} transactions, sent per process (old 0, 1, new 0, 1, 2) ${perProcess.join('/')}\n`);
   });
 });
 

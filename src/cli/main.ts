@@ -11,6 +11,7 @@ import { registerResendCommand } from './resend-command.ts';
 import { registerConsoleCommand } from './console-command.ts';
 import { registerRuleCommand } from './rule-command.ts';
 import { registerBackfillCommand } from './backfill-command.ts';
+import { registerShardsCommand } from './shards-command.ts';
 import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
@@ -176,12 +177,14 @@ Examples:
   registerConsoleCommand(program, io, group);
   const rule = registerRuleCommand(program, io, group);
   registerBackfillCommand(program, io);
+  const shards = registerShardsCommand(program, io, group);
 
   // A group's extra arguments reach its action (they are the unknown command). Set
   // last: subcommands inherit the setting when created, and they must refuse extras.
   handler.allowExcessArguments();
   type.allowExcessArguments();
   rule.allowExcessArguments();
+  shards.allowExcessArguments();
   configureOutputs(program, io);
   return program;
 }

@@ -351,6 +351,13 @@ export const SCHEMA = {
     stopped_at: col<Date | null>(),
     waiting_events: col<number | null>(),
   },
+  'espf.shard_changes': {
+    instance: col<string>(),
+    shards_from: col<number>(),
+    shards_to: col<number>(),
+    switch_lsn: col<string>(),
+    planned_at: gen<Date>(),
+  },
   'espf.shard_progress': {
     instance: col<string>(),
     shard: col<number>(),

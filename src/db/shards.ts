@@ -23,3 +23,23 @@ export async function shardPublication(db: Db, shard: Shard): Promise<string> {
   const [row] = await db.query(sql`SELECT espf.shard_publication(${shard.k}, ${shard.n}) AS pub`);
   return row.pub as string;
 }
+
+/** The instance's number of shards, if `to` is a change of it (else the database's one-line refusal, 22023). */
+export async function checkShardChange(db: Db, instance: string, to: number): Promise<number> {
+  const [row] = await db.query(sql`SELECT espf.check_shard_change(${instance}, ${to}) AS n`);
+  return row.n as number;
+}
+
+/** Records a change of the number of shards once the new shards' slots exist; the switch position. */
+export async function planShards(db: Db, instance: string, to: number): Promise<string> {
+  const [row] = await db.query(sql`SELECT espf.plan_shards(${instance}, ${to})::text AS lsn`);
+  return row.lsn as string;
+}
+
+export interface ShardSwitch { readonly from: number; readonly to: number; readonly switch_lsn: string; readonly dropped: string[] }
+
+/** The switch of a planned change (the database refuses, one line, while an old shard is not drained and stopped). */
+export async function switchShards(db: Db, instance: string): Promise<ShardSwitch> {
+  const [row] = await db.query(sql`SELECT espf.switch_shards(${instance}) AS r`);
+  return row.r as ShardSwitch;
+}
