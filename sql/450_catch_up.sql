@@ -291,3 +291,16 @@ SELECT h.name AS handler,
   FROM espf.handlers h
   LEFT JOIN espf.instances i ON i.name = h.instance
  WHERE h.enabled AND NOT espf.instance_streaming(h.instance);
+
+-- The slot of instance `inst` is missing when it is about to be made (a
+-- failover without failover slots, a slot dropped or lost; src/run/catch-up.ts):
+-- the instance's handlers are no longer covered by a slot, from how far the
+-- instance had processed on. The catch-up that follows the new slot starts
+-- there, and so does the next one if the process stops between making the
+-- slot and catching up (espf.catch_up_from: not served, covered_until).
+CREATE OR REPLACE FUNCTION espf.slot_missing(inst text) RETURNS void LANGUAGE sql AS $$
+  UPDATE espf.handler_coverage c
+     SET covered_until = espf.processed_until(inst, 0, 1),
+         served_by = NULL, served_since = NULL
+   WHERE c.served_by = inst;
+$$;

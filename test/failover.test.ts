@@ -15,47 +15,16 @@ import { EspfProcess } from './support/child.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { configureEventSender, seedCustomer } from './support/sender.ts';
 import { pg15BinDir, startPrimaryAndStandby, type PrimaryStandby } from './support/standby.ts';
+import { AccountWriter, assertAccountOrder } from './support/writer.ts';
 
-type Ids = { i_product: number; i_customer: number };
-
-/** Creates accounts in small transactions until stopped, through the several-host URL; retries while there is no primary. */
-class Writer {
-  committed = 0;
-  failures = 0;
-  private stopped = false;
-  private loop?: Promise<void>;
-  constructor(private readonly db: Db, private readonly ids: Ids) {}
-  start(): void {
-    this.loop = (async () => {
-      let n = 0;
-      while (!this.stopped) {
-        try {
-          await this.db.query(sql`
-            INSERT INTO billing.account (id, i_customer, i_product)
-            SELECT 'fo-' || ${n} || '-' || g, ${this.ids.i_customer}, ${this.ids.i_product} FROM generate_series(1, 5) g`);
-          this.committed += 5;
-          n++;
-        } catch {
-          this.failures++;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        await new Promise((r) => setTimeout(r, 15));
-      }
-    })();
-  }
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-}
+const TYPES = ['Account/New', 'Account/ID/Changed'];
 
 function variants(): { title: string; binDir?: string; skip?: string }[] {
   const pg15 = pg15BinDir();
   return [
     { title: 'PostgreSQL 18 (embedded): the failover slot is synced to the standby and espf goes on from it' },
     { title: 'PostgreSQL 15 (the machine\'s): no failover slot; espf catches up from the outbox',
-      binDir: pg15, skip: !pg15 ? 'PostgreSQL 15 is not installed at /usr/lib/postgresql/15 (apt-get install postgresql-15)'
-        : 'pending: the outbox catch-up when the slot is missing after a failover is not wired yet' },
+      binDir: pg15, skip: !pg15 ? 'PostgreSQL 15 is not installed at /usr/lib/postgresql/15 (apt-get install postgresql-15)' : undefined },
   ];
 }
 
@@ -67,7 +36,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
       let rx: TestReceiver;
       let espf: EspfProcess | undefined;
       let db: Db | undefined;
-      let ids: Ids;
+      let ids: { i_product: number; i_customer: number };
       before(async function () {
         if (v.skip) {
           process.stderr.write(`# SKIPPED failover on PostgreSQL 15: ${v.skip}\n`);
@@ -78,7 +47,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
           name: v.binDir ? 'failover-15' : 'failover-18', binDir: v.binDir, database: 'billing',
           prepare: async (pdb) => {
             await migrate(pdb);
-            await configureEventSender(pdb, rx.url, ['Account/New']);
+            await configureEventSender(pdb, rx.url, TYPES);
             ids = await seedCustomer(pdb);
           },
         });
@@ -97,7 +66,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
         await espf.streaming();
         if (p.versionNum >= 170000) await p.slotSynced('espf_main');
 
-        const writer = new Writer(db!, ids);
+        const writer = new AccountWriter(db!, ids, 'fo');
         writer.start();
         await rx.waitFor(() => rx.received.length >= 100, 30_000, '100 deliveries before the failover');
 
@@ -111,7 +80,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
         // Every event the new primary holds reaches the receiver and is DELIVERED.
         const newPrimary = connect({ connectionString: p.standbyUrl, poolSize: 1 });
         try {
-          const events: { i_event: number }[] = await newPrimary.query(sql`SELECT i_event FROM espf.events WHERE event_type = 'Account/New'`);
+          const events: { i_event: number }[] = await newPrimary.query(sql`SELECT i_event FROM espf.events WHERE event_type = ANY(${TYPES}::text[])`);
           assert.ok(events.length >= writer.committed, `the new primary holds ${events.length} events, the writer committed ${writer.committed}`);
           const want = new Set(events.map((e) => Number(e.i_event)));
           const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
@@ -123,7 +92,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
           await eventually(async () => {
             const [r] = await newPrimary.query(sql`
               SELECT count(*)::int AS n FROM espf.events e
-               WHERE event_type = 'Account/New'
+               WHERE event_type = ANY(${TYPES}::text[])
                  AND NOT EXISTS (SELECT FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = 'EventSender' AND d.state = 'DELIVERED')`);
             return r.n === 0;
           }, 20_000, 'every event DELIVERED in espf.event_deliveries on the new primary');
@@ -134,10 +103,20 @@ describe('failover: the standby is promoted while espf run streams', function ()
         }
         if (process.env.ESPF_TEST_SHOW_OUTPUT) process.stderr.write(espf.output);
         assert.equal(espf.exitCode, undefined, 'espf run is still running');
+        assertAccountOrder(rx.received);
+        const port = /\/metrics, the status API and \/console\/ on [^:]+:(\d+)/.exec(espf.output)?.[1];
+        assert.ok(port, `espf run said where /metrics is:\n${espf.output}`);
+        const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
         if (p.versionNum >= 170000) {
           assert.doesNotMatch(espf.output, /catch(ing)?[ -]up/i, 'the synced slot was used: no catch-up');
+          assert.match(metrics, /espf_slot_recreated_total\{slot="espf_main"\} 0\b/);
         } else {
-          assert.match(espf.output, /catch/i, 'the missing slot was reported and caught up from the outbox');
+          // One line says it: the slot was missing on the new primary, and how many events were caught up.
+          const standbyHost = `127.0.0.1:${p.standby.port}`;
+          assert.match(espf.output, new RegExp(`replication slot espf_main was missing on ${standbyHost.replace(/\./g, '\\.')}: made it anew and caught up \\d+ events? from the outbox`),
+            'the missing slot was reported and caught up from the outbox');
+          assert.match(metrics, /espf_slot_recreated_total\{slot="espf_main"\} 1\b/);
+          assert.match(metrics, /espf_caught_up_events_total\{handler="EventSender"\} \d+/);
         }
       });
     });

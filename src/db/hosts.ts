@@ -53,6 +53,12 @@ function parseHost(part: string): DatabaseHost {
   return port === undefined ? { host: m[1]! } : { host: m[1]!, port };
 }
 
+/** host:port of a one-host URL, for messages ("the local socket" when it names no host). */
+export function hostLabel(url: string): string {
+  const h = parseHosts(url, false).hosts[0];
+  return h && h.host ? formatHost(h) : 'the local socket';
+}
+
 /** Whether `url` is a postgres:// URL with one host or several, each of its one-host forms a valid URL. */
 export function isPostgresUrl(url: string): boolean {
   if (!URL_SHAPE.test(url)) return false;

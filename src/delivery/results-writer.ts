@@ -151,11 +151,12 @@ export class ResultsWriter {
     return this.queue.size + this.inFlightRows;
   }
 
-  /** Resolves when everything recorded so far is committed. */
-  drain(): Promise<void> {
-    if (this.queue.size === 0 && !this.writing) return Promise.resolve();
+  /** Resolves when everything recorded so far is committed: true, or false after `timeoutMs`. */
+  drain(timeoutMs = Infinity): Promise<boolean> {
+    if (this.queue.size === 0 && !this.writing) return Promise.resolve(true);
     return new Promise((resolve) => {
-      this.idle.push(resolve);
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(() => resolve(false), timeoutMs).unref() : undefined;
+      this.idle.push(() => { clearTimeout(timer); resolve(true); });
       this.kick();
     });
   }

@@ -48,6 +48,7 @@ export class Metrics implements SenderObserver {
   private readonly latency: Histogram<'handler'>;
   private readonly streamingGauge: Gauge;
   private readonly caughtUpTotal: Counter<'handler'>;
+  private readonly slotRecreatedTotal: Counter<'slot'>;
   private streamingOn = false;
 
   constructor(private readonly opts: MetricsOptions = {}) {
@@ -80,8 +81,13 @@ export class Metrics implements SenderObserver {
     });
     this.caughtUpTotal = new Counter({
       name: 'espf_caught_up_events_total',
-      help: 'Events no replication slot had carried to a handler (committed before its instance streamed), caught up at the start of this instance, by handler.',
+      help: 'Events no replication slot had carried to a handler, caught up from the outbox, by handler: at the start of this instance (committed before it streamed), or when its slot was missing on reconnect (espf_slot_recreated_total).',
       labelNames: ['handler'], registers,
+    });
+    this.slotRecreatedTotal = new Counter({
+      name: 'espf_slot_recreated_total',
+      help: 'Times the replication slot was missing when the stream reconnected (a failover without failover slots, a slot dropped or lost) and was made anew after a catch-up from the outbox.',
+      labelNames: ['slot'], registers,
     });
     this.streamingGauge = new Gauge({
       name: 'espf_streaming', help: '1 while the instance streams its replication slot, else 0.', registers,
@@ -150,6 +156,7 @@ export class Metrics implements SenderObserver {
   /** The sender whose queues, buckets and slot the gauges read. */
   bind(sender: Sender): this {
     this.sender = sender;
+    this.slotRecreatedTotal.inc({ slot: sender.slot }, 0); // shown as 0 until it happens
     return this;
   }
 
@@ -179,6 +186,10 @@ export class Metrics implements SenderObserver {
 
   readonly caughtUp = (handler: string, events: number): void => {
     this.caughtUpTotal.inc({ handler }, events);
+  };
+
+  readonly slotRecreated = (slot: string): void => {
+    this.slotRecreatedTotal.inc({ slot });
   };
 
   readonly streaming = (on: boolean): void => {

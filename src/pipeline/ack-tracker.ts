@@ -14,7 +14,7 @@ export class AckTracker {
   private readonly tickets: Ticket[] = [];
   private head = 0;
   private durable: bigint;
-  private readonly onAdvance: (lsn: bigint) => void;
+  private onAdvance: (lsn: bigint) => void;
 
   constructor(startLsn: bigint, onAdvance: (lsn: bigint) => void) {
     this.durable = startLsn;
@@ -65,5 +65,10 @@ export class AckTracker {
   /** A position with nothing to deliver (a heartbeat message): advance to it once everything before is settled. */
   passThrough(lsn: bigint): void {
     this.release(this.open(lsn));
+  }
+
+  /** Its positions no longer mean anything to the slot (the slot was made anew): it settles tickets but never advances it again. */
+  detach(): void {
+    this.onAdvance = () => undefined;
   }
 }

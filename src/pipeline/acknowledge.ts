@@ -6,6 +6,8 @@ export interface Admission {
   /** The transaction may already have outcomes (it is at or before the replay horizon). */
   readonly replay: boolean;
   readonly ticket: Ticket;
+  /** The tracker of the slot it came from (a slot made anew starts another). */
+  readonly tracker: AckTracker;
 }
 
 /**
@@ -16,8 +18,8 @@ export interface Admission {
  * It also holds the stream back while too many items are not yet durable.
  */
 export class Acknowledger {
-  private readonly tracker: AckTracker;
-  private readonly held = new Map<Item, Ticket>();
+  private tracker: AckTracker;
+  private readonly held = new Map<Item, { readonly ticket: Ticket; readonly tracker: AckTracker }>();
   private replayHorizon = 0n;
   private lastAdmitted = 0n;
   private previousAdmitted = 0n;
@@ -25,11 +27,29 @@ export class Acknowledger {
 
   constructor(
     /** Everything up to this position is durable: acknowledge it to the server. */
-    advance: (lsn: bigint) => void,
+    private readonly advance: (lsn: bigint) => void,
     /** Items not yet durable before the stream is held (back-pressure). */
     private readonly maxHeld = 10_000,
   ) {
     this.tracker = new AckTracker(0n, advance);
+  }
+
+  /**
+   * The slot was made anew (it was missing: a failover without failover
+   * slots, or dropped): its positions start over and have nothing to do with
+   * the old slot's. What was admitted from the old slot still settles, but
+   * never advances the new one; the catch-up that runs before the new slot
+   * streams recorded every event that had no delivery row
+   * (src/run/sender.ts, recoverSlot). Transactions of the new slot are
+   * admitted from the start, and those up to `horizon` are replays.
+   */
+  newSlot(horizon: bigint): void {
+    this.tracker.detach();
+    this.tracker = new AckTracker(0n, this.advance);
+    this.lastAdmitted = 0n;
+    this.previousAdmitted = 0n;
+    this.replayHorizon = horizon;
+    for (const f of this.roomWaiters.splice(0)) f();
   }
 
   get durableLsn(): bigint { return this.tracker.durableLsn; }
@@ -52,32 +72,32 @@ export class Acknowledger {
     if (endLsn <= this.lastAdmitted) return null;
     this.previousAdmitted = this.lastAdmitted;
     this.lastAdmitted = endLsn;
-    return { replay: endLsn <= this.replayHorizon, ticket: this.tracker.open(endLsn) };
+    return { replay: endLsn <= this.replayHorizon, ticket: this.tracker.open(endLsn), tracker: this.tracker };
   }
 
   /** Takes back the last admission before anything of it was handed out (its lookup failed; the stream brings it again). */
   retract(a: Admission): void {
-    if (this.tracker.retract(a.ticket)) this.lastAdmitted = this.previousAdmitted;
+    if (a.tracker === this.tracker && this.tracker.retract(a.ticket)) this.lastAdmitted = this.previousAdmitted;
   }
 
   /** The item belongs to the admitted transaction and holds it until reported durable. */
   hold(a: Admission, item: Item): void {
-    this.tracker.hold(a.ticket);
-    this.held.set(item, a.ticket);
+    a.tracker.hold(a.ticket);
+    this.held.set(item, { ticket: a.ticket, tracker: a.tracker });
   }
 
   /** Every item of the admitted transaction is handed out. */
   close(a: Admission): void {
-    this.tracker.release(a.ticket);
+    a.tracker.release(a.ticket);
   }
 
   /** These items' outcomes are durable (items that hold nothing are ignored). */
   durable(items: readonly Item[]): void {
     for (const item of items) {
-      const t = this.held.get(item);
-      if (t === undefined) continue;
+      const h = this.held.get(item);
+      if (h === undefined) continue;
       this.held.delete(item);
-      this.tracker.release(t);
+      h.tracker.release(h.ticket);
     }
     if (this.roomWaiters.length && this.held.size < this.maxHeld / 2) {
       for (const f of this.roomWaiters.splice(0)) f();

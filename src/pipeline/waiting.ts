@@ -17,6 +17,8 @@ interface Pages {
   /** At start: the last row that waited then; the pages pass it once every such row is in memory. */
   horizon: PageCursor | null;
   loading: boolean;
+  /** The pages being read now. */
+  reading?: Promise<unknown>;
 }
 
 /**
@@ -52,14 +54,26 @@ export class WaitingDeliveries {
     });
   }
 
-  /** At start: every handler's waiting deliveries are read page by page; the first page before anything new. */
+  /**
+   * At start, and after a catch-up while running (the slot was made anew):
+   * every handler's waiting deliveries are read page by page from the first,
+   * the first page before anything new; until the pages have passed the last
+   * row that waits now, every new delivery goes behind them (spilled).
+   */
   async resume(): Promise<void> {
     let waiting = 0;
+    // Pages being read from the old cursor end first (they skip what is in memory already).
+    await Promise.all([...this.pages.values()].map((p) => p.reading?.catch(() => undefined)));
     for (const h of this.opts.handlers()) {
-      const horizon = await lastWaiting(this.opts.db, h.name, this.opts.shard);
-      this.pages.set(h.name, { cursor: { lsn: null, iEvent: 0 }, horizon, loading: false });
+      const p: Pages = { cursor: { lsn: null, iEvent: 0 }, horizon: null, loading: true }; // no page until the horizon is read
+      this.pages.set(h.name, p);
       h.startSpilled();
-      if (!horizon) h.pastStartHorizon();
+      try {
+        p.horizon = await lastWaiting(this.opts.db, h.name, this.opts.shard);
+      } finally {
+        p.loading = false;
+      }
+      if (!p.horizon) h.pastStartHorizon();
       waiting += await this.load(h);
     }
     if (waiting) this.opts.log.info({ resumed: waiting }, 'resumed waiting deliveries (the first page of each handler)');
@@ -85,6 +99,12 @@ export class WaitingDeliveries {
     if (!p) this.pages.set(h.name, p = { cursor: { lsn: null, iEvent: 0 }, horizon: null, loading: false });
     if (p.loading) return 0;
     p.loading = true;
+    const reading = this.loadPages(h, p);
+    p.reading = reading;
+    return reading;
+  }
+
+  private async loadPages(h: HttpHandler, p: Pages): Promise<number> {
     let took = 0;
     try {
       while (!this.stopped && h.spilled) {

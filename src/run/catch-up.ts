@@ -17,6 +17,23 @@ export interface CatchUpOptions {
   readonly log: Logger;
   /** (event, handler) pairs caught up, per handler (metrics). */
   readonly observe?: (handler: string, events: number) => void;
+  /** Log a line per handler caught up (at start); the caller says it otherwise. */
+  readonly logHandlers?: boolean;
+  /**
+   * The slot was found missing (src/run/sender.ts, recoverSlot): catch up as
+   * for a slot made now, even if an earlier attempt that failed made it.
+   */
+  readonly slotLost?: boolean;
+}
+
+export interface CatchUpResult {
+  /** The replay horizon (0 when the database has no espf.catch_up). */
+  readonly horizon: bigint;
+  /** The slot was made by this call. */
+  readonly slotCreated: boolean;
+  /** (event, handler) pairs caught up, in all and per handler. */
+  readonly events: number;
+  readonly handlers: Readonly<Record<string, number>>;
 }
 
 /**
@@ -27,13 +44,20 @@ export interface CatchUpOptions {
  * checked against espf.event_deliveries, so what the catch-up recorded is not
  * delivered twice.
  */
-export async function catchUp(opts: CatchUpOptions): Promise<bigint> {
+export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const { db, instance, shard, slot, log } = opts;
   // The slot first: from its creation on it carries every commit, so what the
   // catch-up's snapshot (taken after) does not see, the stream delivers.
   const [existing] = await db.query(sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slot} AND database = current_database()`);
+  // Made anew, the slot carries nothing of what committed before: the handlers it
+  // covered are owed a catch-up from how far the instance had processed, kept
+  // before the slot exists so that a stop in between does not forget it.
+  // (The whole instance: a shard's own progress, espf.shard_progress, is not marked.)
+  if (!existing && shard.n <= 1) await db.query(sql`SELECT espf.slot_missing(${instance})`).catch((err: unknown) => {
+    if (sqlState(err) !== SQLSTATE.undefinedFunction) throw err; // not migrated yet: below
+  });
   await opts.prepareSlot();
-  const slotCreated = !existing;
+  const slotCreated = !existing || opts.slotLost === true;
   let r: { horizon: string; handlers: Record<string, number> };
   try {
     const [row] = await db.query(sql`SELECT espf.catch_up(${instance}, ${slotCreated}, ${os.hostname()}, ${process.pid}, ${shard.k}, ${shard.n}) AS r`);
@@ -42,16 +66,18 @@ export async function catchUp(opts: CatchUpOptions): Promise<bigint> {
     // A database espf migrate has not brought to this release yet: stream without catching up.
     if (sqlState(err) !== SQLSTATE.undefinedFunction) throw err;
     log.warn({ instance }, 'no catch-up: the database lacks espf.catch_up (run espf migrate); events committed before this instance streams may not be delivered');
-    return 0n;
+    return { horizon: 0n, slotCreated, events: 0, handlers: {} };
   }
   const of = shard.n > 1 ? `instance ${instance} shard ${shard.k} of ${shard.n}` : `instance ${instance}`;
   let total = 0;
   for (const [handler, n] of Object.entries(r.handlers)) {
     total += n;
     opts.observe?.(handler, n);
-    log.info({ instance, handler, events: n },
-      `caught up ${n} event${n === 1 ? '' : 's'} for ${handler}: committed while it was enabled and subscribed, before a slot of ${of} carried them`);
+    if (opts.logHandlers ?? true) {
+      log.info({ instance, handler, events: n },
+        `caught up ${n} event${n === 1 ? '' : 's'} for ${handler}: committed while it was enabled and subscribed, before a slot of ${of} carried them`);
+    }
   }
   if (total === 0) log.debug({ instance, slotCreated }, 'catch-up: nothing to catch up');
-  return parseLsn(r.horizon);
+  return { horizon: parseLsn(r.horizon), slotCreated, events: total, handlers: r.handlers };
 }

@@ -61,7 +61,11 @@ export class InstanceRegistry {
   private async beatOnce(): Promise<void> {
     const { db, instance, sender } = this.opts;
     try {
-      await db.query(sql`SELECT espf.instance_heartbeat(${instance}, ${sender.isStreaming}, ${formatLsn(sender.durableLsn)}::pg_lsn, ${[...sender.servedHandlers]}::text[], ${sender.shard.k}, ${sender.shard.n})`);
+      // How far it processed means something only while it streams: between a lost
+      // connection and the next stream the slot may be made anew, its positions
+      // starting over (or on another server after a failover).
+      const durable = sender.isStreaming ? formatLsn(sender.durableLsn) : null;
+      await db.query(sql`SELECT espf.instance_heartbeat(${instance}, ${sender.isStreaming}, ${durable}::pg_lsn, ${[...sender.servedHandlers]}::text[], ${sender.shard.k}, ${sender.shard.n})`);
       const rows: WaitingHandler[] = await db.query(sql`
         SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::int AS waiting_events
           FROM espf.report_waiting_handlers WHERE instance <> ${instance} ORDER BY instance, handler`);

@@ -16,8 +16,13 @@ import { Router } from '../pipeline/route.ts';
 import { WaitingDeliveries } from '../pipeline/waiting.ts';
 import { parseLsn } from '../stream/lsn.ts';
 import { ReplicationStream, type StreamTransaction } from '../stream/replication.ts';
-import { catchUp } from './catch-up.ts';
 import { shardSlot, shardText, WHOLE, type Shard } from './shard.ts';
+import { locatePrimary } from '../db/connect.ts';
+import { hostLabel } from '../db/hosts.ts';
+import { catchUp, type CatchUpResult } from './catch-up.ts';
+
+/** How long a recovery of a missing slot waits for the outcomes already reported to be recorded. */
+const DRAIN_MS = 30_000;
 
 export interface SenderOptions {
   readonly db: Db;
@@ -51,8 +56,10 @@ export interface SenderObserver {
   /** A dispatcher produced `produced` events from `sources` source events. */
   dispatched?(handler: string, sources: number, produced: number): void;
   streaming?(on: boolean): void;
-  /** At start, `events` events no slot had carried were caught up for `handler` (src/run/catch-up.ts). */
+  /** `events` events no slot had carried were caught up for `handler`, at start or after the slot was made anew (src/run/catch-up.ts). */
   caughtUp?(handler: string, events: number): void;
+  /** The slot was missing when the stream reconnected: it was made anew and `events` events were caught up. */
+  slotRecreated?(slot: string, events: number): void;
 }
 
 /**
@@ -124,6 +131,7 @@ export class Sender {
           if (this.streaming) observe?.streaming?.(false);
           this.streaming = false;
         },
+        onSlotMissing: () => this.recoverSlot(),
       },
     });
   }
@@ -143,10 +151,7 @@ export class Sender {
     await this.config.start(pollMs);
     // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
     // A shard catches up the events of its shard only.
-    const caughtUpTo = await catchUp({
-      db: this.opts.db, instance: this.opts.instance, shard: this.shard, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
-      observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n),
-    });
+    const { horizon: caughtUpTo } = await this.catchUp(true);
     // A target that was down when the last run stopped is still probed, not flooded.
     for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
       this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);
@@ -158,6 +163,53 @@ export class Sender {
     this.ack.raiseReplayHorizon(caughtUpTo);
     this.stream.start();
     this.waiting.start(pollMs);
+  }
+
+  private catchUp(atStart: boolean): Promise<CatchUpResult> {
+    return catchUp({
+      db: this.opts.db, instance: this.opts.instance, shard: this.shard, slot: this.slot, prepareSlot: () => this.stream.prepare(), log: this.opts.log,
+      observe: (handler, n) => this.opts.observe?.caughtUp?.(handler, n), logHandlers: atStart, slotLost: !atStart,
+    });
+  }
+
+  /**
+   * The stream reconnected (a failover, a lost connection) and the slot was
+   * missing: a promoted standby without failover slots, a slot dropped by
+   * hand or lost. A slot made anew carries only what commits from then on, so
+   * before it streams (docs/operations.md, "Failover"):
+   *  1. every http handler puts new deliveries behind the database and
+   *     remembers what finishes, and the outcomes reported so far are
+   *     committed: a delivery held in memory is known by the pages, one that
+   *     finished has its row;
+   *  2. the slot is made, then the outbox catch-up records what has no
+   *     delivery row for the instance's handlers (as at start; a shard, for
+   *     the events of its shard): what committed
+   *     on the old primary and reached this one but was never streamed, and
+   *     what was in flight and not recorded (sent again: a duplicate, never a
+   *     loss);
+   *  3. the acknowledge stage starts over on the new slot's positions (what the
+   *     old slot admitted still settles but never advances the new one), with
+   *     the replay horizon at the catch-up's position;
+   *  4. the waiting deliveries are read again from the first row, so a
+   *     caught-up event goes before any later event of its account.
+   * Throws on failure; the stream tries again (the catch-up is owed until it succeeds).
+   */
+  private async recoverSlot(): Promise<void> {
+    const { db, instance, log, url } = this.opts;
+    const host = await locatePrimary(url).then(hostLabel, () => 'the database');
+    log.warn({ instance, slot: this.slot, host }, `replication slot ${this.slot} is missing on ${host}: catching up from the outbox before streaming`);
+    for (const h of this.deliverers.httpHandlers(this.config.current)) h.startSpilled();
+    if (!(await this.writer.drain(DRAIN_MS))) {
+      log.warn({ instance, queued: this.writer.queued }, 'outcomes reported before the slot was found missing are not all recorded yet; catching up anyway (what has no row is sent again)');
+    }
+    const r = await this.catchUp(false);
+    this.ack.newSlot(r.horizon);
+    this.stream.newSlot();
+    await this.waiting.resume();
+    this.opts.observe?.slotRecreated?.(this.slot, r.events);
+    const per = Object.entries(r.handlers).map(([h, n]) => `${h} ${n}`).join(', ');
+    log.warn({ instance, slot: this.slot, host, events: r.events, handlers: r.handlers },
+      `replication slot ${this.slot} was missing on ${host}: made it anew and caught up ${r.events} event${r.events === 1 ? '' : 's'} from the outbox${per ? ` (${per})` : ''} before streaming`);
   }
 
   /** A target went up or down, or was probed: espf.target_states (best effort; the log has the changes). */

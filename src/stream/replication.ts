@@ -35,6 +35,12 @@ export interface StreamHandlers {
   onDisconnected(err: unknown): void;
   /** True when every transaction handed out so far is settled (nothing holds the slot). */
   isIdle(): boolean;
+  /**
+   * The slot is missing when the stream (re)connects: made anew it would
+   * carry only what commits from now on. Must make the slot and catch up what
+   * happened in between before the stream goes on (src/run/sender.ts).
+   */
+  onSlotMissing(): Promise<void>;
 }
 
 export interface ReplicationOptions {
@@ -71,6 +77,7 @@ export class ReplicationStream {
   private warnedNoFailover = false;
   private streamUrl?: string;
   private publication = PUBLICATION;
+  private slotLost = false;
 
   constructor(opts: ReplicationOptions) {
     this.opts = opts;
@@ -110,7 +117,15 @@ export class ReplicationStream {
   private async run(): Promise<void> {
     while (!this.stopped) {
       try {
+        // Never a fresh slot in silence: what committed while there was none is
+        // caught up first (again after a failed attempt, even if it made the slot).
+        if (this.slotLost || !(await slotState(this.opts.db, this.opts.slot)).present) {
+          this.slotLost = true;
+          await this.opts.handlers.onSlotMissing();
+          this.slotLost = false;
+        }
         await this.prepare();
+        if (this.stopped) break;
         await this.streamOnce();
         this.backoff.succeeded();
       } catch (err) {
@@ -203,6 +218,11 @@ export class ReplicationStream {
       default:
         return;
     }
+  }
+
+  /** The slot was made anew: its positions start over (nothing of the old slot is acknowledged to it). */
+  newSlot(): void {
+    this.durable = 0n;
   }
 
   /** Everything up to `lsn` is durable: tell the server. */

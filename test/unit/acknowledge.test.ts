@@ -27,6 +27,26 @@ describe('unit: Acknowledger', function () {
     assert.equal(ack.idle, true);
   });
 
+  it('a slot made anew starts over: the old slot\'s items settle but never advance it; its transactions are admitted from the start', () => {
+    const acked: bigint[] = [];
+    const ack = new Acknowledger((lsn) => acked.push(lsn));
+    const old = ack.admit(5000n)!; const x = item(1); ack.hold(old, x); ack.close(old);   // in flight on the old slot
+    ack.newSlot(300n);
+    assert.equal(ack.durableLsn, 0n);
+    assert.equal(ack.idle, true, 'what the old slot admitted holds nothing of the new one');
+    const a = ack.admit(200n)!;                                 // below the old slot's positions: admitted
+    assert.equal(a.replay, true, 'up to the catch-up\'s position it is a replay');
+    const y = item(2); ack.hold(a, y); ack.close(a);
+    ack.durable([x]);                                           // the old item settles: nothing is acknowledged
+    assert.deepEqual(acked, []);
+    ack.durable([y]);
+    assert.deepEqual(acked, [200n]);
+    const b = ack.admit(400n)!;
+    assert.equal(b.replay, false);
+    ack.close(b);
+    assert.deepEqual(acked, [200n, 400n]);
+  });
+
   it('admits a transaction once: a replay after reconnect is refused; the replay horizon marks possible duplicates', () => {
     const ack = new Acknowledger(() => undefined);
     ack.raiseReplayHorizon(150n);

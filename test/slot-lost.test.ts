@@ -1,0 +1,81 @@
+// The slot of a running `espf run` disappears while it is disconnected (a DBA
+// drops it; the same path serves a failover without failover slots, see
+// test/failover.test.ts): espf must not make a fresh slot in silence. It makes
+// it, catches up from the outbox what the old slot had not streamed and what
+// committed while there was none, and only then streams; every event is
+// delivered, an account's events arrive in commit order, and it counts it.
+import assert from 'node:assert/strict';
+import { sql } from '@databases/pg';
+import type { Db } from '../src/db/connect.ts';
+import { sqlState } from '../src/errors.ts';
+import { Metrics } from '../src/metrics/metrics.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually } from './support/receiver.ts';
+import { AccountWriter, assertAccountOrder } from './support/writer.ts';
+
+const SLOT = 'espf_main';
+
+/**
+ * As a DBA would: ends the walsender of the slot, commits `between` while
+ * nothing streams the slot, drops it, and commits `after` before espf has made
+ * it again. Tries again if espf reconnected first (the slot is active).
+ */
+async function dropSlotUnderSender(db: Db, between: () => Promise<void>, after: () => Promise<void>): Promise<void> {
+  await eventually(async () => {
+    await db.query(sql`SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE slot_name = ${SLOT} AND active_pid IS NOT NULL`);
+    await between();
+    try {
+      await db.query(sql`SELECT pg_drop_replication_slot(${SLOT})`);
+    } catch (err) {
+      if (sqlState(err) === '55006') return false; // active again: espf reconnected first
+      throw err;
+    }
+    await after();
+    return true;
+  }, 20_000, `slot ${SLOT} dropped while espf run is disconnected`);
+}
+
+describe('a slot dropped while espf run is disconnected', function () {
+  this.timeout(60_000);
+  const f = deliveryFixture({
+    types: ['Account/New', 'Account/ID/Changed'],
+    metrics: () => new Metrics({ processMetrics: false }),
+  });
+
+  it('is made anew after a catch-up: every event delivered, in per-account order, counted in /metrics', async () => {
+    const { t, rx } = f;
+    const writer = new AccountWriter(t.db, f.ids, 'sl');
+    writer.start();
+    await rx.waitFor(() => rx.received.length >= 60, 20_000, '60 deliveries before the slot is dropped');
+
+    // Committed while no walsender streams the old slot, and while there is no slot at all.
+    const [{ n: before }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.events`);
+    await dropSlotUnderSender(t.db, () => writer.burst('between'), () => writer.burst('after'));
+    await rx.waitFor(() => rx.received.length >= 60 + 60, 20_000, 'deliveries after the slot was made anew');
+    await writer.stop();
+
+    const events: { i_event: number }[] = await t.db.query(sql`
+      SELECT i_event FROM espf.events WHERE event_type IN ('Account/New', 'Account/ID/Changed')`);
+    assert.ok(events.length > before);
+    const want = new Set(events.map((e) => Number(e.i_event)));
+    const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
+    await rx.waitFor(() => [...want].every((i) => got().has(i)), 30_000, `all ${want.size} events at the receiver`)
+      .catch((err: Error) => { throw new Error(`${err.message}; missing ${[...want].filter((i) => !got().has(i)).slice(0, 20).join(', ')}`); });
+    await eventually(async () => {
+      const [r] = await t.db.query(sql`
+        SELECT count(*)::int AS n FROM espf.events e
+         WHERE event_type IN ('Account/New', 'Account/ID/Changed')
+           AND NOT EXISTS (SELECT FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = 'EventSender' AND d.state = 'DELIVERED')`);
+      return r.n === 0;
+    }, 20_000, 'every event DELIVERED in espf.event_deliveries');
+    assertAccountOrder(rx.received);
+
+    const text = await f.metrics!.text();
+    assert.match(text, /espf_slot_recreated_total\{slot="espf_main"\} 1\b/);
+    const caught = /espf_caught_up_events_total\{handler="EventSender"\} (\d+)/.exec(text);
+    assert.ok(caught && Number(caught[1]) >= writer.burstEvents, `the catch-up counted the ${writer.burstEvents} events committed while nothing streamed: ${caught?.[0]}`);
+    const [slot] = await t.db.query(sql`SELECT active FROM pg_replication_slots WHERE slot_name = ${SLOT}`);
+    assert.ok(slot, 'the slot exists again');
+    process.stderr.write(`# slot dropped: ${want.size} events, ${rx.received.length - got().size} sent twice, ${caught![1]} caught up\n`);
+  });
+});
