@@ -11,28 +11,27 @@ import { sqlState } from '../src/errors.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { deliveryFixture } from './support/fixture.ts';
 import { eventually } from './support/receiver.ts';
+import { startSender } from './support/sender.ts';
 import { AccountWriter, assertAccountOrder } from './support/writer.ts';
-
-const SLOT = 'espf_main';
 
 /**
  * As a DBA would: ends the walsender of the slot, commits `between` while
  * nothing streams the slot, drops it, and commits `after` before espf has made
  * it again. Tries again if espf reconnected first (the slot is active).
  */
-async function dropSlotUnderSender(db: Db, between: () => Promise<void>, after: () => Promise<void>): Promise<void> {
+async function dropSlotUnderSender(db: Db, slot: string, between: () => Promise<void>, after: () => Promise<void>): Promise<void> {
   await eventually(async () => {
-    await db.query(sql`SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE slot_name = ${SLOT} AND active_pid IS NOT NULL`);
+    await db.query(sql`SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots WHERE slot_name = ${slot} AND active_pid IS NOT NULL`);
     await between();
     try {
-      await db.query(sql`SELECT pg_drop_replication_slot(${SLOT})`);
+      await db.query(sql`SELECT pg_drop_replication_slot(${slot})`);
     } catch (err) {
       if (sqlState(err) === '55006') return false; // active again: espf reconnected first
       throw err;
     }
     await after();
     return true;
-  }, 20_000, `slot ${SLOT} dropped while espf run is disconnected`);
+  }, 20_000, `slot ${slot} dropped while espf run is disconnected`);
 }
 
 describe('a slot dropped while espf run is disconnected', function () {
@@ -50,7 +49,7 @@ describe('a slot dropped while espf run is disconnected', function () {
 
     // Committed while no walsender streams the old slot, and while there is no slot at all.
     const [{ n: before }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.events`);
-    await dropSlotUnderSender(t.db, () => writer.burst('between'), () => writer.burst('after'));
+    await dropSlotUnderSender(t.db, 'espf_main', () => writer.burst('between'), () => writer.burst('after'));
     await rx.waitFor(() => rx.received.length >= 60 + 60, 20_000, 'deliveries after the slot was made anew');
     await writer.stop();
 
@@ -74,8 +73,50 @@ describe('a slot dropped while espf run is disconnected', function () {
     assert.match(text, /espf_slot_recreated_total\{slot="espf_main"\} 1\b/);
     const caught = /espf_caught_up_events_total\{handler="EventSender"\} (\d+)/.exec(text);
     assert.ok(caught && Number(caught[1]) >= writer.burstEvents, `the catch-up counted the ${writer.burstEvents} events committed while nothing streamed: ${caught?.[0]}`);
-    const [slot] = await t.db.query(sql`SELECT active FROM pg_replication_slots WHERE slot_name = ${SLOT}`);
+    const [slot] = await t.db.query(sql`SELECT active FROM pg_replication_slots WHERE slot_name = 'espf_main'`);
     assert.ok(slot, 'the slot exists again');
     process.stderr.write(`# slot dropped: ${want.size} events, ${rx.received.length - got().size} sent twice, ${caught![1]} caught up\n`);
+  });
+});
+
+describe('a shard\'s slot dropped while its process is disconnected', function () {
+  this.timeout(60_000);
+  const f = deliveryFixture({
+    types: ['Account/New', 'Account/ID/Changed'],
+    sender: false,
+    setup: async (f) => { await f.t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'main'`); },
+  });
+
+  it('is made anew after a catch-up of that shard\'s events only: every event once, per-account order', async () => {
+    const { t, rx } = f;
+    const metrics = [new Metrics({ processMetrics: false }), new Metrics({ processMetrics: false })];
+    const shards = [
+      await startSender(t.db, t.url, 'main', { shard: { k: 0, n: 2 }, metrics: metrics[0] }),
+      await startSender(t.db, t.url, 'main', { shard: { k: 1, n: 2 }, metrics: metrics[1] }),
+    ];
+    try {
+      const writer = new AccountWriter(t.db, f.ids, 'ss');
+      writer.start();
+      await rx.waitFor(() => rx.received.length >= 60, 20_000, '60 deliveries before the slot is dropped');
+      await dropSlotUnderSender(t.db, 'espf_main_1of2', () => writer.burst('between'), () => writer.burst('after'));
+      await rx.waitFor(() => rx.received.length >= 120, 20_000, 'deliveries after the slot was made anew');
+      await writer.stop();
+
+      const events: { i_event: number }[] = await t.db.query(sql`
+        SELECT i_event FROM espf.events WHERE event_type IN ('Account/New', 'Account/ID/Changed')`);
+      const want = new Set(events.map((e) => Number(e.i_event)));
+      const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
+      await rx.waitFor(() => [...want].every((i) => got().has(i)), 30_000, `all ${want.size} events at the receiver`)
+        .catch((err: Error) => { throw new Error(`${err.message}; missing ${[...want].filter((i) => !got().has(i)).slice(0, 20).join(', ')}`); });
+      assert.equal(rx.received.length, got().size, 'no event sent twice (by two shards, or by the catch-up and the stream)');
+      assertAccountOrder(rx.received);
+      assert.match(await metrics[1]!.text(), /espf_slot_recreated_total\{slot="espf_main_1of2"\} 1\b/);
+      assert.match(await metrics[0]!.text(), /espf_slot_recreated_total\{slot="espf_main_0of2"\} 0\b/);
+      const caught = /espf_caught_up_events_total\{handler="EventSender"\} (\d+)/.exec(await metrics[1]!.text());
+      assert.ok(caught && Number(caught[1]) > 0, `shard 1 caught up its events: ${caught?.[0]}`);
+      process.stderr.write(`# shard slot dropped: ${want.size} events, ${caught![1]} caught up by shard 1\n`);
+    } finally {
+      for (const s of shards) await s.stop();
+    }
   });
 });
