@@ -14,7 +14,8 @@ export type EspfErrorCode =
   | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start
   | 'ESPF_NOT_MIGRATED'         // the espf schema is missing
   | 'ESPF_ENV'                  // an environment variable has a value espf cannot use
-  | 'ESPF_UNRECORDED';          // espf run stopped with outcomes the database did not take
+  | 'ESPF_UNRECORDED'           // espf run stopped with outcomes the database did not take
+  | 'ESPF_SHARDS_CHANGED';      // the slot is missing and the instance's number of shards is no longer this process's
 
 export class EspfError extends Error {
   readonly code: EspfErrorCode;

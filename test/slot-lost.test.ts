@@ -119,4 +119,23 @@ describe('a shard\'s slot dropped while its process is disconnected', function (
       for (const s of shards) await s.stop();
     }
   });
+
+  it('is not made anew when the instance\'s number of shards has changed since (a slot retired by a switch)', async () => {
+    const { t } = f;
+    const metrics = new Metrics({ processMetrics: false });
+    const s1 = await startSender(t.db, t.url, 'main', { shard: { k: 1, n: 2 }, metrics });
+    try {
+      await t.db.query(sql`UPDATE espf.handlers SET shards = 3 WHERE instance = 'main'`);
+      await dropSlotUnderSender(t.db, 'espf_main_1of2', async () => undefined, async () => undefined);
+      // Absence cannot be awaited: give the stream a few reconnect attempts (250, 500, 1000 ms).
+      await new Promise((r) => setTimeout(r, 2500));
+      const slots = await t.db.query(sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = 'espf_main_1of2'`);
+      assert.equal(slots.length, 0, 'the retired slot was not made again');
+      assert.equal(s1.sender.isStreaming, false);
+      assert.match(await metrics.text(), /espf_slot_recreated_total\{slot="espf_main_1of2"\} 0\b/);
+    } finally {
+      await s1.stop();
+      await t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'main'`);
+    }
+  });
 });

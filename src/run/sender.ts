@@ -5,7 +5,7 @@ import { downTargets, lastRecordedLsn, noteTargetState } from '../db/deliveries.
 import type { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
 import type { HttpHandler } from '../delivery/http-handler.ts';
 import type { TargetState } from '../delivery/targets.ts';
-import { oneLine } from '../errors.ts';
+import { EspfError, oneLine } from '../errors.ts';
 import type { PostResult } from '../delivery/http-client.ts';
 import type { Item } from '../delivery/item.ts';
 import { ResultsWriter, type DeliveryState } from '../delivery/results-writer.ts';
@@ -19,6 +19,7 @@ import { ReplicationStream, type StreamTransaction } from '../stream/replication
 import { shardSlot, shardText, WHOLE, type Shard } from './shard.ts';
 import { locatePrimary } from '../db/connect.ts';
 import { hostLabel } from '../db/hosts.ts';
+import { instanceShards } from '../db/shards.ts';
 import { catchUp, type CatchUpResult } from './catch-up.ts';
 
 /** How long a recovery of a missing slot waits for the outcomes already reported to be recorded. */
@@ -197,6 +198,11 @@ export class Sender {
   private async recoverSlot(): Promise<void> {
     const { db, instance, log, url } = this.opts;
     const host = await locatePrimary(url).then(hostLabel, () => 'the database');
+    const shards = await instanceShards(db, instance);
+    if (shards !== this.shard.n) {
+      // Not lost: retired by a change of the number of shards (espf shards switch drops the old slots).
+      throw new EspfError('ESPF_SHARDS_CHANGED', `replication slot ${this.slot} is missing on ${host} and instance ${instance} now has ${shards} shard${shards === 1 ? '' : 's'} (espf.handlers.shards), not ${this.shard.n}: the slot is not made anew; stop this process and run the instance's current shards (README, "Shards")`);
+    }
     log.warn({ instance, slot: this.slot, host }, `replication slot ${this.slot} is missing on ${host}: catching up from the outbox before streaming`);
     for (const h of this.deliverers.httpHandlers(this.config.current)) h.startSpilled();
     if (!(await this.writer.drain(DRAIN_MS))) {
