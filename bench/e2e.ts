@@ -4,8 +4,7 @@
  * rate limit off, async mode: events/s from the first commit until the last
  * 2xx and its DELIVERED row of espf.event_deliveries.
  */
-import { sql } from '@databases/pg';
-import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import { allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { round } from './lib/util.ts';
 
@@ -36,10 +35,7 @@ export const e2e: Figure<E2eParams> = {
       const after = await lastEventId(r.db);
       const lo = ctx.seed.accounts[0];
       const t0 = Date.now();
-      for (let first = 0; first < p.events; first += p.burstRows) {
-        const last = Math.min(p.events, first + p.burstRows) - 1;
-        await r.db.query(sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account BETWEEN ${lo + first} AND ${lo + last}`);
-      }
+      await commitBursts(r.db, lo, p.events, p.burstRows);
       const committedAt = Date.now();
       const d = await waitDelivered(ctx, r, { after, expected: p.events, timeoutMs: allowance(ctx, p.timeoutS * 1000) });
       const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : Date.now();

@@ -6,7 +6,7 @@
  *
  *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes
  *   BENCH_RUNS=n      runs per figure
- *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog, outage, backfill, console)
+ *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, rate_accuracy, backlog, outage, backfill, console, shards)
  *   BENCH_BUDGET_SCALE=x  scales every figure's time budget (default 1): once a figure's budget
  *                     is spent its later runs are skipped and its waits cut short
  *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
@@ -25,6 +25,7 @@ import { rateAccuracy } from './rate-accuracy.ts';
 import { backlog } from './backlog.ts';
 import { outage } from './outage.ts';
 import { consolePages } from './console.ts';
+import { shards } from './shards.ts';
 import { createTemplate, dropDatabase, serverFacts, startServer, withDatabase, type Server } from './lib/db.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { BENCH_DIR, ROOT } from './lib/paths.ts';
@@ -37,7 +38,7 @@ const budgetScale = Number(process.env.BENCH_BUDGET_SCALE ?? 1);
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
 
-const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog, outage, backfill, consolePages];
+const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, rateAccuracy, backlog, outage, backfill, consolePages, shards];
 
 type FigureOutcome =
   | { status: 'ok'; values: Record<string, number>; runs: RunResult[]; errors: string[]; skippedRuns: number }
@@ -135,6 +136,10 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   add('backfill_rows_per_s', 'backfill', bfr, ' rows/s', '>= 20000', bfr === undefined ? undefined : bfr >= 20000);
   const bft = v('backfill', 'billing_tps_ratio');
   add('backfill billing_tps_ratio', 'backfill', bft, '', '>= 0.7', bft === undefined ? undefined : bft >= 0.7);
+  add('shards.e2e_eps_1_shard', 'shards', v('shards', 'e2e_eps_1_shard'), ' ev/s', '-', undefined);
+  add('shards.e2e_eps_2_shards', 'shards', v('shards', 'e2e_eps_2_shards'), ' ev/s', '- (one machine: no goal)', undefined);
+  add('shards.decode_cpu_ms_per_1k (1 slot)', 'shards', v('shards', 'decode_cpu_ms_per_1k_events_1_slot'), ' ms', '-', undefined);
+  add('shards.decode_cpu_ms_per_1k (per slot, 2)', 'shards', v('shards', 'decode_cpu_ms_per_1k_events_per_slot_2_slots'), ' ms', '-', undefined);
   const cms = v('console', 'console_ms');
   add('console_ms', 'console', cms, ' ms', '<= 100 (p95, subscriber and failures pages)', cms === undefined ? undefined : cms <= 100);
   return { rows, goals };
@@ -166,6 +171,11 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   put('console_ms', 'console', (v) => ({ p95: v.console_ms, subscriber_p95: v.subscriber_p95, failures_p95: v.failures_p95, subscriber_p50: v.subscriber_p50, failures_p50: v.failures_p50 }));
   put('outage', 'outage', (v) => ({ peak_rss_mb: v.peak_rss_outage_mb, down_requests: v.down_requests, down_requests_bound: v.down_requests_bound, drain_eps: v.drain_eps }));
   put('backfill_rows_per_s', 'backfill', (v) => ({ rows_per_s: v.backfill_rows_per_s, billing_tps_ratio: v.billing_tps_ratio }));
+  put('shards', 'shards', (v) => ({
+    e2e_eps_1_shard: v.e2e_eps_1_shard, e2e_eps_2_shards: v.e2e_eps_2_shards,
+    decode_cpu_ms_per_1k_events_1_slot: v.decode_cpu_ms_per_1k_events_1_slot,
+    decode_cpu_ms_per_1k_events_per_slot_2_slots: v.decode_cpu_ms_per_1k_events_per_slot_2_slots,
+  }));
   return fig;
 }
 

@@ -47,6 +47,14 @@ export async function withEspf<T>(ctx: BenchContext, figure: string, run: number
   }
 }
 
+/** `events` Account/Blocked|Unblocked events from the first accounts `lo` …, in bursts of `burstRows` (one UPDATE, one transaction each). */
+export async function commitBursts(db: Db, lo: number, events: number, burstRows: number): Promise<void> {
+  for (let first = 0; first < events; first += burstRows) {
+    const last = Math.min(events, first + burstRows) - 1;
+    await db.query(sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account BETWEEN ${lo + first} AND ${lo + last}`);
+  }
+}
+
 export async function lastEventId(db: Db): Promise<number> {
   const [r] = await db.query(sql`SELECT coalesce(max(i_event), 0)::bigint AS n FROM espf.events`) as [{ n: number }];
   return Number(r.n);

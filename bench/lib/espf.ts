@@ -44,13 +44,13 @@ export class EspfProcess {
   private tail: string[] = [];
   private constructor(readonly child: ChildProcess, readonly logDir: string, readonly httpPort: number) {}
 
-  /** Starts `node bin/espf.js run --instance <name>`; resolves when it prints `streaming`. */
-  static async start(databaseUrl: string, instance: string, timeoutMs = 30_000): Promise<EspfProcess> {
+  /** Starts `node bin/espf.js run --instance <name> [...args]`; resolves when it prints `streaming`. */
+  static async start(databaseUrl: string, instance: string, timeoutMs = 30_000, args: readonly string[] = []): Promise<EspfProcess> {
     const logDir = await mkdtemp(path.join(os.tmpdir(), 'espf-bench-log-'));
     const httpPort = await freePort();
     // BENCH_ESPF_BIN: another espf entry point (e.g. a build to compare against).
     const bin = process.env.BENCH_ESPF_BIN ?? path.join(ROOT, 'bin', 'espf.js');
-    const child = spawn(process.execPath, [bin, 'run', '--instance', instance], {
+    const child = spawn(process.execPath, [bin, 'run', '--instance', instance, ...args], {
       cwd: ROOT,
       // BENCH_ESPF_NODE_OPTIONS: NODE_OPTIONS for espf run only (e.g. the heap limits of docs/operations.md, "Memory").
       env: {
