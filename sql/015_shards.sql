@@ -159,6 +159,39 @@ BEGIN
 END
 $$;
 
+-- The planned change of an instance, locked; none: one line (55000), ending with `hint`.
+CREATE OR REPLACE FUNCTION espf.planned_shard_change(inst text, hint text) RETURNS espf.shard_changes
+LANGUAGE plpgsql AS $$
+DECLARE
+  c espf.shard_changes;
+BEGIN
+  SELECT * INTO c FROM espf.shard_changes WHERE instance = inst FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'instance %: no change of the number of shards is planned%', inst, hint USING ERRCODE = '55000';
+  END IF;
+  RETURN c;
+END
+$$;
+
+-- Drops the slots of shards 0 … shards-1 of an instance that exist; returns their names.
+CREATE OR REPLACE FUNCTION espf.drop_shard_slots(inst text, shards int) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  s record;
+  dropped text[] := '{}';
+BEGIN
+  FOR s IN
+    SELECT r.slot_name::text AS slot FROM generate_series(0, shards - 1) k
+      JOIN pg_replication_slots r ON r.slot_name = espf.shard_slot(inst, k, shards) AND r.database = current_database()
+     ORDER BY k
+  LOOP
+    PERFORM pg_drop_replication_slot(s.slot);
+    dropped := dropped || s.slot;
+  END LOOP;
+  RETURN dropped;
+END
+$$;
+
 -- Step 3: refuses (55000, one line, nothing changed) while an old shard has not
 -- processed past the switch position, has no slot, or still streams; else sets
 -- the new number of shards and drops the old slots (last: a drop is not undone
@@ -166,16 +199,12 @@ $$;
 CREATE OR REPLACE FUNCTION espf.switch_shards(inst text) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-  c espf.shard_changes;
+  c espf.shard_changes := espf.planned_shard_change(inst, format(' (espf shards plan %s N first)', inst));
   cur int;
   s record;
   what text;
-  dropped text[] := '{}';
+  dropped text[];
 BEGIN
-  SELECT * INTO c FROM espf.shard_changes WHERE instance = inst FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'instance %: no change of the number of shards is planned (espf shards plan % N first)', inst, inst USING ERRCODE = '55000';
-  END IF;
   SELECT max(h.shards) INTO cur FROM espf.handlers h WHERE h.instance = inst;
   IF cur IS DISTINCT FROM c.shards_from THEN
     RAISE EXCEPTION 'instance %: the change was planned from % shards, the instance has % now; plan it again', inst, c.shards_from, cur
@@ -204,10 +233,29 @@ BEGIN
   END LOOP;
   UPDATE espf.handlers SET shards = c.shards_to WHERE instance = inst;
   DELETE FROM espf.shard_changes WHERE instance = inst;
-  FOR s IN SELECT espf.shard_slot(inst, k, c.shards_from) AS slot FROM generate_series(0, c.shards_from - 1) k ORDER BY k LOOP
-    PERFORM pg_drop_replication_slot(s.slot);
-    dropped := dropped || s.slot;
-  END LOOP;
+  dropped := espf.drop_shard_slots(inst, c.shards_from);
   RETURN jsonb_build_object('from', c.shards_from, 'to', c.shards_to, 'switch_lsn', c.switch_lsn::text, 'dropped', to_jsonb(dropped));
+END
+$$;
+
+-- Gives up a planned change (`espf shards cancel`): refuses (55000) while a new
+-- shard's slot is streamed (its process must stop first); else drops the new
+-- shards' slots (which would keep WAL on the server) and forgets the change.
+-- Returns the slots dropped.
+CREATE OR REPLACE FUNCTION espf.cancel_shard_change(inst text) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+  c espf.shard_changes := espf.planned_shard_change(inst, '');
+  busy text;
+BEGIN
+  SELECT string_agg(format('%s (pid %s)', r.slot_name, r.active_pid), ', ' ORDER BY r.slot_name) INTO busy
+    FROM generate_series(0, c.shards_to - 1) k
+    JOIN pg_replication_slots r ON r.slot_name = espf.shard_slot(inst, k, c.shards_to) AND r.database = current_database()
+   WHERE r.active;
+  IF busy IS NOT NULL THEN
+    RAISE EXCEPTION 'instance %: slot % of a new shard is streamed: stop that process, then cancel', inst, busy USING ERRCODE = '55000';
+  END IF;
+  DELETE FROM espf.shard_changes WHERE instance = inst;
+  RETURN espf.drop_shard_slots(inst, c.shards_to);
 END
 $$;

@@ -70,7 +70,11 @@ describe('outage: a receiver that goes down and comes back', function () {
     const accounts = await addAccounts(t.db, ids, 30, 'down-');
     await eventually(async () => !eventSender().targetStates[0]!.up || undefined, 10_000, 'the target down');
     assert.match(await metrics.text(), /espf_target_up\{handler="EventSender",url="http:\/\/127\.0\.0\.1:\d+\/events"\} 0/);
-    const [row] = await t.db.query(sql`SELECT up, failures, instance FROM espf.target_states WHERE handler = 'EventSender'`);
+    // espf.target_states is written after the change, in the background: wait for the row.
+    const row = await eventually(async () => {
+      const [r] = await t.db.query(sql`SELECT up, failures, instance FROM espf.target_states WHERE handler = 'EventSender'`);
+      return r && !r.up ? r : undefined;
+    }, 10_000, 'the target state row');
     assert.deepEqual(row, { up: false, failures: 3, instance: 'main' });
     // More events of the same accounts while it is down: they wait, durably (the slot moves on).
     await toggle(t, accounts, 2);

@@ -125,7 +125,7 @@ describe('shards: one instance split by account across three processes', functio
 
   it('every event delivered, none by two shards, per-account order; a shard killed with SIGKILL and restarted goes on', async () => {
     for (let k = 0; k < N; k++) procs[k]!.push(shardProcess(t, k));
-    await Promise.all(procs.map((l) => l[0]!.streaming()));
+    await Promise.all(procs.map((l) => l[0]!.streaming(60_000))); // three starts from source at once: slow on a loaded machine
     for (let k = 0; k < N; k++) assert.match(procs[k]![0]!.output, new RegExp(`shard ${k} of 3 streaming slot espf_main_${k}of3`));
 
     const ids = await seedCustomer(t.db);
@@ -136,7 +136,7 @@ describe('shards: one instance split by account across three processes', functio
     await procs[1]![0]!.exited();
     await new Promise((r) => setTimeout(r, 300)); // events for shard 1 pile up in its slot meanwhile
     procs[1]!.push(shardProcess(t, 1));
-    await procs[1]![1]!.streaming();
+    await procs[1]![1]!.streaming(60_000);
     const atRestart = rx.received.length;
     await rx.waitFor(() => rx.received.length >= atRestart + 150, 60_000, "150 deliveries after the restart");
     const rounds = await load.stop();
@@ -392,6 +392,37 @@ describe('shards: espf.handlers.shards is checked by the database', function () 
         ('X/Z', '{"owner_type": 5, "owner_id": 9}'), ('X/W', '{}'), ('X/V', '{"i_account": null, "i_customer": "c1"}')
       RETURNING shard_key = espf.shard_key(variables, i_event) AS same`);
     assert.deepEqual(rows.map((r) => r.same), [true, true, true, true, true, true, true]);
+  });
+});
+
+describe('shards: a planned change in the database (espf.plan_shards, espf.cancel_shard_change)', function () {
+  let t: TestDatabase;
+  before(async () => { t = await createTestDatabase(); });
+  after(async () => { await t?.drop(); });
+
+  const slots = async () => (await t.db.query(sql`SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'espf_main_%of2' ORDER BY 1`)).map((r) => r.slot_name);
+  const refused = (code: string, re: RegExp) => (e: Error & { code?: string }) => e.code === code && re.test(e.message);
+
+  it('a plan needs the new slots; espf shards cancel drops them and forgets the plan; the switch and a second cancel are then refused', async function () {
+    this.timeout(60_000);
+    await assert.rejects(t.db.query(sql`SELECT espf.plan_shards('main', 2)`),
+      refused('55000', /^instance main: the slots of the new shards must exist first \(missing: espf_main_0of2, espf_main_1of2\)/));
+    for (const k of [0, 1]) await t.db.query(sql`SELECT pg_create_logical_replication_slot(${`espf_main_${k}of2`}, 'pgoutput')`);
+    await assert.rejects(t.db.query(sql`SELECT espf.check_shard_change('main', 2)`),
+      refused('55000', /^instance main: slot espf_main_0of2, espf_main_1of2 exists already, left from an earlier run/));
+    const [{ lsn }] = await t.db.query(sql`SELECT espf.plan_shards('main', 2)::text AS lsn`);
+    assert.match(lsn, /^[0-9A-F]+\/[0-9A-F]+$/);
+    const [{ n }] = await t.db.query(sql`SELECT espf.check_shard_change('main', 2) AS n`);
+    assert.equal(n, 1, 'planning the same change again is allowed (its slots are its own)');
+    const c = await espf(['shards', 'cancel', 'main'], { DATABASE_URL: t.url });
+    assert.equal(c.code, 0, c.stderr);
+    assert.equal(c.stdout, 'instance main: planned change given up; dropped espf_main_0of2, espf_main_1of2\n');
+    assert.deepEqual(await slots(), []);
+    assert.deepEqual(await t.db.query(sql`SELECT * FROM espf.shard_changes`), []);
+    await assert.rejects(t.db.query(sql`SELECT espf.cancel_shard_change('main')`), refused('55000', /^instance main: no change of the number of shards is planned$/));
+    await assert.rejects(t.db.query(sql`SELECT espf.switch_shards('main')`), refused('55000', /^instance main: no change of the number of shards is planned/));
+    const [{ shards }] = await t.db.query(sql`SELECT max(shards)::int AS shards FROM espf.handlers WHERE instance = 'main'`);
+    assert.equal(shards, 1);
   });
 });
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { createSlot, slotState } from '../db/replication.ts';
-import { checkShardChange, planShards, shardPublication, switchShards } from '../db/shards.ts';
+import { cancelShardChange, checkShardChange, planShards, shardPublication, switchShards } from '../db/shards.ts';
 import { EspfError, SQLSTATE, sqlState } from '../errors.ts';
 import { shardSlot } from '../run/shard.ts';
 import { quoteArg } from '../security/terminal.ts';
@@ -33,6 +33,7 @@ Steps (README "Shards"):
   espf shards switch main     refuses until every old shard has passed the position and stopped;
                               then sets espf.handlers.shards and drops the old slots
   espf run --instance main --shard K, K = 0 … 2
+  espf shards cancel main     instead of the switch: gives the planned change up, drops the new slots
 `);
 
   shards.command('plan').argument('<instance>', 'the instance (espf.handlers.instance)').argument('<shards>', 'the new number of shards, 1 … 64')
@@ -68,6 +69,14 @@ Steps (README "Shards"):
       const r = await withDb('espf shards', (db) => switchShards(db, instance));
       io.out(`instance ${instance}: ${r.to} shard${r.to === 1 ? '' : 's'} from now on (was ${r.from}); dropped ${r.dropped.join(', ')}\n`
         + `start: ${r.to === 1 ? `espf run --instance ${instance}` : `espf run --instance ${instance} --shard K, K = 0 … ${r.to - 1}`}\n`);
+    });
+
+  shards.command('cancel').argument('<instance>', 'the instance (espf.handlers.instance)')
+    .description("give up a planned change: drop the new shards' slots (which keep WAL on the server) and forget it")
+    .action(async (inst: string) => {
+      const instance = instanceArg(inst);
+      const dropped = await withDb('espf shards', (db) => cancelShardChange(db, instance));
+      io.out(`instance ${instance}: planned change given up${dropped.length ? `; dropped ${dropped.join(', ')}` : ''}\n`);
     });
   return shards;
 }

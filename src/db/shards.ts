@@ -36,6 +36,12 @@ export async function planShards(db: Db, instance: string, to: number): Promise<
   return row.lsn as string;
 }
 
+/** Gives up a planned change: drops the new shards' slots (refused while one is streamed); the slots dropped. */
+export async function cancelShardChange(db: Db, instance: string): Promise<string[]> {
+  const [row] = await db.query(sql`SELECT espf.cancel_shard_change(${instance}) AS dropped`);
+  return row.dropped as string[];
+}
+
 export interface ShardSwitch { readonly from: number; readonly to: number; readonly switch_lsn: string; readonly dropped: string[] }
 
 /** The switch of a planned change (the database refuses, one line, while an old shard is not drained and stopped). */
