@@ -2,9 +2,12 @@
  * e2e_eps: N events (100,000; quick 10,000) committed in bursts of 1,000 rows
  * (each burst one UPDATE toggling billing.account.blocked, one transaction),
  * rate limit off, async mode: events/s from the first commit until the last
- * 2xx and its DELIVERED row of espf.event_deliveries.
+ * 2xx and its DELIVERED row of espf.event_deliveries. Also what one event costs
+ * in CPU time (microseconds) in espf run, in the PostgreSQL server processes
+ * (capture triggers, WAL decoding, recording outcomes) and in the receiver.
  */
 import { allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import { CpuMeter } from './lib/cpu.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { round } from './lib/util.ts';
 
@@ -34,14 +37,20 @@ export const e2e: Figure<E2eParams> = {
     }, async (r) => {
       const after = await lastEventId(r.db);
       const lo = ctx.seed.accounts[0];
+      const cpu = await CpuMeter.begin(r.db, r.espf.child.pid!, ctx.receiver.child.pid!);
       const t0 = Date.now();
       await commitBursts(r.db, lo, p.events, p.burstRows);
       const committedAt = Date.now();
       const d = await waitDelivered(ctx, r, { after, expected: p.events, timeoutMs: allowance(ctx, p.timeoutS * 1000) });
       const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : Date.now();
+      const used = await cpu.end(r.db);
+      const perEvent = (s: number) => round((s * 1e6) / Math.max(1, d.delivered), 1);
       const seconds = (end - t0) / 1000;
       return {
-        values: { e2e_eps: round(d.delivered / seconds, 0) },
+        values: {
+          e2e_eps: round(d.delivered / seconds, 0),
+          cpu_us_espf: perEvent(used.espf), cpu_us_postgres: perEvent(used.postgres), cpu_us_receiver: perEvent(used.receiver),
+        },
         details: {
           complete: d.complete, delivered: d.delivered, seconds: round(seconds, 3),
           commit_seconds: round((committedAt - t0) / 1000, 3),

@@ -107,6 +107,9 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   const e2eEps = v('e2e', 'e2e_eps');
   const e2eGoal = Math.max(4000, 0.6 * (ceiling ?? 0));
   add('e2e_eps', 'e2e', e2eEps, ' ev/s', `>= ${round(e2eGoal, 0)} (0.6 x ceiling, and >= 4000)`, e2eEps === undefined ? undefined : e2eEps >= e2eGoal);
+  for (const part of ['espf', 'postgres', 'receiver'] as const) {
+    add(`e2e cpu per event: ${part}`, 'e2e', v('e2e', `cpu_us_${part}`), ' us', '(the cost split)', undefined);
+  }
   const p50 = v('latency', 'p50');
   add('latency_ms.p50', 'latency', p50, ' ms', '<= 10', p50 === undefined ? undefined : p50 <= 10);
   add('latency_ms.p95', 'latency', v('latency', 'p95'), ' ms', '-', undefined);

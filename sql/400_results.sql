@@ -3,9 +3,17 @@
 --
 -- records: a JSON array of objects with the columns of espf.event_deliveries
 -- (one object per (i_event, handler), no duplicates; times as epoch
--- milliseconds), and `n`, its order in the batch.
-CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records jsonb)
+-- milliseconds), and `n`, its order in the batch. One statement: the JSON
+-- text is read once (json, not jsonb: nothing is built that is not used).
+CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json)
 RETURNS void LANGUAGE sql AS $$
+  WITH r AS MATERIALIZED (
+    SELECT * FROM json_to_recordset(records) AS r(
+           i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
+           commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
+           next_attempt_at float8, committed_at float8, first_attempt_at float8,
+           last_attempt_at float8, finished_at float8, n bigint)),
+  deliveries AS (
   INSERT INTO espf.event_deliveries AS d
          (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
           urls_done, last_http_status, last_error, next_attempt_at, committed_at,
@@ -15,11 +23,7 @@ RETURNS void LANGUAGE sql AS $$
          to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
          to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
          to_timestamp(r.finished_at / 1000.0)
-    FROM jsonb_to_recordset(records) AS r(
-           i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
-           commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
-           next_attempt_at float8, committed_at float8, first_attempt_at float8,
-           last_attempt_at float8, finished_at float8)
+    FROM r
   ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO UPDATE SET
          state            = excluded.state,
          instance         = excluded.instance,
@@ -30,9 +34,7 @@ RETURNS void LANGUAGE sql AS $$
          next_attempt_at  = excluded.next_attempt_at,
          first_attempt_at = coalesce(d.first_attempt_at, excluded.first_attempt_at),
          last_attempt_at  = excluded.last_attempt_at,
-         finished_at      = excluded.finished_at;
-
-  -- The account's latest outcome per handler (PENDING rows do not change it).
+         finished_at      = excluded.finished_at)
   INSERT INTO espf.account_provisioning_statuses AS s
          (i_account, handler, status, i_event, event_type, attempts, message, updated_at)
   SELECT DISTINCT ON (r.i_account, r.handler)
@@ -41,9 +43,7 @@ RETURNS void LANGUAGE sql AS $$
          r.i_event, r.event_type, r.attempts,
          CASE r.state WHEN 'DELIVERED' THEN 'HTTP ' || r.last_http_status ELSE r.last_error END,
          now()
-    FROM jsonb_to_recordset(records) AS r(
-           i_event bigint, handler text, state text, event_type text, i_account bigint, attempts int,
-           last_http_status int, last_error text, n bigint)
+    FROM r
    WHERE r.i_account IS NOT NULL AND r.state IN ('DELIVERED', 'RETRY', 'FAILED')
    ORDER BY r.i_account, r.handler, r.n DESC
   ON CONFLICT ON CONSTRAINT account_provisioning_statuses_pkey DO UPDATE SET
@@ -53,6 +53,13 @@ RETURNS void LANGUAGE sql AS $$
          attempts   = excluded.attempts,
          message    = excluded.message,
          updated_at = excluded.updated_at;
+$$;
+
+-- The same with the records as jsonb (what espf run called before 2026-11;
+-- kept so that a running older sender goes on recording during an upgrade).
+CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records jsonb)
+RETURNS void LANGUAGE sql AS $$
+  SELECT espf.record_deliveries(instance, records::json);
 $$;
 
 -- What an instance must resume after a restart: deliveries recorded as waiting,

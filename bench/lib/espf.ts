@@ -50,7 +50,9 @@ export class EspfProcess {
     const httpPort = await freePort();
     // BENCH_ESPF_BIN: another espf entry point (e.g. a build to compare against).
     const bin = process.env.BENCH_ESPF_BIN ?? path.join(ROOT, 'bin', 'espf.js');
-    const child = spawn(process.execPath, [bin, 'run', '--instance', instance, ...args], {
+    // BENCH_ESPF_NODE_ARGS: node flags NODE_OPTIONS refuses (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
+    const nodeArgs = (process.env.BENCH_ESPF_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, bin, 'run', '--instance', instance, ...args], {
       cwd: ROOT,
       // BENCH_ESPF_NODE_OPTIONS: NODE_OPTIONS for espf run only (e.g. the heap limits of docs/operations.md, "Memory").
       env: {

@@ -64,7 +64,7 @@ export async function recordedDeliveries(db: Db, iEvents: readonly number[]): Pr
 
 /** Writes a batch of outcomes (a JSON array of rows) in one transaction. */
 export async function recordDeliveries(db: Db, instance: string, rowsJson: string): Promise<void> {
-  await db.query(sql`SELECT espf.record_deliveries(${instance}, ${rowsJson}::jsonb)`);
+  await db.query(sql`SELECT espf.record_deliveries(${instance}, ${rowsJson}::json)`);
 }
 
 /** Runs a dispatcher over source events in one transaction; the number of events it produced. */

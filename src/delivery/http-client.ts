@@ -55,18 +55,18 @@ export class HttpClient {
     // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
     const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     let auth: string | undefined;
-    const problem = httpUrlProblem(url);
-    if (problem !== null) {
-      return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
+    const target = targetOf(url);
+    if (target.problem !== null) {
+      return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${target.problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
     }
     try {
-      const date = new Date().toUTCString();
+      const date = httpDate();
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
       auth = authHeaderValue(settings, date);
       if (auth !== undefined) headers[settings.auth_header.toLowerCase()] = auth;
       const res = await this.agentFor(settings.ca_file).request({
-        origin: new URL(url).origin,
-        path: pathOf(url),
+        origin: target.origin,
+        path: target.path,
         method: 'POST',
         headers,
         body,
@@ -117,25 +117,69 @@ function makeAgent(caFile: string | null): Agent {
   });
 }
 
-/** Reads a 2xx answer up to MAX_OK_BODY bytes; null when it ended or was longer, else the error that broke it. */
-async function drainAnswer(body: AsyncIterable<Buffer> & { destroy(): void }): Promise<unknown> {
-  let n = 0;
-  try {
-    for await (const chunk of body) {
-      n += chunk.length;
-      if (n > MAX_OK_BODY) return null;   // leaving the loop destroys the body
-    }
-    return null;
-  } catch (err) {
-    return err;
-  } finally {
-    body.destroy();
-  }
+/** Where a POST to a URL goes: parsed once per URL, not once per request. */
+interface Target {
+  readonly origin: string;
+  readonly path: string;
+  /** Why the URL cannot be used (src/config/http-url.ts), or null. */
+  readonly problem: string | null;
 }
 
-function pathOf(url: string): string {
-  const u = new URL(url);
-  return `${u.pathname}${u.search}`;
+const targets = new Map<string, Target>();
+const TARGETS_KEPT = 256;
+
+function targetOf(url: string): Target {
+  let t = targets.get(url);
+  if (t === undefined) {
+    const problem = httpUrlProblem(url);
+    if (problem !== null) t = { origin: '', path: '', problem };
+    else {
+      const u = new URL(url);
+      t = { origin: u.origin, path: `${u.pathname}${u.search}`, problem: null };
+    }
+    if (targets.size >= TARGETS_KEPT) targets.clear();
+    targets.set(url, t);
+  }
+  return t;
+}
+
+/** The Date header (one-second resolution), formatted once per second. */
+let dateSecond = -1;
+let dateText = '';
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+const ignore = (): void => undefined;
+
+/** Reads a 2xx answer up to MAX_OK_BODY bytes; null when it ended or was longer, else the error that broke it. */
+function drainAnswer(body: NodeJS.ReadableStream & { destroy(): void }): Promise<unknown> {
+  return new Promise((resolve) => {
+    let n = 0;
+    const done = (result: unknown) => {
+      body.removeListener('data', onData);
+      body.removeListener('end', onEnd);
+      body.removeListener('error', onError);
+      body.on('error', ignore);   // nothing more is read: a late error has no one to tell
+      body.destroy();
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      n += chunk.length;
+      if (n > MAX_OK_BODY) done(null);   // the rest is dropped (with the connection)
+    };
+    const onEnd = () => done(null);
+    const onError = (err: unknown) => done(err);
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onError);
+  });
 }
 
 async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): void }, secrets: readonly string[]): Promise<string> {

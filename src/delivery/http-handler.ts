@@ -22,7 +22,7 @@ export interface HttpHandlerDeps {
   readonly log: Logger;
   /** The handler's current configuration (live). */
   readonly config: () => HandlerConfig | undefined;
-  readonly observe?: (item: Item, attempt: PostResult & { url: string }) => void;
+  readonly observe?: (item: Item, attempt: PostResult, url: string) => void;
   readonly outcome?: (item: Item, state: Outcome['state']) => void;
   /** Deliveries held in memory at most (default DEFAULT_WINDOW); the others wait in espf.event_deliveries only. */
   readonly window?: number;
@@ -316,7 +316,7 @@ export class HttpHandler {
         if (atDown) breaker.startProbe();
         last = await this.client.post(url, item.body, s);
         this.logAttempt(item, url, last);
-        this.deps.observe?.(item, { ...last, url });
+        this.deps.observe?.(item, last, url);
         this.targets.record(url, last, atDown);
         if (!last.ok) {
           targetDown = atDown && !this.targets.breaker(url, s).up;

@@ -1,3 +1,4 @@
+import { redactUrl } from '../security/redact.ts';
 import type { HttpSettings } from '../config/snapshot.ts';
 import type { Logger } from '../log/logger.ts';
 import { CircuitBreaker, verdictOf, type BreakerChange } from './breaker.ts';
@@ -5,7 +6,7 @@ import type { PostResult } from './http-client.ts';
 
 /** What an operator sees of one target URL of an http handler (metrics, espf status, espf.target_states). */
 export interface TargetState {
-  readonly url: string;             // credentials replaced by ***
+  readonly url: string;             // its password replaced by *** (src/security/redact.ts)
   readonly up: boolean;
   readonly since: Date;             // the last change of state
   readonly failures: number;        // consecutive failed attempts when it went down (0 while up)
@@ -76,6 +77,7 @@ export class Targets {
     t.status = r.status;
     t.error = r.ok ? null : r.reason;
     const change = t.breaker.record(verdictOf(r), Date.now(), probe);
+    if (!change && !probe) return null; // the usual case: an answer from a target that is up
     const state = this.stateOf(url, t);
     if (change === 'down') {
       this.log.warn({ handler: this.handler, url: state.url, failures: state.failures, last_status: state.lastHttpStatus, last_error: state.lastError, next_probe_at: state.nextProbeAt },
@@ -105,16 +107,5 @@ export class Targets {
       url: redactUrl(url), up: b.up, since: new Date(b.since), failures: b.up ? 0 : b.failuresAtChange, probes: b.probes,
       nextProbeAt: b.up || b.probing ? null : new Date(b.nextProbeAt), lastHttpStatus: t.status, lastError: t.error,
     };
-  }
-}
-
-/** URLs in logs, metrics and rows never carry credentials. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.username || u.password) { u.username = '***'; u.password = ''; }
-    return u.toString();
-  } catch {
-    return url;
   }
 }

@@ -80,14 +80,38 @@ export interface ProvisioningLog {
   flush(): Promise<void>;
 }
 
+const WRITE_EVERY_MS = 20;
+const WRITE_AT_LENGTH = 64 * 1024;
+
 /** provisioning.log in ESPF_LOG_DIR (default ./log): JSON lines, written asynchronously in batches. */
 export function provisioningLog(dir: string): ProvisioningLog {
   mkdirSync(dir, { recursive: true });
   const dest = pino.destination({ dest: path.join(dir, 'provisioning.log'), sync: false, minLength: 0 });
-  const log = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, dest);
+  // The line pino's info() would write ({"level":30,"time":…,…fields}), put together
+  // directly: one per attempt, on the hot path. JSON.stringify escapes every field.
+  // Lines gathered for up to WRITE_EVERY_MS (or WRITE_AT_LENGTH characters) go to the
+  // file in one write: a write per line cost more than the rest of the line's attempt.
+  let ms = -1;
+  let prefix = '';
+  let pending = '';
+  let timer: NodeJS.Timeout | undefined;
+  const writePending = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (pending === '') return;
+    dest.write(pending);
+    pending = '';
+  };
   return {
-    attempt: (line) => log.info(line),
+    attempt: (line) => {
+      const now = Date.now();
+      if (now !== ms) { ms = now; prefix = `{"level":30,"time":"${new Date(now).toISOString()}",`; }
+      pending += `${prefix}${JSON.stringify(line).slice(1)}\n`;
+      if (pending.length >= WRITE_AT_LENGTH) writePending();
+      else timer ??= setTimeout(writePending, WRITE_EVERY_MS);
+    },
     flush: () => new Promise<void>((resolve) => {
+      writePending();
       dest.flush((err?: Error) => { void err; resolve(); });
     }),
   };

@@ -51,7 +51,7 @@ export interface SenderObserver {
   /** A transaction arrived from the stream (before it is handed out). */
   captured?(tx: StreamTransaction): void;
   /** One POST to one URL finished. */
-  attempt?(item: Item, result: PostResult & { url: string }): void;
+  attempt?(item: Item, result: PostResult, url: string): void;
   /** An item reached a recorded state (DELIVERED, FAILED, RETRY, PENDING). */
   outcome?(item: Item, state: DeliveryState): void;
   /** A dispatcher produced `produced` events from `sources` source events. */

@@ -15,8 +15,21 @@ const PASSWORD_PARAM = /(^|[?&;\s])((?:ssl)?password=)[^&;\s#]*/gi;
 
 export const MASK = '***';
 
+/** Redacted URLs already seen: a sender redacts the same few target URLs for every attempt it logs. */
+const redacted = new Map<string, string>();
+const REDACTED_KEPT = 256;
+
 /** A URL for messages: its password (user:password@ and ?password=, ?sslpassword=) masked. */
 export function redactUrl(url: string): string {
+  let r = redacted.get(url);
+  if (r === undefined) {
+    if (redacted.size >= REDACTED_KEPT) redacted.clear();
+    redacted.set(url, r = redactUrlOnce(url));
+  }
+  return r;
+}
+
+function redactUrlOnce(url: string): string {
   let u: URL;
   try {
     u = new URL(url);
