@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { Agent, errors as undiciErrors } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { HttpSettings } from '../config/snapshot.ts';
 import { httpUrlProblem } from '../config/http-url.ts';
 import { oneLine } from '../errors.ts';
@@ -64,30 +65,33 @@ export class HttpClient {
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
       auth = authHeaderValue(settings, date);
       if (auth !== undefined) headers[settings.auth_header.toLowerCase()] = auth;
-      const res = await this.agentFor(settings.ca_file).request({
-        origin: target.origin,
-        path: target.path,
-        method: 'POST',
-        headers,
-        body,
-        // No answer, or an answer that stops coming, for request_timeout: the attempt fails.
-        headersTimeout: timeoutMs,
-        bodyTimeout: timeoutMs,
+      const secrets = secretsIn(settings, auth);
+      const a = await new Promise<Answer>((resolve) => {
+        this.agentFor(settings.ca_file).dispatch({
+          origin: target.origin,
+          path: target.path,
+          method: 'POST',
+          headers,
+          body,
+          // No answer, or an answer that stops coming, for request_timeout: the attempt fails.
+          headersTimeout: timeoutMs,
+          bodyTimeout: timeoutMs,
+        }, new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
       });
-      if (res.statusCode >= 200 && res.statusCode < 300) {
-        // Read at most 64 KiB of the answer, then drop the rest (and the connection if it is longer).
+      if (a.status === null) return { ok: false, status: null, reason: describeError(a.broken, settings.request_timeout), retryAfterMs: null, durationMs: elapsed() };
+      if (a.status >= 200 && a.status < 300) {
+        // At most 64 KiB of the answer is read, the rest dropped (with the connection if it is longer).
         // An answer that never completes (request_timeout) or breaks off is a failed attempt.
-        const broken = await drainAnswer(res.body);
-        if (broken !== null) {
-          return { ok: false, status: res.statusCode, reason: `HTTP ${res.statusCode} but the answer did not complete: ${describeError(broken, settings.request_timeout)}`, retryAfterMs: null, durationMs: elapsed() };
+        if (a.broken !== null) {
+          return { ok: false, status: a.status, reason: `HTTP ${a.status} but the answer did not complete: ${describeError(a.broken, settings.request_timeout)}`, retryAfterMs: null, durationMs: elapsed() };
         }
-        return { ok: true, status: res.statusCode, durationMs: elapsed() };
+        return { ok: true, status: a.status, durationMs: elapsed() };
       }
       // A receiver may echo the credentials back: they never reach a log or a row.
-      const snippet = await readSnippet(res.body, secretsIn(settings, auth));
-      const retryAfterMs = res.statusCode === 429 || res.statusCode === 503 ? parseRetryAfter(res.headers['retry-after']) : null;
-      const location = res.statusCode >= 300 && res.statusCode < 400 ? ` (redirect to ${String(res.headers.location ?? '?')} not followed)` : '';
-      return { ok: false, status: res.statusCode, reason: `HTTP ${res.statusCode}${location}${snippet ? `: ${snippet}` : ''}`, retryAfterMs, durationMs: elapsed() };
+      const snippet = redactText(a.text, secrets).slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
+      const retryAfterMs = a.status === 429 || a.status === 503 ? parseRetryAfter(a.headers['retry-after']) : null;
+      const location = a.status >= 300 && a.status < 400 ? ` (redirect to ${String(a.headers.location ?? '?')} not followed)` : '';
+      return { ok: false, status: a.status, reason: `HTTP ${a.status}${location}${snippet ? `: ${snippet}` : ''}`, retryAfterMs, durationMs: elapsed() };
     } catch (err) {
       return { ok: false, status: null, reason: describeError(err, settings.request_timeout), retryAfterMs: null, durationMs: elapsed() };
     }
@@ -156,45 +160,71 @@ function httpDate(): string {
   return dateText;
 }
 
-const ignore = (): void => undefined;
-
-/** Reads a 2xx answer up to MAX_OK_BODY bytes; null when it ended or was longer, else the error that broke it. */
-function drainAnswer(body: NodeJS.ReadableStream & { destroy(): void }): Promise<unknown> {
-  return new Promise((resolve) => {
-    let n = 0;
-    const done = (result: unknown) => {
-      body.removeListener('data', onData);
-      body.removeListener('end', onEnd);
-      body.removeListener('error', onError);
-      body.on('error', ignore);   // nothing more is read: a late error has no one to tell
-      body.destroy();
-      resolve(result);
-    };
-    const onData = (chunk: Buffer) => {
-      n += chunk.length;
-      if (n > MAX_OK_BODY) done(null);   // the rest is dropped (with the connection)
-    };
-    const onEnd = () => done(null);
-    const onError = (err: unknown) => done(err);
-    body.on('data', onData);
-    body.once('end', onEnd);
-    body.once('error', onError);
-  });
+/** What came back for one POST. */
+interface Answer {
+  /** The HTTP status; null when no answer came (then `broken` says why). */
+  readonly status: number | null;
+  readonly headers: IncomingHttpHeaders;
+  /** The start of the body of an answer that is not 2xx (for the error message). */
+  readonly text: string;
+  /** The error that broke the answer off, or null when it completed (or was cut short by us). */
+  readonly broken: unknown;
 }
 
-async function readSnippet(body: AsyncIterable<Buffer> & { destroy(): void }, secrets: readonly string[]): Promise<string> {
-  let text = '';
-  // Read a little more than is kept, so a secret cut at the end is still recognised and hidden.
-  const want = MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length));
-  try {
-    for await (const chunk of body) {
-      text += chunk.toString('utf8');
-      if (text.length >= want) break;
-    }
-  } catch { /* the answer broke off: what we have is enough */ } finally {
-    body.destroy();
+/** Dropping the rest of a long answer: not an error of the attempt. */
+const DROPPED = Object.assign(new Error('the rest of the answer is dropped'), { code: 'ESPF_ANSWER_DROPPED' });
+
+/**
+ * Reads one answer as undici delivers it (its dispatch handler interface), with
+ * no stream in between: a 2xx body is counted up to MAX_OK_BODY bytes and not
+ * kept; of another answer the first `keep` characters are kept. Past either
+ * limit the rest is dropped with the connection.
+ */
+class AnswerReader implements Dispatcher.DispatchHandler {
+  private status: number | null = null;
+  private headers: IncomingHttpHeaders = {};
+  private bytes = 0;
+  private text = '';
+  private settled = false;
+
+  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void) {}
+
+  // undici takes a handler for this interface by the presence of this method.
+  onRequestStart(): void { /* nothing to do before the request goes */ }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) return; // 1xx: the answer is still to come
+    this.status = statusCode;
+    if (statusCode >= 300) this.headers = headers;
   }
-  return redactText(text, secrets).slice(0, MAX_ERROR_BODY).replace(/\s+/g, ' ').trim();
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled) return;
+    this.bytes += chunk.length;
+    const ok = this.status !== null && this.status < 300;
+    if (!ok) this.text += chunk.toString('utf8');
+    if (ok ? this.bytes > MAX_OK_BODY : this.text.length >= this.keep) {
+      this.settle(null);
+      // Stop reading now; drop the connection outside undici's parser callback.
+      c.pause();
+      setImmediate(() => c.abort(DROPPED));
+    }
+  }
+
+  onResponseEnd(): void {
+    this.settle(null);
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController | undefined, err: Error): void {
+    this.settle(err);
+  }
+
+  private settle(broken: unknown): void {
+    if (this.settled) return;
+    this.settled = true;
+    // Of an answer that is not 2xx what came before the error is enough.
+    this.resolve({ status: this.status, headers: this.headers, text: this.text, broken: this.status !== null && this.status >= 300 ? null : broken });
+  }
 }
 
 function parseRetryAfter(v: string | string[] | undefined): number | null {
