@@ -9,7 +9,7 @@
  * it delivered, marked incomplete.
  */
 import { sql } from '@databases/pg';
-import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { log, round } from './lib/util.ts';
 
@@ -32,7 +32,6 @@ export const backlog: Figure<BacklogParams> = {
   }),
   async run(ctx: BenchContext, p: BacklogParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.accounts;
-    const nAccounts = hi - lo + 1;
     return withEspf(ctx, 'backlog', run, {
       tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
       types: ['Account/Blocked', 'Account/Unblocked'],
@@ -42,20 +41,7 @@ export const backlog: Figure<BacklogParams> = {
       await r.espf.stop();
       const after = await lastEventId(r.db);
       const b0 = Date.now();
-      // One DO block, a COMMIT per batch: many transactions, as a billing system writes them.
-      await r.db.query(sql.__dangerous__rawValue(`
-        DO $$
-        DECLARE b int;
-        BEGIN
-          FOR b IN 0 .. ${Math.ceil(p.events / p.rowsPerTransaction) - 1} LOOP
-            INSERT INTO espf.events (i_event, event_type, variables)
-            SELECT id, CASE WHEN (g / ${nAccounts}) % 2 = 0 THEN 'Account/Blocked' ELSE 'Account/Unblocked' END,
-                   jsonb_build_object('i_account', ${lo} + g % ${nAccounts}, 'i_event', id, 'i_env', 1, 'event_time', espf.event_time())
-              FROM (SELECT g, nextval('espf.events_i_event_seq') AS id
-                      FROM generate_series(b * ${p.rowsPerTransaction}, least(${p.events}, (b + 1) * ${p.rowsPerTransaction}) - 1) g) s;
-            COMMIT;
-          END LOOP;
-        END $$`));
+      await writeOutboxEvents(r.db, p.events, p.rowsPerTransaction, [lo, hi]);
       const backlogSeconds = (Date.now() - b0) / 1000;
       const written = (await lastEventId(r.db)) - after;
       if (written !== p.events) throw new Error(`backlog: wrote ${written} events, wanted ${p.events}`);

@@ -19,7 +19,7 @@
  * probe_max_delay is set to 10 s here).
  */
 import { sql } from '@databases/pg';
-import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { log, round, sleep } from './lib/util.ts';
 
@@ -55,7 +55,6 @@ export const outage: Figure<OutageParams> = {
   }),
   async run(ctx: BenchContext, p: OutageParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.accounts;
-    const nAccounts = hi - lo + 1;
     return withEspf(ctx, 'outage', run, {
       tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
       types: ['Account/Blocked', 'Account/Unblocked'],
@@ -70,19 +69,7 @@ export const outage: Figure<OutageParams> = {
       await ctx.receiver.down(503);
       const after = await lastEventId(r.db);
       const t0 = Date.now();
-      await r.db.query(sql.__dangerous__rawValue(`
-        DO $$
-        DECLARE b int;
-        BEGIN
-          FOR b IN 0 .. ${Math.ceil(p.events / p.rowsPerTransaction) - 1} LOOP
-            INSERT INTO espf.events (i_event, event_type, variables)
-            SELECT id, CASE WHEN (g / ${nAccounts}) % 2 = 0 THEN 'Account/Blocked' ELSE 'Account/Unblocked' END,
-                   jsonb_build_object('i_account', ${lo} + g % ${nAccounts}, 'i_event', id, 'i_env', 1, 'event_time', espf.event_time())
-              FROM (SELECT g, nextval('espf.events_i_event_seq') AS id
-                      FROM generate_series(b * ${p.rowsPerTransaction}, least(${p.events}, (b + 1) * ${p.rowsPerTransaction}) - 1) g) s;
-            COMMIT;
-          END LOOP;
-        END $$`));
+      await writeOutboxEvents(r.db, p.events, p.rowsPerTransaction, [lo, hi]);
       const writeSeconds = (Date.now() - t0) / 1000;
       log(`  ${p.events} events committed in ${round(writeSeconds, 1)} s while the receiver is down`);
       // The outage: until every event waits in espf.event_deliveries.

@@ -116,3 +116,26 @@ export async function waitDelivered(ctx: BenchContext, r: EspfRun, o: { after: n
 export function allowance(ctx: BenchContext, wantMs: number, minMs = 10_000): number {
   return Math.max(minMs, Math.min(wantMs, ctx.deadline - Date.now()));
 }
+
+/**
+ * `events` Account/Blocked and Account/Unblocked rows written straight into
+ * espf.events for the accounts [lo, hi], as the capture triggers would write
+ * them, only faster: one DO block, a COMMIT per `rowsPerTransaction` rows (many
+ * transactions, as a billing system writes them).
+ */
+export async function writeOutboxEvents(db: Db, events: number, rowsPerTransaction: number, [lo, hi]: readonly [number, number]): Promise<void> {
+  const nAccounts = hi - lo + 1;
+  await db.query(sql.__dangerous__rawValue(`
+    DO $$
+    DECLARE b int;
+    BEGIN
+      FOR b IN 0 .. ${Math.ceil(events / rowsPerTransaction) - 1} LOOP
+        INSERT INTO espf.events (i_event, event_type, variables)
+        SELECT id, CASE WHEN (g / ${nAccounts}) % 2 = 0 THEN 'Account/Blocked' ELSE 'Account/Unblocked' END,
+               jsonb_build_object('i_account', ${lo} + g % ${nAccounts}, 'i_event', id, 'i_env', 1, 'event_time', espf.event_time())
+          FROM (SELECT g, nextval('espf.events_i_event_seq') AS id
+                  FROM generate_series(b * ${rowsPerTransaction}, least(${events}, (b + 1) * ${rowsPerTransaction}) - 1) g) s;
+        COMMIT;
+      END LOOP;
+    END $$`));
+}
