@@ -47,4 +47,5 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 
 # SIGTERM (docker stop) is a graceful stop: requests in flight finish, the rest is
 # recorded as waiting, exit 0. Give it time: docker stop --time / stop_grace_period.
-CMD ["node", "bin/espf.js", "run"]
+# bin/espf.js is started by its first line, with the heap limits it names (docs/operations.md, "Memory").
+CMD ["bin/espf.js", "run"]

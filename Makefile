@@ -19,7 +19,7 @@ $(DIST): $(DEPS) tsconfig.json tsconfig.build.json $(shell find src -type f)
 build: $(DIST)
 
 run: $(DIST)
-	node bin/espf.js run $(if $(INSTANCE),--instance $(INSTANCE),)
+	./bin/espf.js run $(if $(INSTANCE),--instance $(INSTANCE),)
 
 typecheck: $(DEPS)
 	npx tsc --noEmit -p .

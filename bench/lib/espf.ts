@@ -52,7 +52,8 @@ export class EspfProcess {
     const bin = process.env.BENCH_ESPF_BIN ?? path.join(ROOT, 'bin', 'espf.js');
     // BENCH_ESPF_NODE_ARGS: node flags NODE_OPTIONS refuses (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
     const nodeArgs = (process.env.BENCH_ESPF_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, bin, 'run', '--instance', instance, ...args], {
+    // Started as its first line starts it (`#!/usr/bin/env -S node <flags>`), with the same node.
+    const child = spawn(process.execPath, [...shebangFlags(bin), ...nodeArgs, bin, 'run', '--instance', instance, ...args], {
       cwd: ROOT,
       // BENCH_ESPF_NODE_OPTIONS: NODE_OPTIONS for espf run only (e.g. the heap limits of docs/operations.md, "Memory").
       env: {
@@ -125,4 +126,11 @@ export class EspfProcess {
     }
     await rm(this.logDir, { recursive: true, force: true });
   }
+}
+
+/** The node flags on the first line of an entry point (`#!/usr/bin/env -S node --flag …`). */
+export function shebangFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0]!;
+  const m = /^#!\S*env -S node((?: \S+)*)\s*$/.exec(first);
+  return m ? m[1]!.split(' ').filter(Boolean) : [];
 }
