@@ -107,6 +107,8 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   const e2eEps = v('e2e', 'e2e_eps');
   const e2eGoal = Math.max(4000, 0.6 * (ceiling ?? 0));
   add('e2e_eps', 'e2e', e2eEps, ' ev/s', `>= ${round(e2eGoal, 0)} (0.6 x ceiling, and >= 4000)`, e2eEps === undefined ? undefined : e2eEps >= e2eGoal);
+  const ratio0 = e2eEps !== undefined && ceiling ? round(e2eEps / ceiling, 2) : undefined;
+  add('e2e_eps / http_ceiling_rps', 'e2e', ratio0, ' x', '>= 0.6', ratio0 === undefined ? undefined : ratio0 >= 0.6);
   for (const part of ['espf', 'postgres', 'receiver'] as const) {
     add(`e2e cpu per event: ${part}`, 'e2e', v('e2e', `cpu_us_${part}`), ' us', '(the cost split)', undefined);
   }
