@@ -1,4 +1,4 @@
--- The reference billing model (contract §2): products, customers, accounts,
+-- The reference billing model (docs/dba.md, Schema billing): products, customers, accounts,
 -- SIM cards and service attribute values. espf captures changes to these tables.
 CREATE SCHEMA IF NOT EXISTS billing;
 

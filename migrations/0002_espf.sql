@@ -1,8 +1,8 @@
--- The espf framework schema (contract §3–§7): event types, handlers,
+-- The espf framework schema (docs/dba.md, Schema espf): event types, handlers,
 -- subscriptions, http handler settings, the outbox and the result tables.
 CREATE SCHEMA IF NOT EXISTS espf;
 
--- §3: one row per event type; `enabled` switches capture on and off.
+-- One row per event type; `enabled` switches capture on and off (docs/dba.md, espf.event_types).
 CREATE TABLE espf.event_types (
   name        text PRIMARY KEY,
   enabled     boolean NOT NULL DEFAULT false,
@@ -11,7 +11,7 @@ CREATE TABLE espf.event_types (
     CONSTRAINT event_types_origin_check CHECK (origin IN ('trigger', 'dispatcher'))
 );
 
--- §4: handlers. Several `espf run` instances split the handlers between them.
+-- Handlers (docs/dba.md, espf.handlers). Several `espf run` instances split the handlers between them.
 CREATE TABLE espf.handlers (
   name     text PRIMARY KEY,
   kind     text NOT NULL,
@@ -19,7 +19,7 @@ CREATE TABLE espf.handlers (
   instance text NOT NULL DEFAULT 'main'
 );
 
--- What each dispatcher consumes, and the view (§5) that maps a consumed event to the events it produces.
+-- What each dispatcher consumes, and the view that maps a consumed event to the events it produces (docs/dba.md, Dispatcher views).
 CREATE TABLE espf.dispatcher_rules (
   handler    text NOT NULL REFERENCES espf.handlers ON UPDATE CASCADE ON DELETE CASCADE,
   event_type text NOT NULL REFERENCES espf.event_types ON UPDATE CASCADE,
@@ -33,7 +33,7 @@ CREATE TABLE espf.subscriptions (
   PRIMARY KEY (handler, event_type)
 );
 
--- §4: one row per http handler (the EventSender options of the seed).
+-- One row per http handler (the EventSender options of the seed; docs/dba.md, espf.http_handlers).
 CREATE TABLE espf.http_handlers (
   handler                 text PRIMARY KEY REFERENCES espf.handlers ON UPDATE CASCADE ON DELETE CASCADE,
   url                     text[] NOT NULL DEFAULT '{}',
@@ -56,7 +56,7 @@ CREATE TABLE espf.http_handlers (
   ca_file                 text
 );
 
--- §7: the outbox. `variables` is exactly the object the HTTP body carries.
+-- The outbox (docs/dba.md, espf.events). `variables` is exactly the object the HTTP body carries.
 CREATE SEQUENCE espf.events_i_event_seq;
 CREATE TABLE espf.events (
   i_event        bigint PRIMARY KEY DEFAULT nextval('espf.events_i_event_seq'),
@@ -71,7 +71,7 @@ CREATE INDEX events_created_at_idx ON espf.events (created_at);
 -- Logical replication carries new outbox rows to `espf run`.
 CREATE PUBLICATION espf_events FOR TABLE espf.events WITH (publish = 'insert');
 
--- §7: one row per (event, handler): the delivery state of the event for that handler.
+-- One row per (event, handler): the delivery state of the event for that handler (docs/dba.md, espf.event_deliveries).
 --   PENDING    recorded, waiting its turn (behind an earlier event of the same account)
 --   RETRY      an attempt failed; next attempt at next_attempt_at
 --   DELIVERED  every URL answered 2xx
@@ -103,7 +103,7 @@ CREATE INDEX event_deliveries_waiting_idx ON espf.event_deliveries (handler, com
   WHERE state IN ('PENDING', 'RETRY');
 CREATE INDEX event_deliveries_finished_at_idx ON espf.event_deliveries (finished_at);
 
--- §7: the billing system's Account_Provisioning_Statuses.
+-- The billing system's Account_Provisioning_Statuses (docs/dba.md, espf.account_provisioning_statuses).
 CREATE TABLE espf.account_provisioning_statuses (
   i_account  bigint NOT NULL,
   handler    text NOT NULL,

@@ -1,4 +1,4 @@
--- The status API of `espf run` (contract §8, docs/operations.md):
+-- The status API of `espf run` (docs/operations.md):
 --   POST /espf/v1/account/i/{i_account}/status
 -- lets a receiver that provisions asynchronously report the outcome into
 -- espf.account_provisioning_statuses. One settings row; off by default.

@@ -1,4 +1,4 @@
--- Operations (contract §7, issue 4 items 7 and 8): failure e-mails and maintenance.
+-- Operations (docs/maintenance.md, docs/dba.md): failure e-mails and maintenance.
 -- Configuration rows (one row each) and the fleet-wide gate of maintenance passes.
 -- The rows are checked by a validating trigger in sql/600_maintenance.sql.
 

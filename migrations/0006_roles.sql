@@ -1,4 +1,4 @@
--- Least privilege (issue 4, item 10; docs/security.md): two NOLOGIN group roles.
+-- Least privilege (docs/security.md): two NOLOGIN group roles.
 --
 --   espf_sender     what `espf run` needs. The login role that runs it must also
 --                   have the REPLICATION attribute, which is not inherited through

@@ -92,8 +92,9 @@ export function buildProgram(io: Out): Command {
     .description('apply migrations/ (once each, in order) and the repeatable SQL of sql/; safe to run again')
     .addHelpText('after', `
 Each migration runs in its own transaction and is recorded in espf.migrations with
-its checksum; a migration edited after it was applied is refused. Two migrates at
-once run one after the other (advisory lock).
+its checksum; a migration whose statements were edited after it was applied is
+refused (comment-only lines may change). Two migrates at once run one after the
+other (advisory lock).
 
 Example:
   DATABASE_URL=postgres://postgres@localhost/billing espf migrate

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,12 +5,14 @@ import { sql, type Connection } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { EspfError, oneLine } from '../errors.ts';
 import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../paths.ts';
+import { parseReleasedSums, sha256, statementSum } from './checksum.ts';
 
 export interface MigrationFile {
   readonly version: number;
   readonly name: string;
   readonly file: string;
-  readonly checksum: string;
+  readonly checksum: string;                  // what is recorded: statementSum (src/migrate/checksum.ts)
+  readonly accepted: ReadonlySet<string>;     // recorded sums that stand for this file (see readMigrations)
   readonly text: string;
 }
 
@@ -29,12 +30,19 @@ const MIGRATION_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFile[]> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.sql')).sort();
+  const released = await readReleasedSums(dir);
   const files: MigrationFile[] = [];
   for (const name of names) {
     const m = MIGRATION_NAME.exec(name);
     if (!m) throw new EspfError('ESPF_MIGRATION_FAILED', `migrations/${name}: name must be NNNN_lower_case_name.sql`);
     const text = await readFile(path.join(dir, name), 'utf8');
-    files.push({ version: Number(m[1]), name, file: path.join(dir, name), text, checksum: sha256(text) });
+    const checksum = statementSum(text);
+    // A database migrated before statement sums recorded the sha256 of the whole
+    // file: of this file, or of a released version whose comments were reworded
+    // since (its statements the same as this file's).
+    const reworded = [...(released.get(name) ?? [])].filter(([, statements]) => statements === checksum).map(([whole]) => whole);
+    const accepted = new Set([checksum, sha256(text), ...reworded]);
+    files.push({ version: Number(m[1]), name, file: path.join(dir, name), text, checksum, accepted });
   }
   const seen = new Set<number>();
   for (const f of files) {
@@ -44,13 +52,25 @@ export async function readMigrations(dir = MIGRATIONS_DIR): Promise<MigrationFil
   return files;
 }
 
+/** migrations/released.sha256 (src/migrate/checksum.ts); none when the file is missing. */
+async function readReleasedSums(dir: string): Promise<Map<string, Map<string, string>>> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, 'released.sha256'), 'utf8');
+  } catch (err) {
+    if ((err as { code?: unknown }).code === 'ENOENT') return new Map();
+    throw err;
+  }
+  try {
+    return parseReleasedSums(text);
+  } catch (err) {
+    throw new EspfError('ESPF_MIGRATION_FAILED', oneLine(err), { cause: err });
+  }
+}
+
 async function readRepeatable(dir = REPEATABLE_SQL_DIR): Promise<{ name: string; text: string }[]> {
   const names = (await readdir(dir)).filter((n) => n.endsWith('.sql')).sort();
   return Promise.all(names.map(async (name) => ({ name, text: await readFile(path.join(dir, name), 'utf8') })));
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
 }
 
 /**
@@ -68,12 +88,23 @@ export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?:
       const rows: { version: number; name: string; checksum: string }[] =
         await conn.query(sql`SELECT version, name, checksum FROM espf.migrations ORDER BY version`);
       const done = new Map(rows.map((r) => [r.version, r]));
+      const restamp: MigrationFile[] = [];
       for (const m of migrations) {
         const prior = done.get(m.version);
-        if (prior && prior.checksum !== m.checksum) {
+        if (prior && !m.accepted.has(prior.checksum)) {
           throw new EspfError('ESPF_MIGRATION_EDITED',
             `migrations/${m.name} was edited after it was applied (checksum differs from the one recorded in espf.migrations); never edit a shipped migration: add a new one`);
         }
+        if (prior && prior.checksum !== m.checksum) restamp.push(m);
+      }
+      // Every recorded file is accepted: record the statement sum of those that hold
+      // a whole-file sum, so that the next run compares one sum.
+      if (restamp.length > 0) {
+        await conn.tx(async (tx) => {
+          for (const m of restamp) {
+            await tx.query(sql`UPDATE espf.migrations SET checksum = ${m.checksum} WHERE version = ${m.version}`);
+          }
+        });
       }
       const applied: string[] = [];
       for (const m of migrations) {
