@@ -1,7 +1,7 @@
-#!/usr/bin/env -S node --max-old-space-size=224 --max-semi-space-size=8
-// The heap limits above keep `espf run` under 200 MB resident while it drains a
+#!/usr/bin/env -S node --max-old-space-size=224
+// The heap limit above keeps `espf run` under 200 MB resident while it drains a
 // backlog of a million events (docs/operations.md, "Memory"); started as
-// `node bin/espf.js` they do not apply, and `node --max-old-space-size=N bin/espf.js`
+// `node bin/espf.js` it does not apply, and `node --max-old-space-size=N bin/espf.js`
 // sets another limit.
 // The espf command: runs the compiled JavaScript in dist/ (`make build` or `npm run build`).
 import { existsSync } from 'node:fs';
