@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, openSync, write } from 'node:fs';
 import pino from 'pino';
 import { escapeTerminal } from '../security/terminal.ts';
 
@@ -94,10 +94,15 @@ function quoted(s: string): string {
 const WRITE_EVERY_MS = 20;
 const WRITE_AT_LENGTH = 64 * 1024;
 
-/** provisioning.log in ESPF_LOG_DIR (default ./log): JSON lines, written asynchronously in batches. */
+/**
+ * provisioning.log in ESPF_LOG_DIR (default ./log): JSON lines, appended
+ * asynchronously in batches; flush() resolves once everything given so far is
+ * in the file. A failed write (a full disk) loses those lines, not deliveries:
+ * the outcome of every attempt is in espf.event_deliveries.
+ */
 export function provisioningLog(dir: string): ProvisioningLog {
   mkdirSync(dir, { recursive: true });
-  const dest = pino.destination({ dest: path.join(dir, 'provisioning.log'), sync: false, minLength: 0 });
+  const fd = openSync(path.join(dir, 'provisioning.log'), 'a');
   // The line pino's info() would write ({"level":30,"time":…,…fields}), put together
   // directly: one per attempt, on the hot path. Strings are escaped by JSON.stringify
   // (the few names and URLs that recur, once each); the other fields are numbers or null.
@@ -107,12 +112,14 @@ export function provisioningLog(dir: string): ProvisioningLog {
   let prefix = '';
   let pending = '';
   let timer: NodeJS.Timeout | undefined;
+  let written: Promise<void> = Promise.resolve();
   const writePending = () => {
     clearTimeout(timer);
     timer = undefined;
     if (pending === '') return;
-    dest.write(pending);
+    const chunk = Buffer.from(pending);
     pending = '';
+    written = written.then(() => appendAll(fd, chunk)).catch(() => undefined);
   };
   return {
     attempt: (line) => {
@@ -124,9 +131,19 @@ export function provisioningLog(dir: string): ProvisioningLog {
       if (pending.length >= WRITE_AT_LENGTH) writePending();
       else timer ??= setTimeout(writePending, WRITE_EVERY_MS);
     },
-    flush: () => new Promise<void>((resolve) => {
+    flush: () => {
       writePending();
-      dest.flush((err?: Error) => { void err; resolve(); });
-    }),
+      return written;
+    },
   };
+}
+
+/** Writes all of `buf` at the end of the file (fs.write may write less than asked). */
+async function appendAll(fd: number, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    off += await new Promise<number>((resolve, reject) => {
+      write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
 }

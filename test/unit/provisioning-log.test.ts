@@ -31,4 +31,24 @@ describe('unit: provisioning.log lines', function () {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('flush() resolves once every line given so far is in the file, in order (batches past 64 KiB included)', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'espf-plog-'));
+    try {
+      const log = provisioningLog(dir);
+      const line = (i: number): AttemptLine => ({ instance: 'main', handler: 'EventSender', i_event: i, event_type: 'Account/Blocked',
+        i_account: i, url: 'http://127.0.0.1:8080/', attempt: 1, status: 200, error: null, duration_ms: 1 });
+      for (let i = 1; i <= 3000; i++) log.attempt(line(i));
+      await log.flush();
+      const first = (await readFile(path.join(dir, 'provisioning.log'), 'utf8')).trimEnd().split('\n');
+      assert.deepEqual(first.map((l) => (JSON.parse(l) as { i_event: number }).i_event), Array.from({ length: 3000 }, (_, i) => i + 1));
+      log.attempt(line(3001));
+      await log.flush();
+      const all = (await readFile(path.join(dir, 'provisioning.log'), 'utf8')).trimEnd().split('\n');
+      assert.equal(all.length, 3001);
+      assert.equal((JSON.parse(all[3000]!) as { i_event: number }).i_event, 3001);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
