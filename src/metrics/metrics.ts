@@ -4,7 +4,7 @@ import { slotLagBytes } from '../db/replication.ts';
 import type { Item } from '../delivery/item.ts';
 import type { PostResult } from '../delivery/http-client.ts';
 import type { DeliveryState } from '../delivery/results-writer.ts';
-import type { StreamTransaction } from '../stream/replication.ts';
+import type { StreamEvent } from '../stream/replication.ts';
 import type { Sender, SenderObserver } from '../run/sender.ts';
 
 /** Delivery latency buckets, seconds: from a few milliseconds to an hour of retries. */
@@ -188,8 +188,8 @@ export class Metrics implements SenderObserver {
 
   // SenderObserver hooks: arrow functions, since the sender passes them on unbound.
 
-  readonly captured = (tx: StreamTransaction): void => {
-    for (const e of tx.events) this.captured$.inc(e.event_type, { event_type: e.event_type });
+  readonly captured = (events: readonly StreamEvent[]): void => {
+    for (const e of events) this.captured$.inc(e.event_type, { event_type: e.event_type });
   };
 
   readonly attempt = (item: Item, result: PostResult): void => {

@@ -1,11 +1,13 @@
 /**
  * Which WAL position may be acknowledged. Every transaction from the stream
- * gets a ticket in commit order; a ticket is settled when every outcome it
- * carries is durable. The slot may advance to the end of the last ticket of
- * the settled prefix, never past an unsettled one.
+ * gets a ticket in commit order, opened at its first part and closed with
+ * the commit's end once every part is handed out; a ticket is settled when it
+ * is closed and every outcome it carries is durable. The slot may advance to
+ * the end of the last ticket of the settled prefix, never past an unsettled one.
  */
 export interface Ticket {
-  readonly endLsn: bigint;
+  /** The commit's end, known when the ticket is closed (0 before). */
+  endLsn: bigint;
   pending: number;
   settled: boolean;
 }
@@ -27,10 +29,16 @@ export class AckTracker {
   /** Tickets not yet settled (transactions whose outcomes are not all durable). */
   get unsettled(): number { return this.tickets.length - this.head; }
 
-  open(endLsn: bigint): Ticket {
-    const t: Ticket = { endLsn, pending: 1, settled: false }; // 1 = the transaction itself is still being handed out
+  open(): Ticket {
+    const t: Ticket = { endLsn: 0n, pending: 1, settled: false }; // 1 = the transaction itself is still being handed out
     this.tickets.push(t);
     return t;
+  }
+
+  /** Every part of the ticket's transaction is handed out; it ends at `endLsn`. */
+  close(t: Ticket, endLsn: bigint): void {
+    t.endLsn = endLsn;
+    this.release(t);
   }
 
   /** One more outcome this ticket waits for. */
@@ -55,16 +63,9 @@ export class AckTracker {
     if (advanced) this.onAdvance(this.durable);
   }
 
-  /** Drops the last ticket opened while nothing but its hand-out holds it; false if it is not that ticket. */
-  retract(t: Ticket): boolean {
-    if (this.tickets.length <= this.head || this.tickets[this.tickets.length - 1] !== t || t.pending !== 1) return false;
-    this.tickets.pop();
-    return true;
-  }
-
   /** A position with nothing to deliver (a heartbeat message): advance to it once everything before is settled. */
   passThrough(lsn: bigint): void {
-    this.release(this.open(lsn));
+    this.close(this.open(), lsn);
   }
 
   /** Its positions no longer mean anything to the slot (the slot was made anew): it settles tickets but never advances it again. */

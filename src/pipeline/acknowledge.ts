@@ -1,10 +1,22 @@
 import type { Item } from '../delivery/item.ts';
+import { EspfError } from '../errors.ts';
+import { formatLsn } from '../stream/lsn.ts';
 import { AckTracker, type Ticket } from './ack-tracker.ts';
 
-/** A transaction admitted from the stream, while its items are handed out. */
+/** A transaction admitted from the stream, while its parts are handed out. */
 export interface Admission {
+  /** Where its commit record starts: names the transaction (src/stream/replication.ts, StreamTxHead). */
+  readonly commitLsn: bigint;
   /** The transaction may already have outcomes (it is at or before the replay horizon). */
   readonly replay: boolean;
+  /** Events of the transaction handed out so far (the stream may bring them again after a reconnect). */
+  readonly handedOut: number;
+}
+
+interface Open {
+  readonly commitLsn: bigint;
+  readonly replay: boolean;
+  handedOut: number;
   readonly ticket: Ticket;
   /** The tracker of the slot it came from (a slot made anew starts another). */
   readonly tracker: AckTracker;
@@ -12,17 +24,22 @@ export interface Admission {
 
 /**
  * The acknowledge stage, the only one that knows WAL positions. Every
- * transaction from the stream is admitted in commit order and holds its
- * position until each of its items is reported durable (by the record stage,
- * or by a dispatcher's commit); the slot then advances past the settled prefix.
- * It also holds the stream back while too many items are not yet durable.
+ * transaction from the stream is admitted in commit order at its first part
+ * and holds its position until it is closed (its last part handed out) and
+ * each of its items is reported durable (by the record stage, or by a
+ * dispatcher's commit); the slot then advances past the settled prefix. It
+ * also holds the stream back while too many items are not yet durable, also
+ * in the middle of a large transaction: so memory is bounded whatever the
+ * size of a transaction.
  */
 export class Acknowledger {
   private tracker: AckTracker;
   private readonly held = new Map<Item, { readonly ticket: Ticket; readonly tracker: AckTracker }>();
   private replayHorizon = 0n;
-  private lastAdmitted = 0n;
-  private previousAdmitted = 0n;
+  /** The end of the last transaction closed: a transaction whose commit starts below it was admitted before. */
+  private lastClosedEnd = 0n;
+  /** The transaction being handed out (admitted, not closed yet). */
+  private open?: Open;
   private roomWaiters: (() => void)[] = [];
 
   constructor(
@@ -38,16 +55,17 @@ export class Acknowledger {
    * The slot was made anew (it was missing: a failover without failover
    * slots, or dropped): its positions start over and have nothing to do with
    * the old slot's. What was admitted from the old slot still settles, but
-   * never advances the new one; the catch-up that runs before the new slot
-   * streams recorded every event that had no delivery row
-   * (src/run/sender.ts, recoverSlot). Transactions of the new slot are
-   * admitted from the start, and those up to `horizon` are replays.
+   * never advances the new one (a transaction the old slot was handing out
+   * is never finished by it: the catch-up that runs before the new slot
+   * streams recorded every event that had no delivery row, src/run/sender.ts,
+   * recoverSlot). Transactions of the new slot are admitted from the start,
+   * and those up to `horizon` are replays.
    */
   newSlot(horizon: bigint): void {
     this.tracker.detach();
     this.tracker = new AckTracker(0n, this.advance);
-    this.lastAdmitted = 0n;
-    this.previousAdmitted = 0n;
+    this.lastClosedEnd = 0n;
+    this.open = undefined;
     this.replayHorizon = horizon;
     for (const f of this.roomWaiters.splice(0)) f();
   }
@@ -64,31 +82,50 @@ export class Acknowledger {
   }
 
   /**
-   * A committed transaction from the stream. Null when it was admitted before:
+   * A part of a committed transaction from the stream, named by where its
+   * commit starts. Null when the transaction was admitted and closed before:
    * after a reconnect the server replays from the last acknowledged position,
-   * and what was handed out already is held (or settled) here.
+   * and what was handed out already is held (or settled) here. The
+   * transaction being handed out is the same admission again: its first
+   * `handedOut` events were handed out before the reconnect.
    */
-  admit(endLsn: bigint): Admission | null {
-    if (endLsn <= this.lastAdmitted) return null;
-    this.previousAdmitted = this.lastAdmitted;
-    this.lastAdmitted = endLsn;
-    return { replay: endLsn <= this.replayHorizon, ticket: this.tracker.open(endLsn), tracker: this.tracker };
+  admit(commitLsn: bigint): Admission | null {
+    const o = this.open;
+    if (o) {
+      if (o.commitLsn === commitLsn) return o;
+      // The server replays from before the open transaction: it cannot bring another first.
+      throw new EspfError('ESPF_STREAM_ORDER', `the stream brought the transaction committed at ${formatLsn(commitLsn)} while the one at ${formatLsn(o.commitLsn)} was not finished`);
+    }
+    if (commitLsn < this.lastClosedEnd) return null;
+    this.open = { commitLsn, replay: commitLsn <= this.replayHorizon, handedOut: 0, ticket: this.tracker.open(), tracker: this.tracker };
+    return this.open;
   }
 
-  /** Takes back the last admission before anything of it was handed out (its lookup failed; the stream brings it again). */
-  retract(a: Admission): void {
-    if (a.tracker === this.tracker && this.tracker.retract(a.ticket)) this.lastAdmitted = this.previousAdmitted;
+  /** The first `events` events of the admitted transaction are handed out. */
+  handedOut(a: Admission, events: number): void {
+    const o = this.opened(a);
+    if (o && events > o.handedOut) o.handedOut = events;
+  }
+
+  /** Every part of the admitted transaction is handed out; its commit ends at `endLsn`. */
+  close(a: Admission, endLsn: bigint): void {
+    const o = this.opened(a);
+    if (!o) return;
+    this.open = undefined;
+    if (endLsn > this.lastClosedEnd) this.lastClosedEnd = endLsn;
+    o.tracker.close(o.ticket, endLsn);
+  }
+
+  private opened(a: Admission): Open | undefined {
+    return a === this.open ? this.open : undefined;
   }
 
   /** The item belongs to the admitted transaction and holds it until reported durable. */
   hold(a: Admission, item: Item): void {
-    a.tracker.hold(a.ticket);
-    this.held.set(item, { ticket: a.ticket, tracker: a.tracker });
-  }
-
-  /** Every item of the admitted transaction is handed out. */
-  close(a: Admission): void {
-    a.tracker.release(a.ticket);
+    const o = this.opened(a);
+    if (!o) return;
+    o.tracker.hold(o.ticket);
+    this.held.set(item, { ticket: o.ticket, tracker: o.tracker });
   }
 
   /** These items' outcomes are durable (items that hold nothing are ignored). */

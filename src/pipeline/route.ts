@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.ts';
 import { recordedDeliveries } from '../db/deliveries.ts';
 import { accountOf, orderKey, type Item } from '../delivery/item.ts';
 import { formatLsn } from '../stream/lsn.ts';
-import type { StreamTransaction } from '../stream/replication.ts';
+import type { StreamEvent, StreamPart } from '../stream/replication.ts';
 import type { Acknowledger, Admission } from './acknowledge.ts';
 
 export interface RouterDeps {
@@ -12,55 +12,66 @@ export interface RouterDeps {
   readonly ack: Acknowledger;
   /** The deliver stage. */
   readonly deliver: (h: HandlerConfig, item: Item) => void;
-  /** A transaction is admitted (a metric). */
-  readonly captured?: (tx: StreamTransaction) => void;
+  /** Events read from the stream, each once (a metric). */
+  readonly captured?: (events: readonly StreamEvent[]) => void;
 }
 
 /**
- * The route stage: each committed transaction from the stream becomes one
- * item per (event, enabled subscribed handler of this instance), handed to
- * the deliver stage and held by the acknowledge stage until durable. A
- * transaction replayed after a restart skips the deliveries already recorded.
- * The promise it returns holds the stream while too much is not yet durable.
+ * The route stage: each part of a committed transaction from the stream
+ * becomes one item per (event, enabled subscribed handler of this instance),
+ * handed to the deliver stage and held by the acknowledge stage until
+ * durable. A transaction replayed after a restart skips the deliveries
+ * already recorded; one the stream brings again after a reconnect in its
+ * middle skips the events handed out before. The promise it returns holds
+ * the stream while too much is not yet durable, also between two parts of
+ * one transaction.
  */
 export class Router {
   private stopped = false;
 
   constructor(private readonly deps: RouterDeps) {}
 
-  onTransaction(tx: StreamTransaction): Promise<void> | undefined {
+  onPart(part: StreamPart): Promise<void> | undefined {
     if (this.stopped) return new Promise(() => undefined); // hold the stream: nothing new after stop
-    const { ack } = this.deps;
-    const admitted = ack.admit(tx.endLsn);
+    const admitted = this.deps.ack.admit(part.tx.commitLsn);
     if (!admitted) return undefined;
-    this.deps.captured?.(tx);
-    if (!admitted.replay || tx.events.length === 0) return this.handOut(tx, admitted, undefined);
-    return recordedDeliveries(this.deps.db, tx.events.map((e) => e.i_event)).then(
-      (skip) => this.handOut(tx, admitted, skip),
-      (err: unknown) => {
-        ack.retract(admitted); // the stream reconnects and brings this transaction again
-        throw err;
-      },
-    );
+    const skip = admitted.handedOut - part.offset;
+    const events = skip <= 0 ? part.events : part.events.slice(skip);
+    if (events.length === 0) return this.partDone(part, admitted);
+    this.deps.captured?.(events);
+    if (!admitted.replay) {
+      this.handOut(part, events, admitted, undefined);
+      return this.partDone(part, admitted);
+    }
+    // A failed lookup hands out nothing of this part: the stream reconnects and brings it again.
+    return recordedDeliveries(this.deps.db, events.map((e) => e.i_event)).then((recorded) => {
+      this.handOut(part, events, admitted, recorded);
+      return this.partDone(part, admitted);
+    });
   }
 
-  private handOut(tx: StreamTransaction, admitted: Admission, skip: Set<string> | undefined): Promise<void> | undefined {
+  private handOut(part: StreamPart, events: readonly StreamEvent[], admitted: Admission, recorded: Set<string> | undefined): void {
     const { ack, deliver } = this.deps;
     const config = this.deps.config();
-    const commitLsn = formatLsn(tx.endLsn);
-    for (const e of tx.events) {
+    const commitLsn = formatLsn(part.tx.commitLsn);
+    for (const e of events) {
       for (const h of config.handlersFor(e.event_type)) {
-        if (skip?.has(`${e.i_event}:${h.name}`)) continue;
+        if (recorded?.has(`${e.i_event}:${h.name}`)) continue;
         const item: Item = {
           event: e, handler: h.name, orderKey: orderKey(e), iAccount: accountOf(e),
-          commitLsn, committedAt: tx.commitTime,
+          commitLsn, committedAt: part.tx.commitTime,
           attempts: 0, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null, persisted: false,
         };
         ack.hold(admitted, item);
         deliver(h, item);
       }
     }
-    ack.close(admitted);
+  }
+
+  private partDone(part: StreamPart, admitted: Admission): Promise<void> | undefined {
+    const { ack } = this.deps;
+    ack.handedOut(admitted, part.offset + part.events.length);
+    if (part.endLsn !== null) ack.close(admitted, part.endLsn);
     return ack.room();
   }
 

@@ -15,7 +15,7 @@ import { Deliverers } from '../pipeline/deliverers.ts';
 import { Router } from '../pipeline/route.ts';
 import { WaitingDeliveries } from '../pipeline/waiting.ts';
 import { parseLsn } from '../stream/lsn.ts';
-import { ReplicationStream, type StreamTransaction } from '../stream/replication.ts';
+import { ReplicationStream, type StreamEvent } from '../stream/replication.ts';
 import { shardSlot, shardText, WHOLE, type Shard } from './shard.ts';
 import { locatePrimary } from '../db/connect.ts';
 import { hostLabel } from '../db/hosts.ts';
@@ -48,8 +48,8 @@ export interface StopResult {
 
 /** Hooks for metrics. */
 export interface SenderObserver {
-  /** A transaction arrived from the stream (before it is handed out). */
-  captured?(tx: StreamTransaction): void;
+  /** Events arrived from the stream (before they are handed out), each once. */
+  captured?(events: readonly StreamEvent[]): void;
   /** One POST to one URL finished. */
   attempt?(item: Item, result: PostResult, url: string): void;
   /** An item reached a recorded state (DELIVERED, FAILED, RETRY, PENDING). */
@@ -119,7 +119,7 @@ export class Sender {
     this.stream = new ReplicationStream({
       url: opts.url, slot: this.slot, shard, instance, db, log, heartbeatMs: opts.heartbeatMs,
       handlers: {
-        onTransaction: (tx) => this.router.onTransaction(tx),
+        onPart: (part) => this.router.onPart(part),
         onHeartbeat: (lsn) => this.ack.passThrough(lsn),
         isIdle: () => this.ack.idle,
         onStreaming: () => {

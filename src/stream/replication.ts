@@ -19,16 +19,38 @@ export interface StreamEvent {
   readonly source_i_event: number | null;
 }
 
-/** A committed transaction of the stream: its events in insertion order. */
-export interface StreamTransaction {
-  readonly endLsn: bigint;          // the commit's end: acknowledging it means "done with this transaction"
+/** A committed transaction of the stream, as its BEGIN message names it. */
+export interface StreamTxHead {
+  /**
+   * Where its commit record starts (pgoutput's BEGIN carries it): names the
+   * transaction, in commit order, before its events arrive. It is below the
+   * commit's end and at or above the end of every transaction committed before.
+   */
+  readonly commitLsn: bigint;
   readonly commitTime: Date;
-  readonly events: StreamEvent[];
 }
 
+/**
+ * A part of a committed transaction: at most `partSize` of its events, in
+ * insertion order, handed on as they arrive, so that no transaction is ever
+ * held in memory whole (docs/operations.md, "Memory"). The last part carries
+ * the end of the commit record; a transaction of few events is one part.
+ */
+export interface StreamPart {
+  readonly tx: StreamTxHead;
+  /** How many events of the transaction came in earlier parts. */
+  readonly offset: number;
+  readonly events: StreamEvent[];
+  /** On the last part: the commit's end (acknowledging it means "done with this transaction"); null before. */
+  readonly endLsn: bigint | null;
+}
+
+/** Events of one transaction handed on at once at most, by default. */
+export const DEFAULT_PART_SIZE = 1000;
+
 export interface StreamHandlers {
-  /** Called in commit order; may return a promise to hold the stream (back-pressure). */
-  onTransaction(tx: StreamTransaction): void | Promise<void> | undefined;
+  /** Called in stream order, part after part; may return a promise to hold the stream (back-pressure). */
+  onPart(part: StreamPart): void | Promise<void> | undefined;
   /** A heartbeat message (nothing to deliver) at this position. */
   onHeartbeat(lsn: bigint): void;
   onStreaming(): void;
@@ -55,11 +77,15 @@ export interface ReplicationOptions {
   readonly maxBackoffMs?: number;
   /** How often a heartbeat message goes through the slot (default 10 s): an idle slot still advances. */
   readonly heartbeatMs?: number;
+  /** Events of one transaction handed on at once at most (default DEFAULT_PART_SIZE). */
+  readonly partSize?: number;
 }
 
 /**
- * The stream stage: espf.events from the slot with pgoutput, one committed
- * transaction at a time, reconnecting with capped backoff. It acknowledges
+ * The stream stage: espf.events from the slot with pgoutput, committed
+ * transactions in commit order, each in parts of at most `partSize` events
+ * (a transaction of a million events is never in memory at once),
+ * reconnecting with capped backoff. It acknowledges
  * only what `acknowledge()` is given (by the acknowledge stage): the library's
  * own timer-based acknowledgement would confirm WAL before its outcomes are
  * durable, so it is off.
@@ -68,7 +94,7 @@ export class ReplicationStream {
   private service?: LogicalReplicationService;
   private stopped = false;
   private durable = 0n;
-  private current?: { commitTime: Date; events: StreamEvent[] };
+  private current?: { tx: StreamTxHead; offset: number; events: StreamEvent[] };
   private readonly opts: ReplicationOptions;
   private loop?: Promise<void>;
   private readonly backoff: Backoff;
@@ -139,8 +165,14 @@ export class ReplicationStream {
     }
   }
 
-  /** A message through the slot: when nothing is in flight it lets the slot advance. */
+  /**
+   * A message through the slot: when nothing is in flight it lets the slot
+   * advance. The durable position is also reported: while the stream is held
+   * (a large transaction waits for its outcomes) keepalives are not read, and
+   * the server would end the connection after wal_sender_timeout without a reply.
+   */
   private async heartbeat(): Promise<void> {
+    if (this.service) void acknowledgeUpTo(this.service, this.durable).catch(() => false);
     await emitMessage(this.opts.db, HEARTBEAT_PREFIX, this.opts.instance).catch((err) => this.connectionLost(err));
   }
 
@@ -193,24 +225,31 @@ export class ReplicationStream {
   private onMessage(lsn: string, msg: PgMessage): void | Promise<void> {
     switch (msg.tag) {
       case 'begin':
-        this.current = { commitTime: new Date(Number(msg.commitTime) / 1000), events: [] };
+        if (!msg.commitLsn) throw new EspfError('ESPF_STREAM_PROTOCOL', 'a BEGIN message without the position of its commit');
+        this.current = { tx: { commitLsn: parseLsn(msg.commitLsn), commitTime: new Date(Number(msg.commitTime) / 1000) }, offset: 0, events: [] };
         return;
       case 'insert': {
-        if (msg.relation.schema !== 'espf' || msg.relation.name !== 'events' || !this.current) return;
+        const c = this.current;
+        if (msg.relation.schema !== 'espf' || msg.relation.name !== 'events' || !c) return;
         const row = msg.new;
-        this.current.events.push({
+        c.events.push({
           i_event: Number(row.i_event),
           event_type: row.event_type as string,
           variables: row.variables as Record<string, unknown>,
           source_i_event: row.source_i_event == null ? null : Number(row.source_i_event),
         });
-        return;
+        if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;
+        // A large transaction: hand on what came so far; the rest follows.
+        const part: StreamPart = { tx: c.tx, offset: c.offset, events: c.events, endLsn: null };
+        c.offset += c.events.length;
+        c.events = [];
+        return this.opts.handlers.onPart(part);
       }
       case 'commit': {
-        const tx = this.current;
+        const c = this.current;
         this.current = undefined;
-        if (!tx || !msg.commitEndLsn) return;
-        return this.opts.handlers.onTransaction({ endLsn: parseLsn(msg.commitEndLsn), commitTime: tx.commitTime, events: tx.events });
+        if (!c || !msg.commitEndLsn) return;
+        return this.opts.handlers.onPart({ tx: c.tx, offset: c.offset, events: c.events, endLsn: parseLsn(msg.commitEndLsn) });
       }
       case 'message':
         if (msg.prefix === HEARTBEAT_PREFIX && !msg.transactional) this.opts.handlers.onHeartbeat(parseLsn(msg.messageLsn ?? lsn));

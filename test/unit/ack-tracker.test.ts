@@ -6,9 +6,9 @@ describe('unit: AckTracker', function () {
   it('advances over the settled prefix only, never past an unsettled ticket', () => {
     const seen: bigint[] = [];
     const t = new AckTracker(0n, (lsn) => seen.push(lsn));
-    const a = t.open(10n); t.hold(a); t.release(a);      // a: one outcome pending
-    const b = t.open(20n); t.release(b);                 // b: nothing to deliver
-    const c = t.open(30n); t.hold(c); t.release(c);
+    const a = t.open(); t.hold(a); t.close(a, 10n);      // a: one outcome pending
+    const b = t.open(); t.close(b, 20n);                 // b: nothing to deliver
+    const c = t.open(); t.hold(c); t.close(c, 30n);
     assert.equal(t.durableLsn, 0n);
     assert.equal(t.unsettled, 3);
     t.release(c);                                        // c settles first: a still holds the slot
@@ -20,10 +20,24 @@ describe('unit: AckTracker', function () {
     assert.equal(t.unsettled, 0);
   });
 
+  it('a ticket whose outcomes are all durable settles only when it is closed (its last part handed out)', () => {
+    const seen: bigint[] = [];
+    const t = new AckTracker(0n, (lsn) => seen.push(lsn));
+    const a = t.open();
+    t.hold(a); t.hold(a);                               // the first part: two outcomes
+    t.release(a); t.release(a);                         // both durable, more parts to come
+    assert.equal(t.unsettled, 1);
+    assert.deepEqual(seen, []);
+    t.hold(a); t.close(a, 50n);                         // the last part: one more outcome
+    assert.deepEqual(seen, []);
+    t.release(a);
+    assert.deepEqual(seen, [50n]);
+  });
+
   it('a pass-through position (heartbeat) advances only once everything before it is settled', () => {
     const seen: bigint[] = [];
     const t = new AckTracker(0n, (lsn) => seen.push(lsn));
-    const a = t.open(10n); t.hold(a); t.release(a);
+    const a = t.open(); t.hold(a); t.close(a, 10n);
     t.passThrough(15n);
     assert.equal(t.durableLsn, 0n);
     t.release(a);
@@ -37,23 +51,12 @@ describe('unit: AckTracker', function () {
     t.passThrough(50n);
     assert.equal(t.durableLsn, 100n);
     const open = [];
-    for (let i = 1; i <= 5000; i++) { const k = t.open(100n + BigInt(i)); t.hold(k); t.release(k); open.push(k); }
+    for (let i = 1; i <= 5000; i++) { const k = t.open(); t.hold(k); t.close(k, 100n + BigInt(i)); open.push(k); }
     for (const k of open.slice(0, 4000)) t.release(k);
     assert.equal(t.durableLsn, 4100n);
     assert.equal(t.unsettled, 1000);
     for (const k of open.slice(4000)) t.release(k);
     assert.equal(t.durableLsn, 5100n);
     assert.equal(t.unsettled, 0);
-  });
-
-  it('retracts the last ticket while only its hand-out holds it', () => {
-    const t = new AckTracker(0n, () => undefined);
-    const a = t.open(10n); t.release(a);
-    const b = t.open(20n);
-    assert.equal(t.retract(a), false, 'not the last ticket');
-    assert.equal(t.retract(b), true);
-    assert.equal(t.unsettled, 0);
-    const c = t.open(30n); t.hold(c);
-    assert.equal(t.retract(c), false, 'an item already holds it');
   });
 });

@@ -15,8 +15,8 @@ describe('unit: Acknowledger', function () {
   it('acknowledges a transaction once every item of it is reported durable, in commit order', () => {
     const acked: bigint[] = [];
     const ack = new Acknowledger((lsn) => acked.push(lsn));
-    const t1 = ack.admit(100n)!; const x = item(1); const y = item(2); ack.hold(t1, x); ack.hold(t1, y); ack.close(t1);
-    const t2 = ack.admit(200n)!; const z = item(3); ack.hold(t2, z); ack.close(t2);
+    const t1 = ack.admit(90n)!; const x = item(1); const y = item(2); ack.hold(t1, x); ack.hold(t1, y); ack.close(t1, 100n);
+    const t2 = ack.admit(190n)!; const z = item(3); ack.hold(t2, z); ack.close(t2, 200n);
     ack.durable([z]);
     assert.deepEqual(acked, []);
     ack.durable([x]);
@@ -30,20 +30,20 @@ describe('unit: Acknowledger', function () {
   it('a slot made anew starts over: the old slot\'s items settle but never advance it; its transactions are admitted from the start', () => {
     const acked: bigint[] = [];
     const ack = new Acknowledger((lsn) => acked.push(lsn));
-    const old = ack.admit(5000n)!; const x = item(1); ack.hold(old, x); ack.close(old);   // in flight on the old slot
+    const old = ack.admit(4990n)!; const x = item(1); ack.hold(old, x); ack.close(old, 5000n);   // in flight on the old slot
     ack.newSlot(300n);
     assert.equal(ack.durableLsn, 0n);
     assert.equal(ack.idle, true, 'what the old slot admitted holds nothing of the new one');
-    const a = ack.admit(200n)!;                                 // below the old slot's positions: admitted
+    const a = ack.admit(190n)!;                                 // below the old slot's positions: admitted
     assert.equal(a.replay, true, 'up to the catch-up\'s position it is a replay');
-    const y = item(2); ack.hold(a, y); ack.close(a);
+    const y = item(2); ack.hold(a, y); ack.close(a, 200n);
     ack.durable([x]);                                           // the old item settles: nothing is acknowledged
     assert.deepEqual(acked, []);
     ack.durable([y]);
     assert.deepEqual(acked, [200n]);
-    const b = ack.admit(400n)!;
+    const b = ack.admit(390n)!;
     assert.equal(b.replay, false);
-    ack.close(b);
+    ack.close(b, 400n);
     assert.deepEqual(acked, [200n, 400n]);
   });
 
@@ -51,21 +51,45 @@ describe('unit: Acknowledger', function () {
     const ack = new Acknowledger(() => undefined);
     ack.raiseReplayHorizon(150n);
     ack.raiseReplayHorizon(120n);     // only raised
-    const a = ack.admit(100n)!;
+    const a = ack.admit(100n)!;       // its commit starts at 100
     assert.equal(a.replay, true);
-    ack.close(a);
+    ack.close(a, 110n);               // and ends at 110
     assert.equal(ack.admit(100n), null);
     assert.equal(ack.admit(90n), null);
-    const b = ack.admit(160n)!;
-    assert.equal(b.replay, false);
+    const b = ack.admit(110n)!;       // the next commit may start where the last ended
+    assert.equal(b.replay, true);
+    ack.close(b, 140n);
+    const c = ack.admit(160n)!;
+    assert.equal(c.replay, false);
   });
 
-  it('a retracted admission is admitted again', () => {
+  it('a transaction the stream brings again in its middle (a reconnect) is the same admission: what was handed out is known', () => {
+    const acked: bigint[] = [];
+    const ack = new Acknowledger((lsn) => acked.push(lsn));
+    const a = ack.admit(100n)!;
+    const x = item(1); ack.hold(a, x);
+    ack.handedOut(a, 1000);                          // the first part
+    const again = ack.admit(100n)!;                  // reconnected: the transaction from its start
+    assert.equal(again, a);
+    assert.equal(again.handedOut, 1000);
+    ack.handedOut(again, 500);                       // never backwards
+    assert.equal(again.handedOut, 1000);
+    assert.throws(() => ack.admit(300n), (e: { code?: string }) => e.code === 'ESPF_STREAM_ORDER');
+    ack.durable([x]);
+    assert.deepEqual(acked, [], 'not closed: nothing is acknowledged');
+    ack.close(again, 120n);
+    assert.deepEqual(acked, [120n]);
+    assert.equal(ack.admit(100n), null);
+  });
+
+  it('a slot made anew forgets the transaction the old slot was handing out', () => {
     const ack = new Acknowledger(() => undefined);
-    ack.close(ack.admit(100n)!);
-    const b = ack.admit(200n)!;
-    ack.retract(b);
-    assert.ok(ack.admit(200n), 'the stream may bring it again');
+    const a = ack.admit(100n)!;
+    ack.handedOut(a, 10);
+    ack.newSlot(0n);
+    const b = ack.admit(50n)!;
+    assert.notEqual(b, a);
+    assert.equal(b.handedOut, 0);
   });
 
   it('holds the stream at maxHeld items and lets it go below half of that', async () => {
@@ -73,7 +97,7 @@ describe('unit: Acknowledger', function () {
     const a = ack.admit(10n)!;
     const items = [1, 2, 3, 4].map(item);
     for (const i of items) ack.hold(a, i);
-    ack.close(a);
+    ack.close(a, 20n);
     const room = ack.room();
     assert.ok(room, 'full: the stream waits');
     let released = false;
