@@ -40,6 +40,10 @@ export class ResultsWriter {
   private inFlightRows = 0;
   private closeAt = Infinity;
   private closed = false;
+  /** Outcomes reported so far, and how many of the first of them are committed (or replaced by a newer committed one). */
+  private reported = 0;
+  private committedUpTo = 0;
+  private barriers: { upTo: number; resolve: () => void }[] = [];
   batches = 0;
   rows = 0;
 
@@ -55,6 +59,7 @@ export class ResultsWriter {
   get queued(): number { return this.queue.size; }
 
   record(item: Item, outcome: Outcome): void {
+    this.reported++;
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING';
     const row: Row = {
@@ -102,8 +107,11 @@ export class ResultsWriter {
       rows.push(b.row);
     }
     this.inFlightRows = rows.length;
+    const upTo = this.reported; // the batch holds every outcome reported so far (a failed batch is put back whole)
     try {
       await recordDeliveries(this.db, this.instance, JSON.stringify(rows));
+      this.committedUpTo = upTo;
+      if (this.barriers.length) this.barriers = this.barriers.filter((b) => { if (b.upTo > upTo) return true; b.resolve(); return false; });
       this.batches++;
       this.rows += rows.length;
       this.backoff.succeeded();
@@ -149,6 +157,12 @@ export class ResultsWriter {
     this.closed = true;
     this.backoff.interrupt();
     return this.queue.size + this.inFlightRows;
+  }
+
+  /** Resolves once every outcome reported before this call is committed (later ones need not be). */
+  committed(): Promise<void> {
+    if (this.committedUpTo >= this.reported) return Promise.resolve();
+    return new Promise((resolve) => this.barriers.push({ upTo: this.reported, resolve }));
   }
 
   /** Resolves when everything recorded so far is committed: true, or false after `timeoutMs`. */

@@ -41,6 +41,9 @@ export class Acknowledger {
   /** The transaction being handed out (admitted, not closed yet). */
   private open?: Open;
   private roomWaiters: (() => void)[] = [];
+  /** The stream has brought something past the replay horizon. */
+  private past = false;
+  private pastWaiters: (() => void)[] = [];
 
   constructor(
     /** Everything up to this position is durable: acknowledge it to the server. */
@@ -67,7 +70,25 @@ export class Acknowledger {
     this.lastClosedEnd = 0n;
     this.open = undefined;
     this.replayHorizon = horizon;
+    this.past = false;
     for (const f of this.roomWaiters.splice(0)) f();
+  }
+
+  /**
+   * Resolves once the stream has brought a transaction (or a heartbeat)
+   * past the replay horizon: every replayed transaction is handed out, so
+   * what a replay records as waiting has been reported to the record stage.
+   * (The waiting deliveries are read only then: src/run/sender.ts.)
+   */
+  pastReplay(): Promise<void> {
+    if (this.past) return Promise.resolve();
+    return new Promise((resolve) => this.pastWaiters.push(resolve));
+  }
+
+  private passed(lsn: bigint): void {
+    if (this.past || lsn <= this.replayHorizon) return;
+    this.past = true;
+    for (const f of this.pastWaiters.splice(0)) f();
   }
 
   get durableLsn(): bigint { return this.tracker.durableLsn; }
@@ -97,6 +118,7 @@ export class Acknowledger {
       throw new EspfError('ESPF_STREAM_ORDER', `the stream brought the transaction committed at ${formatLsn(commitLsn)} while the one at ${formatLsn(o.commitLsn)} was not finished`);
     }
     if (commitLsn < this.lastClosedEnd) return null;
+    this.passed(commitLsn);
     this.open = { commitLsn, replay: commitLsn <= this.replayHorizon, handedOut: 0, ticket: this.tracker.open(), tracker: this.tracker };
     return this.open;
   }
@@ -143,6 +165,7 @@ export class Acknowledger {
 
   /** A position with nothing to deliver (a heartbeat message): advance to it once everything before is settled. */
   passThrough(lsn: bigint): void {
+    this.passed(lsn);
     this.tracker.passThrough(lsn);
   }
 

@@ -38,6 +38,8 @@ export class WaitingDeliveries {
   private readonly poller: Poller;
   private readonly pages = new Map<string, Pages>();
   private stopped = false;
+  /** Between resume() and release(): no page is read. */
+  private holding = false;
 
   constructor(private readonly opts: {
     readonly db: Db;
@@ -56,12 +58,15 @@ export class WaitingDeliveries {
 
   /**
    * At start, and after a catch-up while running (the slot was made anew):
-   * every handler's waiting deliveries are read page by page from the first,
-   * the first page before anything new; until the pages have passed the last
-   * row that waits now, every new delivery goes behind them (spilled).
+   * every handler's waiting deliveries will be read page by page from the
+   * first; until the pages have passed the last row that waits now, every
+   * new delivery goes behind them (spilled). No page is read until `release()`:
+   * a replay of the stream records, behind the same commit position, the
+   * deliveries it finds unrecorded, and a page read before those rows are
+   * committed would pass them.
    */
   async resume(): Promise<void> {
-    let waiting = 0;
+    this.holding = true;
     // Pages being read from the old cursor end first (they skip what is in memory already).
     await Promise.all([...this.pages.values()].map((p) => p.reading?.catch(() => undefined)));
     for (const h of this.opts.handlers()) {
@@ -74,7 +79,24 @@ export class WaitingDeliveries {
         p.loading = false;
       }
       if (!p.horizon) h.pastStartHorizon();
-      waiting += await this.load(h);
+    }
+  }
+
+  /**
+   * The stream has passed what it replays and the deliveries the replay
+   * spilled are committed (src/run/sender.ts): read the first pages.
+   */
+  async release(): Promise<void> {
+    if (!this.holding) return;
+    this.holding = false;
+    let waiting = 0;
+    for (const h of this.opts.handlers()) {
+      try {
+        waiting += await this.load(h);
+      } catch (err) {
+        this.opts.onDbError(err);
+        this.opts.log.warn({ err: oneLine(err), handler: h.name }, 'reading waiting deliveries failed; will try again');
+      }
     }
     if (waiting) this.opts.log.info({ resumed: waiting }, 'resumed waiting deliveries (the first page of each handler)');
   }
@@ -86,7 +108,7 @@ export class WaitingDeliveries {
   /** The handler has room and deliveries that wait in the database only: read its next page (unless one is being read). */
   kick(h: HttpHandler): void {
     const p = this.pages.get(h.name);
-    if (this.stopped || (p && p.loading) || !h.spilled) return;
+    if (this.stopped || this.holding || (p && p.loading) || !h.spilled) return;
     void this.load(h).catch((err: unknown) => {
       this.opts.onDbError(err);
       this.opts.log.warn({ err: oneLine(err), handler: h.name }, 'reading waiting deliveries failed; will try again');
@@ -107,7 +129,7 @@ export class WaitingDeliveries {
   private async loadPages(h: HttpHandler, p: Pages): Promise<number> {
     let took = 0;
     try {
-      while (!this.stopped && h.spilled) {
+      while (!this.stopped && !this.holding && h.spilled) {
         const want = Math.min(PAGE_MAX, h.room);
         if (want < Math.min(500, h.windowSize / 10)) break; // wait for more room: pages stay large
         const mark = h.beginPage();

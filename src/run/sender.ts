@@ -162,8 +162,22 @@ export class Sender {
     const lsn = await lastRecordedLsn(this.opts.db, this.opts.instance);
     if (lsn) this.ack.raiseReplayHorizon(parseLsn(lsn));
     this.ack.raiseReplayHorizon(caughtUpTo);
+    this.readPagesAfterReplay();
     this.stream.start();
     this.waiting.start(pollMs);
+  }
+
+  /**
+   * The waiting deliveries are read once the stream has passed the replay
+   * horizon and what the replay recorded is committed: a transaction
+   * replayed after a crash may record deliveries behind rows that already
+   * wait (the same commit position), and a page read before would pass them.
+   * The stream sends a heartbeat message as it starts, so this is soon.
+   */
+  private readPagesAfterReplay(): void {
+    void this.ack.pastReplay()
+      .then(() => this.writer.committed())
+      .then(() => this.waiting.release());
   }
 
   private catchUp(atStart: boolean): Promise<CatchUpResult> {
@@ -212,6 +226,7 @@ export class Sender {
     this.ack.newSlot(r.horizon);
     this.stream.newSlot();
     await this.waiting.resume();
+    this.readPagesAfterReplay();
     this.opts.observe?.slotRecreated?.(this.slot, r.events);
     const per = Object.entries(r.handlers).map(([h, n]) => `${h} ${n}`).join(', ');
     log.warn({ instance, slot: this.slot, host, events: r.events, handlers: r.handlers },

@@ -199,8 +199,10 @@ export class ReplicationStream {
       service.on('error', (err) => finish(err));
       service.on('start', () => {
         this.opts.handlers.onStreaming();
-        // Report where we stand at once, so the server knows we are alive.
+        // Report where we stand at once, so the server knows we are alive;
+        // a heartbeat message tells us when the stream has passed what it replays.
         void acknowledgeUpTo(service, this.durable);
+        void this.heartbeat();
       });
       service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
         // A keepalive carries the position the server has sent up to. When every

@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnEspf } from './cli.ts';
@@ -12,10 +12,11 @@ export class EspfProcess {
   private exitWaiters: ((code: number | null) => void)[] = [];
   exitCode: number | null | undefined = undefined;
 
-  constructor(url: string, instance = 'main', env: Record<string, string> = {}, args: readonly string[] = []) {
+  constructor(url: string, instance = 'main', env: Record<string, string> = {}, args: readonly string[] = [], nodeArgs: readonly string[] = []) {
     this.logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
     this.child = spawnEspf(['run', '--instance', instance, ...args], {
       env: { DATABASE_URL: url, ESPF_LOG_DIR: this.logDir, ESPF_HTTP_PORT: '0', ESPF_LOG_LEVEL: 'info', ...env },
+      nodeArgs,
     });
     const collect = (b: Buffer) => { this.output += b.toString('utf8'); };
     this.child.stdout!.on('data', collect);
@@ -34,6 +35,14 @@ export class EspfProcess {
       if (Date.now() > until) throw new Error(`espf run did not stream within ${timeoutMs} ms:\n${this.output}`);
       await new Promise((r) => setTimeout(r, 25));
     }
+  }
+
+  /** The peak resident memory of the process so far, in MB (Linux: VmHWM). */
+  peakRssMb(): number | null {
+    try {
+      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.child.pid}/status`, 'utf8'));
+      return m ? Number(m[1]) / 1024 : null;
+    } catch { return null; }
   }
 
   kill(signal: NodeJS.Signals = 'SIGKILL'): void {
