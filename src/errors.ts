@@ -17,7 +17,8 @@ export type EspfErrorCode =
   | 'ESPF_UNRECORDED'           // espf run stopped with outcomes the database did not take
   | 'ESPF_SHARDS_CHANGED'       // the slot is missing and the instance's number of shards is no longer this process's
   | 'ESPF_STREAM_PROTOCOL'      // the replication stream sent what pgoutput does not (a BEGIN without its commit position)
-  | 'ESPF_STREAM_ORDER';        // the stream brought a transaction before the one being handed out was finished
+  | 'ESPF_STREAM_ORDER'         // the stream brought a transaction before the one being handed out was finished
+  | 'ESPF_RECONNECT';           // the replication connection is dropped on purpose: a statement met a lost database
 
 export class EspfError extends Error {
   readonly code: EspfErrorCode;

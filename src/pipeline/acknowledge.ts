@@ -71,6 +71,7 @@ export class Acknowledger {
     this.open = undefined;
     this.replayHorizon = horizon;
     this.past = false;
+    this.advance(0n); // nothing of the new slot is durable yet: the stream tells the server nothing of the old one's
     for (const f of this.roomWaiters.splice(0)) f();
   }
 
@@ -161,6 +162,16 @@ export class Acknowledger {
     if (this.roomWaiters.length && this.held.size < this.maxHeld / 2) {
       for (const f of this.roomWaiters.splice(0)) f();
     }
+  }
+
+  /**
+   * A keepalive: the server has sent everything up to `lsn` and the stream has
+   * handed on all of it. When nothing handed out is unsettled, that position
+   * is durable too: acknowledging it lets an idle slot advance and lets a
+   * server shutdown (which waits for the flush position) proceed.
+   */
+  keepalive(lsn: bigint): void {
+    if (this.open === undefined && this.tracker.unsettled === 0) this.tracker.passThrough(lsn);
   }
 
   /** A position with nothing to deliver (a heartbeat message): advance to it once everything before is settled. */

@@ -121,7 +121,7 @@ export class Sender {
       handlers: {
         onPart: (part) => this.router.onPart(part),
         onHeartbeat: (lsn) => this.ack.passThrough(lsn),
-        isIdle: () => this.ack.idle,
+        onKeepalive: (lsn) => this.ack.keepalive(lsn),
         onStreaming: () => {
           this.streaming = true;
           observe?.streaming?.(true);
@@ -224,7 +224,6 @@ export class Sender {
     }
     const r = await this.catchUp(false);
     this.ack.newSlot(r.horizon);
-    this.stream.newSlot();
     await this.waiting.resume();
     this.readPagesAfterReplay();
     this.opts.observe?.slotRecreated?.(this.slot, r.events);

@@ -5,7 +5,7 @@ import { createSlot, emitMessage, publicationExists, PUBLICATION, slotState } fr
 import { EspfError, SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
 import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
-import { acknowledgeUpTo, queueEmpty } from './library.ts';
+import { acknowledgeUpTo } from './library.ts';
 import { parseLsn } from './lsn.ts';
 import { shardPublication, type Shard } from '../db/shards.ts';
 
@@ -53,10 +53,14 @@ export interface StreamHandlers {
   onPart(part: StreamPart): void | Promise<void> | undefined;
   /** A heartbeat message (nothing to deliver) at this position. */
   onHeartbeat(lsn: bigint): void;
+  /**
+   * A keepalive from the server: it has sent everything up to `lsn`, and the
+   * stream has handed on every message that came before it (nothing of it waits
+   * here). The acknowledge stage decides whether that position is durable.
+   */
+  onKeepalive(lsn: bigint): void;
   onStreaming(): void;
   onDisconnected(err: unknown): void;
-  /** True when every transaction handed out so far is settled (nothing holds the slot). */
-  isIdle(): boolean;
   /**
    * The slot is missing when the stream (re)connects: made anew it would
    * carry only what commits from now on. Must make the slot and catch up what
@@ -85,15 +89,20 @@ export interface ReplicationOptions {
  * The stream stage: espf.events from the slot with pgoutput, committed
  * transactions in commit order, each in parts of at most `partSize` events
  * (a transaction of a million events is never in memory at once),
- * reconnecting with capped backoff. It acknowledges
- * only what `acknowledge()` is given (by the acknowledge stage): the library's
- * own timer-based acknowledgement would confirm WAL before its outcomes are
- * durable, so it is off.
+ * reconnecting with capped backoff. It sends the server only the position
+ * `acknowledge()` is given (by the acknowledge stage, the only one that
+ * compares positions): the library's own timer-based acknowledgement would
+ * confirm WAL before its outcomes are durable, so it is off.
  */
 export class ReplicationStream {
   private service?: LogicalReplicationService;
   private stopped = false;
-  private durable = 0n;
+  /** The position the acknowledge stage gave last: what the server is told. */
+  private given = 0n;
+  /** A message handed on is still being handled (the library waits for it before the next). */
+  private busy = false;
+  /** Ends the current connection (src: streamOnce): the one way to reconnect. */
+  private drop?: (err: Error) => void;
   private current?: { tx: StreamTxHead; offset: number; events: StreamEvent[] };
   private readonly opts: ReplicationOptions;
   private loop?: Promise<void>;
@@ -172,7 +181,7 @@ export class ReplicationStream {
    * the server would end the connection after wal_sender_timeout without a reply.
    */
   private async heartbeat(): Promise<void> {
-    if (this.service) void acknowledgeUpTo(this.service, this.durable).catch(() => false);
+    if (this.service) void acknowledgeUpTo(this.service, this.given).catch(() => false);
     await emitMessage(this.opts.db, HEARTBEAT_PREFIX, this.opts.instance).catch((err) => this.connectionLost(err));
   }
 
@@ -193,29 +202,39 @@ export class ReplicationStream {
         if (settled) return;
         settled = true;
         this.service = undefined;
+        this.drop = undefined;
+        this.busy = false;
         service.destroy().catch(() => undefined);
         if (err && !this.stopped) reject(err); else resolve();
       };
+      this.drop = (err) => finish(err);
       service.on('error', (err) => finish(err));
       service.on('start', () => {
         this.opts.handlers.onStreaming();
         // Report where we stand at once, so the server knows we are alive;
         // a heartbeat message tells us when the stream has passed what it replays.
-        void acknowledgeUpTo(service, this.durable);
+        void acknowledgeUpTo(service, this.given);
         void this.heartbeat();
       });
       service.on('heartbeat', (lsn: string, _ts: number, shouldRespond: boolean) => {
-        // A keepalive carries the position the server has sent up to. When every
-        // message received before it is processed and settled, that position is
-        // durable too: acknowledging it lets an idle slot advance and lets a
-        // server shutdown (which waits for the flush position) proceed.
-        if (this.current === undefined && queueEmpty(service) && this.opts.handlers.isIdle()) {
-          const pos = parseLsn(lsn);
-          if (pos > this.durable) this.durable = pos;
-        }
-        if (shouldRespond) void acknowledgeUpTo(service, this.durable);
+        // Under flow control the library hands messages on one at a time and
+        // emits keepalives at once, so a keepalive may overtake data it has
+        // queued. Once the current macrotask is over, the library has handed on
+        // every queued message whose handling did not wait (it goes on in
+        // microtasks); if none is being handled now, nothing received before
+        // the keepalive waits (test/unit/replication-library.test.ts pins this).
+        setImmediate(() => {
+          if (this.service !== service) return;
+          if (!this.busy && this.current === undefined) this.opts.handlers.onKeepalive(parseLsn(lsn));
+          if (shouldRespond) void acknowledgeUpTo(service, this.given);
+        });
       });
-      service.on('data', (lsn: string, msg: PgMessage) => this.onMessage(lsn, msg));
+      service.on('data', (lsn: string, msg: PgMessage) => {
+        const r = this.onMessage(lsn, msg);
+        if (!r) return undefined;
+        this.busy = true;
+        return r.finally(() => { this.busy = false; });
+      });
       const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication], messages: true });
       service.subscribe(plugin, this.opts.slot).then(
         () => finish(this.stopped ? undefined : new Error('replication stream ended')),
@@ -261,36 +280,25 @@ export class ReplicationStream {
     }
   }
 
-  /** The slot was made anew: its positions start over (nothing of the old slot is acknowledged to it). */
-  newSlot(): void {
-    this.durable = 0n;
-  }
-
-  /** Everything up to `lsn` is durable: tell the server. */
+  /** Tell the server that everything up to `lsn` is durable (the acknowledge stage gives it). */
   acknowledge(lsn: bigint): void {
-    if (lsn <= this.durable) return;
-    this.durable = lsn;
-    if (this.service) void acknowledgeUpTo(this.service, this.durable);
+    this.given = lsn;
+    if (this.service) void acknowledgeUpTo(this.service, lsn);
   }
 
   /**
    * A statement on the pool failed. When the database went away (restart,
    * failover) the replication connection is dropped too, or the server's
    * shutdown waits for it; we reconnect and resume from the last durable
-   * position. At most once per 2 s.
+   * position. At most once per 2 s. The one path database errors take to a
+   * reconnect: every stage reports them here (src/run/sender.ts).
    */
   connectionLost(err: unknown): void {
     if (!isConnectionError(err) || Date.now() - this.lastReconnect < 2000) return;
     this.lastReconnect = Date.now();
-    this.reconnect();
-  }
-
-  /** Drops the replication connection and reconnects (from the last acknowledged position). */
-  private reconnect(): void {
-    const s = this.service;
-    if (!s) return;
+    if (!this.drop) return;
     this.opts.log.info('closing the replication connection; will reconnect');
-    s.emit('error', Object.assign(new Error('reconnect requested: the database connection was lost'), { code: 'ESPF_RECONNECT' }));
+    this.drop(new EspfError('ESPF_RECONNECT', 'reconnect requested: the database connection was lost'));
   }
 
   /** Stops streaming; resolves when the connection is closed. */
@@ -299,7 +307,7 @@ export class ReplicationStream {
     clearInterval(this.heartbeatTimer);
     this.backoff.interrupt();
     // Send the final position before closing.
-    if (this.service) await acknowledgeUpTo(this.service, this.durable).catch(() => false);
+    if (this.service) await acknowledgeUpTo(this.service, this.given).catch(() => false);
     await this.service?.destroy().catch(() => undefined);
     await this.loop;
   }

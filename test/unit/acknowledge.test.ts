@@ -32,6 +32,7 @@ describe('unit: Acknowledger', function () {
     const ack = new Acknowledger((lsn) => acked.push(lsn));
     const old = ack.admit(4990n)!; const x = item(1); ack.hold(old, x); ack.close(old, 5000n);   // in flight on the old slot
     ack.newSlot(300n);
+    assert.deepEqual(acked.splice(0), [0n], 'the stream tells the new slot nothing of the old one');
     assert.equal(ack.durableLsn, 0n);
     assert.equal(ack.idle, true, 'what the old slot admitted holds nothing of the new one');
     const a = ack.admit(190n)!;                                 // below the old slot's positions: admitted
@@ -90,6 +91,22 @@ describe('unit: Acknowledger', function () {
     const b = ack.admit(50n)!;
     assert.notEqual(b, a);
     assert.equal(b.handedOut, 0);
+  });
+
+  it('a keepalive position is acknowledged only when nothing handed out is unsettled', () => {
+    const acked: bigint[] = [];
+    const ack = new Acknowledger((lsn) => acked.push(lsn));
+    const a = ack.admit(100n)!;
+    ack.keepalive(90n);                              // a transaction is being handed out
+    const x = item(1); ack.hold(a, x); ack.close(a, 120n);
+    ack.keepalive(150n);                             // its item is not durable
+    assert.deepEqual(acked, []);
+    ack.durable([x]);
+    assert.deepEqual(acked, [120n]);
+    ack.keepalive(150n);
+    assert.deepEqual(acked, [120n, 150n]);
+    ack.keepalive(140n);                             // never backwards
+    assert.equal(ack.durableLsn, 150n);
   });
 
   it('holds the stream at maxHeld items and lets it go below half of that', async () => {

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { LogicalReplicationService } from 'pg-logical-replication';
-import { acknowledgeUpTo, queueEmpty } from '../../src/stream/library.ts';
+import { acknowledgeUpTo } from '../../src/stream/library.ts';
 import { parseLsn } from '../../src/stream/lsn.ts';
 
-type Internals = { _messageQueue: unknown[]; _processing: boolean; _stop: boolean; _connection: unknown };
+type Internals = { _messageQueue: unknown[]; _processing: boolean; _stop: boolean; _connection: unknown; _processQueue(): void };
 
 describe('unit: pg-logical-replication internals espf relies on', function () {
   it('is the version the wrapper was checked against', () => {
@@ -15,17 +15,33 @@ describe('unit: pg-logical-replication internals espf relies on', function () {
     assert.match(version, /^2\.5\./, 'check src/stream/library.ts against the new version, then update this pin');
   });
 
-  it('keeps its flow-control queue in _messageQueue and _processing', () => {
+  // src/stream/replication.ts answers a keepalive only after a setImmediate, when no
+  // handler it returned a promise from is pending: that holds only if the library
+  // hands on queued messages whose handler did not wait within microtasks, and
+  // waits for a pending handler before the next (flow control).
+  it('under flow control hands queued messages on within microtasks, and waits for a pending handler', async () => {
     const s = new LogicalReplicationService({}, { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } });
     const internal = s as unknown as Internals;
-    assert.ok(Array.isArray(internal._messageQueue));
-    assert.equal(internal._processing, false);
-    assert.equal(queueEmpty(s), true);
-    internal._messageQueue.push({ lsn: '0/1', data: {} });
-    assert.equal(queueEmpty(s), false);
-    internal._messageQueue.length = 0;
-    internal._processing = true;
-    assert.equal(queueEmpty(s), false);
+    internal._stop = false;
+    const handled: string[] = [];
+    let hold: (() => void) | undefined;
+    s.on('data', (lsn: string) => {
+      handled.push(lsn);
+      if (lsn === '0/4') return new Promise<void>((r) => { hold = r; });
+      return undefined;
+    });
+    const tick = () => new Promise((r) => setImmediate(r));
+    internal._messageQueue.push({ lsn: '0/1', data: {} }, { lsn: '0/2', data: {} }, { lsn: '0/3', data: {} });
+    internal._processQueue();
+    await tick();
+    assert.deepEqual(handled, ['0/1', '0/2', '0/3'], 'handed on before the next macrotask');
+    internal._messageQueue.push({ lsn: '0/4', data: {} }, { lsn: '0/5', data: {} });
+    internal._processQueue();
+    await tick();
+    assert.deepEqual(handled, ['0/1', '0/2', '0/3', '0/4'], 'the next waits for the pending handler');
+    hold!();
+    await tick();
+    assert.deepEqual(handled, ['0/1', '0/2', '0/3', '0/4', '0/5']);
   });
 
   it('acknowledge(x) reports x + 1 as flushed, so acknowledgeUpTo(lsn) sends lsn', async () => {
