@@ -6,7 +6,7 @@ import { sql, type Queryable } from '@databases/pg';
 import { connect, type Db } from '../src/db/connect.ts';
 import { EspfError } from '../src/errors.ts';
 import { migrate, MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
-import { MIGRATIONS_DIR } from '../src/paths.ts';
+import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../src/paths.ts';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/database.ts';
 import { releaseBeforeChangeOf, type ReleasedCode } from './support/upgrade.ts';
 
@@ -50,7 +50,8 @@ describe('espf migrate', () => {
       const r = await migrate(t.db);
       assert.deepEqual(r.applied, []);
       assert.equal(r.alreadyApplied, (await readMigrations()).length);
-      assert.ok(r.repeatable.length > 0);
+      const sqlFiles = (await readdir(REPEATABLE_SQL_DIR)).filter((f) => f.endsWith('.sql')).sort();
+      assert.deepEqual([...r.repeatable].sort(), sqlFiles, 'every file of sql/ is re-applied');
       assert.deepEqual(await migrationRows(t.db), before);
     });
 

@@ -152,7 +152,7 @@ export class Sender {
     await this.config.start(pollMs);
     // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
     // A shard catches up the events of its shard only.
-    const { horizon: caughtUpTo } = await this.catchUp(true);
+    const caught = await this.catchUp(true);
     // A target that was down when the last run stopped is still probed, not flooded.
     for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
       this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);
@@ -161,7 +161,9 @@ export class Sender {
     // Events up to this position may already have outcomes: a replay skips them.
     const lsn = await lastRecordedLsn(this.opts.db, this.opts.instance);
     if (lsn) this.ack.raiseReplayHorizon(parseLsn(lsn));
-    this.ack.raiseReplayHorizon(caughtUpTo);
+    // What the catch-up recorded may come through the slot too; when it recorded
+    // nothing, what committed while espf was stopped is new, not a replay.
+    if (caught.events > 0) this.ack.raiseReplayHorizon(caught.horizon);
     this.readPagesAfterReplay();
     this.stream.start();
     this.waiting.start(pollMs);
