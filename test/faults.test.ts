@@ -193,7 +193,7 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
       const counts = new Map<number, number>();
       for (const r of f.rx.arrived) if (want.has(r.json.variables.i_event)) counts.set(r.json.variables.i_event, (counts.get(r.json.variables.i_event) ?? 0) + 1);
       const dups = [...counts].filter(([, n]) => n > 1).map(([i]) => i);
-      assert.ok(atCrash < 600, `killed mid-stream (${atCrash} of 600 had arrived)`);
+      assert.ok(atCrash >= 100 && atCrash <= 450, `killed mid-stream, with at least a quarter still to send (${atCrash} of 600 had arrived)`);
       assert.ok(recorded.size > 0, 'some deliveries were recorded before the crash');
       const unexpected = dups.filter((i) => !unrecorded.has(i));
       assert.deepEqual(unexpected, [], `sent again though recorded DELIVERED before the crash (${dups.length} duplicates, ${unrecorded.size} sent but not recorded at the crash)`);
