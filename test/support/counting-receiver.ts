@@ -22,6 +22,9 @@ export class CountingReceiver {
   private readonly lastArrived = new Map<number, number>();   // i_account -> i_event of its latest POST
   private readonly byType = new Map<string, number>();         // distinct events per type
   private waiters: { pred: () => boolean; resolve: () => void }[] = [];
+  private from = Infinity;
+  /** Distinct events with an i_event of at least `markFrom()`'s, that arrived since it was called or before. */
+  sinceMark = 0;
   private server?: http.Server;
   port = 0;
 
@@ -50,6 +53,7 @@ export class CountingReceiver {
     if (iAccount !== undefined) this.lastArrived.set(iAccount, iEvent);
     if (this.seen.has(iEvent)) { this.duplicates++; this.duplicated.add(iEvent); return; }
     this.seen.add(iEvent);
+    if (iEvent >= this.from) this.sinceMark++;
     this.byType.set(type, (this.byType.get(type) ?? 0) + 1);
     if (iAccount === undefined) return;
     const before = this.firstArrived.get(iAccount);
@@ -60,6 +64,13 @@ export class CountingReceiver {
     }
   }
 
+  /** Counts from now on (in `sinceMark`) the distinct events with an i_event of at least `iEvent`. */
+  markFrom(iEvent: number): void {
+    this.from = iEvent;
+    this.sinceMark = 0;
+    for (const i of this.seen) if (i >= iEvent) this.sinceMark++;
+  }
+
   /** Distinct events of this type that arrived. */
   distinct(type: string): number { return this.byType.get(type) ?? 0; }
   has(iEvent: number): boolean { return this.seen.has(iEvent); }
@@ -68,12 +79,16 @@ export class CountingReceiver {
   /** The i_event of the account's latest POST. */
   lastOf(iAccount: number): number | undefined { return this.lastArrived.get(iAccount); }
 
-  /** Waits until `pred` holds (checked on every request), or fails after timeoutMs. */
+  /** Waits until `pred` holds (checked on every request: keep it cheap), or fails after timeoutMs. */
   waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
     if (pred()) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${this.requests} requests, ${this.seen.size} distinct events`)), timeoutMs);
-      this.waiters.push({ pred, resolve: () => { clearTimeout(timer); resolve(); } });
+      const w = { pred, resolve: () => { clearTimeout(timer); resolve(); } };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${this.requests} requests, ${this.seen.size} distinct events`));
+      }, timeoutMs);
+      this.waiters.push(w);
     });
   }
 
