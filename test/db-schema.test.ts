@@ -1,9 +1,12 @@
-// src/db/schema.ts (what Kysely builds statements against) against the
-// migrated database: a renamed, dropped or added column fails here.
+// src/db/schema.ts (the row types of the modules of src/db/) and the lists of
+// states against the migrated database: a renamed, dropped or added column,
+// or a state the database allows and the code does not know, fails here.
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
-import { q, run } from '../src/db/query.ts';
+import { handlerByName, HTTP_HANDLER_COLUMNS, updateHttpHandler } from '../src/db/config.ts';
+import { DELIVERY_STATES } from '../src/db/delivery-states.ts';
 import { SCHEMA } from '../src/db/schema.ts';
+import { ACCOUNT_STATUSES } from '../src/db/statuses.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 
 describe('src/db/schema.ts matches the migrated espf schema', function () {
@@ -33,8 +36,36 @@ describe('src/db/schema.ts matches the migrated espf schema', function () {
     }
   });
 
-  it('a statement built with Kysely runs on the pool and returns typed rows', async () => {
-    const rows = await run(t.db, q.selectFrom('espf.handlers').select(['name', 'kind']).where('kind', '=', 'http').where('name', 'in', ['EventSender', 'nope']));
-    assert.deepEqual(rows, [{ name: 'EventSender', kind: 'http' }]);
+  it('a statement of src/db/ runs on the pool and returns its typed row', async () => {
+    assert.deepEqual(await handlerByName(t.db, 'EventSender'), { name: 'EventSender', kind: 'http', enabled: false, instance: 'main' });
+    assert.equal(await handlerByName(t.db, 'nope'), undefined);
+  });
+
+  /** The quoted values of a CHECK (col IN (...)) constraint. */
+  async function checkValues(table: string, constraint: string): Promise<string[]> {
+    const [r] = await t.db.query(sql`
+      SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c
+       WHERE c.conrelid = ${table}::regclass AND c.conname = ${constraint}`);
+    assert.ok(r, `${constraint} exists`);
+    return [...(r.def as string).matchAll(/'([^']*)'/g)].map((m) => m[1]!);
+  }
+
+  it('DELIVERY_STATES is the list event_deliveries_state_check allows', async () => {
+    assert.deepEqual([...DELIVERY_STATES].sort(), (await checkValues('espf.event_deliveries', 'event_deliveries_state_check')).sort());
+  });
+
+  it('ACCOUNT_STATUSES is the list account_provisioning_statuses_status_check allows', async () => {
+    assert.deepEqual([...ACCOUNT_STATUSES].sort(),
+      (await checkValues('espf.account_provisioning_statuses', 'account_provisioning_statuses_status_check')).sort());
+  });
+
+  it('updateHttpHandler sets only columns of espf.http_handlers, and refuses any other name before it runs', async () => {
+    assert.ok(HTTP_HANDLER_COLUMNS.includes('url') && !HTTP_HANDLER_COLUMNS.includes('handler'));
+    await assert.rejects(updateHttpHandler(t.db, 'EventSender', { 'url = url; --': 1 }), { code: 'ESPF_USAGE' });
+    const r = await updateHttpHandler(t.db, 'EventSender', { token_rate: 7 });
+    assert.equal(r?.before.token_rate, '10');
+    assert.equal(r?.after.token_rate, '7');
+    assert.equal(r?.changed, true);
+    assert.equal(await updateHttpHandler(t.db, 'nope', { token_rate: 7 }), undefined);
   });
 });

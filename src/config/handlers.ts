@@ -1,7 +1,7 @@
 import type { Db } from '../db/connect.ts';
 import {
   deleteSubscriptions, dispatcherSourceTypes, eventTypeExists, eventTypeNames, handlerByName, handlerNames,
-  insertSubscriptions, matrixCells, updateHandlerEnabled, updateTypeEnabled, type HandlerRow,
+  insertSubscriptions, matrixCells, switchHandler, switchTypes, type HandlerRow,
 } from '../db/config.ts';
 import { EspfError } from '../errors.ts';
 import { escapeTerminal, quoteArg } from '../security/terminal.ts';
@@ -18,9 +18,9 @@ export async function getHandler(db: Db, name: string): Promise<HandlerRow> {
 
 /** Enables or disables a handler; returns whether it changed. The database refuses an http handler without URL. */
 export async function setHandlerEnabled(db: Db, name: string, enabled: boolean): Promise<boolean> {
-  const was = await updateHandlerEnabled(db, name, enabled);
-  if (was === undefined) await getHandler(db, name); // throws ESPF_UNKNOWN_HANDLER
-  return was !== enabled;
+  const switched = await switchHandler(db, name, enabled);
+  if (switched === undefined) await getHandler(db, name); // throws ESPF_UNKNOWN_HANDLER
+  return switched?.was !== enabled;
 }
 
 /** The types a handler can subscribe to: every type for http, the consumed ones for a dispatcher. */
@@ -42,25 +42,25 @@ export async function setSubscription(db: Db, name: string, type: string, subscr
     await assertType(db, type);
     types = [type];
   }
-  return subscribe ? insertSubscriptions(db, name, types) : deleteSubscriptions(db, name, types);
+  return (subscribe ? await insertSubscriptions(db, name, types) : await deleteSubscriptions(db, name, types)).length;
 }
 
 /** Enables or disables one type or all; returns the rows changed. */
 export async function setTypeEnabled(db: Db, type: string, enabled: boolean): Promise<number> {
   if (type !== 'all') await assertType(db, type);
-  return updateTypeEnabled(db, type, enabled);
+  return (await switchTypes(db, type, enabled)).filter((t) => t.was !== enabled).length;
 }
 
 export interface Matrix { readonly handlers: string[]; readonly rows: { type: string; enabled: boolean; states: string[] }[] }
 
 export async function readMatrix(db: Db): Promise<Matrix> {
   const cells = await matrixCells(db);
-  const handlers = [...new Set(cells.map((c) => c.handler!))].sort();
+  const handlers = [...new Set(cells.map((c) => c.handler))].sort();
   const byType = new Map<string, { type: string; enabled: boolean; states: string[] }>();
   for (const c of cells) {
-    let row = byType.get(c.event_type!);
-    if (!row) byType.set(c.event_type!, row = { type: c.event_type!, enabled: c.enabled, states: handlers.map(() => ' ') });
-    row.states[handlers.indexOf(c.handler!)] = c.state!;
+    let row = byType.get(c.event_type);
+    if (!row) byType.set(c.event_type, row = { type: c.event_type, enabled: c.enabled, states: handlers.map(() => ' ') });
+    row.states[handlers.indexOf(c.handler)] = c.state;
   }
   return { handlers, rows: [...byType.values()] };
 }

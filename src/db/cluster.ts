@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { sql, type Queryable } from '@databases/pg';
 import { EspfError } from '../errors.ts';
 import { isRoot, PG_USER, postgresCanEnter, stagedBinDir } from './pg-home.ts';
 
@@ -173,4 +174,10 @@ export async function promoteCluster(c: Cluster): Promise<void> {
 export async function restartCluster(c: Cluster, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
   // -l: the restarted server must not inherit our stdout (execFile would wait for it to close).
   await pgExec(c.binDir, 'pg_ctl', ['-D', path.join(c.dir, 'data'), '-l', path.join(c.dir, 'server.log'), '-m', mode, '-w', '-t', '60', 'restart']);
+}
+
+/** Creates a database on a cluster unless it exists (`admin`: a pool on another database of it). */
+export async function ensureDatabase(admin: Queryable, name: string): Promise<void> {
+  const [exists] = await admin.query(sql`SELECT 1 FROM pg_database WHERE datname = ${name}`);
+  if (!exists) await admin.query(sql`CREATE DATABASE ${sql.ident(name)}`);
 }

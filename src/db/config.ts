@@ -1,91 +1,150 @@
 // The configuration rows: espf.handlers, espf.http_handlers,
 // espf.subscriptions, espf.event_types, espf.dispatcher_rules and the
-// espf.matrix view. Built with Kysely (src/db/query.ts); the database checks
-// every write (sql/020_config_checks.sql).
-import type { Queryable } from '@databases/pg';
-import { sql } from 'kysely';
-import { first, q, run } from './query.ts';
+// espf.matrix view, for the CLI (src/config/handlers.ts), the console and
+// espf run's configuration snapshot (src/config/snapshot.ts). The database
+// checks every write (sql/020_config_checks.sql).
+import { sql, type Queryable } from '@databases/pg';
+import { EspfError } from '../errors.ts';
+import { SCHEMA, type Row } from './schema.ts';
 
-export interface HandlerRow { readonly name: string; readonly kind: 'http' | 'dispatcher'; readonly enabled: boolean; readonly instance: string }
+export type HandlerRow = Pick<Row<'espf.handlers'>, 'name' | 'kind' | 'enabled' | 'instance'> & { readonly kind: 'http' | 'dispatcher' };
 
-/** One row per handler of an instance with its subscribed types and, for http, its settings row as JSON. */
-export function handlersOfInstance(db: Queryable, instance: string) {
-  return run(db, q.selectFrom('espf.handlers as h')
-    .select((eb) => [
-      'h.name', 'h.kind', 'h.enabled', 'h.instance',
-      eb.fn.coalesce(
-        eb.selectFrom('espf.subscriptions as s').whereRef('s.handler', '=', 'h.name')
-          .select(sql<string[]>`array_agg(s.event_type ORDER BY s.event_type)`.as('types')),
-        sql<string[]>`'{}'::text[]`,
-      ).as('types'),
-      eb.fn.coalesce(
-        eb.selectFrom('espf.subscriptions as s').innerJoin('espf.event_types as t', 't.name', 's.event_type')
-          .whereRef('s.handler', '=', 'h.name').where('t.coalesce', '=', true)
-          .select(sql<string[]>`array_agg(s.event_type)`.as('coalesce')),
-        sql<string[]>`'{}'::text[]`,
-      ).as('coalesce'),
-      eb.selectFrom('espf.http_handlers as x').whereRef('x.handler', '=', 'h.name')
-        .select(sql<Record<string, unknown>>`to_jsonb(x) - 'handler'`.as('http')).as('http'),
-    ])
-    .where('h.instance', '=', instance));
+/** A handler of an instance with its subscribed types and, for http, its settings row as JSON. */
+export interface InstanceHandlerRow extends HandlerRow {
+  readonly types: string[];
+  /** The subscribed types whose espf.event_types.coalesce is on. */
+  readonly coalesce: string[];
+  /** The espf.http_handlers row without `handler`; null for a dispatcher. */
+  readonly http: Record<string, unknown> | null;
 }
 
-export function handlerByName(db: Queryable, name: string): Promise<HandlerRow | undefined> {
-  return first(db, q.selectFrom('espf.handlers').select(['name', 'kind', 'enabled', 'instance']).where('name', '=', name));
+/** One row per handler of an instance (espf run polls it, src/config/watch.ts). */
+export function handlersOfInstance(db: Queryable, instance: string): Promise<InstanceHandlerRow[]> {
+  return db.query(sql`
+    SELECT h.name, h.kind, h.enabled, h.instance,
+           coalesce((SELECT array_agg(s.event_type ORDER BY s.event_type) FROM espf.subscriptions s WHERE s.handler = h.name),
+                    '{}'::text[]) AS types,
+           coalesce((SELECT array_agg(s.event_type) FROM espf.subscriptions s JOIN espf.event_types t ON t.name = s.event_type
+                      WHERE s.handler = h.name AND t."coalesce"), '{}'::text[]) AS "coalesce",
+           (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http
+      FROM espf.handlers h WHERE h.instance = ${instance}`);
+}
+
+export async function handlerByName(db: Queryable, name: string): Promise<HandlerRow | undefined> {
+  const [row] = await db.query(sql`SELECT name, kind, enabled, instance FROM espf.handlers WHERE name = ${name}`);
+  return row;
+}
+
+/** Every handler, by name or (http handlers first) by kind and name. */
+export function listHandlers(db: Queryable, order: 'name' | 'kind' = 'name'): Promise<HandlerRow[]> {
+  return db.query(sql`SELECT name, kind, enabled, instance FROM espf.handlers
+                       ORDER BY ${order === 'kind' ? sql`kind DESC, name` : sql`name`}`);
 }
 
 export async function handlerNames(db: Queryable): Promise<string[]> {
-  return (await run(db, q.selectFrom('espf.handlers').select('name').orderBy('name'))).map((r) => r.name);
+  return (await listHandlers(db)).map((r) => r.name);
 }
 
-/** Sets `enabled`; what it was before, or undefined for an unknown handler. */
-export async function updateHandlerEnabled(db: Queryable, name: string, enabled: boolean): Promise<boolean | undefined> {
-  const row = await first(db, q.updateTable('espf.handlers as h').set({ enabled })
-    .from(q.selectFrom('espf.handlers').select(['name', 'enabled as was']).where('name', '=', name).forUpdate().as('o'))
-    .whereRef('h.name', '=', 'o.name')
-    .returning('o.was'));
-  return row?.was;
+/** A handler switched on or off: its name and `enabled` before the change. */
+export interface Switched { readonly name: string; readonly was: boolean }
+
+/**
+ * Sets `enabled` of a handler (the row locked while it is read); what it was
+ * before, or undefined for an unknown handler. The database refuses an http
+ * handler without URL.
+ */
+export async function switchHandler(db: Queryable, name: string, enabled: boolean): Promise<Switched | undefined> {
+  const [row] = await db.query(sql`
+    UPDATE espf.handlers h SET enabled = ${enabled}
+      FROM (SELECT name, enabled AS was FROM espf.handlers WHERE name = ${name} FOR UPDATE) o
+     WHERE h.name = o.name
+    RETURNING o.name, o.was`);
+  return row;
 }
 
 export async function eventTypeNames(db: Queryable): Promise<string[]> {
-  return (await run(db, q.selectFrom('espf.event_types').select('name').orderBy('name'))).map((r) => r.name);
+  return (await db.query(sql`SELECT name FROM espf.event_types ORDER BY name`)).map((r) => r.name as string);
 }
 
 export async function eventTypeExists(db: Queryable, name: string): Promise<boolean> {
-  return (await first(db, q.selectFrom('espf.event_types').select('name').where('name', '=', name))) !== undefined;
+  return (await db.query(sql`SELECT 1 FROM espf.event_types WHERE name = ${name}`)).length > 0;
+}
+
+/**
+ * Switches capture of one type (or of every type, `all`) on or off: every
+ * matched type with `enabled` before, the rows locked; only those that differ
+ * are updated (an update of espf.event_types compiles capture triggers,
+ * sql/025_event_rules.sql). Empty for an unknown type.
+ */
+export function switchTypes(db: Queryable, type: string | 'all', enabled: boolean): Promise<Switched[]> {
+  return db.query(sql`
+    WITH o AS (SELECT name, enabled AS was FROM espf.event_types
+                WHERE ${type === 'all' ? sql`true` : sql`name = ${type}`} ORDER BY name FOR UPDATE),
+         u AS (UPDATE espf.event_types t SET enabled = ${enabled} FROM o WHERE t.name = o.name AND o.was <> ${enabled})
+    SELECT name, was FROM o ORDER BY name`);
 }
 
 /** The types a dispatcher consumes (its rules). */
 export async function dispatcherSourceTypes(db: Queryable, handler: string): Promise<string[]> {
-  return (await run(db, q.selectFrom('espf.dispatcher_rules').select('event_type').where('handler', '=', handler).orderBy('event_type')))
-    .map((r) => r.event_type!);
+  return (await db.query(sql`SELECT event_type FROM espf.dispatcher_rules WHERE handler = ${handler} ORDER BY event_type`))
+    .map((r) => r.event_type as string);
 }
 
-/** Subscribes a handler to types; the number of rows added. */
-export async function insertSubscriptions(db: Queryable, handler: string, types: readonly string[]): Promise<number> {
-  if (types.length === 0) return 0;
-  const rows = await run(db, q.insertInto('espf.subscriptions').values(types.map((t) => ({ handler, event_type: t })))
-    .onConflict((oc) => oc.doNothing()).returning('handler'));
-  return rows.length;
+export type SubscriptionRow = Pick<Row<'espf.subscriptions'>, 'handler' | 'event_type'>;
+
+/** Subscribes a handler to types; the rows added (none for those it had). */
+export async function insertSubscriptions(db: Queryable, handler: string, types: readonly string[]): Promise<SubscriptionRow[]> {
+  if (types.length === 0) return [];
+  return db.query(sql`
+    INSERT INTO espf.subscriptions (handler, event_type) SELECT ${handler}, t FROM unnest(${types}::text[]) AS t
+    ON CONFLICT DO NOTHING RETURNING handler, event_type`);
 }
 
-/** Unsubscribes a handler from types; the number of rows removed. */
-export async function deleteSubscriptions(db: Queryable, handler: string, types: readonly string[]): Promise<number> {
-  if (types.length === 0) return 0;
-  const rows = await run(db, q.deleteFrom('espf.subscriptions').where('handler', '=', handler).where('event_type', 'in', types).returning('handler'));
-  return rows.length;
+/** Unsubscribes a handler from types; the rows removed. */
+export async function deleteSubscriptions(db: Queryable, handler: string, types: readonly string[]): Promise<SubscriptionRow[]> {
+  if (types.length === 0) return [];
+  return db.query(sql`
+    DELETE FROM espf.subscriptions WHERE handler = ${handler} AND event_type = ANY(${types}::text[])
+    RETURNING handler, event_type`);
 }
 
-/** Enables or disables one type (or every type); the number of rows changed. */
-export async function updateTypeEnabled(db: Queryable, type: string | 'all', enabled: boolean): Promise<number> {
-  let u = q.updateTable('espf.event_types').set({ enabled }).where('enabled', '<>', enabled);
-  if (type !== 'all') u = u.where('name', '=', type);
-  return (await run(db, u.returning('name'))).length;
-}
+export interface MatrixCell { readonly event_type: string; readonly handler: string; readonly state: '+' | '.' | ' '; readonly enabled: boolean }
 
 /** Every (type, handler) cell of espf.matrix with the type's switch. */
-export function matrixCells(db: Queryable) {
-  return run(db, q.selectFrom('espf.matrix as m').innerJoin('espf.event_types as t', 't.name', 'm.event_type')
-    .select(['m.event_type', 'm.handler', 'm.state', 't.enabled'])
-    .orderBy('m.event_type').orderBy('m.handler'));
+export function matrixCells(db: Queryable): Promise<MatrixCell[]> {
+  return db.query(sql`
+    SELECT m.event_type, m.handler, m.state, t.enabled
+      FROM espf.matrix m JOIN espf.event_types t ON t.name = m.event_type
+     ORDER BY m.event_type, m.handler`);
+}
+
+/** An http handler's settings row with its handler's `enabled` and `instance`; undefined for no such row. */
+export async function readHttpHandler(db: Queryable, handler: string): Promise<Record<string, unknown> | undefined> {
+  const [row] = await db.query(sql`
+    SELECT x.*, h.enabled, h.instance FROM espf.http_handlers x JOIN espf.handlers h ON h.name = x.handler
+     WHERE x.handler = ${handler}`);
+  return row;
+}
+
+/** The columns of espf.http_handlers one can set (`handler` is the key). */
+export const HTTP_HANDLER_COLUMNS: readonly string[] = Object.keys(SCHEMA['espf.http_handlers']).filter((c) => c !== 'handler');
+
+/**
+ * Sets columns of one espf.http_handlers row (in a transaction, or a savepoint
+ * of the caller's): the row before (locked) and after, and whether anything
+ * was set; undefined for no such row. A name that is not one of
+ * HTTP_HANDLER_COLUMNS is refused (ESPF_USAGE) before anything runs.
+ */
+export async function updateHttpHandler(db: Queryable, handler: string, values: Readonly<Record<string, unknown>>)
+  : Promise<{ before: Record<string, unknown>; after: Record<string, unknown>; changed: boolean } | undefined> {
+  const unknown = Object.keys(values).filter((c) => !HTTP_HANDLER_COLUMNS.includes(c));
+  if (unknown.length > 0) throw new EspfError('ESPF_USAGE', `not a column of espf.http_handlers one can set: ${unknown.join(', ')}`);
+  return db.tx(async (tx) => {
+    const [before] = await tx.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler} FOR UPDATE`);
+    if (!before) return undefined;
+    const sets = Object.entries(values).map(([k, v]) => sql`${sql.ident(k)} = ${v}`);
+    if (sets.length === 0) return { before, after: before, changed: false };
+    const [after] = await tx.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
+    return { before, after, changed: true };
+  });
 }

@@ -1,9 +1,11 @@
-// espf.event_deliveries on the sender's path: every statement the running
-// sender sends about deliveries. The work is in SQL functions (sql/400_results.sql,
-// sql/410_waiting_pages.sql).
-import { sql } from '@databases/pg';
+// espf.event_deliveries (and espf.target_states): every statement about
+// deliveries. First the sender's path, one statement per call, the work in SQL
+// functions (sql/400_results.sql, sql/410_waiting_pages.sql); then the
+// backlog, resend (sql/700_resend.sql), and the reads of the console.
+import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from './connect.ts';
-import { first, q } from './query.ts';
+import { RESENDABLE_STATES, WAITING_STATES, type DeliveryState } from './delivery-states.ts';
+import type { Row } from './schema.ts';
 import type { Shard } from './shards.ts';
 
 /** A delivery that waits (PENDING or RETRY), with its event, as espf.waiting_page and espf.take_requeued return it. */
@@ -75,12 +77,9 @@ export async function dispatch(db: Db, handler: string, iEvents: readonly number
 
 /** How many deliveries wait (PENDING or RETRY) across every instance, and since when. */
 export async function waitingSummary(db: Db): Promise<{ waiting: number; oldest: Date | null }> {
-  const row = await first(db, q.selectFrom('espf.event_deliveries')
-    .select((eb) => [
-      eb.fn.countAll<number>().as('waiting'),
-      eb.fn.min<Date | null>(eb.fn.coalesce('committed_at', 'created_at')).as('oldest'),
-    ])
-    .where('state', 'in', ['PENDING', 'RETRY']));
+  const [row] = await db.query(sql`
+    SELECT count(*) AS waiting, min(coalesce(committed_at, created_at)) AS oldest
+      FROM espf.event_deliveries WHERE state = ANY(${WAITING_STATES}::text[])`);
   return { waiting: Number(row?.waiting ?? 0), oldest: row?.oldest ?? null };
 }
 
@@ -90,17 +89,105 @@ export async function resendWindow(db: Db, since: string | null): Promise<{ star
   return t;
 }
 
+/** The selectors of one espf.resend call; null: not a selector (`until` null: now). */
 export interface ResendCall {
   readonly events: readonly number[] | null; readonly account: number | null; readonly handler: string | null;
-  readonly status: string | null; readonly since: Date | null; readonly until: Date;
+  readonly status: string | null; readonly since: Date | null; readonly until: Date | null;
 }
 
-/** One batch of espf.resend (sql/700_resend.sql): the deliveries re-queued (or, on a dry run, selected). */
-export async function resendBatch(db: Db, c: ResendCall, maxRows: number, dryRun: boolean): Promise<number> {
+/**
+ * One batch of espf.resend (sql/700_resend.sql): the deliveries re-queued (or,
+ * on a dry run, selected). The CLI's batches (src/cli/resend-command.ts) and
+ * the console's resends call it.
+ */
+export async function resendBatch(db: Queryable, c: ResendCall, maxRows: number, dryRun: boolean): Promise<number> {
   const [r] = await db.query(sql`
     SELECT espf.resend(i_events => ${c.events}::bigint[], i_account => ${c.account}::bigint,
                        handler => ${c.handler}::text, status => ${c.status}::text,
                        since => ${c.since}::timestamptz, until => ${c.until}::timestamptz,
                        max_rows => ${maxRows}::int, dry_run => ${dryRun}) AS n`);
   return Number(r.n);
+}
+
+// ── reads of the console (src/console/) ─────────────────────────────────────
+
+export type DeliveryRow = Pick<Row<'espf.event_deliveries'>, 'i_event' | 'handler' | 'state' | 'event_type' | 'attempts' | 'urls_done'
+  | 'last_http_status' | 'last_error' | 'next_attempt_at' | 'committed_at' | 'created_at' | 'first_attempt_at' | 'last_attempt_at' | 'finished_at'>
+  & Pick<Row<'espf.events'>, 'variables' | 'source_i_event'>;
+
+/** The latest `limit` deliveries of an account with their events' variables, newest first. */
+export function accountDeliveries(db: Queryable, iAccount: number, limit: number): Promise<DeliveryRow[]> {
+  return db.query(sql`
+    SELECT d.i_event, d.handler, d.state, d.event_type, d.attempts, d.urls_done, d.last_http_status, d.last_error,
+           d.next_attempt_at, d.committed_at, d.created_at, d.first_attempt_at, d.last_attempt_at, d.finished_at,
+           e.variables, e.source_i_event
+      FROM (SELECT * FROM espf.event_deliveries WHERE i_account = ${iAccount} ORDER BY i_event DESC LIMIT ${limit}) d
+      LEFT JOIN espf.events e ON e.i_event = d.i_event
+     ORDER BY d.i_event DESC, d.handler`);
+}
+
+/** Which deliveries a list shows; every field optional. */
+export interface DeliveryFilter {
+  readonly handler?: string;
+  readonly type?: string;
+  readonly state?: DeliveryState;
+  readonly since?: string;   // created at or after (a time PostgreSQL reads, see checkTime)
+  readonly until?: string;   // created before
+}
+
+/** A delivery's key: (i_event, handler). */
+export interface DeliveryKey { readonly i_event: number; readonly handler: string }
+
+function filterSql(f: DeliveryFilter): SQLQuery {
+  const c: SQLQuery[] = [sql`true`];
+  if (f.handler) c.push(sql`d.handler = ${f.handler}`);
+  if (f.type) c.push(sql`d.event_type = ${f.type}`);
+  if (f.state) c.push(sql`d.state = ${f.state}`);
+  if (f.since) c.push(sql`d.created_at >= ${f.since}::timestamptz`);
+  if (f.until) c.push(sql`d.created_at < ${f.until}::timestamptz`);
+  return sql.join(c, ' AND ');
+}
+
+export type DeliveryListRow = Pick<Row<'espf.event_deliveries'>, 'i_event' | 'handler' | 'state' | 'event_type' | 'i_account' | 'attempts'
+  | 'last_http_status' | 'last_error' | 'created_at' | 'last_attempt_at' | 'finished_at'>;
+
+/**
+ * One page, newest event first; `after` is the last key of the previous page.
+ * The keys are found first (for FAILED, an index-only scan of
+ * event_deliveries_failed_idx, whose rows carry created_at and event_type),
+ * then their rows are read.
+ */
+export function deliveryPage(db: Queryable, f: DeliveryFilter, after: DeliveryKey | null, limit: number): Promise<DeliveryListRow[]> {
+  const key = after ? sql`AND (d.i_event, d.handler) < (${after.i_event}, ${after.handler})` : sql``;
+  return db.query(sql`
+    WITH page AS (
+      SELECT d.i_event, d.handler FROM espf.event_deliveries d
+       WHERE ${filterSql(f)} ${key}
+       ORDER BY d.i_event DESC, d.handler DESC
+       LIMIT ${limit})
+    SELECT d.i_event, d.handler, d.state, d.event_type, d.i_account, d.attempts, d.last_http_status, d.last_error,
+           d.created_at, d.last_attempt_at, d.finished_at
+      FROM page p JOIN espf.event_deliveries d ON d.i_event = p.i_event AND d.handler = p.handler
+     ORDER BY d.i_event DESC, d.handler DESC`);
+}
+
+/** The keys of resendable (finished) deliveries matching a filter, finished by `until`, lowest first, after `after`. */
+export function resendableKeys(db: Queryable, f: DeliveryFilter, after: DeliveryKey | null, limit: number, until: Date): Promise<DeliveryKey[]> {
+  const key = after ? sql`AND (d.i_event, d.handler) > (${after.i_event}, ${after.handler})` : sql``;
+  return db.query(sql`
+    SELECT d.i_event, d.handler FROM espf.event_deliveries d
+     WHERE ${filterSql(f)} AND d.state = ANY(${RESENDABLE_STATES}::text[]) AND d.finished_at <= ${until} ${key}
+     ORDER BY d.i_event, d.handler LIMIT ${limit}`);
+}
+
+/** How many resendable (finished) deliveries match a filter. */
+export async function countResendable(db: Queryable, f: DeliveryFilter): Promise<number> {
+  const [r] = await db.query(sql`
+    SELECT count(*)::float8 AS n FROM espf.event_deliveries d WHERE ${filterSql(f)} AND d.state = ANY(${RESENDABLE_STATES}::text[])`);
+  return Number(r.n);
+}
+
+/** Throws the database's error when PostgreSQL cannot read `v` as a time (a filter's `since`, `until`). */
+export async function checkTime(db: Queryable, v: string): Promise<void> {
+  await db.query(sql`SELECT ${v}::timestamptz AS t`);
 }

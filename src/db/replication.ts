@@ -1,7 +1,19 @@
-// Replication slots and the publication, as the sender and the metrics see
-// them. The publication itself is defined in sql/040_publication.sql.
-import { sql } from '@databases/pg';
+// Replication slots and the publication, as the sender, `espf shards` and
+// the metrics see them. The publication itself is defined in
+// sql/040_publication.sql.
+//
+// Slot names are per server, not per database: a slot is ours only when it
+// was made in this database. `ourSlot` is that rule, the same as the SQL side
+// applies (sql/450_catch_up.sql, sql/600_maintenance.sql espf.slot_lag); a
+// slot of the same name made in another database is not ours.
+import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from './connect.ts';
+
+/** The condition on pg_replication_slots (aliased `alias`) that picks our slot of this name. */
+function ourSlot(alias: string, slot: string): SQLQuery {
+  const a = sql.ident(alias);
+  return sql`${a}.slot_name = ${slot} AND ${a}.database = current_database()`;
+}
 
 /** The publication espf run streams (sql/040_publication.sql). */
 export const PUBLICATION = 'espf_events';
@@ -11,12 +23,25 @@ export async function publicationExists(db: Db): Promise<boolean> {
   return pub !== undefined;
 }
 
-/** Whether the slot exists, whether it is a failover slot, and whether the server has failover slots (PostgreSQL 17+). */
-export async function slotState(db: Db, slot: string): Promise<{ present: boolean; failover: boolean | null; failoverSlots: boolean }> {
+export interface SlotState {
+  /** Our slot of this name exists (one made in this database). */
+  readonly present: boolean;
+  /** Whether it is a failover slot; null when it is not present (or the server has none). */
+  readonly failover: boolean | null;
+  /** The server has failover slots (PostgreSQL 17+). */
+  readonly failoverSlots: boolean;
+}
+
+/**
+ * Whether our slot exists, whether it is a failover slot, and whether the
+ * server has failover slots: the one "does our slot exist" check of espf run
+ * (its catch-up and its stream) and `espf shards`.
+ */
+export async function slotState(db: Queryable, slot: string): Promise<SlotState> {
   const [s] = await db.query(sql`
     SELECT current_setting('server_version_num')::int >= 170000 AS failover_slots,
-           (SELECT (to_jsonb(r) ->> 'failover')::boolean FROM pg_replication_slots r WHERE slot_name = ${slot}) AS failover,
-           EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = ${slot}) AS present`);
+           (SELECT (to_jsonb(r) ->> 'failover')::boolean FROM pg_replication_slots r WHERE ${ourSlot('r', slot)}) AS failover,
+           EXISTS (SELECT FROM pg_replication_slots r WHERE ${ourSlot('r', slot)}) AS present`);
   return { present: s.present, failover: s.failover, failoverSlots: s.failover_slots };
 }
 
@@ -34,10 +59,10 @@ export async function emitMessage(db: Db, prefix: string, content: string): Prom
   await db.query(sql`SELECT pg_logical_emit_message(false, ${prefix}, ${content})`);
 }
 
-/** Bytes of WAL between the server's position and what the slot has confirmed; null for no such slot. */
+/** Bytes of WAL between the server's position and what our slot has confirmed; null for no such slot. */
 export async function slotLagBytes(db: Db, slot: string): Promise<number | null> {
   const [row] = await db.query(sql`
-    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::float8 AS lag
-      FROM pg_replication_slots WHERE slot_name = ${slot}`);
+    SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), r.confirmed_flush_lsn)::float8 AS lag
+      FROM pg_replication_slots r WHERE ${ourSlot('r', slot)}`);
   return row?.lag ?? null;
 }

@@ -1,93 +1,118 @@
-// The report views of sql/500_reports.sql (espf status, the status API),
-// built with Kysely (src/db/query.ts).
-import type { Queryable } from '@databases/pg';
-import { sql } from 'kysely';
-import { q, run } from './query.ts';
+// The report views of sql/500_reports.sql and sql/450_catch_up.sql, for
+// `espf status` (src/cli/status-command.ts) and espf run's instance heartbeat
+// (src/run/instances.ts).
+import { sql, type Queryable } from '@databases/pg';
+import type { AccountStatus } from './statuses.ts';
+import type { DeliveryState } from './delivery-states.ts';
+import type { Database, Row } from './schema.ts';
 
-export function backlog(db: Queryable) {
-  return run(db, q.selectFrom('espf.report_backlog')
-    .select(['handler', 'enabled', 'instance', 'waiting', 'pending', 'retry'])
-    .select(sql<number>`round(extract(epoch FROM oldest_age))::bigint`.as('oldest_age_s'))
-    .select(['oldest_committed_at', 'next_attempt_at'])
-    .orderBy('handler'));
+type View<T extends keyof Database, C extends keyof Row<T>> = Pick<Row<T>, C>;
+
+export type BacklogRow = View<'espf.report_backlog', 'handler' | 'enabled' | 'instance' | 'waiting' | 'pending' | 'retry' | 'oldest_committed_at' | 'next_attempt_at'>
+  & { readonly oldest_age_s: number | null };
+
+export function backlog(db: Queryable): Promise<BacklogRow[]> {
+  return db.query(sql`
+    SELECT handler, enabled, instance, waiting, pending, retry, round(extract(epoch FROM oldest_age))::bigint AS oldest_age_s,
+           oldest_committed_at, next_attempt_at
+      FROM espf.report_backlog ORDER BY handler`);
 }
+
+export type TargetRow = View<'espf.target_states', 'handler' | 'url' | 'instance' | 'since' | 'failures' | 'probes' | 'next_probe_at' | 'last_http_status' | 'last_error' | 'updated_at'>
+  & { readonly state: 'up' | 'DOWN'; readonly for_s: number };
 
 /** The circuit breaker of each target URL (espf.target_states), the ones down first. */
-export function targets(db: Queryable) {
-  return run(db, q.selectFrom('espf.target_states')
-    .select(['handler', 'url', 'instance'])
-    .select(sql<string>`CASE WHEN up THEN 'up' ELSE 'DOWN' END`.as('state'))
-    .select('since')
-    .select(sql<number>`round(extract(epoch FROM now() - since))::bigint`.as('for_s'))
-    .select(['failures', 'probes', 'next_probe_at', 'last_http_status', 'last_error', 'updated_at'])
-    .orderBy('up').orderBy('handler').orderBy('url'));
+export function targets(db: Queryable): Promise<TargetRow[]> {
+  return db.query(sql`
+    SELECT handler, url, instance, CASE WHEN up THEN 'up' ELSE 'DOWN' END AS state, since,
+           round(extract(epoch FROM now() - since))::bigint AS for_s,
+           failures, probes, next_probe_at, last_http_status, last_error, updated_at
+      FROM espf.target_states ORDER BY up, handler, url`);
 }
 
-export function failures24h(db: Queryable) {
-  return run(db, q.selectFrom('espf.report_failures_24h')
-    .select(['event_type', 'handler', 'failures', 'accounts', 'last_failed_at', 'last_http_status', 'last_error'])
-    .orderBy('failures', 'desc').orderBy('event_type').orderBy('handler'));
+export function failures24h(db: Queryable): Promise<View<'espf.report_failures_24h', 'event_type' | 'handler' | 'failures' | 'accounts' | 'last_failed_at' | 'last_http_status' | 'last_error'>[]> {
+  return db.query(sql`
+    SELECT event_type, handler, failures, accounts, last_failed_at, last_http_status, last_error
+      FROM espf.report_failures_24h ORDER BY failures DESC, event_type, handler`);
 }
+
+export type LatencyRow = {
+  readonly hour: Date | null; readonly handler: string | null; readonly delivered: number | null;
+  readonly p50_s: number | null; readonly p95_s: number | null; readonly p99_s: number | null; readonly max_s: number | null;
+};
 
 /** Delivery latency per hour and handler, the last `hours` hours. */
-export function latencyHourly(db: Queryable, hours: number) {
-  const f8 = (c: 'p50_s' | 'p95_s' | 'p99_s' | 'max_s') => sql<number | null>`${sql.ref(c)}::float8`.as(c);
-  return run(db, q.selectFrom('espf.report_latency_hourly')
-    .select(['hour', 'handler', 'delivered', f8('p50_s'), f8('p95_s'), f8('p99_s'), f8('max_s')])
-    .where('hour', '>=', sql<Date>`date_trunc('hour', now()) - make_interval(hours => ${hours - 1})`)
-    .orderBy('hour', 'desc').orderBy('handler'));
+export function latencyHourly(db: Queryable, hours: number): Promise<LatencyRow[]> {
+  return db.query(sql`
+    SELECT hour, handler, delivered, p50_s::float8 AS p50_s, p95_s::float8 AS p95_s, p99_s::float8 AS p99_s, max_s::float8 AS max_s
+      FROM espf.report_latency_hourly
+     WHERE hour >= date_trunc('hour', now()) - make_interval(hours => ${hours - 1})
+     ORDER BY hour DESC, handler`);
 }
 
+export type AccountStatusCounts = {
+  readonly handler: string | null; readonly accounts: number; readonly ok: number; readonly in_progress: number;
+  readonly retry: number; readonly failed: number; readonly last_update: Date | null;
+};
+
 /** Accounts per status and handler. */
-export function accountStatusByHandler(db: Queryable) {
-  return run(db, q.selectFrom('espf.report_account_status')
-    .select((eb) => [
-      'handler',
-      eb.fn.countAll<number>().as('accounts'),
-      eb.fn.countAll<number>().filterWhere('status', '=', 'OK').as('ok'),
-      eb.fn.countAll<number>().filterWhere('status', '=', 'IN_PROGRESS').as('in_progress'),
-      eb.fn.countAll<number>().filterWhere('status', '=', 'RETRY').as('retry'),
-      eb.fn.countAll<number>().filterWhere('status', '=', 'FAILED').as('failed'),
-      eb.fn.max('updated_at').as('last_update'),
-    ])
-    .groupBy('handler').orderBy('handler'));
+export function accountStatusByHandler(db: Queryable): Promise<AccountStatusCounts[]> {
+  const is = (s: AccountStatus) => sql`count(*) FILTER (WHERE status = ${s})`;
+  return db.query(sql`
+    SELECT handler, count(*) AS accounts,
+           ${is('OK')} AS ok, ${is('IN_PROGRESS')} AS in_progress, ${is('RETRY')} AS retry, ${is('FAILED')} AS failed,
+           max(updated_at) AS last_update
+      FROM espf.report_account_status GROUP BY handler ORDER BY handler`);
 }
 
 /** The latest accounts whose status is not OK. */
-export function accountsNotOk(db: Queryable, limit: number) {
-  return run(db, q.selectFrom('espf.report_account_status')
-    .select(['i_account', 'account_id', 'handler', 'status', 'event_type', 'attempts', 'message', 'updated_at'])
-    .where('status', '<>', 'OK')
-    .orderBy('updated_at', 'desc').orderBy('i_account').orderBy('handler').limit(limit));
+export function accountsNotOk(db: Queryable, limit: number): Promise<View<'espf.report_account_status', 'i_account' | 'account_id' | 'handler' | 'status' | 'event_type' | 'attempts' | 'message' | 'updated_at'>[]> {
+  return db.query(sql`
+    SELECT i_account, account_id, handler, status, event_type, attempts, message, updated_at
+      FROM espf.report_account_status WHERE status <> ${'OK' satisfies AccountStatus}
+     ORDER BY updated_at DESC, i_account, handler LIMIT ${limit}`);
 }
 
 /** The latest backfills. */
-export function recentBackfills(db: Queryable, limit = 10) {
-  return run(db, q.selectFrom('espf.report_backfills')
-    .select(['id', 'rule', 'state', 'rows_done', 'rows_total', 'events', 'last_key', 'started_at', 'updated_at'])
-    .orderBy('id', 'desc').limit(limit));
+export function recentBackfills(db: Queryable, limit = 10): Promise<View<'espf.report_backfills', 'id' | 'rule' | 'state' | 'rows_done' | 'rows_total' | 'events' | 'last_key' | 'started_at' | 'updated_at'>[]> {
+  return db.query(sql`
+    SELECT id, rule, state, rows_done, rows_total, events, last_key, started_at, updated_at
+      FROM espf.report_backfills ORDER BY id DESC LIMIT ${limit}`);
 }
 
+export type SupersededRow = { readonly handler: string; readonly event_type: string; readonly superseded: number; readonly last_at: Date | null };
+
 /** Deliveries superseded by a newer event of a coalescing type in the last 24 hours, per handler and type. */
-export function superseded24h(db: Queryable) {
-  return run(db, q.selectFrom('espf.event_deliveries')
-    .select((eb) => ['handler', 'event_type', sql<number>`count(*)::int`.as('superseded'), eb.fn.max('finished_at').as('last_at')])
-    .where('state', '=', 'SUPERSEDED')
-    .where('finished_at', '>', sql<Date>`now() - interval '24 hours'`)
-    .groupBy(['handler', 'event_type']).orderBy('handler').orderBy('event_type'));
+export function superseded24h(db: Queryable): Promise<SupersededRow[]> {
+  return db.query(sql`
+    SELECT handler, event_type, count(*)::int AS superseded, max(finished_at) AS last_at
+      FROM espf.event_deliveries
+     WHERE state = ${'SUPERSEDED' satisfies DeliveryState} AND finished_at > now() - interval '24 hours'
+     GROUP BY handler, event_type ORDER BY handler, event_type`);
 }
 
 /** Instances split into shards: one row per shard (espf.report_shards). */
-export function shards(db: Queryable) {
-  return run(db, q.selectFrom('espf.report_shards')
-    .select(['instance', 'shard', 'shards', 'slot_name', 'streaming', 'lag_bytes', 'waiting_events', 'retry', 'last_error'])
-    .orderBy('instance').orderBy('shard'));
+export function shards(db: Queryable): Promise<View<'espf.report_shards', 'instance' | 'shard' | 'shards' | 'slot_name' | 'streaming' | 'lag_bytes' | 'waiting_events' | 'retry' | 'last_error'>[]> {
+  return db.query(sql`
+    SELECT instance, shard, shards, slot_name, streaming, lag_bytes, waiting_events, retry, last_error
+      FROM espf.report_shards ORDER BY instance, shard`);
 }
 
-/** Handlers whose events wait on an instance (espf.report_waiting_handlers). */
-export function waitingHandlers(db: Queryable) {
-  return run(db, q.selectFrom('espf.report_waiting_handlers')
-    .select(['handler', 'kind', 'instance', 'instance_state', 'last_streamed_at'])
-    .select(sql<number>`waiting_events::bigint`.as('waiting_events'))
-    .orderBy('instance').orderBy('handler'));
+/** A handler that waits on an instance that is not streaming (espf.report_waiting_handlers). */
+export type WaitingHandler = {
+  readonly handler: string;
+  readonly kind: string;
+  readonly instance: string;
+  readonly instance_state: 'never streamed' | 'not streaming';
+  readonly last_streamed_at: Date | null;
+  readonly waiting_events: number;
+};
+
+/** Handlers whose events wait on an instance that is not streaming; those of `exceptInstance` left out. */
+export function waitingHandlers(db: Queryable, exceptInstance?: string): Promise<WaitingHandler[]> {
+  return db.query(sql`
+    SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::bigint AS waiting_events
+      FROM espf.report_waiting_handlers
+     WHERE ${exceptInstance === undefined ? sql`true` : sql`instance <> ${exceptInstance}`}
+     ORDER BY instance, handler`);
 }

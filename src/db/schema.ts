@@ -1,14 +1,15 @@
 // The espf schema as the TypeScript side sees it: one entry per table and
-// view with its columns. `Database` (the type Kysely builds statements
-// against, src/db/query.ts) is derived from it, and test/db-schema.test.ts
-// checks it against the migrated database, so a renamed or dropped column
-// fails there. A new migration that adds a column or table adds it here.
-import type { Generated } from 'kysely';
+// view with its columns and their types. The row types of the modules of
+// src/db/ are picked from it (`Row`), and test/db-schema.test.ts checks it
+// against the migrated database, so a renamed, dropped or added column fails
+// there. A new migration that adds a column or table adds it here.
+import type { DeliveryState } from './delivery-states.ts';
+import type { AccountStatus } from './statuses.ts';
 
 /** A column of type T. */
 function col<T>(): Col<T> { return COLUMN as Col<T>; }
-/** A column with a default (optional on insert). */
-function gen<T>(): Col<Generated<T>> { return COLUMN as Col<Generated<T>>; }
+/** A column with a default (may be left out of an INSERT). */
+function gen<T>(): Col<T> { return COLUMN as Col<T>; }
 
 declare const type: unique symbol;
 interface Col<T> { readonly [type]?: T }
@@ -18,7 +19,7 @@ export const SCHEMA = {
   'espf.account_provisioning_statuses': {
     i_account: col<number>(),
     handler: col<string>(),
-    status: col<string>(),
+    status: col<AccountStatus>(),
     i_event: col<number | null>(),
     event_type: col<string | null>(),
     attempts: gen<number>(),
@@ -93,7 +94,7 @@ export const SCHEMA = {
   'espf.event_deliveries': {
     i_event: col<number>(),
     handler: col<string>(),
-    state: col<'PENDING' | 'RETRY' | 'DELIVERED' | 'FAILED' | 'DISPATCHED' | 'SUPERSEDED'>(),
+    state: col<DeliveryState>(),
     event_type: col<string>(),
     order_key: col<string>(),
     i_account: col<number | null>(),
@@ -418,6 +419,9 @@ export const SCHEMA = {
 
 type Table<T> = { -readonly [C in keyof T]: T[C] extends Col<infer V> ? V : never };
 
-/** Every table and view of the espf schema, for Kysely. */
+/** Every table and view of the espf schema. */
 export type Database = { -readonly [T in keyof typeof SCHEMA]: Table<(typeof SCHEMA)[T]> };
+
+/** A whole row of a table or view as a statement returns it; `Pick` the columns one selects. */
+export type Row<T extends keyof Database> = Database[T];
 

@@ -1,8 +1,12 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { sql, type Connection } from '@databases/pg';
+import type { Connection } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import {
+  appliedMigrations, lockMigrate, recordMigration, restampMigration, runSqlFile, runSqlText, unlockMigrate,
+} from '../db/migrations.ts';
+import { changedBuiltinRules } from '../db/rules.ts';
 import { EspfError, oneLine } from '../errors.ts';
 import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../paths.ts';
 import { parseReleasedSums, sha256, statementSum } from './checksum.ts';
@@ -23,8 +27,7 @@ export interface MigrateResult {
   readonly keptRules: readonly string[];   // built-in rules a DBA changed, kept as they are
 }
 
-/** Same key for every espf migrate: two migrates at once run one after the other. */
-export const MIGRATE_LOCK_KEY = 0x65737066; // 'espf'
+export { MIGRATE_LOCK_KEY } from '../db/migrations.ts';
 
 const MIGRATION_NAME = /^(\d{4})_([a-z0-9_]+)\.sql$/;
 
@@ -82,11 +85,10 @@ export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?:
   const migrations = await readMigrations(dirs?.migrations);
   const repeatable = await readRepeatable(dirs?.repeatable);
   return db.task(async (conn: Connection) => {
-    await conn.query(sql`SELECT pg_advisory_lock(${MIGRATE_LOCK_KEY})`);
+    await lockMigrate(conn);
     try {
-      await conn.query(sql.file(fileURLToPath(new URL('bootstrap.sql', import.meta.url))));
-      const rows: { version: number; name: string; checksum: string }[] =
-        await conn.query(sql`SELECT version, name, checksum FROM espf.migrations ORDER BY version`);
+      await runSqlFile(conn, fileURLToPath(new URL('bootstrap.sql', import.meta.url)));
+      const rows = await appliedMigrations(conn);
       const done = new Map(rows.map((r) => [r.version, r]));
       const restamp: MigrationFile[] = [];
       for (const m of migrations) {
@@ -102,7 +104,7 @@ export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?:
       if (restamp.length > 0) {
         await conn.tx(async (tx) => {
           for (const m of restamp) {
-            await tx.query(sql`UPDATE espf.migrations SET checksum = ${m.checksum} WHERE version = ${m.version}`);
+            await restampMigration(tx, m.version, m.checksum);
           }
         });
       }
@@ -110,30 +112,26 @@ export async function migrate(db: Db, dirs?: { migrations?: string; repeatable?:
       for (const m of migrations) {
         if (done.has(m.version)) continue;
         await runFile(conn, `migrations/${m.name}`, async (tx) => {
-          await tx.query(sql`INSERT INTO espf.migrations (version, name, checksum) VALUES (${m.version}, ${m.name}, ${m.checksum})`);
-          await tx.query(sql.__dangerous__rawValue(m.text));
+          await recordMigration(tx, m);
+          await runSqlText(tx, m.text);
         });
         applied.push(m.name);
       }
       await runFile(conn, 'sql/', async (tx) => {
         for (const r of repeatable) {
           try {
-            await tx.query(sql.__dangerous__rawValue(r.text));
+            await runSqlText(tx, r.text);
           } catch (err) {
             throw new EspfError('ESPF_MIGRATION_FAILED', `sql/${r.name}: ${oneLine(err)}`, { cause: err });
           }
         }
       });
-      // Built-in rules a DBA changed (sql/100_builtin_rules.sql kept them as they are).
-      const [{ rules }] = await conn.query(sql`SELECT to_regclass('espf.event_rule_status') IS NOT NULL AS rules`);
-      const kept: { name: string }[] = rules
-        ? await conn.query(sql`SELECT name FROM espf.event_rule_status WHERE changed ORDER BY name`) : [];
       return {
         applied, alreadyApplied: migrations.length - applied.length, repeatable: repeatable.map((r) => r.name),
-        keptRules: kept.map((k) => k.name),
+        keptRules: await changedBuiltinRules(conn),
       };
     } finally {
-      await conn.query(sql`SELECT pg_advisory_unlock(${MIGRATE_LOCK_KEY})`).catch(() => undefined);
+      await unlockMigrate(conn).catch(() => undefined);
     }
   });
 }

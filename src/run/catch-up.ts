@@ -1,6 +1,7 @@
 import os from 'node:os';
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { catchUpInstance, markSlotMissing, type CatchUpCounts } from '../db/instances.ts';
+import { slotState } from '../db/replication.ts';
 import type { Shard } from '../db/shards.ts';
 import { SQLSTATE, sqlState } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -48,20 +49,19 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const { db, instance, shard, slot, log } = opts;
   // The slot first: from its creation on it carries every commit, so what the
   // catch-up's snapshot (taken after) does not see, the stream delivers.
-  const [existing] = await db.query(sql`SELECT 1 FROM pg_replication_slots WHERE slot_name = ${slot} AND database = current_database()`);
+  const existing = (await slotState(db, slot)).present;
   // Made anew, the slot carries nothing of what committed before: the handlers it
   // covered are owed a catch-up from how far the instance had processed, kept
   // before the slot exists so that a stop in between does not forget it.
   // (The whole instance: a shard's own progress, espf.shard_progress, is not marked.)
-  if (!existing && shard.n <= 1) await db.query(sql`SELECT espf.slot_missing(${instance})`).catch((err: unknown) => {
+  if (!existing && shard.n <= 1) await markSlotMissing(db, instance).catch((err: unknown) => {
     if (sqlState(err) !== SQLSTATE.undefinedFunction) throw err; // not migrated yet: below
   });
   await opts.prepareSlot();
   const slotCreated = !existing || opts.slotLost === true;
-  let r: { horizon: string; handlers: Record<string, number> };
+  let r: CatchUpCounts;
   try {
-    const [row] = await db.query(sql`SELECT espf.catch_up(${instance}, ${slotCreated}, ${os.hostname()}, ${process.pid}, ${shard.k}, ${shard.n}) AS r`);
-    r = row.r;
+    r = await catchUpInstance(db, instance, slotCreated, os.hostname(), process.pid, shard);
   } catch (err) {
     // A database espf migrate has not brought to this release yet: stream without catching up.
     if (sqlState(err) !== SQLSTATE.undefinedFunction) throw err;

@@ -1,6 +1,5 @@
-import { sql } from '@databases/pg';
 import { connect } from '../db/connect.ts';
-import { startCluster, type Cluster } from '../db/cluster.ts';
+import { ensureDatabase, startCluster, type Cluster } from '../db/cluster.ts';
 import { clusterHome } from '../db/pg-home.ts';
 import { EMBEDDED_DATABASE, embeddedUrl } from '../db/database-url.ts';
 import { migrate } from '../migrate/migrate.ts';
@@ -17,8 +16,7 @@ export async function startEmbedded(dir: string, port: number): Promise<{ cluste
   const cluster = await startCluster({ dir: home, port, durable: true });
   const admin = connect({ connectionString: cluster.url, poolSize: 1 });
   try {
-    const [exists] = await admin.query(sql`SELECT 1 FROM pg_database WHERE datname = ${EMBEDDED_DATABASE}`);
-    if (!exists) await admin.query(sql`CREATE DATABASE ${sql.ident(EMBEDDED_DATABASE)}`);
+    await ensureDatabase(admin, EMBEDDED_DATABASE);
   } finally {
     await admin.dispose();
   }

@@ -1,19 +1,11 @@
-import { sql } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { instanceHeartbeat, instanceStopped } from '../db/instances.ts';
+import { waitingHandlers, type WaitingHandler } from '../db/reports.ts';
 import type { Shard } from '../db/shards.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { formatLsn } from '../stream/lsn.ts';
 
-/** A handler that waits on an instance that is not streaming (espf.report_waiting_handlers). */
-export interface WaitingHandler {
-  readonly handler: string;
-  readonly kind: string;
-  readonly instance: string;
-  readonly instance_state: 'never streamed' | 'not streaming';
-  readonly last_streamed_at: Date | null;
-  readonly waiting_events: number;
-}
 
 export interface InstanceSource {
   readonly isStreaming: boolean;
@@ -65,10 +57,8 @@ export class InstanceRegistry {
       // connection and the next stream the slot may be made anew, its positions
       // starting over (or on another server after a failover).
       const durable = sender.isStreaming ? formatLsn(sender.durableLsn) : null;
-      await db.query(sql`SELECT espf.instance_heartbeat(${instance}, ${sender.isStreaming}, ${durable}::pg_lsn, ${[...sender.servedHandlers]}::text[], ${sender.shard.k}, ${sender.shard.n})`);
-      const rows: WaitingHandler[] = await db.query(sql`
-        SELECT handler, kind, instance, instance_state, last_streamed_at, waiting_events::int AS waiting_events
-          FROM espf.report_waiting_handlers WHERE instance <> ${instance} ORDER BY instance, handler`);
+      await instanceHeartbeat(db, instance, { streaming: sender.isStreaming, durableLsn: durable, served: sender.servedHandlers, shard: sender.shard });
+      const rows = await waitingHandlers(db, instance);
       for (const w of rows) {
         if (!this.waiting.some((x) => x.handler === w.handler && x.instance === w.instance)) {
           this.opts.log.warn({ handler: w.handler, instance: w.instance, waiting_events: w.waiting_events },
@@ -86,6 +76,6 @@ export class InstanceRegistry {
     if (this.timer) clearInterval(this.timer);
     await this.beating;
     await this.beatOnce();
-    await this.opts.db.query(sql`SELECT espf.instance_stopped(${this.opts.instance})`).catch(() => undefined);
+    await instanceStopped(this.opts.db, this.opts.instance).catch(() => undefined);
   }
 }

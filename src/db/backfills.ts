@@ -1,0 +1,57 @@
+// espf.backfills and the backfill functions of sql/810_backfill.sql, for
+// `espf backfill` (src/rules/backfill.ts). A backfill runs on one connection
+// that holds its advisory lock for the whole run.
+import { sql, type Queryable } from '@databases/pg';
+
+/** A row of espf.backfills, numbers as numbers. */
+export interface BackfillRow {
+  id: number; rule: string; state: string; where_sql: string | null; batch_size: number;
+  rows_done: number; rows_total: number | null; events: number; last_key: string | null;
+}
+
+/** Advisory lock key space of backfills (the second key is the backfill id). */
+const BACKFILL_LOCK = 0x65737062; // 'espb'
+
+const numberOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+
+/** The latest backfill of a rule that did not finish (running, interrupted or failed). */
+export async function unfinishedBackfill(db: Queryable, rule: string): Promise<BackfillRow | undefined> {
+  const [row] = await db.query(sql`
+    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key FROM espf.backfills
+     WHERE rule = ${rule} AND state IN ('running', 'interrupted', 'failed') ORDER BY id DESC LIMIT 1`);
+  return row ? { ...row, id: Number(row.id), rows_done: Number(row.rows_done), rows_total: numberOrNull(row.rows_total), events: Number(row.events) } : undefined;
+}
+
+/** Starts a backfill (espf.start_backfill checks the rule and counts the rows): its id and rows_total. */
+export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number): Promise<{ id: number; rowsTotal: number | null }> {
+  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}) AS id`);
+  const [t] = await db.query(sql`SELECT rows_total FROM espf.backfills WHERE id = ${id}`);
+  return { id: Number(id), rowsTotal: numberOrNull(t.rows_total) };
+}
+
+/** Takes the backfill's session lock on this connection; false when another process holds it. */
+export async function tryLockBackfill(db: Queryable, id: number): Promise<boolean> {
+  const [{ locked }] = await db.query(sql`SELECT pg_try_advisory_lock(${BACKFILL_LOCK}, ${id}::int) AS locked`);
+  return locked === true;
+}
+
+export async function unlockBackfill(db: Queryable, id: number): Promise<void> {
+  await db.query(sql`SELECT pg_advisory_unlock(${BACKFILL_LOCK}, ${id}::int)`);
+}
+
+/** Checks (and parses) a rule once for a run: the type of its variables; undefined when the rule no longer exists. */
+export async function backfillCheck(db: Queryable, rule: string): Promise<string | undefined> {
+  const [checked] = await db.query(sql`SELECT espf.backfill_check(r) AS vtype FROM espf.event_rules r WHERE r.name = ${rule}`);
+  return checked?.vtype;
+}
+
+/** One batch in its own transaction: the rows it did (0: finished), the events it wrote and the last key. */
+export async function backfillBatch(db: Queryable, id: number, vtype: string): Promise<{ rows_done: number; events: number; last_key: string | null }> {
+  const [r] = await db.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key FROM espf.backfill_batch(${id}, ${vtype})`));
+  return r;
+}
+
+/** Marks a backfill interrupted (resumable) or failed (with its error). */
+export async function stopBackfill(db: Queryable, id: number, state: 'interrupted' | 'failed', error: string | null = null): Promise<void> {
+  await db.query(sql`UPDATE espf.backfills SET state = ${state}, last_error = coalesce(${error}, last_error), updated_at = now() WHERE id = ${id}`);
+}

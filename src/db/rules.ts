@@ -1,0 +1,75 @@
+// Event rules: espf.event_rules, the espf.event_rule_status view and the rule
+// functions of sql/025_event_rules.sql, for `espf rule` (src/rules/rules.ts)
+// and `espf migrate` (src/migrate/migrate.ts).
+import { sql, type Queryable } from '@databases/pg';
+
+/** One rule as `espf rule list` shows it (espf.event_rule_status). */
+export interface RuleSummary {
+  readonly name: string;
+  readonly event_type: string;
+  readonly source: string;
+  readonly operations: string[];
+  readonly enabled: boolean;
+  readonly builtin: boolean;
+  readonly changed: boolean;
+  readonly active: boolean;
+}
+
+/** A rule's row of espf.event_rule_status with its expressions. */
+export interface RuleRow extends RuleSummary {
+  readonly watch: string[] | null;
+  readonly condition: string | null;
+  readonly variables: string;
+  readonly i_env: string;
+  readonly trigger_name: string;
+  readonly compiled: boolean;
+}
+
+export interface RuleProblem {
+  readonly name: string;
+  readonly problem: string;
+  readonly code: string;
+}
+
+export function listRules(db: Queryable): Promise<RuleSummary[]> {
+  return db.query(sql`
+    SELECT name, event_type, source::text AS source, operations, enabled, builtin, changed, active
+      FROM espf.event_rule_status ORDER BY source::text, name`);
+}
+
+export async function ruleRow(db: Queryable, name: string): Promise<RuleRow | undefined> {
+  const [row] = await db.query(sql`
+    SELECT name, event_type, source::text AS source, operations, watch, condition, variables, i_env,
+           enabled, builtin, changed, active, compiled, trigger_name
+      FROM espf.event_rule_status WHERE name = ${name}`);
+  return row;
+}
+
+/**
+ * The trigger function and trigger a rule compiles to (espf.rule_sql after
+ * espf.check_rule, in a transaction: the check parses the expressions through
+ * a temporary view it drops again). Throws the database's error when it does
+ * not compile; null for no such rule.
+ */
+export function compiledRule(db: Queryable, name: string): Promise<string | null> {
+  return db.tx(async (tx) => {
+    const [r] = await tx.query(sql`SELECT espf.rule_sql(r, espf.check_rule(r)) AS s FROM espf.event_rules r WHERE r.name = ${name}`);
+    return (r?.s as string | undefined) ?? null;
+  });
+}
+
+/** Checks every rule against its table again (espf.check_rules); changes nothing. */
+export function checkRules(db: Queryable): Promise<{ checked: number; problems: RuleProblem[] }> {
+  return db.tx(async (tx) => {
+    const [{ n }] = await tx.query(sql`SELECT count(*)::int AS n FROM espf.event_rules`);
+    const problems: RuleProblem[] = await tx.query(sql`SELECT name, problem, code FROM espf.check_rules()`);
+    return { checked: n as number, problems };
+  });
+}
+
+/** Built-in rules a DBA changed (sql/100_builtin_rules.sql keeps them as they are); none before the rules exist. */
+export async function changedBuiltinRules(db: Queryable): Promise<string[]> {
+  const [{ rules }] = await db.query(sql`SELECT to_regclass('espf.event_rule_status') IS NOT NULL AS rules`);
+  if (!rules) return [];
+  return (await db.query(sql`SELECT name FROM espf.event_rule_status WHERE changed ORDER BY name`)).map((r) => r.name as string);
+}
