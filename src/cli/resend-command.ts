@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
 import { handlerByName } from '../db/config.ts';
-import { resendBatch, resendWindow, type ResendCall } from '../db/deliveries.ts';
+import { resendWindow } from '../db/deliveries.ts';
+import { resendFiltered, type ResendFilter } from '../db/resend.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
 import { quoteArg } from '../security/terminal.ts';
@@ -15,6 +16,10 @@ export interface ResendSelection {
   readonly handler: string | null;
   readonly status: 'DELIVERED' | 'FAILED' | null;
   readonly since: string | null;        // as given: a time or an interval back from now
+  /** The console's filters: the event type, and created at or after / before (times PostgreSQL reads). */
+  readonly type?: string | null;
+  readonly createdSince?: string | null;
+  readonly createdUntil?: string | null;
 }
 
 export interface ResendOptions {
@@ -22,11 +27,17 @@ export interface ResendOptions {
   readonly dryRun: boolean;
   /** Called after each batch with the rows re-queued so far and the total selected. */
   readonly progress?: (done: number, total: number) => void;
+  /** At most this many rows are re-queued (the lowest i_event first); the rest stay as they are. */
+  readonly maxRows?: number;
+  /** Looked at before each batch: once aborted, no further batch starts. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ResendResult {
   readonly selected: number;            // finished deliveries matching the selectors when it started
   readonly requeued: number;            // 0 on a dry run
+  /** Why it stopped before every selected row was re-queued: the cap (maxRows) or the signal. */
+  readonly stopped: 'cap' | 'cancelled' | null;
 }
 
 /**
@@ -43,17 +54,23 @@ export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions):
   if (sel.handler !== null) {
     if (!(await handlerByName(db, sel.handler))) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler ${quoteArg(sel.handler)} (not a row of espf.handlers; see: espf matrix)`);
   }
-  const call: ResendCall = { ...sel, since: t.since, until: t.started };
-  const selected = await resendBatch(db, call, 1, true);
-  if (opts.dryRun || selected === 0) return { selected, requeued: 0 };
+  const call: ResendFilter = {
+    events: sel.events, account: sel.account, handler: sel.handler, status: sel.status, since: t.since, until: t.started,
+    type: sel.type ?? null, createdSince: sel.createdSince ?? null, createdUntil: sel.createdUntil ?? null,
+  };
+  const selected = await resendFiltered(db, call, 1, true);
+  if (opts.dryRun || selected === 0) return { selected, requeued: 0, stopped: null };
+  const cap = opts.maxRows ?? Infinity;
   let requeued = 0;
   for (;;) {
-    const n = await resendBatch(db, call, opts.batch, false);
+    if (opts.signal?.aborted) return { selected, requeued, stopped: 'cancelled' };
+    if (requeued >= cap) return { selected, requeued, stopped: requeued < selected ? 'cap' : null };
+    const n = await resendFiltered(db, call, Math.min(opts.batch, cap - requeued), false);
     if (n === 0) break;
     requeued += n;
     opts.progress?.(requeued, Math.max(selected, requeued));
   }
-  return { selected, requeued };
+  return { selected, requeued, stopped: null };
 }
 
 function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {

@@ -2,6 +2,7 @@ import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { sessionKey } from './auth.ts';
 import { isEnvRef } from '../security/secret-ref.ts';
+import { resendFiltered } from '../db/resend.ts';
 
 /** The console's reads and writes of the database. Every change goes through `audited`. */
 
@@ -141,8 +142,9 @@ export async function resend(db: Db, user: string, keys: readonly { i_event: num
   let n = 0;
   for (const [handler, events] of byHandler) {
     n += await audited(db, user, 'resend', handler, async (tx) => {
-      const [r] = await tx.query(sql`SELECT espf.resend(i_events => ${events}::bigint[], handler => ${handler}, max_rows => ${events.length}) AS n`);
-      const count = Number(r.n);
+      const count = await resendFiltered(tx, {
+        events, handler, account: null, status: null, since: null, until: null, type: null, createdSince: null, createdUntil: null,
+      }, events.length, false);
       return { before: { handler, i_events: events }, after: { requeued: count }, result: count };
     });
   }
@@ -232,20 +234,6 @@ export async function deliveries(db: Db, f: DeliveryFilter, after: { i_event: nu
            d.created_at, d.last_attempt_at, d.finished_at
       FROM page p JOIN espf.event_deliveries d ON d.i_event = p.i_event AND d.handler = p.handler
      ORDER BY d.i_event DESC, d.handler DESC`);
-}
-
-/** The keys of finished deliveries matching a filter, lowest first, after `after`: for "resend all matching". */
-export async function finishedKeys(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number, until: Date) {
-  const key = after ? sql`AND (d.i_event, d.handler) > (${after.i_event}, ${after.handler})` : sql``;
-  return db.query(sql`
-    SELECT d.i_event, d.handler FROM espf.event_deliveries d
-     WHERE ${where(f)} AND d.state IN ('DELIVERED', 'FAILED') AND d.finished_at <= ${until} ${key}
-     ORDER BY d.i_event, d.handler LIMIT ${limit}`) as Promise<{ i_event: number; handler: string }[]>;
-}
-
-export async function countMatching(db: Db, f: DeliveryFilter): Promise<number> {
-  const [r] = await db.query(sql`SELECT count(*)::float8 AS n FROM espf.event_deliveries d WHERE ${where(f)} AND d.state IN ('DELIVERED', 'FAILED')`);
-  return Number(r.n);
 }
 
 export async function names(db: Db): Promise<{ handlers: { name: string; kind: string }[]; types: string[] }> {
