@@ -73,6 +73,20 @@ export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions):
   return { selected, requeued, stopped: null };
 }
 
+/**
+ * Whether a selection is narrow enough to run without confirming its count
+ * (docs/cli.md, docs/console.md): events or an account named, state FAILED, or
+ * a handler and a time window. Anything wider could re-send every delivery ever
+ * made to a receiver.
+ */
+export function isNarrow(sel: ResendSelection): boolean {
+  return sel.events !== null || sel.account !== null || sel.status === 'FAILED'
+    || (sel.handler !== null && (sel.since !== null || (sel.createdSince ?? null) !== null));
+}
+
+/** The most deliveries one `espf resend` re-queues unless --max-rows says otherwise. */
+export const DEFAULT_MAX_ROWS = 100_000;
+
 function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
     if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) {
@@ -84,7 +98,7 @@ function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
 
 interface RawOptions {
   event?: number[]; account?: number; handler?: string; status?: string; since?: string;
-  dryRun?: boolean; batch: number;
+  dryRun?: boolean; batch: number; confirm?: number; maxRows: number;
 }
 
 /** Registers `espf resend` on the program. */
@@ -99,9 +113,16 @@ export function registerResendCommand(program: Command, io: Out, isTty: () => bo
     .option('--since <time>', "finished at or after this time (2026-11-25, '2026-11-25 21:00+01', yesterday) or this long ago ('24 hours')")
     .option('--dry-run', 'print how many deliveries would be re-queued; change nothing')
     .option('--batch <n>', 'rows re-queued per transaction (1-100000)', wholeNumber('--batch', 100_000), 5000)
+    .option('--confirm <count>', 'run a wide selection: the number of deliveries it matches (as --dry-run prints it)', wholeNumber('--confirm'))
+    .option('--max-rows <n>', `re-queue at most this many (lowest i_event first; run again for the rest; default ${DEFAULT_MAX_ROWS})`, wholeNumber('--max-rows', 10_000_000), DEFAULT_MAX_ROWS)
     .addHelpText('after', `
 At least one of --event, --account, --handler, --status, --since is required; they
-combine with AND. Only finished deliveries (state DELIVERED or FAILED) are taken:
+combine with AND. A selection without --event, --account or --status FAILED, and
+without both --handler and --since (say --status DELIVERED, or --handler alone),
+could re-send every delivery ever made: it is refused with the number it matches,
+and runs with --confirm <that number>. At most --max-rows are re-queued per run.
+
+Only finished deliveries (state DELIVERED or FAILED) are taken:
 each becomes PENDING again with attempts 0, no error, the handler's current
 instance and requeued = true; the espf run serving the handler sends it again
 within about a second (or when it starts). Progress goes to stderr.
@@ -114,6 +135,7 @@ Examples:
   espf resend --event 1234 --event 1235
   espf resend --account 42 --handler EventSender
   espf resend --handler EventSender --since 2026-11-25 --dry-run
+  espf resend --handler EventSender --confirm 12000
 `)
     .action(async (o: RawOptions) => {
       let status: ResendSelection['status'] = null;
@@ -140,10 +162,20 @@ Examples:
         if (tty) io.err(`\rre-queued ${done} of ${total} (${pct}%)`);
         else io.err(`espf resend: re-queued ${done} of ${total} (${pct}%)\n`);
       };
-      const r = await withDb('espf resend', (db) => resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress }));
+      const r = await withDb('espf resend', async (db) => {
+        if (!o.dryRun && !isNarrow(sel)) {
+          const { selected } = await resend(db, sel, { batch: o.batch, dryRun: true });
+          if (selected > 0 && o.confirm !== selected) {
+            throw new EspfError('ESPF_USAGE', `resend: this selection matches ${selected} deliveries and is not narrowed by --event, --account, --status FAILED or --handler with --since: `
+              + `${o.confirm === undefined ? 'confirm with' : `not ${o.confirm}: confirm with`} --confirm ${selected}, or narrow it (nothing changed)`);
+          }
+        }
+        return resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress, maxRows: o.maxRows });
+      });
       if (shown && tty) io.err('\n');
       const plural = (n: number) => `${n} deliver${n === 1 ? 'y' : 'ies'}`;
       if (o.dryRun) io.out(`${plural(r.selected)} would be re-queued (dry run: nothing changed)\n`);
+      else if (r.stopped === 'cap') io.out(`re-queued ${plural(r.requeued)}: the most one run re-queues (--max-rows ${o.maxRows}); ${r.selected - r.requeued} more matched: run it again\n`);
       else io.out(`re-queued ${plural(r.requeued)}\n`);
     });
 }

@@ -5,7 +5,7 @@ import type { Db } from '../db/connect.ts';
 import { reportAccountStatus, statusApiSettings } from '../db/statuses.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { resolveSecret, SecretMissingError } from '../security/secret-ref.ts';
+import { resolveSecret, SECRET_ENV_PREFIX, SecretMissingError } from '../security/secret-ref.ts';
 import { closeUnread, HttpRefusal as Refusal, readBody } from './http-helpers.ts';
 
 /**
@@ -87,8 +87,10 @@ function resolveToken(s: StatusApiSettings, log: Logger): string {
     return resolveSecret(s.token, 'espf.status_api.token');
   } catch (err) {
     if (!(err instanceof SecretMissingError)) throw err;
-    log.warn({ err: oneLine(err) }, 'status API: espf.status_api.token names an environment variable that is not set; refusing requests');
-    throw new Refusal(503, `the status API token is not configured (the environment variable named by espf.status_api.token is not set)`);
+    log.warn({ err: oneLine(err) }, 'status API: the environment variable espf.status_api.token names cannot be read; refusing requests');
+    throw new Refusal(503, err.code === 'ESPF_SECRET_NOT_ALLOWED'
+      ? `the status API token is not configured (espf.status_api.token must name a variable starting with ${SECRET_ENV_PREFIX})`
+      : `the status API token is not configured (the environment variable named by espf.status_api.token is not set)`);
   }
 }
 

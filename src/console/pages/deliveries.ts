@@ -6,6 +6,11 @@ import { STATES, type DeliveryFilter } from '../store.ts';
 import type { Db } from '../../db/connect.ts';
 import { oneLine, sqlState } from '../../errors.ts';
 import type { Route } from '../routes.ts';
+import { isNarrow, resend } from '../../cli/resend-command.ts';
+import { selectionOf } from '../resend-jobs.ts';
+
+/** Why "Resend all matching" was refused: the filter could match every delivery ever made. */
+export const NOT_NARROW = 'refused: "Resend all matching" needs a narrower filter: state FAILED, or a handler and a "Created from" time (nothing was re-queued)';
 
 /** Deliveries and failures: filter, page, resend selected or all matching (docs/console.md). */
 
@@ -36,10 +41,23 @@ export const deliveriesRoutes: readonly Route[] = [{
     const fq = new URLSearchParams();
     for (const [k, v] of r.form) if (k.startsWith('f_')) fq.set(k.slice(2), v);
     const back = `/console/deliveries?${fq}`;
-    if (r.form.get('mode') === 'all') {
+    const mode = r.form.get('mode');
+    if (mode === 'all' || mode === 'confirm') {
       const { filter, error } = await readFilter(db, fq);
       if (error) throw new Refusal(422, error);
-      const job = r.deps.jobs.start(r.session.user, filter, back);
+      const sel = selectionOf(filter);
+      if (!isNarrow(sel)) throw new Refusal(422, NOT_NARROW);
+      const running = r.deps.jobs.running();
+      if (running) return redirect(r.res, `/console/jobs/${running.id}`);
+      const cap = r.settings.resend_max_rows;
+      const { selected } = await resend(db, sel, { batch: 1, dryRun: true });
+      const confirmed = Number(r.form.get('count'));
+      if (mode === 'all' || !(Number.isSafeInteger(confirmed) && selected <= confirmed)) {
+        const changed = mode === 'confirm' ? `The count changed to ${selected} since you confirmed ${r.form.get('count')}: confirm again.` : null;
+        return send(r.res, 200, confirmPage(r.ctx, filter, fq, selected, cap, back, changed));
+      }
+      if (selected === 0) return redirect(r.res, `${back}&done=resend&n=0`);
+      const job = await r.deps.jobs.start(r.session.user, filter, back, selected, cap);
       return redirect(r.res, `/console/jobs/${job.id}`);
     }
     const n = await store.resend(db, r.session.user, parseKeys(r.form.getAll('key')));
@@ -87,7 +105,7 @@ ${notice('ok', msg.ok)}${notice('error', msg.error)}
 ${[...qs].map(([k, v]) => html`<input type="hidden" name="${`f_${k}`}" value="${v}">`)}
 <p><button type="submit" name="mode" value="selected"${admin ? '' : html` disabled`}>Resend selected</button>
    <button type="submit" name="mode" value="all"${admin ? '' : html` disabled`}>Resend all matching (finished ones)</button>
-   <span class="muted">Only finished deliveries (DELIVERED, FAILED) are re-queued, with espf.resend.</span></p>
+   <span class="muted">Only finished deliveries (DELIVERED, FAILED) are re-queued, with espf.resend. All matching needs state FAILED, or a handler and a "Created from" time; you confirm the count first.</span></p>
 <div class="scroll"><table>
 <thead><tr><th scope="col"><input type="checkbox" data-select-all aria-label="Select every row of this page"></th><th scope="col">Event</th><th scope="col">Handler</th><th scope="col">State</th><th scope="col">Account</th><th scope="col" class="num">Attempts</th><th scope="col">Last answer</th><th scope="col">Created</th><th scope="col">Finished</th></tr></thead>
 <tbody>${rows.map((r) => html`<tr class="${r.state === 'FAILED' || r.state === 'RETRY' ? 'bad' : ''}">
@@ -101,3 +119,20 @@ ${rows.length === 0 ? html`<p role="status">Nothing matches.</p>` : ''}
 ${next ? html`<p><a href="${next}" rel="next">Next page →</a></p>` : ''}`);
 }
 
+
+/** "Resend all matching": the count, the cap, and a button that confirms them. */
+export function confirmPage(ctx: PageContext, f: DeliveryFilter, fq: URLSearchParams, count: number, cap: number, back: string, changed: string | null): Html {
+  const described = Object.entries(f).filter(([, v]) => v).map(([k, v]) => `${k} ${v}`).join(', ');
+  const n = Math.min(count, cap);
+  return layout(ctx, 'Resend all matching', html`
+${notice('error', changed)}
+<p role="status"><b>${count}</b> finished ${count === 1 ? 'delivery matches' : 'deliveries match'} ${described}.</p>
+${count > cap ? html`<p class="bad">One job re-queues at most ${cap} (espf.console.resend_max_rows), the lowest i_event first; start another for the rest.</p>` : ''}
+${count === 0 ? html`<p>Nothing to re-queue.</p><p><a href="${back}">Back to the deliveries</a></p>` : html`
+<form method="post" action="/console/deliveries/resend">${csrfField(ctx)}
+${[...fq].map(([k, v]) => html`<input type="hidden" name="${`f_${k}`}" value="${v}">`)}
+<input type="hidden" name="count" value="${count}">
+<p><button class="primary" type="submit" name="mode" value="confirm">${`Re-queue ${n} ${n === 1 ? 'delivery' : 'deliveries'}`}</button> <a href="${back}">Cancel</a></p>
+<p class="muted">Each is sent again to its receiver by the instance serving its handler. You can cancel the job while it runs.</p>
+</form>`}`);
+}

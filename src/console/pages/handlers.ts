@@ -7,6 +7,7 @@ import { sendTestEvent, type TestAnswer } from '../test-event.ts';
 import type { Route } from '../routes.ts';
 import { oneLine } from '../../errors.ts';
 import { isEnvRef } from '../../security/secret-ref.ts';
+import { redactUrl } from '../../security/redact.ts';
 
 /** Handlers: the list, an http handler's settings form and test event, a dispatcher's page (docs/console.md). */
 
@@ -35,6 +36,7 @@ export const handlerRoutes: readonly Route[] = [{
     if (r.params[1]) {
       const answers = await sendTestEvent(row);
       log.info({ handler: name, user, answers: answers.map((a) => a.answer) }, 'console: test event sent');
+      await store.audit(db, user, 'test event', name, null, { answers: answers.map((a) => ({ url: redactUrl(a.url), answer: a.answer })) });
       return send(r.res, 200, handlerPage(c, name, row, { test: answers }));
     }
     try {

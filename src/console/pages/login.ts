@@ -3,7 +3,7 @@ import { layout, notice, type PageContext } from '../layout.ts';
 import type http from 'node:http';
 import { checkOrigin, readForm, redirect, safeNext, send } from '../http.ts';
 import {
-  clearedCookie, LoginLimiter, newCsrfToken, newSessionId, sessionCookie, signSession, verifyPassword,
+  clearedCookie, clientAddress, LoginLimiter, newCsrfToken, newSessionId, sessionCookie, signSession, verifyPassword,
 } from '../auth.ts';
 import * as store from '../store.ts';
 import type { ConsoleDeps, Route } from '../routes.ts';
@@ -39,6 +39,7 @@ export const logoutRoutes: readonly Route[] = [{
   path: '/console/logout', method: 'POST', anyRole: true,
   async handle(r) {
     await store.deleteSession(r.deps.db, r.sessionId);
+    await store.audit(r.deps.db, r.session.user, 'logout', null, null, null);
     redirect(r.res, '/console/login', { 'set-cookie': clearedCookie(r.deps.secureCookie(r.req)) });
   },
 }];
@@ -51,6 +52,12 @@ export interface LoginRequest {
   readonly settings: store.ConsoleSettings;
 }
 
+/** Password checks (scrypt, on the thread pool the sender's DNS lookups use too) running at once, at most. */
+export const MAX_LOGINS_IN_FLIGHT = 4;
+/** An address may fail this many times more than one (address, user) pair, over all user names. */
+const ADDRESS_FACTOR = 5;
+let loginsInFlight = 0;
+
 export async function login(r: LoginRequest, deps: ConsoleDeps, limiter: LoginLimiter): Promise<void> {
   const { db, log } = deps;
   const next = safeNext(r.query.get('next'));
@@ -61,21 +68,39 @@ export async function login(r: LoginRequest, deps: ConsoleDeps, limiter: LoginLi
   const password = form.get('password') ?? '';
   const to = safeNext(form.get('next'));
   const windowMs = r.settings.login_window_s * 1000;
-  const keys = [`ip:${r.req.socket.remoteAddress}`, `user:${user.toLowerCase()}`];
-  const wait = Math.max(...keys.map((k) => limiter.blockedFor(k, r.settings.login_attempts, windowMs)));
-  if (wait > 0) {
-    log.warn({ user, remote: r.req.socket.remoteAddress }, 'console: login refused, too many failures');
-    return send(r.res, 429, loginPage(`Too many failed logins: try again in ${wait} s.`, to, user), { 'retry-after': String(wait) });
+  const remote = clientAddress(r.req.socket.remoteAddress, r.req.headers['x-forwarded-for'], r.settings.trusted_proxies);
+  // Limited per (address, user): a guesser elsewhere never locks the user out; and per address over every user name.
+  const limits: [string, number][] = [[`pair:${remote}|${user.toLowerCase()}`, r.settings.login_attempts], [`ip:${remote}`, r.settings.login_attempts * ADDRESS_FACTOR]];
+  // Checked and counted with no await in between: concurrent guesses are all counted.
+  const wait = Math.max(...limits.map(([k, n]) => limiter.blockedFor(k, n, windowMs)));
+  const tooMany = (s: number) => {
+    log.warn({ user, remote }, 'console: login refused, too many failures');
+    send(r.res, 429, loginPage(`Too many failed logins: try again in ${s} s.`, to, user), { 'retry-after': String(s) });
+  };
+  if (wait > 0) return tooMany(wait);
+  if (!limits.every(([k, n]) => limiter.begin(k, n, windowMs))) return tooMany(Math.ceil(windowMs / 1000));
+  // Counted, then refused while MAX_LOGINS_IN_FLIGHT password checks run: a flood cannot fill the thread pool.
+  if (loginsInFlight >= MAX_LOGINS_IN_FLIGHT) return tooMany(1);
+  loginsInFlight++;
+  let found: Awaited<ReturnType<typeof store.findUser>> = null;
+  let ok = false;
+  try {
+    found = user ? await store.findUser(db, user) : null;
+    ok = await verifyPassword(password, found?.password_hash ?? null);
+  } finally {
+    loginsInFlight--;
   }
-  const found = user ? await store.findUser(db, user) : null;
-  const ok = await verifyPassword(password, found?.password_hash ?? null);
   if (!ok || !found) {
-    for (const k of keys) limiter.fail(k);
-    log.warn({ user, remote: r.req.socket.remoteAddress }, 'console: wrong user name or password');
+    for (const [k] of limits) limiter.failed(k);
+    log.warn({ user, remote }, 'console: wrong user name or password');
+    await store.audit(db, user.slice(0, 63) || '(none)', 'login failed', remote, null, null);
     return send(r.res, 401, loginPage('Wrong user name or password.', to, user));
   }
+  limiter.succeeded(limits[0]![0], true);
+  limiter.succeeded(limits[1]![0], false);
   const id = newSessionId();
   await store.createSession(db, id, found.name, newCsrfToken(), r.settings.session_ttl_s);
+  await store.audit(db, found.name, 'login', remote, null, { role: found.role });
   log.info({ user: found.name, role: found.role }, 'console: logged in');
   redirect(r.res, to, { 'set-cookie': sessionCookie(signSession(id, r.settings.session_secret), r.settings.session_ttl_s, deps.secureCookie(r.req)) });
 }
