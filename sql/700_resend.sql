@@ -6,7 +6,10 @@
 --   handler   the deliveries to this handler
 --   status    'DELIVERED' or 'FAILED' (else both)
 --   since     finished at or after this time
--- (at least one of them), and only finished ones (DELIVERED, FAILED) that
+--   event_type    the deliveries of events of this type
+--   created_since created (recorded) at or after this time
+--   created_until created before this time
+-- (at least one of the first five), and only finished ones (DELIVERED, FAILED) that
 -- finished at or before `until` (default: now(); `espf resend` passes the time
 -- it started, so a delivery it re-queued and that finished again meanwhile is
 -- not taken twice). Each call re-queues at most `max_rows` of them, lowest
@@ -19,6 +22,10 @@
 --
 -- With dry_run it changes nothing and returns how many rows would be re-queued
 -- (all of them: max_rows is ignored).
+-- The three last filters came later: the function of the earlier release
+-- (without them) is dropped, so that a call by name is never ambiguous.
+DROP FUNCTION IF EXISTS espf.resend(bigint[], bigint, text, text, timestamptz, timestamptz, int, boolean);
+
 CREATE OR REPLACE FUNCTION espf.resend(
   i_events  bigint[]    DEFAULT NULL,
   i_account bigint      DEFAULT NULL,
@@ -27,7 +34,10 @@ CREATE OR REPLACE FUNCTION espf.resend(
   since     timestamptz DEFAULT NULL,
   until     timestamptz DEFAULT NULL,
   max_rows  int         DEFAULT 5000,
-  dry_run   boolean     DEFAULT false)
+  dry_run   boolean     DEFAULT false,
+  event_type    text        DEFAULT NULL,
+  created_since timestamptz DEFAULT NULL,
+  created_until timestamptz DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   n bigint;
@@ -59,7 +69,10 @@ BEGIN
        AND (resend.i_account IS NULL OR d.i_account = resend.i_account)
        AND (resend.handler IS NULL OR d.handler = resend.handler)
        AND (resend.status IS NULL OR d.state = resend.status)
-       AND (resend.since IS NULL OR d.finished_at >= resend.since);
+       AND (resend.since IS NULL OR d.finished_at >= resend.since)
+       AND (resend.event_type IS NULL OR d.event_type = resend.event_type)
+       AND (resend.created_since IS NULL OR d.created_at >= resend.created_since)
+       AND (resend.created_until IS NULL OR d.created_at < resend.created_until);
     RETURN n;
   END IF;
 
@@ -73,6 +86,9 @@ BEGIN
        AND (resend.handler IS NULL OR d.handler = resend.handler)
        AND (resend.status IS NULL OR d.state = resend.status)
        AND (resend.since IS NULL OR d.finished_at >= resend.since)
+       AND (resend.event_type IS NULL OR d.event_type = resend.event_type)
+       AND (resend.created_since IS NULL OR d.created_at >= resend.created_since)
+       AND (resend.created_until IS NULL OR d.created_at < resend.created_until)
      ORDER BY d.i_event, d.handler
      LIMIT resend.max_rows
        FOR UPDATE OF d),

@@ -350,7 +350,7 @@ describe('console: server side', function () {
   });
 });
 
-describe('console: upgrade from the release before it (every migration but 0011, sql/ without 800_console.sql)', () => {
+describe('console: upgrade from the release before it (every migration but 0011 and 0014, sql/ without 800_console.sql)', () => {
   it('keeps events, deliveries and statuses; adds the console switched off, its tables, indexes and views', async () => {
     const s = testServer();
     const name = `espf_u_${randomBytes(5).toString('hex')}`;
@@ -361,7 +361,7 @@ describe('console: upgrade from the release before it (every migration but 0011,
     try {
       await mkdir(path.join(dir, 'migrations'));
       await mkdir(path.join(dir, 'sql'));
-      for (const f of await readdir(MIGRATIONS_DIR)) if (f !== '0011_console.sql') await copyFile(path.join(MIGRATIONS_DIR, f), path.join(dir, 'migrations', f));
+      for (const f of await readdir(MIGRATIONS_DIR)) if (f !== '0011_console.sql' && f !== '0014_console_limits.sql') await copyFile(path.join(MIGRATIONS_DIR, f), path.join(dir, 'migrations', f));
       for (const f of await readdir(REPEATABLE_SQL_DIR)) if (f !== '800_console.sql') await copyFile(path.join(REPEATABLE_SQL_DIR, f), path.join(dir, 'sql', f));
       await migrate(db, { migrations: path.join(dir, 'migrations'), repeatable: path.join(dir, 'sql') });
       assert.equal((await db.query(sql`SELECT to_regclass('espf.console') AS t`))[0].t, null);
@@ -379,12 +379,12 @@ describe('console: upgrade from the release before it (every migration but 0011,
         (SELECT json_agg(d ORDER BY i_event) FROM espf.event_deliveries d) AS d, (SELECT json_agg(s) FROM espf.account_provisioning_statuses s) AS s`);
 
       const r = await migrate(db);
-      assert.deepEqual(r.applied, ['0011_console.sql']);
+      assert.deepEqual(r.applied, ['0011_console.sql', '0014_console_limits.sql']);
       const after = await db.query(sql`SELECT (SELECT json_agg(e ORDER BY i_event) FROM espf.events e) AS e,
         (SELECT json_agg(d ORDER BY i_event) FROM espf.event_deliveries d) AS d, (SELECT json_agg(s) FROM espf.account_provisioning_statuses s) AS s`);
       assert.deepEqual(after, before);
-      const [c] = await db.query(sql`SELECT enabled, length(session_secret) AS secret FROM espf.console`);
-      assert.deepEqual(c, { enabled: false, secret: 64 });
+      const [c] = await db.query(sql`SELECT enabled, length(session_secret) AS secret, trusted_proxies::text AS trusted_proxies, resend_max_rows FROM espf.console`);
+      assert.deepEqual(c, { enabled: false, secret: 64, trusted_proxies: '{}', resend_max_rows: 100000 });
       const idx = await db.query(sql`SELECT indexname FROM pg_indexes WHERE schemaname = 'espf' AND indexname IN ('event_deliveries_account_idx', 'event_deliveries_failed_idx') ORDER BY 1`);
       assert.deepEqual(idx.map((i) => i.indexname), ['event_deliveries_account_idx', 'event_deliveries_failed_idx']);
       const [o] = await db.query(sql`SELECT failed_24h, last_error FROM espf.console_overview WHERE handler = 'EventSender'`);

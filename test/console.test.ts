@@ -172,21 +172,35 @@ describe('console in a real browser (headless Chromium)', function () {
     assert.match(await page.locator(`tr[data-delivery="${failedEvent}|EventSender"]`).textContent() ?? '', /DELIVERED/);
   });
 
-  it('filters the deliveries and resends all matching with progress', async () => {
+  it('refuses "resend all matching" without a narrowing filter; with one it shows the count, asks to confirm, re-queues with progress, audited', async () => {
+    await page.goto(`${web.base}/console/deliveries`);
+    await page.getByRole('button', { name: 'Resend all matching (finished ones)' }).click();
+    assert.match(await page.getByRole('alert').textContent() ?? '', /needs a narrower filter: state FAILED, or a handler and a "Created from" time/);
+    const [{ n: requeued }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE requeued OR state = 'PENDING'`);
+    assert.equal(requeued, 0, 'nothing re-queued');
+
     await page.goto(`${web.base}/console/deliveries`);
     await page.getByLabel('State').selectOption('DELIVERED');
     await page.getByLabel('Handler').selectOption('EventSender');
+    await page.getByLabel('Created from (UTC)').fill('2000-01-01T00:00');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(/state=DELIVERED/);
     assert.equal(await page.locator('tbody tr').count(), 4);
     await shot(page, 'deliveries');
     const before = rx.received.length;
     await page.getByRole('button', { name: 'Resend all matching (finished ones)' }).click();
+    assert.match(await page.getByRole('status').textContent() ?? '', /4 finished deliveries match handler EventSender, state DELIVERED, since 2000-01-01T00:00/);
+    assert.equal(rx.received.length, before, 'nothing sent before the count is confirmed');
+    await shot(page, 'resend-confirm');
+    await page.getByRole('button', { name: 'Re-queue 4 deliveries' }).click();
     await page.waitForURL(/\/console\/jobs\//);
     await page.getByText(/Done\. 4 of 4 deliveries re-queued/).waitFor({ timeout: 15_000 });
     await rx.waitFor(() => rx.received.length >= before + 4, 20_000, 'four resent events');
-    const [a] = await t.db.query(sql`SELECT user_name, action FROM espf.console_audit WHERE action = 'resend' ORDER BY i_audit DESC LIMIT 1`);
-    assert.deepEqual(a, { user_name: ADMIN.user, action: 'resend' });
+    const audit = await t.db.query(sql`SELECT user_name, action, before, after FROM espf.console_audit WHERE action LIKE 'resend matching%' ORDER BY i_audit`);
+    assert.deepEqual(audit.map((a) => [a.user_name, a.action]), [[ADMIN.user, 'resend matching'], [ADMIN.user, 'resend matching done']]);
+    assert.deepEqual(audit[0].before.filter, { handler: 'EventSender', state: 'DELIVERED', since: '2000-01-01T00:00' });
+    assert.deepEqual(audit[0].after, { matching: 4, cap: 100000 });
+    assert.equal(audit[1].after.requeued, 4);
   });
 
   it('lists the event rules as espf rule check sees them and shows the trigger a rule compiles to', async () => {

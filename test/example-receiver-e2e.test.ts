@@ -46,13 +46,13 @@ describe('example receiver end to end: espf run → examples/receiver', function
     prepare: async () => {
       sig = await startReceiver({ method: 'Signature', keys: { 'espf-2026': 'sig-key-2026' } });
       basic = await startReceiver({ method: 'Basic', user: 'hss', key: 'basic-key-from-env' });
-      process.env.ESPF_E2E_BASIC_KEY = 'basic-key-from-env';
+      process.env.ESPF_SECRET_E2E_BASIC_KEY = 'basic-key-from-env';
     },
   });
   after(async () => {
     await sig?.receiver.close();
     await basic?.receiver.close();
-    delete process.env.ESPF_E2E_BASIC_KEY;
+    delete process.env.ESPF_SECRET_E2E_BASIC_KEY;
   });
 
   async function newAccount(id: string): Promise<number> {
@@ -115,7 +115,7 @@ describe('example receiver end to end: espf run → examples/receiver', function
   it('Basic with the key as env:NAME: the receiver verifies user and key', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers
                             SET url = ${[basic.url]}::text[], auth_method = 'Basic',
-                                basic_auth_user = 'hss', basic_auth_key = 'env:ESPF_E2E_BASIC_KEY'
+                                basic_auth_user = 'hss', basic_auth_key = 'env:ESPF_SECRET_E2E_BASIC_KEY'
                           WHERE handler = 'EventSender'`);
     await new Promise((r) => setTimeout(r, CONFIG_POLLS_MS));
     const a = await newAccount('+15550003');

@@ -424,8 +424,8 @@ describe('hostile and careless input', function () {
       messages.push(await refused(sql`UPDATE espf.notifications SET smtp_url = 'env:1 bad'`, 'espf.notifications.smtp_url'));
       messages.push(await refused(sql`UPDATE espf.status_api SET token = 'env:1 bad'`, 'espf.status_api.token'));
       for (const m of messages) assert.match(m, /: 'env:1 bad' is not a valid env:NAME \(NAME: letters, digits and "_", not starting with a digit, at most 128\)$/);
-      await q(setHttp(sql`basic_auth_key = 'env:ESPF_KEY_1'`));
-      await q(sql`UPDATE espf.notifications SET smtp_url = 'env:ESPF_SMTP'`);
+      await q(setHttp(sql`basic_auth_key = 'env:ESPF_SECRET_KEY_1'`));
+      await q(sql`UPDATE espf.notifications SET smtp_url = 'env:ESPF_SECRET_SMTP'`);
     });
 
     it('2,000 requests with a wrong status-API token write one warning line, not 2,000', async () => {

@@ -107,7 +107,7 @@ async function digestDue(db: Db): Promise<void> {
 
 describe('failure e-mails', function () {
   const SECRET = 'pw-Zq81-secret';
-  const ENV = 'ESPF_TEST_SMTP_URL';
+  const ENV = 'ESPF_SECRET_TEST_SMTP_URL';
   let t: TestDatabase;
   let smtp: TestSmtpServer;
   let rx: TestReceiver;

@@ -148,7 +148,15 @@ describe('espf resend', function () {
       SELECT 1000000 + g, 'Archive', CASE WHEN g % 4 = 0 THEN 'FAILED' ELSE 'DELIVERED' END, 'Account/New', 'a:' || g, g, 'main', 3, 1,
              200, now() - interval '1 hour'
         FROM generate_series(1, 12000) g`);
-    const r = await espf(t.url, ['resend', '--handler', 'Archive', '--batch', '5000']);
+    // --handler alone is a wide selection: refused with its count, changing nothing, then run with --confirm of that count.
+    const wide = await espf(t.url, ['resend', '--handler', 'Archive', '--batch', '5000']);
+    assert.equal(wide.code, 2, show(wide));
+    assert.equal(wide.stderr, 'espf: resend: this selection matches 12000 deliveries and is not narrowed by --event, --account, --status FAILED or --handler with --since: confirm with --confirm 12000, or narrow it (nothing changed)\n');
+    const wrong = await espf(t.url, ['resend', '--handler', 'Archive', '--confirm', '11999']);
+    assert.match(wrong.stderr, /not 11999: confirm with --confirm 12000/, show(wrong));
+    const [{ n: untouched }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE handler = 'Archive' AND requeued`);
+    assert.equal(untouched, 0);
+    const r = await espf(t.url, ['resend', '--handler', 'Archive', '--batch', '5000', '--confirm', '12000']);
     assert.equal(r.code, 0, show(r));
     assert.equal(r.stdout, 're-queued 12000 deliveries\n');
     assert.deepEqual(r.stderr.trim().split('\n'), [
@@ -178,5 +186,14 @@ describe('espf resend', function () {
     await assert.rejects(t.db.query(sql`SELECT espf.resend()`), /at least one of/);
     await assert.rejects(t.db.query(sql`SELECT espf.resend(status => 'RETRY')`), /use DELIVERED or FAILED/);
     await assert.rejects(t.db.query(sql`SELECT espf.resend(handler => 'Nope')`), /unknown handler 'Nope'/);
+  });
+
+  it('re-queues at most --max-rows per run and says how many more matched', async () => {
+    await t.db.query(sql`UPDATE espf.event_deliveries SET state = 'DELIVERED', finished_at = now() - interval '1 minute', requeued = false WHERE handler = 'Archive'`);
+    const r = await espf(t.url, ['resend', '--handler', 'Archive', '--since', '1 day', '--max-rows', '5000', '--batch', '2000']);
+    assert.equal(r.code, 0, show(r));
+    assert.equal(r.stdout, 're-queued 5000 deliveries: the most one run re-queues (--max-rows 5000); 7000 more matched: run it again\n');
+    const [{ n }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE handler = 'Archive' AND requeued`);
+    assert.equal(n, 5000);
   });
 });

@@ -41,14 +41,14 @@ describe('security', function () {
     let ids: Ids;
 
     before(async () => {
-      assert.equal(process.env.ESPF_TEST_KEY, undefined, 'the test process itself has no ESPF_TEST_KEY');
+      assert.equal(process.env.ESPF_SECRET_TEST_KEY, undefined, 'the test process itself has no ESPF_SECRET_TEST_KEY');
       t = await createTestDatabase();
       rx = await new TestReceiver().listen();
       await configureEventSender(t.db, rx.url, ['Account/New', 'Account/Blocked'], {
-        basic_auth_user: 'hss', basic_auth_key: 'env:ESPF_TEST_KEY', auth_method: 'Basic', max_attempts: 1000,
+        basic_auth_user: 'hss', basic_auth_key: 'env:ESPF_SECRET_TEST_KEY', auth_method: 'Basic', max_attempts: 1000,
       });
       ids = await seedCustomer(t.db);
-      child = new EspfProcess(t.url, 'main', { ESPF_TEST_KEY: SECRET, ESPF_LOG_LEVEL: 'debug' });
+      child = new EspfProcess(t.url, 'main', { ESPF_SECRET_TEST_KEY: SECRET, ESPF_LOG_LEVEL: 'debug' });
       await child.streaming();
     });
     after(async () => {
@@ -75,8 +75,8 @@ describe('security', function () {
       rx.respond = () => ({ status: 500, body: 'down' });
       const a = await addAccount(t, ids, 'sec-2');
       await eventually(async () => (await delivery(t, a))?.last_error === 'HTTP 500: down', 15_000, 'a retried delivery');
-      await t.db.query(sql`UPDATE espf.http_handlers SET basic_auth_key = 'env:ESPF_TEST_MISSING_KEY' WHERE handler = 'EventSender'`);
-      const missing = 'basic_auth_key names the environment variable ESPF_TEST_MISSING_KEY, which is not set';
+      await t.db.query(sql`UPDATE espf.http_handlers SET basic_auth_key = 'env:ESPF_SECRET_TEST_MISSING_KEY' WHERE handler = 'EventSender'`);
+      const missing = 'basic_auth_key names the environment variable ESPF_SECRET_TEST_MISSING_KEY, which is not set';
       const first = await eventually(async () => {
         const x = await delivery(t, a);
         return x?.last_error === missing ? x : undefined;
@@ -94,7 +94,7 @@ describe('security', function () {
       assert.equal(st.status, 'RETRY');
       // Point it back at a variable that is set: the same delivery goes out.
       rx.respond = () => ({ status: 200 });
-      await t.db.query(sql`UPDATE espf.http_handlers SET basic_auth_key = 'env:ESPF_TEST_KEY' WHERE handler = 'EventSender'`);
+      await t.db.query(sql`UPDATE espf.http_handlers SET basic_auth_key = 'env:ESPF_SECRET_TEST_KEY' WHERE handler = 'EventSender'`);
       await rx.waitFor(() => rx.received.some((r) => r.json.variables.i_account === a), 15_000, 'the retried event');
       assert.equal(rx.received.find((r) => r.json.variables.i_account === a)!.headers.authorization, basic);
     });
@@ -107,7 +107,7 @@ describe('security', function () {
       const plog = readFileSync(path.join(child.logDir, 'provisioning.log'), 'utf8');
       assert.ok(plog.split('\n').filter(Boolean).length >= 5, `attempts logged:\n${plog}`);
       assert.match(plog, /HTTP 401/, 'the refused attempt is logged');
-      assert.match(plog, /ESPF_TEST_MISSING_KEY/, 'the missing variable is logged by name');
+      assert.match(plog, /ESPF_SECRET_TEST_MISSING_KEY/, 'the missing variable is logged by name');
       const [db] = await t.db.query(sql`SELECT
         (SELECT string_agg(x::text, E'\n') FROM espf.events x) AS events,
         (SELECT string_agg(x::text, E'\n') FROM espf.event_deliveries x) AS deliveries,

@@ -150,11 +150,11 @@ describe('status API: POST /espf/v1/account/i/{i_account}/status', function () {
     assert.match(((await off.json()) as { error: string }).error, /disabled/);
     assert.deepEqual(await statuses(), before);
 
-    delete process.env.ESPF_TEST_STATUS_TOKEN;
-    await t.db.query(sql`UPDATE espf.status_api SET token = 'env:ESPF_TEST_STATUS_TOKEN', enabled = true`);
-    const unset = await post(iAccount, { status: 'OK', group: 'HSS' }, { token: 'env:ESPF_TEST_STATUS_TOKEN' });
+    delete process.env.ESPF_SECRET_TEST_STATUS_TOKEN;
+    await t.db.query(sql`UPDATE espf.status_api SET token = 'env:ESPF_SECRET_TEST_STATUS_TOKEN', enabled = true`);
+    const unset = await post(iAccount, { status: 'OK', group: 'HSS' }, { token: 'env:ESPF_SECRET_TEST_STATUS_TOKEN' });
     assert.equal(unset.status, 503, 'the variable is not set: nobody gets in, not even with the literal env:NAME');
-    process.env.ESPF_TEST_STATUS_TOKEN = 'from-the-environment-42';
+    process.env.ESPF_SECRET_TEST_STATUS_TOKEN = 'from-the-environment-42';
     try {
       assert.equal((await post(iAccount, { status: 'OK', group: 'HSS' })).status, 401, 'the column value is no longer the token');
       const ok = await post(iAccount, { status: 'RETRY', group: 'HSS' }, { token: 'from-the-environment-42' });
@@ -162,7 +162,7 @@ describe('status API: POST /espf/v1/account/i/{i_account}/status', function () {
       const [row] = await t.db.query(sql`SELECT status FROM espf.account_provisioning_statuses WHERE i_account = ${iAccount} AND handler = 'HSS'`);
       assert.equal(row.status, 'RETRY');
     } finally {
-      delete process.env.ESPF_TEST_STATUS_TOKEN;
+      delete process.env.ESPF_SECRET_TEST_STATUS_TOKEN;
       await t.db.query(sql`UPDATE espf.status_api SET token = ${TOKEN}, enabled = true`);
     }
   });
@@ -206,6 +206,6 @@ describe('status API settings: espf.status_api refuses bad rows, naming the colu
     await refused(sql`DELETE FROM espf.status_api`, /^espf\.status_api: the settings row cannot be deleted/);
     await assert.rejects(t.db.query(sql`INSERT INTO espf.status_api (id) VALUES (false)`), /status_api_one_row/);
     assert.deepEqual(await t.db.query(sql`SELECT enabled, token FROM espf.status_api`), [{ enabled: false, token: null }]);
-    await t.db.query(sql`UPDATE espf.status_api SET token = 'env:ESPF_STATUS_TOKEN', enabled = true`);
+    await t.db.query(sql`UPDATE espf.status_api SET token = 'env:ESPF_SECRET_STATUS_TOKEN', enabled = true`);
   });
 });

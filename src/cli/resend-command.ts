@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
 import { handlerByName } from '../db/config.ts';
-import { resendBatch, resendWindow, type ResendCall } from '../db/deliveries.ts';
+import { resendFiltered, resendWindow, type ResendFilter } from '../db/resend.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
 import { quoteArg } from '../security/terminal.ts';
@@ -15,6 +15,10 @@ export interface ResendSelection {
   readonly handler: string | null;
   readonly status: 'DELIVERED' | 'FAILED' | null;
   readonly since: string | null;        // as given: a time or an interval back from now
+  /** The console's filters: the event type, and created at or after / before (times PostgreSQL reads). */
+  readonly type?: string | null;
+  readonly createdSince?: string | null;
+  readonly createdUntil?: string | null;
 }
 
 export interface ResendOptions {
@@ -22,11 +26,17 @@ export interface ResendOptions {
   readonly dryRun: boolean;
   /** Called after each batch with the rows re-queued so far and the total selected. */
   readonly progress?: (done: number, total: number) => void;
+  /** At most this many rows are re-queued (the lowest i_event first); the rest stay as they are. */
+  readonly maxRows?: number;
+  /** Looked at before each batch: once aborted, no further batch starts. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ResendResult {
   readonly selected: number;            // finished deliveries matching the selectors when it started
   readonly requeued: number;            // 0 on a dry run
+  /** Why it stopped before every selected row was re-queued: the cap (maxRows) or the signal. */
+  readonly stopped: 'cap' | 'cancelled' | null;
 }
 
 /**
@@ -43,18 +53,38 @@ export async function resend(db: Db, sel: ResendSelection, opts: ResendOptions):
   if (sel.handler !== null) {
     if (!(await handlerByName(db, sel.handler))) throw new EspfError('ESPF_UNKNOWN_HANDLER', `unknown handler ${quoteArg(sel.handler)} (not a row of espf.handlers; see: espf matrix)`);
   }
-  const call: ResendCall = { ...sel, since: t.since, until: t.started };
-  const selected = await resendBatch(db, call, 1, true);
-  if (opts.dryRun || selected === 0) return { selected, requeued: 0 };
+  const call: ResendFilter = {
+    events: sel.events, account: sel.account, handler: sel.handler, status: sel.status, since: t.since, until: t.started,
+    type: sel.type ?? null, createdSince: sel.createdSince ?? null, createdUntil: sel.createdUntil ?? null,
+  };
+  const selected = await resendFiltered(db, call, 1, true);
+  if (opts.dryRun || selected === 0) return { selected, requeued: 0, stopped: null };
+  const cap = opts.maxRows ?? Infinity;
   let requeued = 0;
   for (;;) {
-    const n = await resendBatch(db, call, opts.batch, false);
+    if (opts.signal?.aborted) return { selected, requeued, stopped: 'cancelled' };
+    if (requeued >= cap) return { selected, requeued, stopped: requeued < selected ? 'cap' : null };
+    const n = await resendFiltered(db, call, Math.min(opts.batch, cap - requeued), false);
     if (n === 0) break;
     requeued += n;
     opts.progress?.(requeued, Math.max(selected, requeued));
   }
-  return { selected, requeued };
+  return { selected, requeued, stopped: null };
 }
+
+/**
+ * Whether a selection is narrow enough to run without confirming its count
+ * (docs/cli.md, docs/console.md): events or an account named, state FAILED, or
+ * a handler and a time window. Anything wider could re-send every delivery ever
+ * made to a receiver.
+ */
+export function isNarrow(sel: ResendSelection): boolean {
+  return sel.events !== null || sel.account !== null || sel.status === 'FAILED'
+    || (sel.handler !== null && (sel.since !== null || (sel.createdSince ?? null) !== null));
+}
+
+/** The most deliveries one `espf resend` re-queues unless --max-rows says otherwise. */
+export const DEFAULT_MAX_ROWS = 100_000;
 
 function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
@@ -67,7 +97,7 @@ function wholeNumber(name: string, max = Number.MAX_SAFE_INTEGER) {
 
 interface RawOptions {
   event?: number[]; account?: number; handler?: string; status?: string; since?: string;
-  dryRun?: boolean; batch: number;
+  dryRun?: boolean; batch: number; confirm?: number; maxRows: number;
 }
 
 /** Registers `espf resend` on the program. */
@@ -82,9 +112,16 @@ export function registerResendCommand(program: Command, io: Out, isTty: () => bo
     .option('--since <time>', "finished at or after this time (2026-11-25, '2026-11-25 21:00+01', yesterday) or this long ago ('24 hours')")
     .option('--dry-run', 'print how many deliveries would be re-queued; change nothing')
     .option('--batch <n>', 'rows re-queued per transaction (1-100000)', wholeNumber('--batch', 100_000), 5000)
+    .option('--confirm <count>', 'run a wide selection: the number of deliveries it matches (as --dry-run prints it)', wholeNumber('--confirm'))
+    .option('--max-rows <n>', `re-queue at most this many (lowest i_event first; run again for the rest; default ${DEFAULT_MAX_ROWS})`, wholeNumber('--max-rows', 10_000_000), DEFAULT_MAX_ROWS)
     .addHelpText('after', `
 At least one of --event, --account, --handler, --status, --since is required; they
-combine with AND. Only finished deliveries (state DELIVERED or FAILED) are taken:
+combine with AND. A selection without --event, --account or --status FAILED, and
+without both --handler and --since (say --status DELIVERED, or --handler alone),
+could re-send every delivery ever made: it is refused with the number it matches,
+and runs with --confirm <that number>. At most --max-rows are re-queued per run.
+
+Only finished deliveries (state DELIVERED or FAILED) are taken:
 each becomes PENDING again with attempts 0, no error, the handler's current
 instance and requeued = true; the espf run serving the handler sends it again
 within about a second (or when it starts). Progress goes to stderr.
@@ -97,6 +134,7 @@ Examples:
   espf resend --event 1234 --event 1235
   espf resend --account 42 --handler EventSender
   espf resend --handler EventSender --since 2026-11-25 --dry-run
+  espf resend --handler EventSender --confirm 12000
 `)
     .action(async (o: RawOptions) => {
       let status: ResendSelection['status'] = null;
@@ -123,10 +161,20 @@ Examples:
         if (tty) io.err(`\rre-queued ${done} of ${total} (${pct}%)`);
         else io.err(`espf resend: re-queued ${done} of ${total} (${pct}%)\n`);
       };
-      const r = await withDb('espf resend', (db) => resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress }));
+      const r = await withDb('espf resend', async (db) => {
+        if (!o.dryRun && !isNarrow(sel)) {
+          const { selected } = await resend(db, sel, { batch: o.batch, dryRun: true });
+          if (selected > 0 && o.confirm !== selected) {
+            throw new EspfError('ESPF_USAGE', `resend: this selection matches ${selected} deliveries and is not narrowed by --event, --account, --status FAILED or --handler with --since: `
+              + `${o.confirm === undefined ? 'confirm with' : `not ${o.confirm}: confirm with`} --confirm ${selected}, or narrow it (nothing changed)`);
+          }
+        }
+        return resend(db, sel, { batch: o.batch, dryRun: Boolean(o.dryRun), progress, maxRows: o.maxRows });
+      });
       if (shown && tty) io.err('\n');
       const plural = (n: number) => `${n} deliver${n === 1 ? 'y' : 'ies'}`;
       if (o.dryRun) io.out(`${plural(r.selected)} would be re-queued (dry run: nothing changed)\n`);
+      else if (r.stopped === 'cap') io.out(`re-queued ${plural(r.requeued)}: the most one run re-queues (--max-rows ${o.maxRows}); ${r.selected - r.requeued} more matched: run it again\n`);
       else io.out(`re-queued ${plural(r.requeued)}\n`);
     });
 }

@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
 /**
@@ -88,23 +89,96 @@ export function clearedCookie(secure: boolean): string {
   return `${COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0${secure ? '; Secure' : ''}`;
 }
 
-/** Failed logins per key (client address, user name) in a sliding window. */
+/**
+ * Failed logins per key, with growing delays. A login is counted as failed
+ * the moment it starts (begin(), before any await), and forgiven when the
+ * password was right (succeeded()): concurrent guesses cannot all pass the
+ * check. After `attempts` failures within `window` of each other, each further
+ * try waits 5 s, 10 s, 20 s, … (at most the window) from the end of the last. Keys that still hold a
+ * delay are never dropped to make room; when the map is full of them, a new
+ * key is refused (the caller answers 429).
+ */
+/** The first wait once the failures reach the limit; each further failure doubles it. */
+export const FIRST_DELAY_MS = 5000;
+
 export class LoginLimiter {
-  private failures = new Map<string, number[]>();
+  private readonly entries = new Map<string, { failures: number; last: number }>();
+
+  constructor(private readonly maxKeys = 100_000) {}
 
   /** Seconds until the key may try again, or 0. */
   blockedFor(key: string, attempts: number, windowMs: number, now = Date.now()): number {
-    const list = (this.failures.get(key) ?? []).filter((t) => t > now - windowMs);
-    if (list.length) this.failures.set(key, list); else this.failures.delete(key);
-    if (list.length < attempts) return 0;
-    return Math.max(1, Math.ceil((list[0]! + windowMs - now) / 1000));
+    const e = this.entries.get(key);
+    if (!e) return 0;
+    if (now - e.last > windowMs) { this.entries.delete(key); return 0; }
+    if (e.failures < attempts) return 0;
+    const delay = Math.min(windowMs, FIRST_DELAY_MS * 2 ** Math.min(30, e.failures - attempts));
+    const left = e.last + delay - now;
+    return left > 0 ? Math.max(1, Math.ceil(left / 1000)) : 0;
   }
 
-  fail(key: string, now = Date.now()): void {
-    const list = this.failures.get(key) ?? [];
-    list.push(now);
-    if (list.length > 1000) list.splice(0, list.length - 1000);
-    this.failures.set(key, list);
-    if (this.failures.size > 10_000) this.failures.delete(this.failures.keys().next().value!);
+  /** Counts a try as failed now; false when the key cannot be counted (the map is full of delayed keys). */
+  begin(key: string, attempts: number, windowMs: number, now = Date.now()): boolean {
+    let e = this.entries.get(key);
+    if (!e) {
+      if (this.entries.size >= this.maxKeys && !this.makeRoom(attempts, windowMs, now)) return false;
+      this.entries.set(key, e = { failures: 0, last: now });
+    }
+    e.failures++;
+    e.last = now;
+    return true;
   }
+
+  /** The try begun for `key` failed: its delay counts from now (the end of the password check). */
+  failed(key: string, now = Date.now()): void {
+    const e = this.entries.get(key);
+    if (e) e.last = now;
+  }
+
+  /** The try begun for `key` had the right password: its count is taken back (`forget`: the key's count is cleared). */
+  succeeded(key: string, forget: boolean): void {
+    const e = this.entries.get(key);
+    if (!e) return;
+    if (forget || e.failures <= 1) this.entries.delete(key); else e.failures--;
+  }
+
+  /** Failures counted for a key (tests, docs/console.md). */
+  failures(key: string): number {
+    return this.entries.get(key)?.failures ?? 0;
+  }
+
+  private makeRoom(attempts: number, windowMs: number, now: number): boolean {
+    for (const [k, e] of this.entries) {
+      if (now - e.last > windowMs || this.blockedFor(k, attempts, windowMs, now) === 0) {
+        this.entries.delete(k);
+        return true;
+      }
+    }
+    return false;
+  }
+}
+
+/**
+ * The client's address: the peer's, or, when the peer is a trusted proxy, the
+ * last address of X-Forwarded-For that is not itself a trusted proxy.
+ */
+export function clientAddress(peer: string | undefined, forwardedFor: string | string[] | undefined, trusted: readonly string[]): string {
+  const own = plainAddress(peer ?? '');
+  if (trusted.length === 0 || !own) return own;
+  const list = new BlockList();
+  for (const t of trusted) {
+    const [addr, bits] = t.split('/');
+    const type = isIP(addr!) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(addr!, type); else list.addSubnet(addr!, Number(bits), type);
+  }
+  const isTrusted = (a: string) => isIP(a) !== 0 && list.check(a, isIP(a) === 6 ? 'ipv6' : 'ipv4');
+  if (!isTrusted(own)) return own;
+  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor ?? '').split(',').map((h) => plainAddress(h.trim())).filter(Boolean);
+  for (let i = hops.length - 1; i >= 0; i--) if (!isTrusted(hops[i]!)) return hops[i]!;
+  return hops[0] ?? own;
+}
+
+/** ::ffff:127.0.0.1 as 127.0.0.1. */
+function plainAddress(a: string): string {
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }

@@ -59,3 +59,29 @@ ${body}
 </html>
 `;
 }
+
+/** The answer of an attempt: its error (which names the HTTP status), else the status. */
+export function answer(status: number | null | undefined, error: string | null | undefined): string {
+  return error ?? (status ? `HTTP ${status}` : '');
+}
+
+export function stateBadge(s: string | null | undefined): Html {
+  return s ? html`<span class="state ${s}">${s}</span>` : html``;
+}
+
+/** The notice after a change that redirected back (?done=…), or null. */
+export function doneMessage(q: URLSearchParams): string | null {
+  const done = q.get('done');
+  if (!done) return null;
+  if (done === 'saved') return 'Saved.';
+  if (done === 'resend') {
+    const n = Number(q.get('n') ?? 0);
+    return `${n} ${n === 1 ? 'delivery' : 'deliveries'} re-queued: the instance serving the handler sends again within about a second.`;
+  }
+  const [kind, a, b] = done.split('|');
+  if (kind === 'type') return `Capture of ${a} switched ${b}.`;
+  if (kind === 'handler') return `Handler ${a} ${b === 'on' ? 'enabled' : 'disabled'}.`;
+  if (kind === 'sub') return `${a} subscribed to ${b}.`;
+  if (kind === 'unsub') return `${a} unsubscribed from ${b}.`;
+  return null;
+}

@@ -2,6 +2,9 @@ import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { sessionKey } from './auth.ts';
 import { isEnvRef } from '../security/secret-ref.ts';
+import { resendFiltered } from '../db/resend.ts';
+import { redactUrl } from '../security/redact.ts';
+import { FieldError } from './fields.ts';
 
 /** The console's reads and writes of the database. Every change goes through `audited`. */
 
@@ -14,6 +17,9 @@ export interface ConsoleSettings {
   readonly session_ttl_s: number;
   readonly login_attempts: number;
   readonly login_window_s: number;
+  /** Addresses or networks (CIDR) of proxies whose X-Forwarded-For is believed. */
+  readonly trusted_proxies: readonly string[];
+  readonly resend_max_rows: number;
 }
 
 export async function readSettings(db: Db): Promise<ConsoleSettings | null> {
@@ -21,6 +27,7 @@ export async function readSettings(db: Db): Promise<ConsoleSettings | null> {
     SELECT enabled, session_secret,
            extract(epoch FROM session_ttl)::float8 AS session_ttl_s, login_attempts,
            extract(epoch FROM login_window)::float8 AS login_window_s,
+           trusted_proxies::text[] AS trusted_proxies, resend_max_rows,
            (SELECT count(*)::int FROM espf.console_users) AS users
       FROM espf.console`);
   return (row as ConsoleSettings | undefined) ?? null;
@@ -55,10 +62,11 @@ export async function deleteSession(db: Db, id: string): Promise<void> {
 /** Columns of espf.http_handlers whose values are never sent to the browser nor written to the audit. */
 export const SECRET_COLUMNS = ['basic_auth_key', 'custom_auth_credentials', 'signature_auth_key'] as const;
 
-/** A row for the audit: secret values replaced by "(set)" (an env:NAME reference is kept). */
+/** A row for the audit: secret values replaced by "(set)" (an env:NAME reference is kept), a URL's password by ***. */
 export function maskSecrets(row: Record<string, unknown> | null | undefined): Record<string, unknown> | null {
   if (!row) return null;
   const out = { ...row };
+  if (Array.isArray(out.url)) out.url = out.url.map((u) => (typeof u === 'string' ? redactUrl(u) : u));
   for (const c of SECRET_COLUMNS) {
     const v = out[c];
     if (typeof v === 'string' && !isEnvRef(v)) out[c] = '(set)';
@@ -74,11 +82,31 @@ export async function audited<T>(db: Db, user: string, action: string, target: s
   change: (tx: Queryable) => Promise<{ before: unknown; after: unknown; result: T }>): Promise<T> {
   return db.tx(async (tx) => {
     const r = await change(tx);
-    const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
-    await tx.query(sql`INSERT INTO espf.console_audit (user_name, action, target, before, after)
-                       VALUES (${user}, ${action}, ${target}, ${json(r.before)}::jsonb, ${json(r.after)}::jsonb)`);
+    await audit(tx, user, action, target, r.before, r.after);
     return r.result;
   });
+}
+
+/** One row of espf.console_audit: something done that changed no configuration row (a test event, a login). */
+export async function audit(db: Queryable, user: string, action: string, target: string | null, before: unknown, after: unknown): Promise<void> {
+  const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+  await db.query(sql`INSERT INTO espf.console_audit (user_name, action, target, before, after)
+                     VALUES (${user}, ${action}, ${target}, ${json(before)}::jsonb, ${json(after)}::jsonb)`);
+}
+
+/**
+ * The origins (scheme, host, port) `urls` adds to `was`: a stored secret is
+ * never sent to one of them until it is typed again (docs/console.md).
+ */
+export function newOrigins(was: unknown, urls: unknown): string[] {
+  const origins = (v: unknown) => new Set((Array.isArray(v) ? v : []).flatMap((u) => {
+    try {
+      const url = new URL(String(u));
+      return url.protocol === 'http:' || url.protocol === 'https:' ? [url.origin] : []; // the database refuses the others
+    } catch { return []; }
+  }));
+  const old = origins(was);
+  return [...origins(urls)].filter((o) => !old.has(o));
 }
 
 // ── configuration changes (the same row changes as the espf CLI) ────────────
@@ -123,6 +151,14 @@ export async function updateHttpHandler(db: Db, user: string, handler: string, v
   return audited(db, user, 'http handler update', handler, async (tx) => {
     const [old] = await tx.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler} FOR UPDATE`);
     if (!old) throw new NotFound(`unknown http handler ${handler}`);
+    if (values.url !== undefined) {
+      const added = newOrigins(old.url, values.url);
+      const kept = SECRET_COLUMNS.filter((c) => old[c] !== null && old[c] !== '' && values[c] === undefined);
+      if (added.length > 0 && kept.length > 0) {
+        throw new FieldError('url', `espf.http_handlers.url: ${added.join(', ')} is a new host for the stored ${kept.join(', ')}: `
+          + 'type the secret again (or clear it) in the same save, so that a stored secret never goes to a host it was not typed for');
+      }
+    }
     const sets = Object.entries(values).map(([k, v]) => sql`${sql.ident(k)} = ${v}`);
     if (sets.length === 0) return { before: maskSecrets(old), after: maskSecrets(old), result: false };
     const [row] = await tx.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
@@ -141,8 +177,9 @@ export async function resend(db: Db, user: string, keys: readonly { i_event: num
   let n = 0;
   for (const [handler, events] of byHandler) {
     n += await audited(db, user, 'resend', handler, async (tx) => {
-      const [r] = await tx.query(sql`SELECT espf.resend(i_events => ${events}::bigint[], handler => ${handler}, max_rows => ${events.length}) AS n`);
-      const count = Number(r.n);
+      const count = await resendFiltered(tx, {
+        events, handler, account: null, status: null, since: null, until: null, type: null, createdSince: null, createdUntil: null,
+      }, events.length, false);
       return { before: { handler, i_events: events }, after: { requeued: count }, result: count };
     });
   }
@@ -232,20 +269,6 @@ export async function deliveries(db: Db, f: DeliveryFilter, after: { i_event: nu
            d.created_at, d.last_attempt_at, d.finished_at
       FROM page p JOIN espf.event_deliveries d ON d.i_event = p.i_event AND d.handler = p.handler
      ORDER BY d.i_event DESC, d.handler DESC`);
-}
-
-/** The keys of finished deliveries matching a filter, lowest first, after `after`: for "resend all matching". */
-export async function finishedKeys(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number, until: Date) {
-  const key = after ? sql`AND (d.i_event, d.handler) > (${after.i_event}, ${after.handler})` : sql``;
-  return db.query(sql`
-    SELECT d.i_event, d.handler FROM espf.event_deliveries d
-     WHERE ${where(f)} AND d.state IN ('DELIVERED', 'FAILED') AND d.finished_at <= ${until} ${key}
-     ORDER BY d.i_event, d.handler LIMIT ${limit}`) as Promise<{ i_event: number; handler: string }[]>;
-}
-
-export async function countMatching(db: Db, f: DeliveryFilter): Promise<number> {
-  const [r] = await db.query(sql`SELECT count(*)::float8 AS n FROM espf.event_deliveries d WHERE ${where(f)} AND d.state IN ('DELIVERED', 'FAILED')`);
-  return Number(r.n);
 }
 
 export async function names(db: Db): Promise<{ handlers: { name: string; kind: string }[]; types: string[] }> {

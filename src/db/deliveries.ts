@@ -83,32 +83,6 @@ export async function waitingSummary(db: Db): Promise<{ waiting: number; oldest:
   return { waiting: Number(row?.waiting ?? 0), oldest: row?.oldest ?? null };
 }
 
-/** The start of a resend (now) and the `since` it gives as a time (null when `since` is neither a time nor an interval). */
-export async function resendWindow(db: Db, since: string | null): Promise<{ started: Date; since: Date | null }> {
-  const [t] = await db.query(sql`SELECT now() AS started, espf.resend_since(${since}) AS since`);
-  return t;
-}
-
-/** The selectors of one espf.resend call; null: not a selector (`until` null: now). */
-export interface ResendCall {
-  readonly events: readonly number[] | null; readonly account: number | null; readonly handler: string | null;
-  readonly status: string | null; readonly since: Date | null; readonly until: Date | null;
-}
-
-/**
- * One batch of espf.resend (sql/700_resend.sql): the deliveries re-queued (or,
- * on a dry run, selected). The CLI's batches (src/cli/resend-command.ts) and
- * the console's resends call it.
- */
-export async function resendBatch(db: Queryable, c: ResendCall, maxRows: number, dryRun: boolean): Promise<number> {
-  const [r] = await db.query(sql`
-    SELECT espf.resend(i_events => ${c.events}::bigint[], i_account => ${c.account}::bigint,
-                       handler => ${c.handler}::text, status => ${c.status}::text,
-                       since => ${c.since}::timestamptz, until => ${c.until}::timestamptz,
-                       max_rows => ${maxRows}::int, dry_run => ${dryRun}) AS n`);
-  return Number(r.n);
-}
-
 // ── reads of the console (src/console/) ─────────────────────────────────────
 
 export type DeliveryRow = Pick<Row<'espf.event_deliveries'>, 'i_event' | 'handler' | 'state' | 'event_type' | 'attempts' | 'urls_done'

@@ -62,6 +62,8 @@ export const SCHEMA = {
     login_attempts: gen<number>(),
     login_window: gen<unknown>(),
     updated_at: gen<Date>(),
+    trusted_proxies: gen<string[]>(),
+    resend_max_rows: gen<number>(),
   },
   'espf.console_audit': {
     i_audit: col<number>(),

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { mkdirSync, openSync, write } from 'node:fs';
+import { open } from 'node:fs/promises';
 import pino from 'pino';
 import { escapeTerminal } from '../security/terminal.ts';
 
@@ -145,5 +146,47 @@ async function appendAll(fd: number, buf: Buffer): Promise<void> {
     off += await new Promise<number>((resolve, reject) => {
       write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n)));
     });
+  }
+}
+
+/** An attempt read back from provisioning.log: its line, with the time it was written. */
+export interface LoggedAttempt extends AttemptLine {
+  readonly time: string;
+}
+
+/**
+ * The last attempts of one account in provisioning.log in `dir` (read from
+ * its last `maxBytes`), newest first, at most `limit`; none when there is no
+ * file. The reader of the lines provisioningLog writes: who shows attempts
+ * (the console's subscriber page) does not depend on their byte layout.
+ */
+export async function readAttempts(dir: string, iAccount: number, opts: { maxBytes?: number; limit?: number } = {}): Promise<LoggedAttempt[]> {
+  const maxBytes = opts.maxBytes ?? 2 * 1024 * 1024;
+  const limit = opts.limit ?? 100;
+  let fh;
+  try {
+    fh = await open(path.join(dir, 'provisioning.log'), 'r');
+  } catch {
+    return [];
+  }
+  try {
+    const { size } = await fh.stat();
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    await fh.read(buf, 0, len, size - len);
+    const out: LoggedAttempt[] = [];
+    // Written by attempt() above: i_account is a number followed by a comma.
+    const needle = `"i_account":${iAccount},`;
+    for (const line of buf.toString('utf8').split('\n').reverse()) {
+      if (!line.includes(needle)) continue;
+      try {
+        const o = JSON.parse(line) as LoggedAttempt;
+        if (o.i_account === iAccount) out.push(o);
+      } catch { /* a partial first line */ }
+      if (out.length >= limit) break;
+    }
+    return out;
+  } finally {
+    await fh.close();
   }
 }

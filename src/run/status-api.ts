@@ -5,7 +5,8 @@ import type { Db } from '../db/connect.ts';
 import { reportAccountStatus, statusApiSettings } from '../db/statuses.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { resolveSecret, SecretMissingError } from '../security/secret-ref.ts';
+import { resolveSecret, SECRET_ENV_PREFIX, SecretMissingError } from '../security/secret-ref.ts';
+import { closeUnread, HttpRefusal as Refusal, readBody } from './http-helpers.ts';
 
 /**
  * The status API (docs/operations.md, "The status API"): a receiver that provisions asynchronously reports
@@ -27,12 +28,6 @@ const OPENAPI = readFileSync(new URL('./status-api.openapi.json', import.meta.ur
 export interface StatusApiOptions {
   readonly db: Db;
   readonly log: Logger;
-}
-
-class Refusal extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
-    super(message);
-  }
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -63,9 +58,7 @@ export function handleStatusApi(req: http.IncomingMessage, res: http.ServerRespo
     (err: unknown) => {
       if (err instanceof Refusal) {
         // An answer before the whole body was read: close the connection rather than read the rest.
-        const close: Record<string, string> = req.complete ? {} : { connection: 'close' };
-        send(res, err.status, { error: err.message }, { ...err.headers, ...close });
-        if (!req.complete) req.resume();
+        send(res, err.status, { error: err.message }, { ...err.headers, ...closeUnread(req) });
         return;
       }
       opts.log.error({ err: oneLine(err) }, 'status API: request failed');
@@ -94,8 +87,10 @@ function resolveToken(s: StatusApiSettings, log: Logger): string {
     return resolveSecret(s.token, 'espf.status_api.token');
   } catch (err) {
     if (!(err instanceof SecretMissingError)) throw err;
-    log.warn({ err: oneLine(err) }, 'status API: espf.status_api.token names an environment variable that is not set; refusing requests');
-    throw new Refusal(503, `the status API token is not configured (the environment variable named by espf.status_api.token is not set)`);
+    log.warn({ err: oneLine(err) }, 'status API: the environment variable espf.status_api.token names cannot be read; refusing requests');
+    throw new Refusal(503, err.code === 'ESPF_SECRET_NOT_ALLOWED'
+      ? `the status API token is not configured (espf.status_api.token must name a variable starting with ${SECRET_ENV_PREFIX})`
+      : `the status API token is not configured (the environment variable named by espf.status_api.token is not set)`);
   }
 }
 
@@ -133,27 +128,8 @@ function authenticate(req: http.IncomingMessage, s: StatusApiSettings, log: Logg
   }
 }
 
-function readBody(req: http.IncomingMessage): Promise<string> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) {
-    return Promise.reject(new Refusal(413, `the body is larger than ${MAX_BODY_BYTES} bytes`));
-  }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY_BYTES) {
-        req.off('data', onData);
-        reject(new Refusal(413, `the body is larger than ${MAX_BODY_BYTES} bytes`));
-        return;
-      }
-      chunks.push(c);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    req.once('error', reject);
-  });
+async function readJsonText(req: http.IncomingMessage): Promise<string> {
+  return (await readBody(req, MAX_BODY_BYTES, `the body is larger than ${MAX_BODY_BYTES} bytes`)).toString('utf8');
 }
 
 export interface StatusReport {
@@ -199,7 +175,7 @@ async function postStatus(req: http.IncomingMessage, rawAccount: string, opts: S
     throw new Refusal(400, `i_account ${JSON.stringify(account.slice(0, 40))} is not a number (a positive whole number, the account's i_account)`);
   }
   const iAccount = Number(account);
-  const text = await readBody(req);
+  const text = await readJsonText(req);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

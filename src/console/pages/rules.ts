@@ -1,6 +1,28 @@
-import { html, type Html } from './html.ts';
-import { layout, notice, type PageContext } from './layout.ts';
-import type { RuleDetail, RuleProblem, RuleSummary } from '../rules/rules.ts';
+import { html, type Html } from '../html.ts';
+import { layout, notice, type PageContext } from '../layout.ts';
+import { Refusal, send } from '../http.ts';
+import type { Route } from '../routes.ts';
+import { checkRules, listRules, readRule, type RuleDetail, type RuleProblem, type RuleSummary } from '../../rules/rules.ts';
+import { oneLine } from '../../errors.ts';
+
+export const rulesRoutes: readonly Route[] = [{
+  path: '/console/rules', method: 'GET',
+  async handle(r) {
+    const [rules, check] = await Promise.all([listRules(r.deps.db), checkRules(r.deps.db)]);
+    send(r.res, 200, rulesPage(r.ctx, rules, check));
+  },
+}, {
+  path: /^\/console\/rules\/(.+)$/, method: 'GET',
+  async handle(r) {
+    const name = decodeURIComponent(r.params[0]!);
+    try {
+      return send(r.res, 200, rulePage(r.ctx, await readRule(r.deps.db, name)));
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ESPF_UNKNOWN_RULE') throw new Refusal(404, oneLine(err));
+      throw err;
+    }
+  },
+}];
 
 /** Event rules (espf.event_rules): the list with `espf rule check`'s result, and one rule with its compiled trigger. */
 export function rulesPage(ctx: PageContext, rules: readonly RuleSummary[], check: { checked: number; problems: readonly RuleProblem[] }): Html {
