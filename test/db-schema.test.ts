@@ -3,7 +3,7 @@
 // or a state the database allows and the code does not know, fails here.
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
-import { handlerByName, HTTP_HANDLER_COLUMNS, updateHttpHandler } from '../src/db/config.ts';
+import { handlerByName, HTTP_HANDLER_COLUMNS, lockHttpHandler, setHttpHandlerColumns } from '../src/db/config.ts';
 import { DELIVERY_STATES } from '../src/db/delivery-states.ts';
 import { SCHEMA } from '../src/db/schema.ts';
 import { ACCOUNT_STATUSES } from '../src/db/statuses.ts';
@@ -59,13 +59,15 @@ describe('src/db/schema.ts matches the migrated espf schema', function () {
       (await checkValues('espf.account_provisioning_statuses', 'account_provisioning_statuses_status_check')).sort());
   });
 
-  it('updateHttpHandler sets only columns of espf.http_handlers, and refuses any other name before it runs', async () => {
+  it('setHttpHandlerColumns sets only columns of espf.http_handlers, and refuses any other name before it runs', async () => {
     assert.ok(HTTP_HANDLER_COLUMNS.includes('url') && !HTTP_HANDLER_COLUMNS.includes('handler'));
-    await assert.rejects(updateHttpHandler(t.db, 'EventSender', { 'url = url; --': 1 }), { code: 'ESPF_USAGE' });
-    const r = await updateHttpHandler(t.db, 'EventSender', { token_rate: 7 });
-    assert.equal(r?.before.token_rate, '10');
-    assert.equal(r?.after.token_rate, '7');
-    assert.equal(r?.changed, true);
-    assert.equal(await updateHttpHandler(t.db, 'nope', { token_rate: 7 }), undefined);
+    await assert.rejects(setHttpHandlerColumns(t.db, 'EventSender', { 'url = url; --': 1 }), { code: 'ESPF_USAGE' });
+    await t.db.tx(async (tx) => {
+      assert.equal((await lockHttpHandler(tx, 'EventSender'))?.token_rate, '10');
+      assert.equal((await setHttpHandlerColumns(tx, 'EventSender', { token_rate: 7 }))?.token_rate, '7');
+      assert.equal((await setHttpHandlerColumns(tx, 'EventSender', {}))?.token_rate, '7');
+    });
+    assert.equal(await lockHttpHandler(t.db, 'nope'), undefined);
+    assert.equal(await setHttpHandlerColumns(t.db, 'nope', { token_rate: 7 }), undefined);
   });
 });

@@ -129,22 +129,24 @@ export async function readHttpHandler(db: Queryable, handler: string): Promise<R
 /** The columns of espf.http_handlers one can set (`handler` is the key). */
 export const HTTP_HANDLER_COLUMNS: readonly string[] = Object.keys(SCHEMA['espf.http_handlers']).filter((c) => c !== 'handler');
 
+/** A handler's espf.http_handlers row, locked until the caller's transaction ends; undefined for no such row. */
+export async function lockHttpHandler(tx: Queryable, handler: string): Promise<Record<string, unknown> | undefined> {
+  const [row] = await tx.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler} FOR UPDATE`);
+  return row;
+}
+
 /**
- * Sets columns of one espf.http_handlers row (in a transaction, or a savepoint
- * of the caller's): the row before (locked) and after, and whether anything
- * was set; undefined for no such row. A name that is not one of
- * HTTP_HANDLER_COLUMNS is refused (ESPF_USAGE) before anything runs.
+ * Sets columns of a handler's espf.http_handlers row: the row after;
+ * undefined for no such row. A name that is not one of HTTP_HANDLER_COLUMNS
+ * is refused (ESPF_USAGE) before anything runs; no columns: the row as it is.
  */
-export async function updateHttpHandler(db: Queryable, handler: string, values: Readonly<Record<string, unknown>>)
-  : Promise<{ before: Record<string, unknown>; after: Record<string, unknown>; changed: boolean } | undefined> {
+export async function setHttpHandlerColumns(db: Queryable, handler: string, values: Readonly<Record<string, unknown>>)
+  : Promise<Record<string, unknown> | undefined> {
   const unknown = Object.keys(values).filter((c) => !HTTP_HANDLER_COLUMNS.includes(c));
   if (unknown.length > 0) throw new EspfError('ESPF_USAGE', `not a column of espf.http_handlers one can set: ${unknown.join(', ')}`);
-  return db.tx(async (tx) => {
-    const [before] = await tx.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler} FOR UPDATE`);
-    if (!before) return undefined;
-    const sets = Object.entries(values).map(([k, v]) => sql`${sql.ident(k)} = ${v}`);
-    if (sets.length === 0) return { before, after: before, changed: false };
-    const [after] = await tx.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
-    return { before, after, changed: true };
-  });
+  const sets = Object.entries(values).map(([k, v]) => sql`${sql.ident(k)} = ${v}`);
+  const [row] = sets.length === 0
+    ? await db.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler}`)
+    : await db.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
+  return row;
 }

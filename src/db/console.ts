@@ -98,6 +98,13 @@ export async function deleteConsoleSession(db: Queryable, key: Buffer): Promise<
 /** What a change returns to `audited`: the row before and after (as they go into the audit), and its result. */
 export interface AuditedChange<T> { readonly before: unknown; readonly after: unknown; readonly result: T }
 
+/** One row of espf.console_audit (before and after as JSON; null for none). */
+export async function insertAudit(db: Queryable, user: string, action: string, target: string | null, before: unknown, after: unknown): Promise<void> {
+  const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+  await db.query(sql`INSERT INTO espf.console_audit (user_name, action, target, before, after)
+                     VALUES (${user}, ${action}, ${target}, ${json(before)}::jsonb, ${json(after)}::jsonb)`);
+}
+
 /**
  * Runs a change and its espf.console_audit row in one transaction: nothing is
  * recorded when the database refuses the change.
@@ -106,9 +113,7 @@ export function audited<T>(db: Queryable, user: string, action: string, target: 
   change: (tx: Queryable) => Promise<AuditedChange<T>>): Promise<T> {
   return db.tx(async (tx) => {
     const r = await change(tx);
-    const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
-    await tx.query(sql`INSERT INTO espf.console_audit (user_name, action, target, before, after)
-                       VALUES (${user}, ${action}, ${target}, ${json(r.before)}::jsonb, ${json(r.after)}::jsonb)`);
+    await insertAudit(tx, user, action, target, r.before, r.after);
     return r.result;
   });
 }

@@ -4,7 +4,7 @@
 // backlog, resend (sql/700_resend.sql), and the reads of the console.
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from './connect.ts';
-import { RESENDABLE_STATES, WAITING_STATES, type DeliveryState } from './delivery-states.ts';
+import { WAITING_STATES, type DeliveryState } from './delivery-states.ts';
 import type { Row } from './schema.ts';
 import type { Shard } from './shards.ts';
 
@@ -143,22 +143,6 @@ export function deliveryPage(db: Queryable, f: DeliveryFilter, after: DeliveryKe
            d.created_at, d.last_attempt_at, d.finished_at
       FROM page p JOIN espf.event_deliveries d ON d.i_event = p.i_event AND d.handler = p.handler
      ORDER BY d.i_event DESC, d.handler DESC`);
-}
-
-/** The keys of resendable (finished) deliveries matching a filter, finished by `until`, lowest first, after `after`. */
-export function resendableKeys(db: Queryable, f: DeliveryFilter, after: DeliveryKey | null, limit: number, until: Date): Promise<DeliveryKey[]> {
-  const key = after ? sql`AND (d.i_event, d.handler) > (${after.i_event}, ${after.handler})` : sql``;
-  return db.query(sql`
-    SELECT d.i_event, d.handler FROM espf.event_deliveries d
-     WHERE ${filterSql(f)} AND d.state = ANY(${RESENDABLE_STATES}::text[]) AND d.finished_at <= ${until} ${key}
-     ORDER BY d.i_event, d.handler LIMIT ${limit}`);
-}
-
-/** How many resendable (finished) deliveries match a filter. */
-export async function countResendable(db: Queryable, f: DeliveryFilter): Promise<number> {
-  const [r] = await db.query(sql`
-    SELECT count(*)::float8 AS n FROM espf.event_deliveries d WHERE ${filterSql(f)} AND d.state = ANY(${RESENDABLE_STATES}::text[])`);
-  return Number(r.n);
 }
 
 /** Throws the database's error when PostgreSQL cannot read `v` as a time (a filter's `since`, `until`). */

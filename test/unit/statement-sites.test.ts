@@ -15,12 +15,13 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
  * has switched (this test fails while a listed file has no site left).
  */
 const NOT_YET_SWITCHED: Readonly<Record<string, string>> = {
-  // The console's reads and writes: src/db/console.ts, config.ts (switchHandler,
-  // switchTypes, insertSubscriptions, deleteSubscriptions, readHttpHandler,
-  // updateHttpHandler, listHandlers, dispatcherSourceTypes, eventTypeNames),
-  // deliveries.ts (resendBatch, accountDeliveries, deliveryPage, resendableKeys,
-  // countResendable, checkTime), billing.ts, statuses.ts (accountStatuses,
-  // failingStatusCounts), delivery-states.ts (DELIVERY_STATES).
+  // The console's reads and writes: src/db/console.ts (consoleSettings, consoleUser,
+  // create/delete consoleSession, insertAudit, audited, recentAudit, overviewHandlers,
+  // overviewSlots, deliverySeries), config.ts (switchHandler, switchTypes,
+  // insertSubscriptions, deleteSubscriptions, readHttpHandler, lockHttpHandler,
+  // setHttpHandlerColumns, listHandlers, dispatcherSourceTypes, eventTypeNames),
+  // deliveries.ts (accountDeliveries, deliveryPage, checkTime), billing.ts,
+  // statuses.ts (accountStatuses, failingStatusCounts), delivery-states.ts.
   'console/store.ts': 'src/db/console.ts and the modules above',
   // `espf console user …|enable|disable`: src/db/console.ts (addConsoleUser,
   // setConsoleUserPassword, removeConsoleUser, consoleUsers, setConsoleEnabled).
