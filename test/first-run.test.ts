@@ -256,11 +256,13 @@ describe('upgrade from the previous release, with events and deliveries in the d
     assert.equal(old.length, 15);
     const retried = old[old.length - 1]!;
     // What the previous release's sender recorded: every event delivered to EventSender but one, waiting for a retry.
+    // Its commit_lsn was at or after the event's commit: the WAL insert position now (the write
+    // position, pg_current_wal_lsn(), may still be behind a commit when synchronous_commit is off).
     await db.query(sql`
       SELECT espf.record_deliveries('main', jsonb_agg(jsonb_build_object(
                'i_event', e.i_event, 'handler', 'EventSender', 'state', CASE WHEN e.i_event = ${retried} THEN 'RETRY' ELSE 'DELIVERED' END,
                'event_type', e.event_type, 'order_key', 'a:' || (e.variables ->> 'i_account'), 'i_account', (e.variables ->> 'i_account')::bigint,
-               'commit_lsn', pg_current_wal_lsn()::text, 'attempts', 1, 'urls_done', CASE WHEN e.i_event = ${retried} THEN 0 ELSE 1 END,
+               'commit_lsn', pg_current_wal_insert_lsn()::text, 'attempts', 1, 'urls_done', CASE WHEN e.i_event = ${retried} THEN 0 ELSE 1 END,
                'last_http_status', CASE WHEN e.i_event = ${retried} THEN 503 ELSE 200 END,
                'next_attempt_at', extract(epoch FROM now()) * 1000, 'committed_at', extract(epoch FROM e.created_at) * 1000,
                'first_attempt_at', extract(epoch FROM now()) * 1000, 'last_attempt_at', extract(epoch FROM now()) * 1000,
