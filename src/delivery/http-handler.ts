@@ -142,6 +142,8 @@ export class HttpHandler {
     this.window.beginPage();
     return this.window.mark();
   }
+  /** The page read since beginPage() is in memory (or failed). */
+  endPage(): void { this.window.endPage(); }
   /** A page came back short: memory may hold every waiting delivery again. */
   caughtUp(mark: SpillMark): boolean { return this.window.caughtUp(mark); }
 

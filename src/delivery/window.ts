@@ -32,6 +32,9 @@ export class SpillWindow {
   private unpersisted: Item[] = [];
   private pruneAt = 1024;
   private readonly finishing = new Map<number, Item>();
+  private finishingPruneAt = 1024;
+  /** A page is being read (between beginPage and endPage). */
+  private pageOpen = false;
 
   constructor(readonly size: number) {}
 
@@ -108,11 +111,30 @@ export class SpillWindow {
    * read after that, a page may still show the delivery waiting.
    */
   finished(item: Item): void {
-    if (this.isSpilled) this.finishing.set(item.event.i_event, item);
+    if (!this.isSpilled) return;
+    this.finishing.set(item.event.i_event, item);
+    // Pages may be read seldom (or not at all while a replay is handed out):
+    // forget, now and then, what is committed (amortised, as for spills),
+    // but not while a page is read: it may predate those commits.
+    if (this.finishing.size >= this.finishingPruneAt && !this.pageOpen) {
+      this.forgetCommitted();
+      this.finishingPruneAt = Math.max(1024, 2 * this.finishing.size);
+    }
   }
 
   /** A page is about to be read: it sees every final row committed by now. */
   beginPage(): void {
+    this.forgetCommitted();
+    this.pageOpen = true;
+  }
+
+  /** The page's rows are in memory (or it failed). */
+  endPage(): void {
+    this.pageOpen = false;
+  }
+
+  /** Finished deliveries whose final row is committed: no page shows them waiting any more. */
+  private forgetCommitted(): void {
     for (const [i, item] of this.finishing) if (item.persisted) this.finishing.delete(i);
   }
 

@@ -133,8 +133,13 @@ export class WaitingDeliveries {
         const want = Math.min(PAGE_MAX, h.room);
         if (want < Math.min(500, h.windowSize / 10)) break; // wait for more room: pages stay large
         const mark = h.beginPage();
-        const rows = await waitingPage(this.opts.db, h.name, this.opts.shard, p.cursor, want);
-        for (const r of rows) if (h.enqueueWaiting(itemFromRow(r))) took++;
+        let rows: WaitingRow[];
+        try {
+          rows = await waitingPage(this.opts.db, h.name, this.opts.shard, p.cursor, want);
+          for (const r of rows) if (h.enqueueWaiting(itemFromRow(r))) took++;
+        } finally {
+          h.endPage();
+        }
         const last = rows.at(-1);
         if (last) {
           p.cursor = { lsn: last.commit_lsn, iEvent: Number(last.i_event) };

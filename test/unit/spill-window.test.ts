@@ -70,4 +70,29 @@ describe('memory window (pure)', () => {
     w.beginPage();
     assert.equal(w.recentlyFinished(done.event.i_event), false, 'a page read after the commit sees it finished');
   });
+
+  it('remembers finished deliveries in bounded memory when no page is read (a replay is handed out first), never during a page', () => {
+    const w = new SpillWindow(10);
+    w.startSpilled();
+    const all: Item[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      const done = item(`a:${i}`);
+      all.push(done);
+      w.finished(done);
+      done.persisted = true;   // its final row committed
+    }
+    const remembered = all.filter((d) => w.recentlyFinished(d.event.i_event)).length;
+    assert.ok(remembered <= 2048, `${remembered} finished deliveries remembered without a page`);
+    // While a page is read, nothing it may show is forgotten.
+    w.beginPage();
+    const during: Item[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const d = item(`b:${i}`);
+      during.push(d);
+      w.finished(d);
+      d.persisted = true;
+    }
+    assert.equal(during.filter((d) => w.recentlyFinished(d.event.i_event)).length, 5000);
+    w.endPage();
+  });
 });
