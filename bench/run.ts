@@ -4,7 +4,7 @@
  * figures of bench/README.md (each the median of BENCH_RUNS runs, default 3); writes
  * bench/results/latest.json and prints a table on stdout.
  *
- *   BENCH_QUICK=1     small sizes, 1 run: a smoke run in under 2 minutes
+ *   BENCH_QUICK=1     small sizes, 1 run: a smoke run of 2-3 minutes
  *   BENCH_RUNS=n      runs per figure
  *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, bigtx, rate_accuracy, backlog, outage, backfill, console, shards)
  *   BENCH_BUDGET_SCALE=x  scales every figure's time budget (default 1): once a figure's budget
@@ -200,15 +200,23 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   return fig;
 }
 
-/** The code measured: commit, and the files of the product that differ from it (espf run runs the working tree). */
+/**
+ * The code measured: commit, and the files of the product that differ from it (espf run runs the
+ * working tree). With BENCH_ESPF_BIN, espf run runs that entry point's tree: its commit and changes
+ * too (the migrations and the bench are this tree's).
+ */
 function codeVersion(): Record<string, unknown> {
-  const git = (...args: string[]) => spawnSync('git', ['-C', ROOT, ...args], { encoding: 'utf8' });
-  const head = git('rev-parse', 'HEAD');
-  const dirty = git('status', '--porcelain', '--', 'src', 'sql', 'migrations', 'bin', 'package.json');
-  return {
-    commit: head.status === 0 ? head.stdout.trim() : null,
-    uncommitted_changes: dirty.status === 0 ? dirty.stdout.split('\n').filter(Boolean).map((l) => l.trim()) : null,
+  const at = (dir: string) => {
+    const git = (...args: string[]) => spawnSync('git', ['-C', dir, ...args], { encoding: 'utf8' });
+    const head = git('rev-parse', 'HEAD');
+    const dirty = git('status', '--porcelain', '--', 'src', 'sql', 'migrations', 'bin', 'package.json');
+    return {
+      commit: head.status === 0 ? head.stdout.trim() : null,
+      uncommitted_changes: dirty.status === 0 ? dirty.stdout.split('\n').filter(Boolean).map((l) => l.trim()) : null,
+    };
   };
+  const bin = process.env.BENCH_ESPF_BIN;
+  return { ...at(ROOT), ...(bin ? { espf_bin: bin, espf_bin_code: at(path.dirname(path.dirname(path.resolve(bin)))) } : {}) };
 }
 
 async function main(): Promise<void> {
