@@ -13,7 +13,7 @@
  * reports the rate of what it delivered, marked incomplete.
  */
 import { sql } from '@databases/pg';
-import { bigCustomerParams, deliverStatement, withEspf, type BigCustomerParams } from './lib/delivery.ts';
+import { ACCOUNT_BLOCKS_TO_SENDER, bigCustomerParams, deliverStatement, withEspf, type BigCustomerParams } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { round } from './lib/util.ts';
 
@@ -24,10 +24,7 @@ export const bigtx: Figure<BigCustomerParams> = {
   async run(ctx: BenchContext, p: BigCustomerParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.fanoutAccounts;
     return withEspf(ctx, 'bigtx', run, {
-      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
-      types: ['Account/Blocked', 'Account/Unblocked'],
-      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
-      handlers: ['EventSender'],
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER,
     }, async (r) => {
       const x = await deliverStatement(ctx, r, sql`UPDATE billing.account SET blocked = NOT blocked WHERE i_account BETWEEN ${lo} AND ${hi}`,
         { expected: p.accounts, timeoutMs: p.timeoutS * 1000 });

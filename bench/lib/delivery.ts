@@ -7,6 +7,13 @@ import { log, round, sleep } from './util.ts';
 
 export const NO_RATE_LIMIT = { tokenRate: 1e6, tokenBurstiness: 1_000_000 } as const;
 
+/** EventSender alone, subscribed to Account/Blocked and Account/Unblocked (the events of most figures). */
+export const ACCOUNT_BLOCKS_TO_SENDER = {
+  types: ['Account/Blocked', 'Account/Unblocked'],
+  subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
+  handlers: ['EventSender'],
+} as const;
+
 export interface EspfRun {
   readonly url: string;
   readonly db: Db;
