@@ -100,10 +100,12 @@ export class EspfProcess {
 
   private firstError?: string;
 
+  /** The first line that looks like an error, whole (at most 300 characters), then the end of the last lines. */
   lastOutput(): string {
     const err = this.firstError ? `${this.firstError} … ` : '';
-    const s = err + this.tail.slice(-4).join(' | ');
-    return s.length > 600 ? s.slice(-600) : s || '(no output)';
+    const tail = this.tail.slice(-4).join(' | ');
+    const s = err + (tail.length > 300 ? `…${tail.slice(-300)}` : tail);
+    return s || '(no output)';
   }
 
   get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
