@@ -9,7 +9,7 @@
  * it delivered, marked incomplete.
  */
 import { sql } from '@databases/pg';
-import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
+import { ACCOUNT_BLOCKS_TO_SENDER, allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { log, round } from './lib/util.ts';
 
@@ -33,10 +33,7 @@ export const backlog: Figure<BacklogParams> = {
   async run(ctx: BenchContext, p: BacklogParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.accounts;
     return withEspf(ctx, 'backlog', run, {
-      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
-      types: ['Account/Blocked', 'Account/Unblocked'],
-      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
-      handlers: ['EventSender'],
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER,
     }, async (r) => {
       await r.espf.stop();
       const after = await lastEventId(r.db);

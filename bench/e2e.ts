@@ -6,7 +6,7 @@
  * in CPU time (microseconds) in espf run, in the PostgreSQL server processes
  * (capture triggers, WAL decoding, recording outcomes) and in the receiver.
  */
-import { allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import { ACCOUNT_BLOCKS_TO_SENDER, allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
 import { CpuMeter } from './lib/cpu.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { round } from './lib/util.ts';
@@ -30,10 +30,7 @@ export const e2e: Figure<E2eParams> = {
   }),
   async run(ctx: BenchContext, p: E2eParams, run: number): Promise<RunResult> {
     return withEspf(ctx, 'e2e', run, {
-      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
-      types: ['Account/Blocked', 'Account/Unblocked'],
-      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
-      handlers: ['EventSender'],
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER,
     }, async (r) => {
       const after = await lastEventId(r.db);
       const lo = ctx.seed.accounts[0];

@@ -10,7 +10,7 @@
  * Both are epoch ms of the same machine clock. A warm-up is excluded.
  */
 import { sql } from '@databases/pg';
-import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
+import { ACCOUNT_BLOCKS_TO_SENDER, allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { percentile, round, sleep } from './lib/util.ts';
 
@@ -45,10 +45,7 @@ export const latency: Figure<LatencyParams> = {
     const lo = ctx.seed.accounts[0];
     if (total > ctx.seed.accounts[1] - lo + 1) throw new Error(`latency needs ${total} distinct accounts`);
     return withEspf(ctx, 'latency', run, {
-      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
-      types: ['Account/Blocked', 'Account/Unblocked'],
-      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
-      handlers: ['EventSender'],
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER,
     }, async (r) => {
       const after = await lastEventId(r.db);
       const issuedAt = new Float64Array(nTx);

@@ -19,7 +19,7 @@
  * probe_max_delay is set to 10 s here).
  */
 import { sql } from '@databases/pg';
-import { allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
+import { ACCOUNT_BLOCKS_TO_SENDER, allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { log, round, sleep } from './lib/util.ts';
 
@@ -56,10 +56,7 @@ export const outage: Figure<OutageParams> = {
   async run(ctx: BenchContext, p: OutageParams, run: number): Promise<RunResult> {
     const [lo, hi] = ctx.seed.accounts;
     return withEspf(ctx, 'outage', run, {
-      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness,
-      types: ['Account/Blocked', 'Account/Unblocked'],
-      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
-      handlers: ['EventSender'],
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER,
     }, async (r) => {
       await r.db.query(sql`UPDATE espf.http_handlers
                               SET breaker_failures = ${p.breakerFailures}, probe_delay = ${p.probeDelay},

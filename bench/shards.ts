@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { sql } from '@databases/pg';
 import { connect } from '../src/db/connect.ts';
 import { cloneDatabase, dropDatabase } from './lib/db.ts';
-import { allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered } from './lib/delivery.ts';
+import { ACCOUNT_BLOCKS_TO_SENDER, allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered } from './lib/delivery.ts';
 import { configureEspf, EspfProcess } from './lib/espf.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { log, round } from './lib/util.ts';
@@ -39,10 +39,7 @@ async function oneRun(ctx: BenchContext, p: ShardsParams, run: number, shards: n
   const procs: EspfProcess[] = [];
   try {
     await configureEspf(db, {
-      instance, receiverUrl: ctx.receiver.url, ...NO_RATE_LIMIT,
-      types: ['Account/Blocked', 'Account/Unblocked'],
-      subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
-      handlers: ['EventSender'],
+      instance, receiverUrl: ctx.receiver.url, ...NO_RATE_LIMIT, ...ACCOUNT_BLOCKS_TO_SENDER,
     });
     await db.query(sql`UPDATE espf.handlers SET shards = ${shards} WHERE instance = ${instance}`);
     await ctx.receiver.reset();

@@ -46,7 +46,7 @@ export async function withDb<T>(url: string, fn: (db: Db) => Promise<T>, poolSiz
 }
 
 export interface SeedSizes {
-  readonly fanoutAccounts: number;   // accounts of the one big customer (fanout_s)
+  readonly fanoutAccounts: number;   // accounts of the one big customer (fanout_s, bigtx_eps)
   readonly accounts: number;         // other accounts, 100 per customer
 }
 

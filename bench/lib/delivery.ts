@@ -1,11 +1,18 @@
-import { sql } from '@databases/pg';
+import { sql, type SQLQuery } from '@databases/pg';
 import { connect, type Db } from '../../src/db/connect.ts';
 import { cloneDatabase, dropDatabase } from './db.ts';
 import { configureEspf, EspfProcess, type EspfConfig } from './espf.ts';
 import type { BenchContext } from './figure.ts';
-import { log, sleep } from './util.ts';
+import { log, round, sleep } from './util.ts';
 
 export const NO_RATE_LIMIT = { tokenRate: 1e6, tokenBurstiness: 1_000_000 } as const;
+
+/** EventSender alone, subscribed to Account/Blocked and Account/Unblocked (the events of most figures). */
+export const ACCOUNT_BLOCKS_TO_SENDER = {
+  types: ['Account/Blocked', 'Account/Unblocked'],
+  subscriptions: [['EventSender', 'Account/Blocked'], ['EventSender', 'Account/Unblocked']],
+  handlers: ['EventSender'],
+} as const;
 
 export interface EspfRun {
   readonly url: string;
@@ -110,6 +117,67 @@ export async function waitDelivered(ctx: BenchContext, r: EspfRun, o: { after: n
     d = await deliveredRows(r.db, o.after, o.eventType);
   }
   return { delivered: d.n, lastFinishedAt: d.last, receivedAllAt, complete: d.n >= o.expected, receiverUnique: unique, receiverDuplicates: duplicates };
+}
+
+/** Parameters of a figure of one large statement over the big customer's accounts (bigtx, fanout). */
+export interface BigCustomerParams extends Record<string, unknown> {
+  readonly accounts: number;
+  readonly tokenRate: number;
+  readonly tokenBurstiness: number;
+  /** Seconds allowed from the commit until the last delivery. */
+  readonly timeoutS: number;
+}
+
+export function bigCustomerParams(ctx: BenchContext, timeoutS: { full: number; quick: number }): BigCustomerParams {
+  return { accounts: ctx.seed.fanoutAccounts[1] - ctx.seed.fanoutAccounts[0] + 1, ...NO_RATE_LIMIT, timeoutS: ctx.quick ? timeoutS.quick : timeoutS.full };
+}
+
+/** What deliverStatement saw; times are epoch ms of this machine's clock. */
+export interface StatementDelivery extends DeliveredResult {
+  /** The statement was sent. */
+  readonly startedAt: number;
+  /** It returned (autocommit: after its COMMIT). */
+  readonly committedAt: number;
+  /** The later of the last 2xx and the last DELIVERED row; when the wait gave up if incomplete. */
+  readonly end: number;
+  /** Events of `eventType` (of any type if none is given) written since the statement was sent. */
+  readonly produced: number;
+  /** First POST at the receiver. */
+  readonly firstArrivalAt: number;
+  /** Commit of the transaction the delivered events came in, as the stream gave it (the
+   *  earliest espf.event_deliveries.committed_at): the statement's own, or a dispatcher's. */
+  readonly eventsCommittedAt: number;
+  /** VmHWM of `espf run` once the wait is over. */
+  readonly peakRssMb: number;
+}
+
+/**
+ * One statement in one transaction, then the wait until the `expected` events it
+ * produces, itself or through a dispatcher, are delivered (the large-transaction
+ * figures, bigtx and fanout). `timeoutMs` counts from the commit.
+ */
+export async function deliverStatement(ctx: BenchContext, r: EspfRun, statement: SQLQuery,
+  o: { expected: number; timeoutMs: number; eventType?: string }): Promise<StatementDelivery> {
+  const after = await lastEventId(r.db);
+  const startedAt = Date.now();
+  await r.db.query(statement);
+  const committedAt = Date.now();
+  log(`  committed in ${round((committedAt - startedAt) / 1000, 1)} s; espf run peak RSS so far ${round(r.espf.peakRssMb(), 1)} MB`);
+  const d = await waitDelivered(ctx, r, { after, expected: o.expected, eventType: o.eventType, timeoutMs: allowance(ctx, o.timeoutMs) });
+  const peakRssMb = r.espf.peakRssMb();
+  const end = d.complete ? Math.max(d.lastFinishedAt, d.receivedAllAt) : Date.now();
+  const [row] = await r.db.query(sql`
+    SELECT (SELECT count(*) FROM espf.events
+             WHERE i_event > ${after} ${o.eventType ? sql`AND event_type = ${o.eventType}` : sql``})::bigint AS produced,
+           extract(epoch FROM (SELECT min(committed_at) FROM espf.event_deliveries
+                                WHERE handler = 'EventSender' AND i_event > ${after})) * 1000 AS events_committed`) as [{ produced: number; events_committed: number | string | null }];
+  const { firstAt } = await ctx.receiver.stats();
+  return {
+    ...d, startedAt, committedAt, end, peakRssMb,
+    produced: Number(row.produced),
+    firstArrivalAt: firstAt > 0 ? firstAt : NaN,
+    eventsCommittedAt: row.events_committed === null ? NaN : Number(row.events_committed),
+  };
 }
 
 /** Time allowed for one wait: `wantMs`, but not (much) past the bench deadline. */

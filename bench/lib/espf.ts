@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -64,7 +64,11 @@ export class EspfProcess {
     });
     const p = new EspfProcess(child, logDir, httpPort);
     let ready = false;
+    // BENCH_ESPF_OUTPUT_DIR: keep all that each espf run prints, in <dir>/<instance>.log (appended to by a restart).
+    const keep = process.env.BENCH_ESPF_OUTPUT_DIR ? createWriteStream(path.join(process.env.BENCH_ESPF_OUTPUT_DIR, `${instance}.log`), { flags: 'a' }) : undefined;
+    if (keep) child.once('close', () => keep.end());
     const onData = (chunk: Buffer) => {
+      keep?.write(chunk);
       const text = chunk.toString('utf8');
       for (const line of text.split('\n')) {
         if (!line.trim()) continue;
@@ -96,10 +100,12 @@ export class EspfProcess {
 
   private firstError?: string;
 
+  /** The first line that looks like an error, whole (at most 300 characters), then the end of the last lines. */
   lastOutput(): string {
     const err = this.firstError ? `${this.firstError} … ` : '';
-    const s = err + this.tail.slice(-4).join(' | ');
-    return s.length > 600 ? s.slice(-600) : s || '(no output)';
+    const tail = this.tail.slice(-4).join(' | ');
+    const s = err + (tail.length > 300 ? `…${tail.slice(-300)}` : tail);
+    return s || '(no output)';
   }
 
   get alive(): boolean { return this.child.exitCode === null && this.child.signalCode === null; }
