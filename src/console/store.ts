@@ -1,5 +1,6 @@
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { DELIVERY_STATES } from '../db/delivery-states.ts';
 import { sessionKey } from './auth.ts';
 import { isEnvRef } from '../security/secret-ref.ts';
 import { resendFiltered } from '../db/resend.ts';
@@ -239,7 +240,8 @@ export interface DeliveryFilter {
   readonly until?: string;   // created before
 }
 
-export const STATES = ['PENDING', 'RETRY', 'DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED'] as const;
+/** The states the deliveries page filters on: every delivery state (src/db/delivery-states.ts). */
+export const STATES = DELIVERY_STATES;
 
 function where(f: DeliveryFilter): SQLQuery {
   const c: SQLQuery[] = [sql`true`];

@@ -4,8 +4,10 @@ import { recordDeliveries } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Item } from './item.ts';
+import type { DeliveryState as AnyDeliveryState } from '../db/delivery-states.ts';
 
-export type DeliveryState = 'PENDING' | 'RETRY' | 'DELIVERED' | 'FAILED' | 'SUPERSEDED';
+/** The states an http handler records (src/db/delivery-states.ts has every state; DISPATCHED is a dispatcher's). */
+export type DeliveryState = Exclude<AnyDeliveryState, 'DISPATCHED'>;
 
 interface Row {
   i_event: number; handler: string; state: DeliveryState; event_type: string; order_key: string;

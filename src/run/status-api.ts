@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import type { Db } from '../db/connect.ts';
-import { reportAccountStatus, statusApiSettings } from '../db/statuses.ts';
+import { ACCOUNT_STATUSES, reportAccountStatus, statusApiSettings } from '../db/statuses.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { resolveSecret, SECRET_ENV_PREFIX, SecretMissingError } from '../security/secret-ref.ts';
@@ -21,7 +21,8 @@ export const OPENAPI_PATH = '/espf/v1/openapi.json';
 export const MAX_BODY_BYTES = 64 * 1024;
 export const MAX_MESSAGE_CHARS = 4000;
 export const MAX_GROUP_CHARS = 200;
-export const STATUSES = ['OK', 'IN_PROGRESS', 'RETRY', 'FAILED'] as const;
+/** The statuses a receiver may report: the one list of src/db/statuses.ts. */
+export const STATUSES = ACCOUNT_STATUSES;
 
 const OPENAPI = readFileSync(new URL('./status-api.openapi.json', import.meta.url), 'utf8');
 
