@@ -1,5 +1,8 @@
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { findAccounts as billingFindAccounts } from '../db/billing.ts';
+import { consoleSettings, type ConsoleSettings } from '../db/console.ts';
+import { checkTime, deliveryPage, type DeliveryFilter as DbDeliveryFilter } from '../db/deliveries.ts';
 import { DELIVERY_STATES } from '../db/delivery-states.ts';
 import { sessionKey } from './auth.ts';
 import { isEnvRef } from '../security/secret-ref.ts';
@@ -11,27 +14,10 @@ import { FieldError } from './fields.ts';
 
 export type Role = 'viewer' | 'admin';
 
-export interface ConsoleSettings {
-  readonly enabled: boolean;
-  readonly users: number;
-  readonly session_secret: string;
-  readonly session_ttl_s: number;
-  readonly login_attempts: number;
-  readonly login_window_s: number;
-  /** Addresses or networks (CIDR) of proxies whose X-Forwarded-For is believed. */
-  readonly trusted_proxies: readonly string[];
-  readonly resend_max_rows: number;
-}
+export type { ConsoleSettings } from '../db/console.ts';
 
-export async function readSettings(db: Db): Promise<ConsoleSettings | null> {
-  const [row] = await db.query(sql`
-    SELECT enabled, session_secret,
-           extract(epoch FROM session_ttl)::float8 AS session_ttl_s, login_attempts,
-           extract(epoch FROM login_window)::float8 AS login_window_s,
-           trusted_proxies::text[] AS trusted_proxies, resend_max_rows,
-           (SELECT count(*)::int FROM espf.console_users) AS users
-      FROM espf.console`);
-  return (row as ConsoleSettings | undefined) ?? null;
+export function readSettings(db: Db): Promise<ConsoleSettings | null> {
+  return consoleSettings(db);
 }
 
 export async function findUser(db: Db, name: string): Promise<{ name: string; role: Role; password_hash: string } | null> {
@@ -205,13 +191,8 @@ export async function overview(db: Db) {
   return { handlers, slots, series, statuses };
 }
 
-export async function findAccounts(db: Db, q: string) {
-  const n = /^\d{1,15}$/.test(q) ? Number(q) : null;
-  return db.query(sql`
-    SELECT a.i_account, a.id, a.i_customer, c.name AS customer, a.blocked
-      FROM billing.account a LEFT JOIN billing.customer c ON c.i_customer = a.i_customer
-     WHERE a.id = ${q} OR a.i_account = ${n} OR a.i_customer = ${n}
-     ORDER BY a.i_account LIMIT 100`);
+export function findAccounts(db: Db, q: string) {
+  return billingFindAccounts(db, q);
 }
 
 export async function accountTimeline(db: Db, iAccount: number, limit = 200) {
@@ -243,34 +224,15 @@ export interface DeliveryFilter {
 /** The states the deliveries page filters on: every delivery state (src/db/delivery-states.ts). */
 export const STATES = DELIVERY_STATES;
 
-function where(f: DeliveryFilter): SQLQuery {
-  const c: SQLQuery[] = [sql`true`];
-  if (f.handler) c.push(sql`d.handler = ${f.handler}`);
-  if (f.type) c.push(sql`d.event_type = ${f.type}`);
-  if (f.state) c.push(sql`d.state = ${f.state}`);
-  if (f.since) c.push(sql`d.created_at >= ${f.since}::timestamptz`);
-  if (f.until) c.push(sql`d.created_at < ${f.until}::timestamptz`);
-  return sql.join(c, ' AND ');
-}
-
 /**
  * One page, newest event first; `after` is the last (i_event, handler) of the
  * previous page. The keys are found first (for FAILED, an index-only scan of
  * event_deliveries_failed_idx, whose rows carry created_at and event_type), then
  * their rows are read.
  */
-export async function deliveries(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number) {
-  const key = after ? sql`AND (d.i_event, d.handler) < (${after.i_event}, ${after.handler})` : sql``;
-  return db.query(sql`
-    WITH page AS (
-      SELECT d.i_event, d.handler FROM espf.event_deliveries d
-       WHERE ${where(f)} ${key}
-       ORDER BY d.i_event DESC, d.handler DESC
-       LIMIT ${limit})
-    SELECT d.i_event, d.handler, d.state, d.event_type, d.i_account, d.attempts, d.last_http_status, d.last_error,
-           d.created_at, d.last_attempt_at, d.finished_at
-      FROM page p JOIN espf.event_deliveries d ON d.i_event = p.i_event AND d.handler = p.handler
-     ORDER BY d.i_event DESC, d.handler DESC`);
+export function deliveries(db: Db, f: DeliveryFilter, after: { i_event: number; handler: string } | null, limit: number) {
+  // f.state was checked against STATES by the page (src/console/pages/deliveries.ts).
+  return deliveryPage(db, f as DbDeliveryFilter, after, limit);
 }
 
 export async function names(db: Db): Promise<{ handlers: { name: string; kind: string }[]; types: string[] }> {
@@ -292,6 +254,6 @@ export async function consumes(db: Db, handler: string): Promise<string[]> {
 }
 
 /** Throws the database's error when PostgreSQL cannot read `v` as a time. */
-export async function checkTimestamp(db: Db, v: string): Promise<void> {
-  await db.query(sql`SELECT ${v}::timestamptz AS t`);
+export function checkTimestamp(db: Db, v: string): Promise<void> {
+  return checkTime(db, v);
 }

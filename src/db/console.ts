@@ -17,6 +17,9 @@ export interface ConsoleSettings {
   readonly session_ttl_s: number;
   readonly login_attempts: number;
   readonly login_window_s: number;
+  /** Addresses or networks (CIDR) of proxies whose X-Forwarded-For is believed. */
+  readonly trusted_proxies: readonly string[];
+  readonly resend_max_rows: number;
 }
 
 /** The espf.console row with the number of users; null before espf migrate made it. */
@@ -25,6 +28,7 @@ export async function consoleSettings(db: Queryable): Promise<ConsoleSettings | 
     SELECT enabled, session_secret,
            extract(epoch FROM session_ttl)::float8 AS session_ttl_s, login_attempts,
            extract(epoch FROM login_window)::float8 AS login_window_s,
+           trusted_proxies::text[] AS trusted_proxies, resend_max_rows,
            (SELECT count(*)::int FROM espf.console_users) AS users
       FROM espf.console`);
   return (row as ConsoleSettings | undefined) ?? null;

@@ -27,7 +27,7 @@ export const deliveriesRoutes: readonly Route[] = [{
     let next: string | null = null;
     if (rows.length === PAGE_SIZE) {
       const q = new URLSearchParams(Object.entries(filter).filter(([, v]) => v) as [string, string][]);
-      const last = rows[rows.length - 1];
+      const last = rows[rows.length - 1]!;
       q.set('after', `${last.i_event}|${last.handler}`);
       next = `/console/deliveries?${q}`;
     }

@@ -15,7 +15,7 @@ export const subscriberRoutes: readonly Route[] = [{
     const q = (r.query.get('q') ?? '').trim().slice(0, 200);
     if (!q) return send(r.res, 200, subscriberSearchPage(r.ctx, '', null));
     const found = await store.findAccounts(r.deps.db, q);
-    if (found.length === 1) return redirect(r.res, `/console/subscribers/${found[0].i_account}`);
+    if (found.length === 1) return redirect(r.res, `/console/subscribers/${found[0]!.i_account}`);
     send(r.res, 200, subscriberSearchPage(r.ctx, q, found));
   },
 }, {
