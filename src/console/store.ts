@@ -1,8 +1,13 @@
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
-import { findAccounts as billingFindAccounts } from '../db/billing.ts';
-import { consoleSettings, type ConsoleSettings } from '../db/console.ts';
-import { checkTime, deliveryPage, type DeliveryFilter as DbDeliveryFilter } from '../db/deliveries.ts';
+import { accountWithNames, findAccounts as billingFindAccounts } from '../db/billing.ts';
+import {
+  audited as dbAudited, consoleSession, consoleSettings, consoleUser, createConsoleSession, deleteConsoleSession,
+  deliverySeries, insertAudit, overviewHandlers, overviewSlots, recentAudit as dbRecentAudit, type ConsoleSettings,
+} from '../db/console.ts';
+import { dispatcherSourceTypes } from '../db/config.ts';
+import { accountDeliveries, checkTime, deliveryPage, type DeliveryFilter as DbDeliveryFilter } from '../db/deliveries.ts';
+import { accountStatuses, failingStatusCounts } from '../db/statuses.ts';
 import { DELIVERY_STATES } from '../db/delivery-states.ts';
 import { sessionKey } from './auth.ts';
 import { isEnvRef } from '../security/secret-ref.ts';
@@ -20,30 +25,22 @@ export function readSettings(db: Db): Promise<ConsoleSettings | null> {
   return consoleSettings(db);
 }
 
-export async function findUser(db: Db, name: string): Promise<{ name: string; role: Role; password_hash: string } | null> {
-  const [row] = await db.query(sql`SELECT name, role, password_hash FROM espf.console_users WHERE name = ${name}`);
-  return row ?? null;
+export function findUser(db: Db, name: string): Promise<{ name: string; role: Role; password_hash: string } | null> {
+  return consoleUser(db, name);
 }
 
 export interface Session { readonly user: string; readonly role: Role; readonly csrf: string }
 
-export async function createSession(db: Db, id: string, user: string, csrf: string, ttlS: number): Promise<void> {
-  await db.query(sql`
-    WITH gone AS (DELETE FROM espf.console_sessions WHERE expires_at < now())
-    INSERT INTO espf.console_sessions (id_sha256, user_name, csrf_token, expires_at)
-    VALUES (${sessionKey(id)}, ${user}, ${csrf}, now() + make_interval(secs => ${ttlS}))`);
+export function createSession(db: Db, id: string, user: string, csrf: string, ttlS: number): Promise<void> {
+  return createConsoleSession(db, sessionKey(id), user, csrf, ttlS);
 }
 
-export async function findSession(db: Db, id: string): Promise<Session | null> {
-  const [row] = await db.query(sql`
-    SELECT u.name AS "user", u.role, s.csrf_token AS csrf
-      FROM espf.console_sessions s JOIN espf.console_users u ON u.name = s.user_name
-     WHERE s.id_sha256 = ${sessionKey(id)} AND s.expires_at > now()`);
-  return row ?? null;
+export function findSession(db: Db, id: string): Promise<Session | null> {
+  return consoleSession(db, sessionKey(id));
 }
 
-export async function deleteSession(db: Db, id: string): Promise<void> {
-  await db.query(sql`DELETE FROM espf.console_sessions WHERE id_sha256 = ${sessionKey(id)}`);
+export function deleteSession(db: Db, id: string): Promise<void> {
+  return deleteConsoleSession(db, sessionKey(id));
 }
 
 /** Columns of espf.http_handlers whose values are never sent to the browser nor written to the audit. */
@@ -65,20 +62,14 @@ export function maskSecrets(row: Record<string, unknown> | null | undefined): Re
  * Runs a change and its audit row in one transaction: `change` returns the row
  * before and after; nothing is recorded when the database refuses the change.
  */
-export async function audited<T>(db: Db, user: string, action: string, target: string,
+export function audited<T>(db: Db, user: string, action: string, target: string,
   change: (tx: Queryable) => Promise<{ before: unknown; after: unknown; result: T }>): Promise<T> {
-  return db.tx(async (tx) => {
-    const r = await change(tx);
-    await audit(tx, user, action, target, r.before, r.after);
-    return r.result;
-  });
+  return dbAudited(db, user, action, target, change);
 }
 
 /** One row of espf.console_audit: something done that changed no configuration row (a test event, a login). */
-export async function audit(db: Queryable, user: string, action: string, target: string | null, before: unknown, after: unknown): Promise<void> {
-  const json = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
-  await db.query(sql`INSERT INTO espf.console_audit (user_name, action, target, before, after)
-                     VALUES (${user}, ${action}, ${target}, ${json(before)}::jsonb, ${json(after)}::jsonb)`);
+export function audit(db: Queryable, user: string, action: string, target: string | null, before: unknown, after: unknown): Promise<void> {
+  return insertAudit(db, user, action, target, before, after);
 }
 
 /**
@@ -180,14 +171,8 @@ export class NotFound extends Error {
 // ── reads ────────────────────────────────────────────────────────────────────
 
 export async function overview(db: Db) {
-  const handlers = await db.query(sql`SELECT * FROM espf.console_overview ORDER BY kind DESC, handler`);
-  const slots = await db.query(sql`
-    SELECT s.*, s.lag_bytes > m.slot_lag_warn_bytes AS lagging
-      FROM espf.console_slots s CROSS JOIN espf.maintenance m ORDER BY s.instance`);
-  const series = await db.query(sql`SELECT handler, bucket, delivered, failed FROM espf.console_series(6, 36)`);
-  const statuses = await db.query(sql`
-    SELECT handler, count(*) FILTER (WHERE status = 'FAILED') AS failed, count(*) FILTER (WHERE status = 'RETRY') AS retry
-      FROM espf.account_provisioning_statuses WHERE status IN ('FAILED', 'RETRY') GROUP BY handler`);
+  const [handlers, slots, series, statuses] = await Promise.all([
+    overviewHandlers(db), overviewSlots(db), deliverySeries(db, 6, 36), failingStatusCounts(db)]);
   return { handlers, slots, series, statuses };
 }
 
@@ -196,21 +181,9 @@ export function findAccounts(db: Db, q: string) {
 }
 
 export async function accountTimeline(db: Db, iAccount: number, limit = 200) {
-  const [[account], deliveries, statuses] = await Promise.all([db.query(sql`
-    SELECT a.i_account, a.id, a.i_customer, c.name AS customer, a.i_product, p.name AS product, a.blocked
-      FROM billing.account a
-      LEFT JOIN billing.customer c ON c.i_customer = a.i_customer
-      LEFT JOIN billing.product p ON p.i_product = a.i_product
-     WHERE a.i_account = ${iAccount}`), db.query(sql`
-    SELECT d.i_event, d.handler, d.state, d.event_type, d.attempts, d.urls_done, d.last_http_status, d.last_error,
-           d.next_attempt_at, d.committed_at, d.created_at, d.first_attempt_at, d.last_attempt_at, d.finished_at,
-           e.variables, e.source_i_event
-      FROM (SELECT * FROM espf.event_deliveries WHERE i_account = ${iAccount} ORDER BY i_event DESC LIMIT ${limit}) d
-      LEFT JOIN espf.events e ON e.i_event = d.i_event
-     ORDER BY d.i_event DESC, d.handler`), db.query(sql`
-    SELECT handler, status, i_event, event_type, attempts, message, updated_at
-      FROM espf.account_provisioning_statuses WHERE i_account = ${iAccount} ORDER BY handler`)]);
-  return { account: account ?? null, deliveries, statuses };
+  const [account, deliveries, statuses] = await Promise.all([
+    accountWithNames(db, iAccount), accountDeliveries(db, iAccount, limit), accountStatuses(db, iAccount)]);
+  return { account, deliveries, statuses };
 }
 
 export interface DeliveryFilter {
@@ -241,16 +214,16 @@ export async function names(db: Db): Promise<{ handlers: { name: string; kind: s
   return { handlers, types };
 }
 
-export async function recentAudit(db: Db, limit = 20) {
-  return db.query(sql`SELECT at, user_name, action, target, before, after FROM espf.console_audit ORDER BY i_audit DESC LIMIT ${limit}`);
+export function recentAudit(db: Db, limit = 20) {
+  return dbRecentAudit(db, limit);
 }
 
 export async function handlerRows(db: Db): Promise<{ handler: string; name: string; kind: string; enabled: boolean; instance: string }[]> {
   return db.query(sql`SELECT name AS handler, name, kind, enabled, instance FROM espf.handlers ORDER BY kind DESC, name`);
 }
 
-export async function consumes(db: Db, handler: string): Promise<string[]> {
-  return (await db.query(sql`SELECT event_type FROM espf.dispatcher_rules WHERE handler = ${handler} ORDER BY event_type`)).map((r) => r.event_type as string);
+export function consumes(db: Db, handler: string): Promise<string[]> {
+  return dispatcherSourceTypes(db, handler);
 }
 
 /** Throws the database's error when PostgreSQL cannot read `v` as a time. */
