@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline';
-import { sql } from '@databases/pg';
+import { addConsoleUser, consoleUsers, removeConsoleUser, setConsoleEnabled, setConsoleUserPassword } from '../db/console.ts';
 import type { Command } from 'commander';
 import { hashPassword, MIN_PASSWORD_CHARS } from '../console/auth.ts';
 import { EspfError, sqlState, SQLSTATE } from '../errors.ts';
@@ -71,7 +71,7 @@ See docs/console.md.
       const hash = await hashPassword(await readPassword());
       await withDb('espf console', async (db) => {
         try {
-          await db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES (${name}, ${role}, ${hash})`);
+          await addConsoleUser(db, name, role, hash);
         } catch (err) {
           if (sqlState(err) === SQLSTATE.uniqueViolation) {
             throw new EspfError('ESPF_USAGE', `console user ${name} already exists (espf console user password ${name} changes the password)`);
@@ -87,31 +87,26 @@ See docs/console.md.
     .action(async (name: string, o: { role?: string }) => {
       const role = o.role === undefined ? null : checkRole(o.role);
       const hash = await hashPassword(await readPassword());
-      const n = await withDb('espf console', (db) => db.tx(async (tx) => {
-        const rows = await tx.query(sql`UPDATE espf.console_users SET password_hash = ${hash}, role = coalesce(${role}, role), updated_at = now()
-                                         WHERE name = ${name} RETURNING 1`);
-        await tx.query(sql`DELETE FROM espf.console_sessions WHERE user_name = ${name}`);
-        return rows.length;
-      }));
+      const n = await withDb('espf console', (db) => setConsoleUserPassword(db, name, hash, role));
       if (!n) throw new EspfError('ESPF_USAGE', `no console user ${name} (see: espf console user list)`);
       io.out(`console user ${name}: password changed${role ? `, role ${role}` : ''}\n`);
     });
   user.command('remove').argument('<name>', 'the user name')
     .description('remove a user (and end their sessions)')
     .action(async (name: string) => {
-      const rows = await withDb('espf console', (db) => db.query(sql`DELETE FROM espf.console_users WHERE name = ${name} RETURNING 1`));
-      if (!rows.length) throw new EspfError('ESPF_USAGE', `no console user ${name} (see: espf console user list)`);
+      const removed = await withDb('espf console', (db) => removeConsoleUser(db, name));
+      if (!removed) throw new EspfError('ESPF_USAGE', `no console user ${name} (see: espf console user list)`);
       io.out(`console user ${name} removed\n`);
     });
   user.command('list').description('list the users and their roles')
     .action(async () => {
-      const rows = await withDb('espf console', (db) => db.query(sql`SELECT name, role, created_at FROM espf.console_users ORDER BY name`));
+      const rows = await withDb('espf console', (db) => consoleUsers(db));
       io.out(rows.length ? rows.map((r) => `${r.name}\t${r.role}\n`).join('') : 'no console users\n');
     });
   for (const action of ['enable', 'disable'] as const) {
     cmd.command(action).description(`espf.console.enabled = ${action === 'enable'}`)
       .action(async () => {
-        await withDb('espf console', (db) => db.query(sql`UPDATE espf.console SET enabled = ${action === 'enable'}, updated_at = now()`));
+        await withDb('espf console', (db) => setConsoleEnabled(db, action === 'enable'));
         io.out(`console ${action}d: served by espf run at /console/ on ESPF_HTTP_PORT\n`);
       });
   }

@@ -23,9 +23,6 @@ const NOT_YET_SWITCHED: Readonly<Record<string, string>> = {
   // deliveries.ts (accountDeliveries, deliveryPage, checkTime), billing.ts,
   // statuses.ts (accountStatuses, failingStatusCounts), delivery-states.ts.
   'console/store.ts': 'src/db/console.ts and the modules above',
-  // `espf console user …|enable|disable`: src/db/console.ts (addConsoleUser,
-  // setConsoleUserPassword, removeConsoleUser, consoleUsers, setConsoleEnabled).
-  'cli/console-command.ts': 'src/db/console.ts',
 };
 
 /** The modules that send statements (a value imported from one is a way to build or run SQL). */
