@@ -1,11 +1,14 @@
-import { sql, type Queryable, type SQLQuery } from '@databases/pg';
+import type { Queryable } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { accountWithNames, findAccounts as billingFindAccounts } from '../db/billing.ts';
 import {
   audited as dbAudited, consoleSession, consoleSettings, consoleUser, createConsoleSession, deleteConsoleSession,
   deliverySeries, insertAudit, overviewHandlers, overviewSlots, recentAudit as dbRecentAudit, type ConsoleSettings,
 } from '../db/console.ts';
-import { dispatcherSourceTypes } from '../db/config.ts';
+import {
+  deleteSubscriptions, dispatcherSourceTypes, eventTypeNames, insertSubscriptions, listHandlers, lockHttpHandler,
+  readHttpHandler as dbReadHttpHandler, setHttpHandlerColumns, switchHandler, switchTypes,
+} from '../db/config.ts';
 import { accountDeliveries, checkTime, deliveryPage, type DeliveryFilter as DbDeliveryFilter } from '../db/deliveries.ts';
 import { accountStatuses, failingStatusCounts } from '../db/statuses.ts';
 import { DELIVERY_STATES } from '../db/delivery-states.ts';
@@ -91,43 +94,36 @@ export function newOrigins(was: unknown, urls: unknown): string[] {
 
 export async function setTypeEnabled(db: Db, user: string, type: string, enabled: boolean): Promise<boolean> {
   return audited(db, user, enabled ? 'type enable' : 'type disable', type, async (tx) => {
-    const [old] = await tx.query(sql`SELECT name, enabled FROM espf.event_types WHERE name = ${type} FOR UPDATE`);
+    const [old] = await switchTypes(tx, type, enabled);
     if (!old) throw new NotFound(`unknown event type ${type}`);
-    const [row] = await tx.query(sql`UPDATE espf.event_types SET enabled = ${enabled} WHERE name = ${type} RETURNING name, enabled`);
-    return { before: old, after: row, result: old.enabled !== enabled };
+    return { before: { name: old.name, enabled: old.was }, after: { name: old.name, enabled }, result: old.was !== enabled };
   });
 }
 
 export async function setHandlerEnabled(db: Db, user: string, handler: string, enabled: boolean): Promise<boolean> {
   return audited(db, user, enabled ? 'handler enable' : 'handler disable', handler, async (tx) => {
-    const [old] = await tx.query(sql`SELECT name, enabled FROM espf.handlers WHERE name = ${handler} FOR UPDATE`);
+    const old = await switchHandler(tx, handler, enabled);
     if (!old) throw new NotFound(`unknown handler ${handler}`);
-    const [row] = await tx.query(sql`UPDATE espf.handlers SET enabled = ${enabled} WHERE name = ${handler} RETURNING name, enabled`);
-    return { before: old, after: row, result: old.enabled !== enabled };
+    return { before: { name: old.name, enabled: old.was }, after: { name: old.name, enabled }, result: old.was !== enabled };
   });
 }
 
 export async function setSubscribed(db: Db, user: string, handler: string, type: string, on: boolean): Promise<boolean> {
   return audited(db, user, on ? 'handler sub' : 'handler unsub', `${handler} ${type}`, async (tx) => {
-    const rows = on
-      ? await tx.query(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES (${handler}, ${type}) ON CONFLICT DO NOTHING RETURNING handler, event_type`)
-      : await tx.query(sql`DELETE FROM espf.subscriptions WHERE handler = ${handler} AND event_type = ${type} RETURNING handler, event_type`);
+    const rows = on ? await insertSubscriptions(tx, handler, [type]) : await deleteSubscriptions(tx, handler, [type]);
     const row = rows[0] ?? null;
     return { before: on ? null : row, after: on ? row : null, result: row !== null };
   });
 }
 
 export async function readHttpHandler(db: Queryable, handler: string): Promise<Record<string, unknown> | null> {
-  const [row] = await db.query(sql`
-    SELECT x.*, h.enabled, h.instance FROM espf.http_handlers x JOIN espf.handlers h ON h.name = x.handler
-     WHERE x.handler = ${handler}`);
-  return row ?? null;
+  return (await dbReadHttpHandler(db, handler)) ?? null;
 }
 
 /** Updates the given columns of one espf.http_handlers row (names checked by the caller against the known columns). */
 export async function updateHttpHandler(db: Db, user: string, handler: string, values: Record<string, unknown>): Promise<boolean> {
   return audited(db, user, 'http handler update', handler, async (tx) => {
-    const [old] = await tx.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler} FOR UPDATE`);
+    const old = await lockHttpHandler(tx, handler);
     if (!old) throw new NotFound(`unknown http handler ${handler}`);
     if (values.url !== undefined) {
       const added = newOrigins(old.url, values.url);
@@ -137,9 +133,8 @@ export async function updateHttpHandler(db: Db, user: string, handler: string, v
           + 'type the secret again (or clear it) in the same save, so that a stored secret never goes to a host it was not typed for');
       }
     }
-    const sets = Object.entries(values).map(([k, v]) => sql`${sql.ident(k)} = ${v}`);
-    if (sets.length === 0) return { before: maskSecrets(old), after: maskSecrets(old), result: false };
-    const [row] = await tx.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
+    if (Object.keys(values).length === 0) return { before: maskSecrets(old), after: maskSecrets(old), result: false };
+    const row = await setHttpHandlerColumns(tx, handler, values);
     return { before: maskSecrets(old), after: maskSecrets(row), result: true };
   });
 }
@@ -209,9 +204,8 @@ export function deliveries(db: Db, f: DeliveryFilter, after: { i_event: number; 
 }
 
 export async function names(db: Db): Promise<{ handlers: { name: string; kind: string }[]; types: string[] }> {
-  const handlers = await db.query(sql`SELECT name, kind FROM espf.handlers ORDER BY name`);
-  const types = (await db.query(sql`SELECT name FROM espf.event_types ORDER BY name`)).map((r) => r.name as string);
-  return { handlers, types };
+  const [handlers, types] = await Promise.all([listHandlers(db, 'name'), eventTypeNames(db)]);
+  return { handlers: handlers.map((h) => ({ name: h.name, kind: h.kind })), types };
 }
 
 export function recentAudit(db: Db, limit = 20) {
@@ -219,7 +213,7 @@ export function recentAudit(db: Db, limit = 20) {
 }
 
 export async function handlerRows(db: Db): Promise<{ handler: string; name: string; kind: string; enabled: boolean; instance: string }[]> {
-  return db.query(sql`SELECT name AS handler, name, kind, enabled, instance FROM espf.handlers ORDER BY kind DESC, name`);
+  return (await listHandlers(db, 'kind')).map((h) => ({ handler: h.name, name: h.name, kind: h.kind, enabled: h.enabled, instance: h.instance }));
 }
 
 export function consumes(db: Db, handler: string): Promise<string[]> {
