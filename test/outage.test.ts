@@ -174,7 +174,7 @@ describe('outage: a receiver that goes down and comes back', function () {
     await eventually(async () => (await waitingRows(t)) === 551 || undefined, 15_000, '551 waiting deliveries');
     const h = eventSender();
     assert.ok(h.size <= 100, `${h.size} held in memory (window 100)`);
-    assert.equal(h.spilled, true);
+    assert.equal(h.window.spilled, true);
     rx.respond = () => ({ status: 200 });
     await rx.waitFor(() => rx.received.length >= 20, 10_000, 'the drain under way');
     // A new event of an account with nothing waiting, while about 500 others wait.
@@ -189,7 +189,7 @@ describe('outage: a receiver that goes down and comes back', function () {
     const quietAt = rx.received.findIndex((r) => r.json.variables.i_account === quiet && r.json.event_type === 'Account/Blocked');
     assert.ok(quietAt < 552 * 0.6, `the quiet account's event went out ${quietAt}th of 552`);
     assertAccountOrder(rx.arrived);
-    assert.equal(h.spilled, false, 'caught up: memory holds every waiting delivery again');
+    assert.equal(h.window.spilled, false, 'caught up: memory holds every waiting delivery again');
   });
 });
 

@@ -4,6 +4,7 @@ import { dispatch } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Item } from './item.ts';
+import { completeObserver, type DeliveryObserver } from './observer.ts';
 
 const MAX_BATCH = 1000;
 
@@ -27,14 +28,17 @@ export class DispatcherRunner {
     private readonly instance: string,
     private readonly log: Logger,
     private readonly durable: (items: readonly Item[]) => void,
-    private readonly observe?: (handler: string, sources: number, produced: number) => void,
+    private readonly observer: DeliveryObserver = completeObserver(),
     private readonly onError: (err: unknown) => void = () => undefined,
-  ) {}
+  ) {
+    observer.held(name, 0);
+  }
 
   get size(): number { return this.queue.length; }
 
   enqueue(item: Item): void {
     this.queue.push(item);
+    this.observer.held(this.name, this.queue.length);
     this.kick();
   }
 
@@ -49,8 +53,9 @@ export class DispatcherRunner {
     try {
       const produced = await dispatch(this.db, this.name, batch.map((i) => i.event.i_event), this.instance);
       this.produced += produced;
-      this.observe?.(this.name, batch.length, produced);
+      this.observer.dispatched(this.name, batch.length, produced);
       this.queue.splice(0, batch.length);
+      this.observer.held(this.name, this.queue.length);
       this.backoff.succeeded();
       this.durable(batch);
     } catch (err) {

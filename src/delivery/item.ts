@@ -2,8 +2,13 @@ import type { StreamEvent } from '../stream/replication.ts';
 
 /**
  * One event on its way to one handler: what the deliver stage works on and
- * the record stage writes. It knows nothing of WAL acknowledgement: the
- * acknowledge stage keeps its own books (src/sender/acknowledge.ts).
+ * the record stage writes. Immutable: the route stage (src/pipeline/route.ts)
+ * and the waiting pages (src/pipeline/waiting.ts) create it, and nobody
+ * changes it after. Its attempt state lives in the deliver stage
+ * (`Delivery`, src/delivery/keyed-queue.ts) and reaches the record stage with
+ * each outcome (src/delivery/results-writer.ts). It knows nothing of WAL
+ * acknowledgement: the acknowledge stage keeps its own books
+ * (src/pipeline/acknowledge.ts).
  */
 export interface Item {
   readonly event: StreamEvent;
@@ -13,18 +18,21 @@ export interface Item {
   /** The commit position of the event's transaction, as text (espf.event_deliveries.commit_lsn). */
   readonly commitLsn: string | null;
   readonly committedAt: Date | null;
-  attempts: number;
-  urlsDone: number;
-  firstAttemptAt: Date | null;
-  nextAttemptAt: Date | null;
   /**
-   * A row of espf.event_deliveries holds this delivery, so a restart resumes it.
-   * False for an item fresh from the stream until its first record commits,
-   * and for a finished item until its final record (DELIVERED, FAILED) commits.
+   * Null for an item fresh from the stream. For one read back from
+   * espf.event_deliveries (it waits there: a restart resumes it), the attempt
+   * state its row had.
    */
-  persisted: boolean;
-  /** The JSON body, built once. */
-  body?: string;
+  readonly resumed: AttemptState | null;
+}
+
+/** How far the attempts of one delivery went: a row of espf.event_deliveries, or the deliver stage's own count. */
+export interface AttemptState {
+  readonly attempts: number;
+  readonly urlsDone: number;
+  readonly firstAttemptAt: Date | null;
+  /** When a delivery that waits for its retry (RETRY) may be attempted again. */
+  readonly nextAttemptAt: Date | null;
 }
 
 /** Events of one key reach a handler in commit order: the account, else the customer, product or owner. */

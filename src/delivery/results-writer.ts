@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.ts';
 import { recordDeliveries } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import type { Item } from './item.ts';
+import type { AttemptState, Item } from './item.ts';
 import type { DeliveryState as AnyDeliveryState } from '../db/delivery-states.ts';
 
 /** The states an http handler records (src/db/delivery-states.ts has every state; DISPATCHED is a dispatcher's). */
@@ -19,23 +19,65 @@ interface Row {
   n?: number;
 }
 
-export interface Outcome {
+/** One state a delivery reached, with its attempt state then: what its row of espf.event_deliveries says. */
+export interface Outcome extends AttemptState {
   readonly state: DeliveryState;
   readonly httpStatus?: number | null;
   readonly error?: string | null;
   readonly at?: Date;
 }
 
+/** The records of one delivery in a batch: the newest one, and the item(s) it was reported for. */
+interface Entry {
+  row: Row;
+  item: Item;
+  /** Other items of the same (event, handler) reported in the same batch: rare (a page may read back a delivery held in memory). */
+  more?: Item[];
+}
+
+/** Outcomes gathered to be written together, and the one promise their records share. */
+class Batch {
+  readonly entries = new Map<string, Entry>();
+  private promise?: Promise<void>;
+  private resolvers: (() => void)[] = [];
+
+  /** Resolves when this batch commits. */
+  get durable(): Promise<void> {
+    return this.promise ??= new Promise<void>((resolve) => this.resolvers.push(resolve));
+  }
+
+  /** The promises of a failed batch resolve with this one. */
+  absorb(failed: Batch): void {
+    for (const r of failed.resolvers) this.resolvers.push(r);
+    failed.resolvers = [];
+  }
+
+  committed(): void {
+    for (const r of this.resolvers) r();
+    this.resolvers = [];
+  }
+}
+
+function holds(e: Entry, item: Item): boolean {
+  return e.item === item || (e.more !== undefined && e.more.includes(item));
+}
+
+function add(e: Entry, item: Item): void {
+  if (!holds(e, item)) (e.more ??= []).push(item);
+}
+
 /**
  * The record stage: writes delivery outcomes in batches to
  * espf.event_deliveries (espf.record_deliveries). While one batch is being
  * written the next one gathers, so recording never becomes the bottleneck.
- * Once a batch commits, every item in it is `persisted` and is reported to
- * `durable` (the acknowledge stage). A failed write is retried with the next
- * batch (a newer record of the same delivery replaces an older one).
+ * `record` returns the promise of its batch, shared by every record in it,
+ * resolved when the batch commits; the items of a committed batch are also
+ * reported to `durable` (the acknowledge stage). A failed write is retried
+ * with the next batch (a newer record of the same delivery replaces an older
+ * one; the promises of both resolve when it commits).
  */
 export class ResultsWriter {
-  private queue = new Map<string, { row: Row; items: Item[] }>();
+  private batch = new Batch();
   private writing = false;
   private idle: (() => void)[] = [];
   private readonly backoff = new Backoff();
@@ -58,9 +100,10 @@ export class ResultsWriter {
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 
-  get queued(): number { return this.queue.size; }
+  get queued(): number { return this.batch.entries.size; }
 
-  record(item: Item, outcome: Outcome): void {
+  /** Records `outcome` of `item`; resolves when it is committed (never, if the writer is closed first). */
+  record(item: Item, outcome: Outcome): Promise<void> {
     this.reported++;
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING';
@@ -72,41 +115,43 @@ export class ResultsWriter {
       order_key: item.orderKey,
       i_account: item.iAccount,
       commit_lsn: item.commitLsn,
-      attempts: item.attempts,
-      urls_done: item.urlsDone,
+      attempts: outcome.attempts,
+      urls_done: outcome.urlsDone,
       last_http_status: outcome.httpStatus ?? null,
       last_error: outcome.error ?? null,
-      next_attempt_at: outcome.state === 'RETRY' && item.nextAttemptAt ? item.nextAttemptAt.getTime() : null,
+      next_attempt_at: outcome.state === 'RETRY' && outcome.nextAttemptAt ? outcome.nextAttemptAt.getTime() : null,
       committed_at: item.committedAt ? item.committedAt.getTime() : null,
-      first_attempt_at: item.firstAttemptAt ? item.firstAttemptAt.getTime() : null,
+      first_attempt_at: outcome.firstAttemptAt ? outcome.firstAttemptAt.getTime() : null,
       last_attempt_at: attempted ? at : null,
       finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' ? at : null,
     };
     const key = `${row.i_event}\u0000${row.handler}`;
-    const prior = this.queue.get(key);
+    const entries = this.batch.entries;
+    const prior = entries.get(key);
     if (prior) {
       // A PENDING record never replaces an outcome already queued for the same delivery.
       if (!(row.state === 'PENDING' && prior.row.state !== 'PENDING')) prior.row = row;
-      if (!prior.items.includes(item)) prior.items.push(item);
+      add(prior, item);
     } else {
-      this.queue.set(key, { row, items: [item] });
+      entries.set(key, { row, item });
     }
     this.kick();
+    return this.batch.durable;
   }
 
   private kick(): void {
-    if (this.writing || this.queue.size === 0 || this.closed) return;
+    if (this.writing || this.batch.entries.size === 0 || this.closed) return;
     this.writing = true;
     setImmediate(() => void this.write());
   }
 
   private async write(): Promise<void> {
-    const batch = this.queue;
-    this.queue = new Map();
+    const batch = this.batch;
+    this.batch = new Batch();
     const rows: Row[] = [];
-    for (const b of batch.values()) {
-      b.row.n = rows.length;
-      rows.push(b.row);
+    for (const e of batch.entries.values()) {
+      e.row.n = rows.length;
+      rows.push(e.row);
     }
     this.inFlightRows = rows.length;
     const upTo = this.reported; // the batch holds every outcome reported so far (a failed batch is put back whole)
@@ -117,14 +162,14 @@ export class ResultsWriter {
       this.batches++;
       this.rows += rows.length;
       this.backoff.succeeded();
+      batch.committed();
       const items: Item[] = [];
-      for (const [k, b] of batch) {
-        const again = this.queue.get(k);
-        for (const item of b.items) {
-          if (again?.items.includes(item)) continue; // a newer outcome of it is still to be written
-          item.persisted = true;
-          items.push(item);
-        }
+      const next = this.batch.entries;
+      for (const [k, e] of batch.entries) {
+        const again = next.size === 0 ? undefined : next.get(k);
+        // An item with a newer outcome still to be written is reported with that one.
+        if (!again || !holds(again, e.item)) items.push(e.item);
+        if (e.more) for (const item of e.more) if (!again || !holds(again, item)) items.push(item);
       }
       this.durable(items);
     } catch (err) {
@@ -132,16 +177,22 @@ export class ResultsWriter {
       if (Date.now() >= this.closeAt) this.closed = true;
       if (!this.closed) this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.backoff.nextMs }, 'recording outcomes failed; will retry');
       // Put the batch back under anything newer that arrived meanwhile.
-      for (const [k, b] of batch) {
-        const newer = this.queue.get(k);
-        if (newer) { for (const item of b.items) if (!newer.items.includes(item)) newer.items.push(item); }
-        else this.queue.set(k, b);
+      const next = this.batch;
+      next.absorb(batch);
+      for (const [k, e] of batch.entries) {
+        const newer = next.entries.get(k);
+        if (newer) {
+          add(newer, e.item);
+          if (e.more) for (const item of e.more) add(newer, item);
+        } else {
+          next.entries.set(k, e);
+        }
       }
       if (!this.closed) await this.backoff.wait();
     } finally {
       this.inFlightRows = 0;
       this.writing = false;
-      if (this.queue.size > 0 && !this.closed) this.kick();
+      if (this.batch.entries.size > 0 && !this.closed) this.kick();
       else for (const f of this.idle.splice(0)) f();
     }
   }
@@ -158,7 +209,7 @@ export class ResultsWriter {
     if (left > 0) await Promise.race([this.drain(), new Promise((r) => setTimeout(r, left).unref())]);
     this.closed = true;
     this.backoff.interrupt();
-    return this.queue.size + this.inFlightRows;
+    return this.batch.entries.size + this.inFlightRows;
   }
 
   /** Resolves once every outcome reported before this call is committed (later ones need not be). */
@@ -169,7 +220,7 @@ export class ResultsWriter {
 
   /** Resolves when everything recorded so far is committed: true, or false after `timeoutMs`. */
   drain(timeoutMs = Infinity): Promise<boolean> {
-    if (this.queue.size === 0 && !this.writing) return Promise.resolve(true);
+    if (this.batch.entries.size === 0 && !this.writing) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = Number.isFinite(timeoutMs) ? setTimeout(() => resolve(false), timeoutMs).unref() : undefined;
       this.idle.push(() => { clearTimeout(timer); resolve(true); });

@@ -34,6 +34,8 @@ export class TokenBucket {
   private stopped = false;
   /** Called when fetched tokens are in the purse. */
   onTokens: () => void = () => undefined;
+  /** Called with each wait for tokens, in ms (what `waitedMs` adds up). */
+  onWaited: (ms: number) => void = () => undefined;
   readonly rate: number;
   readonly burst: number;
   readonly capacity: number;
@@ -87,7 +89,11 @@ export class TokenBucket {
         const k = Math.max(1, Math.min(r, this.capacity));
         const started = performance.now();
         await this.limiter.schedule({ weight: k }, async () => undefined);
-        if (r === 0) this.waitedMs += performance.now() - started;
+        if (r === 0) {
+          const waited = performance.now() - started;
+          this.waitedMs += waited;
+          this.onWaited(waited);
+        }
         this.purse += k;
       } catch {
         // stopped: the waiting job was dropped

@@ -4,6 +4,7 @@ import { slotLagBytes } from '../db/replication.ts';
 import type { Item } from '../delivery/item.ts';
 import type { PostResult } from '../delivery/http-client.ts';
 import type { DeliveryState } from '../delivery/results-writer.ts';
+import type { TargetState } from '../delivery/targets.ts';
 import type { StreamEvent } from '../stream/replication.ts';
 import type { Sender, SenderObserver } from '../run/sender.ts';
 
@@ -50,14 +51,22 @@ class Tally<L extends string> {
 
 /**
  * The Prometheus metrics of one `espf run` (docs/operations.md, "Metrics": every series espf_…).
- * Counters move through the SenderObserver hooks; gauges are read from the
- * sender (bind it) and from pg_replication_slots when scraped.
+ * It only listens: counters and gauges move through the SenderObserver hooks
+ * (those of the deliver stage's parts: src/delivery/observer.ts); the slot
+ * and whether it streams are read from the sender (bind it), the slot lag from
+ * pg_replication_slots when scraped.
  */
 export class Metrics implements SenderObserver {
   readonly registry = new Registry();
   private sender?: Sender;
   private slotLag?: { at: number; bytes: number | null };
-  private readonly bucketWaits = new Map<string, { bucket: object; seenMs: number }>();
+  // Gauges by handler, as the parts last published them.
+  private readonly held$ = new Map<string, number>();
+  private readonly inFlight$ = new Map<string, number>();
+  private readonly targets$ = new Map<string, readonly TargetState[]>();
+  private readonly oldest$ = new Map<string, () => Date | null>();
+  /** Time waited for tokens, ms, by handler, until a scrape adds it to its counter. */
+  private readonly bucketWaits = new Map<string, number>();
 
   private readonly capturedTotal: Counter<'event_type'>;
   // Counted per event in plain maps, added to the counters above when scraped (cheaper than prom-client's label hashing per event).
@@ -125,8 +134,7 @@ export class Metrics implements SenderObserver {
       labelNames: ['handler'], registers,
       collect() {
         this.reset();
-        for (const [name, h] of self.sender?.httpHandlers ?? []) this.set({ handler: name }, h.size);
-        for (const [name, d] of self.sender?.dispatcherRunners ?? []) this.set({ handler: name }, d.size);
+        for (const [handler, n] of self.held$) this.set({ handler }, n);
       },
     });
     new Gauge({
@@ -134,8 +142,8 @@ export class Metrics implements SenderObserver {
       labelNames: ['handler', 'url'], registers,
       collect() {
         this.reset();
-        for (const [name, h] of self.sender?.httpHandlers ?? []) {
-          for (const t of h.targetStates) this.set({ handler: name, url: t.url }, t.up ? 1 : 0);
+        for (const [handler, states] of self.targets$) {
+          for (const t of states) this.set({ handler, url: t.url }, t.up ? 1 : 0);
         }
       },
     });
@@ -143,7 +151,7 @@ export class Metrics implements SenderObserver {
       name: 'espf_inflight_requests', help: 'POSTs on the wire per http handler.', labelNames: ['handler'], registers,
       collect() {
         this.reset();
-        for (const [name, h] of self.sender?.httpHandlers ?? []) this.set({ handler: name }, h.inflight);
+        for (const [handler, n] of self.inFlight$) this.set({ handler }, n);
       },
     });
     new Gauge({
@@ -152,9 +160,9 @@ export class Metrics implements SenderObserver {
       collect() {
         this.reset();
         const now = Date.now();
-        for (const [name, h] of self.sender?.httpHandlers ?? []) {
-          const t = h.oldestWaitingSince;
-          this.set({ handler: name }, t ? Math.max(0, (now - t.getTime()) / 1000) : 0);
+        for (const [handler, read] of self.oldest$) {
+          const t = read();
+          this.set({ handler }, t ? Math.max(0, (now - t.getTime()) / 1000) : 0);
         }
       },
     });
@@ -179,7 +187,7 @@ export class Metrics implements SenderObserver {
     if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'espf_' });
   }
 
-  /** The sender whose queues, buckets and slot the gauges read. */
+  /** The sender whose slot and streaming state the gauges read. */
   bind(sender: Sender): this {
     this.sender = sender;
     this.slotRecreatedTotal.inc({ slot: sender.slot }, 0); // shown as 0 until it happens
@@ -192,9 +200,9 @@ export class Metrics implements SenderObserver {
     for (const e of events) this.captured$.inc(e.event_type, { event_type: e.event_type });
   };
 
-  readonly attempt = (item: Item, result: PostResult): void => {
+  readonly attempt = (handler: string, result: PostResult): void => {
     const outcome = attemptOutcome(result);
-    this.attempts$.inc(`${item.handler}\0${outcome}`, { handler: item.handler, outcome });
+    this.attempts$.inc(`${handler}\0${outcome}`, { handler, outcome });
   };
 
   readonly outcome = (item: Item, state: DeliveryState): void => {
@@ -223,6 +231,26 @@ export class Metrics implements SenderObserver {
     this.streamingOn = on;
   };
 
+  readonly held = (handler: string, items: number): void => {
+    this.held$.set(handler, items);
+  };
+
+  readonly inFlight = (handler: string, requests: number): void => {
+    this.inFlight$.set(handler, requests);
+  };
+
+  readonly bucketWaited = (handler: string, ms: number): void => {
+    this.bucketWaits.set(handler, (this.bucketWaits.get(handler) ?? 0) + ms);
+  };
+
+  readonly targets = (handler: string, states: readonly TargetState[]): void => {
+    this.targets$.set(handler, states);
+  };
+
+  readonly oldestWaiting = (handler: string, read: () => Date | null): void => {
+    this.oldest$.set(handler, read);
+  };
+
   /** The Prometheus text exposition of every series. */
   async text(): Promise<string> {
     return this.registry.metrics();
@@ -233,15 +261,10 @@ export class Metrics implements SenderObserver {
   }
 
   private collectBucketWaits(counter: Counter<'handler'>): void {
-    for (const [name, h] of this.sender?.httpHandlers ?? []) {
-      const bucket = h.tokenBucket;
-      if (!bucket) continue;
-      const seen = this.bucketWaits.get(name);
-      // A handler rebuilds its bucket when its rate changes: a new bucket counts from zero.
-      const delta = seen && seen.bucket === bucket ? bucket.waitedMs - seen.seenMs : bucket.waitedMs;
-      this.bucketWaits.set(name, { bucket, seenMs: bucket.waitedMs });
-      if (delta > 0) counter.inc({ handler: name }, delta / 1000);
-      else counter.inc({ handler: name }, 0);
+    // A handler shows 0 from when it has a bucket (src/delivery/attempter.ts publishes a first wait of 0).
+    for (const [handler, ms] of this.bucketWaits) {
+      counter.inc({ handler }, ms / 1000);
+      this.bucketWaits.set(handler, 0);
     }
   }
 

@@ -3,16 +3,21 @@ import type { Db } from '../db/connect.ts';
 import { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
 import { HttpHandler, type HttpHandlerDeps } from '../delivery/http-handler.ts';
 import type { Item } from '../delivery/item.ts';
+import { completeObserver, type DeliveryObserver } from '../delivery/observer.ts';
+import type { SpillWindow } from '../delivery/window.ts';
 import type { Logger } from '../log/logger.ts';
 
-export interface DeliverersDeps extends Omit<HttpHandlerDeps, 'config'> {
+export interface DeliverersDeps extends Omit<HttpHandlerDeps, 'config' | 'observer' | 'window'> {
   readonly db: Db;
   readonly log: Logger;
   /** The configuration in force (live). */
   readonly config: () => ConfigSnapshot;
   /** A dispatcher committed these items. */
   readonly dispatched: (items: readonly Item[]) => void;
-  readonly observeDispatch?: (handler: string, sources: number, produced: number) => void;
+  /** Where the parts publish their counters and gauges (src/metrics/metrics.ts). */
+  readonly observer?: Partial<DeliveryObserver>;
+  /** The memory window of an http handler (owned by the waiting deliveries, src/pipeline/waiting.ts). */
+  readonly window: (handler: string) => SpillWindow;
   readonly onDbError: (err: unknown) => void;
 }
 
@@ -26,7 +31,11 @@ export class Deliverers {
   readonly http = new Map<string, HttpHandler>();
   readonly dispatchers = new Map<string, DispatcherRunner>();
 
-  constructor(private readonly deps: DeliverersDeps) {}
+  private readonly observer: DeliveryObserver;
+
+  constructor(private readonly deps: DeliverersDeps) {
+    this.observer = completeObserver(deps.observer);
+  }
 
   /** Creates the handlers the configuration names and applies its changes (rates, enabled) to all. */
   sync(config: ConfigSnapshot): void {
@@ -34,12 +43,12 @@ export class Deliverers {
     for (const h of config.handlers.values()) {
       if (h.kind === 'http' && !this.http.has(h.name)) {
         this.http.set(h.name, new HttpHandler(h.name, {
-          instance: d.instance, record: d.record, plog: d.plog, log: d.log, observe: d.observe, outcome: d.outcome,
-          window: d.window, wantWaiting: d.wantWaiting, target: d.target,
+          instance: d.instance, record: d.record, plog: d.plog, log: d.log, observer: this.observer,
+          window: d.window(h.name), target: d.target, client: d.client,
           config: () => d.config().handlers.get(h.name),
         }));
       } else if (h.kind === 'dispatcher' && !this.dispatchers.has(h.name)) {
-        this.dispatchers.set(h.name, new DispatcherRunner(h.name, d.db, d.instance, d.log, d.dispatched, d.observeDispatch, d.onDbError));
+        this.dispatchers.set(h.name, new DispatcherRunner(h.name, d.db, d.instance, d.log, d.dispatched, this.observer, d.onDbError));
       }
     }
     for (const h of this.http.values()) h.reconfigure();

@@ -59,8 +59,7 @@ export class Router {
         if (recorded?.has(`${e.i_event}:${h.name}`)) continue;
         const item: Item = {
           event: e, handler: h.name, orderKey: orderKey(e), iAccount: accountOf(e),
-          commitLsn, committedAt: part.tx.commitTime,
-          attempts: 0, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null, persisted: false,
+          commitLsn, committedAt: part.tx.commitTime, resumed: null,
         };
         ack.hold(admitted, item);
         deliver(h, item);

@@ -6,9 +6,8 @@ import type { DispatcherRunner } from '../delivery/dispatcher-runner.ts';
 import type { HttpHandler } from '../delivery/http-handler.ts';
 import type { TargetState } from '../delivery/targets.ts';
 import { EspfError, oneLine } from '../errors.ts';
-import type { PostResult } from '../delivery/http-client.ts';
-import type { Item } from '../delivery/item.ts';
-import { ResultsWriter, type DeliveryState } from '../delivery/results-writer.ts';
+import type { DeliveryObserver } from '../delivery/observer.ts';
+import { ResultsWriter } from '../delivery/results-writer.ts';
 import type { Logger, ProvisioningLog } from '../log/logger.ts';
 import { Acknowledger } from '../pipeline/acknowledge.ts';
 import { Deliverers } from '../pipeline/deliverers.ts';
@@ -46,16 +45,10 @@ export interface StopResult {
   readonly unrecorded: number;
 }
 
-/** Hooks for metrics. */
-export interface SenderObserver {
+/** Hooks for metrics: the deliver stage's parts publish theirs (src/delivery/observer.ts), the sender these. */
+export interface SenderObserver extends Partial<DeliveryObserver> {
   /** Events arrived from the stream (before they are handed out), each once. */
   captured?(events: readonly StreamEvent[]): void;
-  /** One POST to one URL finished. */
-  attempt?(item: Item, result: PostResult, url: string): void;
-  /** An item reached a recorded state (DELIVERED, FAILED, RETRY, PENDING). */
-  outcome?(item: Item, state: DeliveryState): void;
-  /** A dispatcher produced `produced` events from `sources` source events. */
-  dispatched?(handler: string, sources: number, produced: number): void;
   streaming?(on: boolean): void;
   /** `events` events no slot had carried were caught up for `handler`, at start or after the slot was made anew (src/run/catch-up.ts). */
   caughtUp?(handler: string, events: number): void;
@@ -103,9 +96,8 @@ export class Sender {
       config: () => this.config.current,
       record: (item, outcome) => this.writer.record(item, outcome),
       dispatched: (items) => this.ack.durable(items),
-      observe: observe?.attempt, outcome: observe?.outcome, observeDispatch: observe?.dispatched,
-      window: opts.window,
-      wantWaiting: (h) => this.waiting.kick(h),
+      observer: observe,
+      window: (name) => this.waiting.window(name),
       target: (h, state) => this.noteTarget(h, state),
     });
     this.router = new Router({
@@ -113,8 +105,8 @@ export class Sender {
       deliver: (h, item) => this.deliverers.deliver(h, item),
     });
     this.waiting = new WaitingDeliveries({
-      db, log, onDbError,
-      handlers: () => this.deliverers.httpHandlers(this.config.current), shard,
+      db, log, onDbError, window: opts.window,
+      handlers: () => this.deliverers.httpHandlers(this.config.current), handler: (name) => this.deliverers.http.get(name), shard,
     });
     this.stream = new ReplicationStream({
       url: opts.url, slot: this.slot, shard, instance, db, log, heartbeatMs: opts.heartbeatMs,
@@ -220,7 +212,7 @@ export class Sender {
       throw new EspfError('ESPF_SHARDS_CHANGED', `replication slot ${this.slot} is missing on ${host} and instance ${instance} now has ${shards} shard${shards === 1 ? '' : 's'} (espf.handlers.shards), not ${this.shard.n}: the slot is not made anew; stop this process and run the instance's current shards (README, "Shards")`);
     }
     log.warn({ instance, slot: this.slot, host }, `replication slot ${this.slot} is missing on ${host}: catching up from the outbox before streaming`);
-    for (const h of this.deliverers.httpHandlers(this.config.current)) h.startSpilled();
+    this.waiting.spillNew();
     if (!(await this.writer.drain(DRAIN_MS))) {
       log.warn({ instance, queued: this.writer.queued }, 'outcomes reported before the slot was found missing are not all recorded yet; catching up anyway (what has no row is sent again)');
     }

@@ -6,8 +6,7 @@ import { Acknowledger } from '../../src/pipeline/acknowledge.ts';
 function item(i: number): Item {
   return {
     event: { i_event: i, event_type: 'Account/New', variables: { i_account: i }, source_i_event: null },
-    handler: 'h', orderKey: `a:${i}`, iAccount: i, commitLsn: null, committedAt: null,
-    attempts: 0, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null, persisted: false,
+    handler: 'h', orderKey: `a:${i}`, iAccount: i, commitLsn: null, committedAt: null, resumed: null,
   };
 }
 

@@ -1,0 +1,169 @@
+import type { HttpSettings } from '../config/snapshot.ts';
+import type { Logger, ProvisioningLog } from '../log/logger.ts';
+import { redactUrl } from '../security/redact.ts';
+import { HttpClient, requestBody, type PostResult } from './http-client.ts';
+import type { Delivery } from './keyed-queue.ts';
+import type { DeliveryObserver } from './observer.ts';
+import { Targets, type TargetEvent, type TargetState } from './targets.ts';
+import { TokenBucket } from './token-bucket.ts';
+
+/** Requests of one handler on the wire at once (undici pools 128 connections per origin). */
+export const MAX_IN_FLIGHT = 256;
+
+/** What one attempt came to. */
+export interface AttemptOutcome {
+  /** The last answer, or why there was none. */
+  readonly last: PostResult;
+  /** Every URL of the handler answered 2xx (this attempt or earlier ones). */
+  readonly complete: boolean;
+  /** It met a target that is down (not sent there, or a probe that failed): the attempt does not count. */
+  readonly targetDown: boolean;
+}
+
+/** One POST to one URL (src/delivery/http-client.ts; a test gives its own). */
+export type Poster = Pick<HttpClient, 'post' | 'close'>;
+
+export interface AttempterDeps {
+  readonly instance: string;
+  readonly plog: ProvisioningLog;
+  readonly log: Logger;
+  readonly observer: DeliveryObserver;
+  /** A target URL went up or down, or was probed. */
+  readonly target: (state: TargetState, event: TargetEvent) => void;
+  /** The token bucket has tokens again. */
+  readonly tokens: () => void;
+  readonly client?: Poster;
+}
+
+const NO_URL: PostResult = { ok: false, status: null, reason: 'handler has no URL', retryAfterMs: null, durationMs: 0 };
+
+/**
+ * The attempts of one http handler: how many may start now (one at a time
+ * for a sync handler; for an async one, the token bucket and at most 256 on
+ * the wire), the circuit breaker of each target URL (src/delivery/targets.ts:
+ * a target that is down gets one probe at a time), and the request(s) of one
+ * attempt: the handler's URLs in turn, from the first not yet answered 2xx,
+ * each logged to provisioning.log. It reports what the attempt came to; what
+ * becomes of the delivery is the outcome policy's (src/delivery/outcome-policy.ts).
+ */
+export class Attempter {
+  private readonly client: Poster;
+  private readonly targets: Targets;
+  private bucket?: TokenBucket;
+  private onWire = 0;
+  private probeOnWire = false;
+
+  constructor(readonly handler: string, caFile: string | null, private readonly deps: AttempterDeps) {
+    this.client = deps.client ?? new HttpClient(caFile);
+    this.targets = new Targets(handler, deps.log, deps.target);
+  }
+
+  /** Requests on the wire. */
+  get inFlight(): number { return this.onWire; }
+  /** A probe is on the wire. */
+  get probing(): boolean { return this.probeOnWire; }
+  /** Some target of the handler is down. */
+  get anyDown(): boolean { return this.targets.anyDown; }
+
+  /** The state of each of these target URLs (a URL not tried yet is up). */
+  targetStates(urls: readonly string[] | undefined): TargetState[] { return this.targets.states(urls); }
+
+  /** At start: a target URL (as espf.target_states shows it, credentials hidden) the last run saw down. */
+  restoreDown(shownUrl: string, s: HttpSettings, since: Date, probes: number): void {
+    const url = s.url.find((u) => redactUrl(u) === shownUrl);
+    if (url) this.targets.restoreDown(url, s, since, probes);
+  }
+
+  /** The soonest a probe may go to one of these URLs that is down (ms, Infinity while one is on the wire); null when none is down. */
+  probeWaitMs(urls: readonly string[]): number | null { return this.targets.probeWaitMs(urls); }
+
+  /**
+   * How many of `ready` deliveries may be attempted now: a sync handler one at
+   * a time; an async one as the token bucket allows, at most MAX_IN_FLIGHT on
+   * the wire (when tokens, not slots, are short, more are fetched: `tokens` is called).
+   */
+  slots(ready: number, s: HttpSettings): number {
+    if (!s.async_mode) return this.onWire === 0 ? Math.min(ready, 1) : 0;
+    if (this.onWire >= MAX_IN_FLIGHT) return 0;
+    if (!this.bucket) {
+      const bucket = new TokenBucket(s.token_rate, s.token_burstiness);
+      bucket.onTokens = this.deps.tokens;
+      bucket.onWaited = (ms) => this.deps.observer.bucketWaited(this.handler, ms);
+      this.bucket = bucket;
+      this.deps.observer.bucketWaited(this.handler, 0);
+    }
+    const n = this.bucket.takeNow(Math.min(ready, MAX_IN_FLIGHT - this.onWire));
+    if (ready > n && this.onWire + n < MAX_IN_FLIGHT) this.bucket.fetch();
+    return n;
+  }
+
+  /** The settings changed: a bucket of another rate is rebuilt when next needed. */
+  reconfigure(s: HttpSettings | undefined): void {
+    if (s && this.bucket && (this.bucket.rate !== s.token_rate || this.bucket.burst !== s.token_burstiness)) {
+      const old = this.bucket;
+      this.bucket = undefined;
+      void old.stop();
+    }
+  }
+
+  /**
+   * One attempt of `d` with settings `s` (null: disabled, or no URL): its
+   * URLs from the first not yet answered 2xx, until one fails. A target that
+   * is down gets no request unless this is the probe (`probe`); meeting one
+   * makes the attempt not count.
+   */
+  async attempt(d: Delivery, s: HttpSettings | null, probe: boolean): Promise<AttemptOutcome> {
+    this.onWire++;
+    if (probe) this.probeOnWire = true;
+    this.deps.observer.inFlight(this.handler, this.onWire);
+    d.attempts++;
+    d.firstAttemptAt ??= new Date();
+    let last = NO_URL;
+    let targetDown = false;
+    if (s) {
+      d.body ??= requestBody(d.item.event, s.event_names);
+      const urls = s.url;
+      while (d.urlsDone < urls.length) {
+        const url = urls[d.urlsDone]!;
+        const breaker = this.targets.breaker(url, s);
+        const atDown = !breaker.up;
+        if (atDown && (!probe || breaker.probing)) {
+          // On the wire when the target went down, or a second down target: not sent.
+          last = { ok: false, status: null, reason: `${redactUrl(url)} is down (circuit breaker open): waiting for a probe to succeed`, retryAfterMs: null, durationMs: 0 };
+          targetDown = true;
+          break;
+        }
+        if (atDown) breaker.startProbe();
+        last = await this.client.post(url, d.body, s);
+        this.logAttempt(d, url, last);
+        this.deps.observer.attempt(this.handler, last);
+        this.targets.record(url, last, atDown);
+        if (!last.ok) {
+          targetDown = atDown && !this.targets.breaker(url, s).up;
+          break;
+        }
+        d.urlsDone++;
+      }
+    }
+    if (targetDown) d.attempts--;
+    this.onWire--;
+    if (probe) this.probeOnWire = false;
+    this.deps.observer.inFlight(this.handler, this.onWire);
+    return { last, complete: last.ok || (s !== null && d.urlsDone >= s.url.length), targetDown };
+  }
+
+  private logAttempt(d: Delivery, url: string, r: PostResult): void {
+    const { item } = d;
+    this.deps.plog.attempt({
+      instance: this.deps.instance, handler: this.handler, i_event: item.event.i_event, event_type: item.event.event_type,
+      i_account: item.iAccount, url: redactUrl(url), attempt: d.attempts, status: r.status,
+      error: r.ok ? null : r.reason, duration_ms: r.durationMs,
+    });
+  }
+
+  /** No more attempts: the bucket stops and the connections close. */
+  async close(): Promise<void> {
+    await this.bucket?.stop();
+    await this.client.close();
+  }
+}
