@@ -288,7 +288,8 @@ describe('outage: stopping while the database is unreachable', function () {
       if (code === 'hung') proc.kill('SIGKILL');
       assert.notEqual(code, 'hung', `espf run did not exit within 20 s of SIGTERM (max_wait_time 3 s):\n${proc.output.slice(-1500)}`);
       const took = Date.now() - sent;
-      assert.ok(took < 3000 + 5000, `exited ${took} ms after SIGTERM`);
+      // max_wait_time, the last second to record, 2 s to close the stream, and room for a loaded machine: far from the 600 s default.
+      assert.ok(took < 3000 + 7000, `exited ${took} ms after SIGTERM`);
       assert.notEqual(code, 0, 'outcomes could not be recorded: a non-zero exit');
       const lines = proc.output.split('\n').filter((l) => /could not be recorded/.test(l));
       assert.equal(lines.length, 1, `one line says so:\n${proc.output.slice(-1500)}`);
