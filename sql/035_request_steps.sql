@@ -44,8 +44,8 @@ BEGIN
     PERFORM espf.refuse('espf.http_steps.body', format('%s: a %s request has no body (body must be null)', what, NEW.method));
   END IF;
   IF NEW.path IS NULL OR length(NEW.path) > 2048 OR (NEW.path <> '' AND NEW.path !~ '^[/?]')
-     OR NEW.path ~ '[\s#\\]' OR NEW.path ~ '(^|/)\.\.?(/|$|\?)' OR NEW.path ~ '^//' THEN
-    PERFORM espf.refuse('espf.http_steps.path', format('%s: path %s must be empty or start with "/" or "?", at most 2048 characters, without spaces, "#", "\", "//" at the start or "." / ".." segments', what, espf.quote_short(NEW.path)));
+     OR NEW.path ~ '[\x01-\x1f\x7f]' OR NEW.path ~ '(^|/)\.\.?(/|$|\?)' OR NEW.path ~ '^//' THEN
+    PERFORM espf.refuse('espf.http_steps.path', format('%s: path %s must be empty or start with "/" or "?", at most 2048 characters, without control characters, "//" at the start or "." / ".." segments', what, espf.quote_short(NEW.path)));
   END IF;
   IF NEW.content_type IS NULL OR NEW.content_type NOT IN ('application/json', 'application/x-www-form-urlencoded') THEN
     PERFORM espf.refuse('espf.http_steps.content_type', format('%s: content type %s is not application/json or application/x-www-form-urlencoded', what, espf.quote_short(NEW.content_type)));

@@ -41,6 +41,14 @@ export function stepsOfHandlers(db: Queryable, handlers: readonly string[]): Pro
   return db.query(sql`SELECT * FROM espf.steps_of(${handlers})`);
 }
 
+/** An event of espf.events for a dry run of request steps (`espf handler check`): by i_event, or the latest of a type. */
+export async function eventForCheck(db: Queryable, by: { iEvent: number } | { type: string }): Promise<{ i_event: number; event_type: string; variables: Record<string, unknown> } | undefined> {
+  const [row] = await db.query('iEvent' in by
+    ? sql`SELECT i_event, event_type, variables FROM espf.events WHERE i_event = ${by.iEvent}`
+    : sql`SELECT i_event, event_type, variables FROM espf.events WHERE event_type = ${by.type} ORDER BY i_event DESC LIMIT 1`);
+  return row ? { ...row, i_event: Number(row.i_event) } : undefined;
+}
+
 export async function handlerByName(db: Queryable, name: string): Promise<HandlerRow | undefined> {
   const [row] = await db.query(sql`SELECT name, kind, enabled, instance FROM espf.handlers WHERE name = ${name}`);
   return row;

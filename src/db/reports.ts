@@ -91,6 +91,17 @@ export function superseded24h(db: Queryable): Promise<SupersededRow[]> {
      GROUP BY handler, event_type ORDER BY handler, event_type`);
 }
 
+export type SkippedRow = { readonly handler: string; readonly event_type: string; readonly skipped: number; readonly last_at: Date | null };
+
+/** Deliveries skipped in the last 24 hours (a handler with request steps has none for the type), per handler and type. */
+export function skipped24h(db: Queryable): Promise<SkippedRow[]> {
+  return db.query(sql`
+    SELECT handler, event_type, count(*)::int AS skipped, max(finished_at) AS last_at
+      FROM espf.event_deliveries
+     WHERE state = ${'SKIPPED' satisfies DeliveryState} AND finished_at > now() - interval '24 hours'
+     GROUP BY handler, event_type ORDER BY handler, event_type`);
+}
+
 /** Instances split into shards: one row per shard (espf.report_shards). */
 export function shards(db: Queryable): Promise<View<'espf.report_shards', 'instance' | 'shard' | 'shards' | 'slot_name' | 'streaming' | 'lag_bytes' | 'waiting_events' | 'retry' | 'last_error'>[]> {
   return db.query(sql`

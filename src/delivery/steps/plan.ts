@@ -103,6 +103,9 @@ function compileStep(r: StepRow, index: number, problem: (field: string, message
   } catch (err) {
     problem('path', (err as Error).message);
   }
+  for (const p of path) {
+    if (typeof p === 'string' && !URL_TEXT.test(p)) problem('path', `the text ${JSON.stringify(p.slice(0, 80))} has a character a URL path cannot hold: percent-encode it, or put it in {…}`);
+  }
   const headers: [string, HeaderValue][] = [];
   for (const [name, text] of Object.entries(r.headers ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
     if (ENV_REF.test(text)) headers.push([name, { secret: text }]);
@@ -114,6 +117,9 @@ function compileStep(r: StepRow, index: number, problem: (field: string, message
     success: expr('success_when', r.success_when), refuse: expr('refuse_when', r.refuse_when), exists: expr('exists_when', r.exists_when),
   };
 }
+
+/** What the literal text of a path may hold (RFC 3986 path and query characters, and %XX). */
+const URL_TEXT = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*$/;
 
 /** "/subscriber/imsi/{variables.imsi}" → literal text and expressions ({…} nests: an object constructor may stand inside). */
 export function parsePath(text: string): (string | { text: string })[] {
