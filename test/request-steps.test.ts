@@ -9,7 +9,7 @@ import { deliveryFixture } from './support/fixture.ts';
 import { eventually, TestReceiver, type Received } from './support/receiver.ts';
 import { addAccounts } from './support/sender.ts';
 import { addHttpHandler, BLOCK_STEPS, CREATE_STEPS, FakeHss, setSteps } from './support/steps.ts';
-import { runEspf } from './support/child.ts';
+import { EspfProcess, runEspf } from './support/child.ts';
 
 const SECRET = 'hss-key-5f1c0e9a7d';
 
@@ -239,5 +239,61 @@ describe('request steps: a handler that speaks the receiver\'s own API', functio
     assert.match(plain.stdout, /has no request steps/);
     const bad = await runEspf(['handler', 'check', 'HSS', '--event', 'x'], { DATABASE_URL: f.t.url });
     assert.equal(bad.code, 2);
+  });
+});
+
+describe('request steps: kill -9 of espf run between two steps', function () {
+  let hss: FakeHss;
+  const f = deliveryFixture({
+    types: [],
+    sender: false,
+    prepare: async (fx) => {
+      hss = new FakeHss();
+      fx.rx.respond = hss.respond;
+    },
+    setup: async (fx) => {
+      await addHttpHandler(fx.t.db, 'HSS', `http://127.0.0.1:${fx.rx.port}`, ['Account/New']);
+      await setSteps(fx.t.db, 'HSS', 'Account/New', CREATE_STEPS);
+    },
+  });
+
+  it('the answer of step 1 is durable before step 2 is sent; the restart resumes at step 2 with it, step 1 never sent again', async function () {
+    this.timeout(90_000);
+    hss.fail = (r) => r.path === '/subscriber/' ? 'hang' : null;
+    const proc = new EspfProcess(f.t.url);
+    let proc2: EspfProcess | undefined;
+    try {
+      await proc.streaming();
+      const accounts = await addAccounts(f.t.db, f.ids, 3, 'crash-imsi-');
+      await eventually(async () => f.rx.arrived.filter((x) => x.path === '/subscriber/').length === 3, 20_000, 'step 2 of the three on the wire');
+      // Step 2 went out only after step 1's answer was committed with the delivery.
+      const mid = await f.t.db.query(sql`SELECT state, steps_done, step_answers FROM espf.event_deliveries WHERE handler = 'HSS' AND i_account = ANY(${accounts})`);
+      assert.equal(mid.length, 3);
+      for (const m of mid) {
+        assert.equal(m.state, 'PENDING');
+        assert.equal(m.steps_done, 1);
+        assert.equal(typeof m.step_answers[0].body.auc_id, 'number');
+      }
+      proc.kill('SIGKILL');
+      await proc.exited();
+      hss.fail = () => null;
+      proc2 = new EspfProcess(f.t.url);
+      await proc2.streaming();
+      await eventually(async () => {
+        const [r] = await f.t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE handler = 'HSS' AND state = 'DELIVERED' AND i_account = ANY(${accounts})`);
+        return r.n === 3;
+      }, 30_000, 'three DELIVERED after the restart');
+      for (let i = 1; i <= 3; i++) {
+        const mine = f.rx.arrived.filter((x) => x.body.includes(`"crash-imsi-${i}"`));
+        assert.deepEqual(mine.map((x) => `${x.method} ${x.path}`), ['PUT /auc/', 'PUT /subscriber/', 'PUT /subscriber/'], `account ${i}`);
+        const auc = JSON.parse(mine[0]!.body) as { imsi: string };
+        const given = [...hss.aucs.entries()].find(([, v]) => v.imsi === auc.imsi)![0];
+        assert.equal(JSON.parse(mine[2]!.body).auc_id, given, 'the resumed step 2 carries the auc_id step 1 was given');
+      }
+    } finally {
+      proc.kill('SIGKILL');
+      await proc.exited();
+      await proc2?.stop();
+    }
   });
 });

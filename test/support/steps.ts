@@ -46,7 +46,7 @@ export class FakeHss {
   private nextSub = 500;
   readonly aucs = new Map<number, Record<string, unknown>>();
   readonly subscribers = new Map<number, Record<string, unknown>>();
-  fail: (r: Received) => ReturnType<Exclude<Responder, 'hang'>> | null = () => null;
+  fail: (r: Received) => ReturnType<Responder> | null = () => null;
 
   readonly respond: Responder = (r) => {
     const failed = this.fail(r);
