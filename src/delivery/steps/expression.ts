@@ -34,6 +34,8 @@ export function expressionError(err: unknown): ExpressionError {
 export type Bindings = Record<string, unknown>;
 
 const BAIL = Symbol('bail');
+/** What fastValue() gives when the walker cannot evaluate the expression for this input. */
+export const NOT_FAST: unknown = BAIL;
 type Fast = (input: unknown) => unknown;
 
 /**
@@ -65,6 +67,11 @@ export class Expression {
 
   /** True when evaluate() never enters the JSONata evaluator for a plain input. */
   get isFast(): boolean { return this.fast !== null; }
+
+  /** The walker's value for `input`, without a promise; NOT_FAST when evaluate() must be called. */
+  fastValue(input: Record<string, unknown>): unknown {
+    return this.fast ? this.fast(input) : BAIL;
+  }
 
   /** The value for `input` (undefined: nothing); throws ExpressionError. */
   async evaluate(input: Record<string, unknown>, bindings?: Bindings): Promise<unknown> {

@@ -2,7 +2,7 @@ import type { HttpSettings } from '../../config/snapshot.ts';
 import { httpUrlProblem } from '../../config/http-url.ts';
 import { redactUrl } from '../../security/redact.ts';
 import { resolveSecret } from '../../security/secret-ref.ts';
-import { ExpressionError, type Bindings, type Expression } from './expression.ts';
+import { ExpressionError, NOT_FAST, type Bindings, type Expression } from './expression.ts';
 import type { CompiledStep } from './plan.ts';
 
 /** The answer of a finished step, as later expressions see it (`steps[i]`, `step.<name>`) and espf.event_deliveries.step_answers keeps it. */
@@ -84,6 +84,8 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
     },
   };
   const evaluate = async (e: Expression, where: string): Promise<unknown> => {
+    const v = e.fastValue(input);
+    if (v !== NOT_FAST) return v;
     try {
       return await e.evaluate(input, e.isFast ? undefined : bind());
     } catch (err) {
@@ -147,12 +149,24 @@ function formBody(v: unknown): string {
 
 /** base + path: the base URL's path without its trailing "/", then the step's path (a path of "" keeps the base whole). */
 export function join(base: string, path: string): { origin: string; target: string } {
-  const problem = httpUrlProblem(base);
-  if (problem !== null) throw new RenderError(`url ${redactUrl(base)} cannot be used: ${problem}`);
-  const u = new URL(base);
-  if (path === '') return { origin: u.origin, target: `${u.pathname}${u.search}` };
-  return { origin: u.origin, target: `${u.pathname.replace(/\/+$/, '')}${path}` };
+  let b = bases.get(base);
+  if (b === undefined) {
+    const problem = httpUrlProblem(base);
+    if (problem !== null) b = { problem: `url ${redactUrl(base)} cannot be used: ${problem}`, origin: '', path: '', whole: '' };
+    else {
+      const u = new URL(base);
+      b = { problem: null, origin: u.origin, path: u.pathname.replace(/\/+$/, ''), whole: `${u.pathname}${u.search}` };
+    }
+    if (bases.size >= BASES_KEPT) bases.clear();
+    bases.set(base, b);
+  }
+  if (b.problem !== null) throw new RenderError(b.problem);
+  return { origin: b.origin, target: path === '' ? b.whole : `${b.path}${path}` };
 }
+
+/** Base URLs parsed once each (a handler has one). */
+const bases = new Map<string, { problem: string | null; origin: string; path: string; whole: string }>();
+const BASES_KEPT = 256;
 
 function describe(v: unknown): string {
   if (v === null) return 'null';
