@@ -148,8 +148,8 @@ export class HttpHandler {
   private add(d: Delivery): void {
     this.window.entered();
     const place = this.queue.add(d, this.deps.config()?.coalesce?.has(d.item.event.event_type) ?? false);
-    // Behind a failing event, or a target that is down, it may wait long: make it durable now so the slot moves on.
-    if (place === 'behind-retry' || this.attempter.anyDown) this.park(d);
+    // Behind a failing event, a target that is down or steps that do not compile, it may wait long: make it durable now so the slot moves on.
+    if (place === 'behind-retry' || this.attempter.anyDown || this.stepProblems.length > 0) this.park(d);
     this.observer.held(this.name, this.queue.size);
     if (place === 'head') this.pump();
   }
