@@ -10,6 +10,7 @@ import { eventually, TestReceiver, type Received } from './support/receiver.ts';
 import { addAccounts } from './support/sender.ts';
 import { addHttpHandler, BLOCK_STEPS, CREATE_STEPS, FakeHss, setSteps } from './support/steps.ts';
 import { EspfProcess, runEspf } from './support/child.ts';
+import { startHttpServer } from '../src/run/http-server.ts';
 
 const SECRET = 'hss-key-5f1c0e9a7d';
 
@@ -214,6 +215,15 @@ describe('request steps: a handler that speaks the receiver\'s own API', functio
     const st = await runEspf(['status', '--json'], { DATABASE_URL: f.t.url });
     const broken = JSON.parse(st.stdout).broken_steps as { handler: string; step: number; field: string }[];
     assert.deepEqual(broken.map((b) => `${b.handler} ${b.step} ${b.field}`), ['Broken 1 body']);
+    const web = await startHttpServer({ sender: f.run.sender, db: f.t.db, log: f.run.log, port: 0, host: '127.0.0.1' });
+    try {
+      const health = await (await fetch(`http://127.0.0.1:${web.port}/healthz`)).json() as { ready: boolean; broken_steps: { handler: string; event_type: string; step: number; field: string; problem: string }[] };
+      assert.equal(health.ready, true, 'the instance stays ready: the other handlers go on');
+      assert.deepEqual(health.broken_steps.map((b) => `${b.handler} ${b.event_type} ${b.step} ${b.field}`), ['Broken * 1 body']);
+      assert.match(health.broken_steps[0]!.problem, /S0211/);
+    } finally {
+      await web.close();
+    }
     assert.equal(rx2.arrived.filter((x) => x.path.startsWith('/x/')).length, 0);
     // Mended: what waited goes out.
     await f.t.db.query(sql`UPDATE espf.http_steps SET body = '{"a": variables.i_account}' WHERE handler = 'Broken'`);

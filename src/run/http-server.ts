@@ -43,7 +43,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
       const brokenSteps = [...opts.sender.httpHandlers.values()].flatMap((h) => h.stepProblems.map((p) => ({
         handler: p.handler, event_type: p.eventType, step: p.step, field: p.field, problem: p.message,
       })));
-      res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot, waiting_on_instances: waiting, broken_steps: brokenSteps }));
+      res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot, waiting_on_instances: waiting, ...(brokenSteps.length ? { broken_steps: brokenSteps } : {}) }));
       return;
     }
     if (path === '/metrics' && opts.metrics && (req.method === 'GET' || req.method === 'HEAD')) {
