@@ -286,7 +286,8 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   }
 }
 
-function parseRetryAfter(v: string | string[] | undefined): number | null {
+/** A Retry-After header (seconds or an HTTP date) in ms; null when absent or unreadable. */
+export function parseRetryAfter(v: string | string[] | undefined): number | null {
   const s = Array.isArray(v) ? v[0] : v;
   if (!s) return null;
   if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;

@@ -1,6 +1,6 @@
 import type { HttpSettings } from '../../config/snapshot.ts';
 import { redactText } from '../../security/redact.ts';
-import type { PostResult, StepExchange } from '../http-client.ts';
+import { parseRetryAfter, type PostResult, type StepExchange } from '../http-client.ts';
 import type { Delivery } from '../keyed-queue.ts';
 import { judge, parseBody } from './judge.ts';
 import type { CompiledStep } from './plan.ts';
@@ -70,7 +70,8 @@ export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: H
     const rule = v.kind === 'refused' ? ' (refuse_when: failed for good)' : v.rule ? ` (a rule failed: ${v.rule})` : '';
     last = {
       ok: false, status: x.status, reason: `${where}: ${x.status}${snippet ? ` ${snippet}` : ''}${rule}`,
-      retryAfterMs: null, durationMs: x.durationMs, permanent: v.kind === 'refused',
+      retryAfterMs: x.status === 429 || x.status === 503 ? parseRetryAfter(x.headers['retry-after']) : null,
+      durationMs: x.durationMs, permanent: v.kind === 'refused',
     };
     deps.answered(d, url, last);
     return last;
