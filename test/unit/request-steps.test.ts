@@ -3,7 +3,11 @@
 import assert from 'node:assert/strict';
 import jsonata from 'jsonata';
 import type { HttpSettings } from '../../src/config/snapshot.ts';
+import type { Db } from '../../src/db/connect.ts';
 import type { StepRow } from '../../src/db/config.ts';
+import type { Item } from '../../src/delivery/item.ts';
+import { ResultsWriter } from '../../src/delivery/results-writer.ts';
+import type { Logger } from '../../src/log/logger.ts';
 import { Expression, ExpressionError } from '../../src/delivery/steps/expression.ts';
 import { judge, parseBody } from '../../src/delivery/steps/judge.ts';
 import { parsePath, StepPlan } from '../../src/delivery/steps/plan.ts';
@@ -110,5 +114,46 @@ describe('request steps (pure)', () => {
     assert.match((v as { rule: string }).rule, /D3030/);
     assert.equal(parseBody('not json'), 'not json');
     assert.equal(parseBody(''), null);
+  });
+});
+
+describe('request steps: the record of a done step (pure)', () => {
+  /** A pool whose writes commit at once, keeping the rows of each. */
+  function pool() {
+    const writes: Record<string, unknown>[][] = [];
+    const db = {
+      query: async (q: { format(f: unknown): { values: unknown[] } }) => {
+        const { values } = q.format({ escapeIdentifier: (s: string) => s, formatValue: (value: unknown) => ({ placeholder: '?', value }) });
+        writes.push(JSON.parse(values[1] as string));
+      },
+    } as unknown as Db;
+    return { db, writes };
+  }
+  const silent = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
+  const it1: Item = {
+    event: { i_event: 1, event_type: 'Account/New', variables: {}, source_i_event: null },
+    handler: 'HSS', orderKey: 'a:1', iAccount: 1, commitLsn: null, committedAt: null, resumed: null,
+  };
+  const base = { attempts: 1, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null };
+  const answer = { status: 200, headers: {}, body: { auc_id: 7 } };
+
+  it('carries steps_done and the answers; an intermediate PENDING replaces a queued RETRY (a plain PENDING does not)', async () => {
+    const { db, writes } = pool();
+    const w = new ResultsWriter(db, 'main', silent);
+    w.record(it1, { ...base, state: 'RETRY', stepsDone: 1, stepAnswers: [answer], error: 'step 2 PUT /subscriber/: 503' });
+    w.record(it1, { ...base, state: 'PENDING', stepsDone: 1, stepAnswers: [answer] });
+    const p = w.record(it1, { ...base, attempts: 2, state: 'PENDING', stepsDone: 2, stepAnswers: [answer, answer], intermediate: true });
+    await p;
+    assert.equal(writes.length, 1);
+    const [row] = writes[0]!;
+    assert.equal(row!.state, 'PENDING');
+    assert.equal(row!.steps_done, 2);
+    assert.deepEqual(row!.step_answers, [answer, answer]);
+    assert.equal(typeof row!.last_attempt_at, 'number', 'an intermediate record is an attempt');
+    w.record(it1, { ...base, state: 'SKIPPED' });
+    await w.drain();
+    assert.equal(writes[1]![0]!.steps_done, 0);
+    assert.equal(writes[1]![0]!.step_answers, null);
+    assert.equal(typeof writes[1]![0]!.finished_at, 'number', 'SKIPPED is final');
   });
 });
