@@ -11,7 +11,8 @@ import { sql, type SQLQuery } from '@databases/pg';
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { deliveryFixture } from './support/fixture.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, type Received } from './support/receiver.ts';
+import { sendTestEvent } from '../src/console/test-event.ts';
+import { eventually, TestReceiver, type Received } from './support/receiver.ts';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const OTHER = `whsec_${randomBytes(32).toString('base64')}`;
@@ -183,5 +184,30 @@ describe('auth StandardWebhooks: the database refuses a row without a proper sec
     assert.equal(err?.code, '23514');
     assert.match(err!.message, /signature_auth_key/);
     assert.equal((await row()).signature_auth_key, 'env:ESPF_SECRET_WEBHOOKS');
+  });
+});
+
+describe('auth StandardWebhooks: the console\'s "Send a test event"', () => {
+  it('signs the test event too, with a webhook-id of its own per test', async () => {
+    const rx = await new TestReceiver().listen();
+    try {
+      const row = {
+        handler: 'Crm.v2', url: [rx.url], async_mode: true, auth_header: 'Authorization', auth_method: 'StandardWebhooks', signature_auth_key: SECRET,
+        max_wait_time: 600, request_timeout: 300, token_rate: 10, token_burstiness: 100, max_attempts: 100, retry_delay: 1, retry_max_delay: 600,
+        event_names: {}, breaker_failures: 10, probe_delay: 5, probe_max_delay: 300,
+      };
+      const [first] = await sendTestEvent(row);
+      assert.equal(first?.ok, true, first?.answer);
+      const [second] = await sendTestEvent(row);
+      assert.equal(second?.ok, true, second?.answer);
+      assert.equal(rx.received.length, 2);
+      for (const r of rx.received) {
+        new Webhook(SECRET).verify(r.body, webhookHeaders(r));
+        assert.match(String(r.headers['webhook-id']), /^Crm%2Ev2:test-[0-9a-f-]{36}$/);
+      }
+      assert.notEqual(rx.received[0]!.headers['webhook-id'], rx.received[1]!.headers['webhook-id']);
+    } finally {
+      await rx.close();
+    }
   });
 });

@@ -4,7 +4,6 @@ import { redactUrl } from '../security/redact.ts';
 import { HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Delivery } from './keyed-queue.ts';
 import type { DeliveryObserver } from './observer.ts';
-import { webhookId } from './standard-webhooks.ts';
 import { Targets, type TargetEvent, type TargetState } from './targets.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -135,7 +134,7 @@ export class Attempter {
           break;
         }
         if (atDown) breaker.startProbe();
-        last = await this.client.post(url, d.body, s, webhookId(this.handler, d.item.event.i_event));
+        last = await this.client.post(url, d.body, s, d.item);
         this.logAttempt(d, url, last);
         this.deps.observer.attempt(this.handler, last);
         this.targets.record(url, last, atDown);

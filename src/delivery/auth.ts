@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type { HttpSettings } from '../config/snapshot.ts';
 import { resolveSecret } from '../security/secret-ref.ts';
-import { secretBody, webhookKey, webhookSignature } from './standard-webhooks.ts';
+import { secretBody, webhookId, webhookKey, webhookSignature, type MessageRef } from './standard-webhooks.ts';
 
 /** One header of a request: [lower-case name, value]. */
 export type AuthHeader = readonly [name: string, value: string];
@@ -12,10 +12,10 @@ const NO_HEADERS: readonly AuthHeader[] = [];
  * The auth headers of one request (docs/handlers.md; examples/receiver/README.md):
  * none for None, the `auth_header` for Basic, Custom and Signature, and
  * webhook-id, webhook-timestamp and webhook-signature for StandardWebhooks,
- * signed over `id` and `body` as they are sent. `id` is the delivery's
- * webhook-id (src/delivery/standard-webhooks.ts), used by StandardWebhooks only.
+ * signed over the id of `message` and `body` as they are sent. Only
+ * StandardWebhooks reads `message` (src/delivery/standard-webhooks.ts).
  */
-export function authHeaders(h: HttpSettings, date: string, id: string, body: string): readonly AuthHeader[] {
+export function authHeaders(h: HttpSettings, date: string, message: MessageRef, body: string): readonly AuthHeader[] {
   switch (h.auth_method) {
     case 'None':
       return NO_HEADERS;
@@ -34,6 +34,7 @@ export function authHeaders(h: HttpSettings, date: string, id: string, body: str
     }
     case 'StandardWebhooks': {
       const key = webhookKey(resolveSecret(h.signature_auth_key, 'signature_auth_key'), 'signature_auth_key');
+      const id = webhookId(message.handler, message.event.i_event);
       const timestamp = String(Math.floor(Date.now() / 1000));
       return [['webhook-id', id], ['webhook-timestamp', timestamp], ['webhook-signature', webhookSignature(key, id, timestamp, body)]];
     }
@@ -52,11 +53,16 @@ export function secretsIn(h: HttpSettings, headers: readonly AuthHeader[]): stri
     try {
       const s = resolveSecret(v, what);
       if (s.length >= 4) out.push(s);
-      if (what === 'signature_auth_key' && h.auth_method === 'StandardWebhooks' && secretBody(s).length >= 4) out.push(secretBody(s));
     } catch { /* not set: nothing to hide */ }
   }
-  if (h.auth_method !== 'StandardWebhooks') {
-    for (const [, value] of headers) {
+  if (h.auth_method === 'StandardWebhooks') {
+    try {
+      const body = secretBody(resolveSecret(h.signature_auth_key, 'signature_auth_key'));
+      if (body.length >= 4) out.push(body);
+    } catch { /* not set: nothing to hide */ }
+  } else {
+    for (let i = 0; i < headers.length; i++) {
+      const value = headers[i]![1];
       out.push(value);
       const credentials = value.slice(value.indexOf(' ') + 1);
       if (credentials.length >= 4) out.push(credentials);

@@ -6,6 +6,7 @@ import { httpUrlProblem } from '../config/http-url.ts';
 import { oneLine } from '../errors.ts';
 import { redactText, redactUrl } from '../security/redact.ts';
 import { authHeaders, secretsIn } from './auth.ts';
+import type { MessageRef } from './standard-webhooks.ts';
 
 /** The outcome of one POST to one URL. */
 export type PostResult =
@@ -51,11 +52,11 @@ export class HttpClient {
   }
 
   /**
-   * One POST of `body` to `url`. `id` is the delivery's webhook-id, the same
-   * for every attempt (`webhookId`, src/delivery/standard-webhooks.ts): only
-   * auth_method StandardWebhooks sends it.
+   * One POST of `body` to `url` for `message` (the delivery's item: its
+   * handler and event make the webhook-id that auth_method StandardWebhooks
+   * sends, src/delivery/standard-webhooks.ts).
    */
-  async post(url: string, body: string, settings: HttpSettings, id: string): Promise<PostResult> {
+  async post(url: string, body: string, settings: HttpSettings, message: MessageRef): Promise<PostResult> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
     // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
@@ -67,8 +68,8 @@ export class HttpClient {
     try {
       const date = httpDate();
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
-      const auth = authHeaders(settings, date, id, body);
-      for (const [name, value] of auth) headers[name] = value;
+      const auth = authHeaders(settings, date, message, body);
+      for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
       const secrets = secretsIn(settings, auth);
       const a = await new Promise<Answer>((resolve) => {
         this.agentFor(settings.ca_file).dispatch({

@@ -47,6 +47,12 @@ export function secretBody(secret: string): string {
   return secret.startsWith('whsec_') ? secret.slice('whsec_'.length) : secret;
 }
 
+/** What a webhook-id is made of: the handler and the event (an `Item`, src/delivery/item.ts, is one). */
+export interface MessageRef {
+  readonly handler: string;
+  readonly event: { readonly i_event: number | string };
+}
+
 /** The webhook-id prefix of each handler: its name with "." written %2E (an id never holds a "."). */
 const prefixes = new Map<string, string>();
 
