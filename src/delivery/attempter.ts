@@ -140,7 +140,7 @@ export class Attempter {
           break;
         }
         if (atDown) breaker.startProbe();
-        last = await this.client.post(url, d.body, s);
+        last = await this.client.post(url, d.body, s, d.item);
         this.logAttempt(d, url, last);
         this.deps.observer.attempt(this.handler, last);
         this.targets.record(url, last, atDown);
@@ -175,9 +175,10 @@ export class Attempter {
     const client = this.client;
     const last = await runSteps(d, steps, s, {
       handler: this.handler,
-      request: (r, settings) => {
+      request: (r, settings, step) => {
         if (!client.request) throw new Error('this client cannot send request steps');
-        return client.request(r, settings);
+        // StandardWebhooks: one webhook-id per step (docs/handlers.md), the same for each retry of it.
+        return client.request(r, settings, { handler: d.item.handler, event: { i_event: `${d.item.event.i_event}-${step}` } });
       },
       answered: (dd, shown, r) => {
         this.logAttempt(dd, redactUrl(shown), r, true);

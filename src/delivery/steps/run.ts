@@ -9,8 +9,8 @@ import { publicSettings, renderStep, RenderError, stepInput, type StepAnswer, ty
 /** What the steps of one attempt need from the attempter. */
 export interface StepsDeps {
   readonly handler: string;
-  /** Sends one step's request (src/delivery/http-client.ts `request`). */
-  readonly request: (r: StepRequest, s: HttpSettings) => Promise<StepExchange>;
+  /** Sends one step's request (src/delivery/http-client.ts `request`); `step`: its step number. */
+  readonly request: (r: StepRequest, s: HttpSettings, step: number) => Promise<StepExchange>;
   /** After each step: provisioning.log, metrics, the target's circuit breaker. */
   readonly answered: (d: Delivery, url: string, r: PostResult) => void;
   /**
@@ -49,7 +49,7 @@ export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: H
       return { ok: false, status: null, reason: `${label} ${step.pathText}: ${why}`, retryAfterMs: null, durationMs: 0 };
     }
     const where = `${label} ${redactText(req.path || '/', req.secrets)}`;
-    const x = await deps.request(req, s);
+    const x = await deps.request(req, s, step.number);
     const url = redactText(`${req.origin}${req.target}`, x.secrets);
     if (x.status === null || x.error !== null) {
       last = { ok: false, status: x.status, reason: `${where}: ${redactText(x.error ?? 'no answer', x.secrets)}`, retryAfterMs: null, durationMs: x.durationMs };
