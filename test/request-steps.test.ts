@@ -10,6 +10,7 @@ import { eventually, TestReceiver, type Received } from './support/receiver.ts';
 import { addAccounts } from './support/sender.ts';
 import { addHttpHandler, BLOCK_STEPS, CREATE_STEPS, FakeHss, setSteps } from './support/steps.ts';
 import { EspfProcess, runEspf } from './support/child.ts';
+import { Webhook } from 'standardwebhooks';
 import { startHttpServer } from '../src/run/http-server.ts';
 
 const SECRET = 'hss-key-5f1c0e9a7d';
@@ -230,6 +231,24 @@ describe('request steps: a handler that speaks the receiver\'s own API', functio
     await settled(iEvent, 'DELIVERED', 'Broken');
     assert.equal(rx2.arrived.find((x) => x.path === `/x/${a}`)?.body, JSON.stringify({ a }));
     assert.equal((f.run.sender.httpHandlers.get('Broken')?.stepProblems ?? []).length, 0);
+  });
+
+  it('StandardWebhooks auth: each step is signed over its own body, with a webhook-id of its own', async () => {
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    await addHttpHandler(f.t.db, 'Signed', rx2.url.replace('/events', ''), ['Account/New'], { signature_auth_key: secret, auth_method: 'StandardWebhooks' });
+    await setSteps(f.t.db, 'Signed', '*', [
+      { method: 'PUT', path: '/signed/one', body: '{"a": variables.i_account}' },
+      { method: 'PATCH', path: '/signed/two', body: '{"b": steps[0].status}' },
+    ]);
+    await stepsSeen('Signed', '*', 2);
+    const [a] = await addAccounts(f.t.db, f.ids, 1, 'imsi-010-');
+    const iEvent = await eventOf('Account/New', a!);
+    await settled(iEvent, 'DELIVERED', 'Signed');
+    const got = rx2.arrived.filter((x) => x.path.startsWith('/signed/') && String(x.headers['webhook-id']).startsWith(`Signed:${iEvent}-`));
+    assert.deepEqual(got.map((x) => x.headers['webhook-id']), [`Signed:${iEvent}-1`, `Signed:${iEvent}-2`]);
+    const wh = new Webhook(secret);
+    for (const x of got) wh.verify(x.body, x.headers as Record<string, string>);
+    assert.equal(got[1]!.body, '{"b":200}');
   });
 
   it('espf handler check prints a dry run: method, URL, headers with secrets masked, body; nothing is sent', async () => {
