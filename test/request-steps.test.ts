@@ -11,6 +11,7 @@ import { addAccounts } from './support/sender.ts';
 import { addHttpHandler, BLOCK_STEPS, CREATE_STEPS, FakeHss, setSteps } from './support/steps.ts';
 import { EspfProcess, runEspf } from './support/child.ts';
 import { Webhook } from 'standardwebhooks';
+import { startHss, type Hss } from '../examples/hss/src/server.ts';
 import { startHttpServer } from '../src/run/http-server.ts';
 
 const SECRET = 'hss-key-5f1c0e9a7d';
@@ -324,5 +325,51 @@ describe('request steps: kill -9 of espf run between two steps', function () {
       await proc.exited();
       await proc2?.stop();
     }
+  });
+});
+
+describe('request steps against the example HSS (examples/hss)', function () {
+  let hss: Hss;
+  const f = deliveryFixture({
+    types: [],
+    prepare: async () => {
+      hss = await startHss({ apiKey: 'prov-key-3c9d1e' });
+      process.env.ESPF_SECRET_HSS_PROVISIONING = 'prov-key-3c9d1e';
+    },
+    setup: async (fx) => {
+      await addHttpHandler(fx.t.db, 'PyHss', hss.url, ['Account/New', 'Account/Blocked'], { max_attempts: 5 });
+      const key = { 'Provisioning-Key': 'env:ESPF_SECRET_HSS_PROVISIONING' };
+      await setSteps(fx.t.db, 'PyHss', 'Account/New', CREATE_STEPS.map((s) => ({ ...s, headers: key })));
+      // A block: look the subscriber up by its IMSI (the account id here), then disable it by the id the lookup gave.
+      await setSteps(fx.t.db, 'PyHss', 'Account/Blocked', [
+        { name: 'lookup', method: 'GET', path: '/subscriber/imsi/{"00101" & $pad($string(variables.i_account), -10, "0")}', headers: key, success_when: 'status = 200 and body != null' },
+        { name: 'patch', method: 'PATCH', path: '/subscriber/{step.lookup.body.subscriber_id}', headers: key, body: '{"enabled": false}', success_when: 'status = 200 and body.enabled = false' },
+      ]);
+    },
+  });
+  after(async () => {
+    await hss?.close();
+    delete process.env.ESPF_SECRET_HSS_PROVISIONING;
+  });
+
+  it('creates the auc row and the subscriber with its auc_id; step 2 failing twice resumes at step 2; a block disables it', async () => {
+    hss.failNext('/subscriber/', 2);
+    // The account's id is its IMSI, made from its i_account (so that the block's lookup finds it from i_account alone).
+    const [a] = await f.t.db.query(sql`SELECT nextval(pg_get_serial_sequence('billing.account', 'i_account'))::int AS i_account`);
+    const imsi = `00101${String(a.i_account).padStart(10, '0')}`;
+    await f.t.db.query(sql`INSERT INTO billing.account (i_account, id, i_customer, i_product) VALUES (${a.i_account}, ${imsi}, ${f.ids.i_customer}, ${f.ids.i_product})`);
+    await eventually(async () => {
+      const [r] = await f.t.db.query(sql`SELECT state FROM espf.event_deliveries d JOIN espf.events e USING (i_event)
+                                          WHERE d.handler = 'PyHss' AND e.event_type = 'Account/New' AND e.variables->>'id' = ${imsi}`);
+      return r?.state === 'DELIVERED';
+    }, 15_000, 'the create DELIVERED');
+    const st = hss.state();
+    const auc = st.auc.find((x) => x.imsi === imsi)!;
+    const sub = st.subscriber.find((x) => x.imsi === imsi)!;
+    assert.equal(sub.auc_id, auc.auc_id);
+    assert.equal(st.requests.filter((r) => r.path.startsWith('/auc') && (r.body as { imsi?: string })?.imsi === imsi).length, 1, 'step 1 once');
+    assert.deepEqual(st.requests.filter((r) => r.path === '/subscriber/' && (r.body as { imsi?: string })?.imsi === imsi).map((r) => r.status), [500, 500, 200]);
+    await f.t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a.i_account}`);
+    await eventually(async () => hss.state().subscriber.find((x) => x.imsi === imsi)?.enabled === false, 15_000, 'the subscriber disabled');
   });
 });
