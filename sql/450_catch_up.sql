@@ -25,10 +25,39 @@
 -- own slot and catches up only the events of its shard (espf.in_shard), from
 -- how far its shard had processed (espf.shard_progress).
 
--- Events of a handler whose transaction started at most this long before the
--- point a slot covered it from are looked at again (transactions commit after
--- they start; their created_at is the start).
-CREATE OR REPLACE FUNCTION espf.catch_up_slack() RETURNS interval LANGUAGE sql IMMUTABLE AS $$ SELECT interval '10 minutes' $$;
+-- The look-back: events of a handler whose transaction started at most this
+-- long before the point a slot covered it from are looked at again. The point
+-- is a time (a heartbeat's mark: every transaction committed before it was
+-- processed), an event's created_at is its transaction's start, and a
+-- transaction commits after it starts: one that ran longer than the look-back
+-- across the mark would be missed. It cannot be an exact bound from what the
+-- database keeps: the outbox row has no commit position, and the start of the
+-- oldest transaction open at a mark is visible only to a role with
+-- pg_read_all_stats (and not at all for a prepared transaction). So it is a
+-- setting, 10 minutes by default: set it above the longest transaction that
+-- writes events, ALTER DATABASE … SET espf.catch_up_look_back = '1 hour'
+-- (docs/operations.md, "The catch-up's look-back"). A longer look-back only
+-- reads more of the outbox: an event already recorded for the handler is not
+-- caught up again.
+CREATE OR REPLACE FUNCTION espf.catch_up_slack() RETURNS interval LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  v text := nullif(current_setting('espf.catch_up_look_back', true), '');
+  i interval;
+BEGIN
+  IF v IS NULL THEN
+    RETURN interval '10 minutes';
+  END IF;
+  BEGIN
+    i := v::interval;
+  EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow OR syntax_error THEN
+    i := NULL;
+  END;
+  IF i IS NULL OR i < interval '0' THEN
+    RAISE EXCEPTION 'espf.catch_up_look_back = %: not a duration of 0 or more (e.g. ''30 minutes'')', v USING ERRCODE = '22023';
+  END IF;
+  RETURN i;
+END
+$$;
 
 -- espf.handlers.enabled_at: when the handler was last enabled.
 CREATE OR REPLACE FUNCTION espf.handler_enabled_at() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -101,12 +130,16 @@ $$;
 CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean, shard int, shards int)
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
   SELECT CASE
-           WHEN c.served_by = inst AND NOT slot_created THEN NULL
+           WHEN c.served_by = inst AND NOT slot_created AND o.owed_from IS NULL THEN NULL
+           WHEN c.served_by = inst AND o.owed_from IS NOT NULL THEN o.owed_from - espf.catch_up_slack()
            WHEN c.served_by = inst THEN coalesce(espf.processed_until(inst, catch_up_from.shard, catch_up_from.shards) - espf.catch_up_slack(), '-infinity')
            ELSE coalesce(c.covered_until - espf.catch_up_slack(), '-infinity')
          END
     FROM (SELECT 1) one
     LEFT JOIN espf.handler_coverage c ON c.handler = catch_up_from.handler
+    -- A shard whose slot was made anew and that has not caught up since (espf.slot_missing).
+    LEFT JOIN espf.shard_progress o ON o.instance = inst AND o.shard = catch_up_from.shard
+                                   AND o.shards = catch_up_from.shards AND catch_up_from.shards > 1
 $$;
 
 CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean)
@@ -202,6 +235,11 @@ BEGIN
   ON CONFLICT (handler) DO UPDATE SET served_by = excluded.served_by, served_since = excluded.served_since
    WHERE c.served_by IS DISTINCT FROM excluded.served_by OR slot_created;
 
+  -- A shard's owed catch-up is done (espf.slot_missing).
+  UPDATE espf.shard_progress p SET owed_from = NULL
+   WHERE p.instance = inst AND p.shard = catch_up.shard AND p.shards = catch_up.shards AND catch_up.shards > 1
+     AND p.owed_from IS NOT NULL;
+
   INSERT INTO espf.instances AS i (name, started_at, caught_up_at, caught_up_events, host, pid)
   VALUES (inst, now(), now(), total, catch_up.host, catch_up.pid)
   ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, caught_up_at = excluded.caught_up_at,
@@ -283,7 +321,7 @@ SELECT h.name AS handler,
        h.instance,
        CASE WHEN i.streamed_at IS NULL
                  AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s
-                                  WHERE s.slot_name = 'espf_' || h.instance AND s.database = current_database())
+                                  WHERE s.slot_name = espf.shard_slot(h.instance, 0, 1) AND s.database = current_database())
             THEN 'never streamed' ELSE 'not streaming' END AS instance_state,
        i.streamed_at AS last_streamed_at,
        i.stopped_at,
@@ -303,4 +341,22 @@ CREATE OR REPLACE FUNCTION espf.slot_missing(inst text) RETURNS void LANGUAGE sq
      SET covered_until = espf.processed_until(inst, 0, 1),
          served_by = NULL, served_since = NULL
    WHERE c.served_by = inst;
+$$;
+
+-- The same for shard `shard` of `shards` of an instance (0, 1: the whole
+-- instance, above). The handlers stay covered for the other shards: the owed
+-- catch-up is this shard's, from how far it had processed
+-- (espf.shard_progress.owed_from, kept until its catch-up commits).
+CREATE OR REPLACE FUNCTION espf.slot_missing(inst text, shard int, shards int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF shards <= 1 THEN
+    PERFORM espf.slot_missing(inst);
+    RETURN;
+  END IF;
+  INSERT INTO espf.shard_progress AS p (instance, shard, shards, owed_from)
+  VALUES (inst, slot_missing.shard, slot_missing.shards,
+          coalesce(espf.processed_until(inst, slot_missing.shard, slot_missing.shards), '-infinity'))
+  ON CONFLICT ON CONSTRAINT shard_progress_pkey DO UPDATE
+     SET owed_from = coalesce(p.owed_from, excluded.owed_from);
+END
 $$;

@@ -369,6 +369,14 @@ export const SCHEMA = {
     mark_at: col<Date | null>(),
     mark_lsn: col<string | null>(),
     streamed_at: col<Date | null>(),
+    owed_from: col<Date | null>(),
+  },
+  'espf.slots': {
+    instance: col<string>(),
+    shard: col<number>(),
+    shards: col<number>(),
+    slot_name: col<string>(),
+    claimed_at: col<Date>(),
   },
   'espf.report_shards': {  // view
     instance: col<string | null>(),
