@@ -17,6 +17,12 @@ export interface StreamEvent {
   readonly event_type: string;
   readonly variables: Record<string, unknown>;
   readonly source_i_event: number | null;
+  /**
+   * Its created_at (to the millisecond): with i_event, its identity, which the
+   * record stage checks (an i_event may be handed out again after a failover).
+   * Absent for an event read back from a delivery row.
+   */
+  readonly created_at?: Date;
 }
 
 /** A committed transaction of the stream, as its BEGIN message names it. */
@@ -264,6 +270,7 @@ export class ReplicationStream {
           event_type: row.event_type as string,
           variables: row.variables as Record<string, unknown>,
           source_i_event: row.source_i_event == null ? null : Number(row.source_i_event),
+          ...(row.created_at instanceof Date ? { created_at: row.created_at } : {}),
         });
         if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;
         // A large transaction: hand on what came so far; the rest follows.
