@@ -6,19 +6,25 @@
 -- milliseconds), and `n`, its order in the batch. One statement: the JSON
 -- text is read once (json, not jsonb: nothing is built that is not used).
 --
--- The identity of the event (docs/guarantees.md, "After a failover"): an
--- outcome carries its event's created_at (epoch milliseconds, `created_at`;
--- null: not known, not checked), and is dropped when espf.events has no event
--- of that number, type and creation time, as after an asynchronous failover
--- whose new primary handed a lost event's i_event to a new one. Returns the
--- i_event of the outcomes dropped (the sender logs them).
+-- The identity of the event (docs/operations.md, "PostgreSQL 15 and 16, or a
+-- slot missing after a failover"): after an asynchronous failover the new
+-- primary may hand a lost event's i_event to a new event, and an outcome of
+-- the lost one must not land on it. An outcome is dropped when espf.events has
+-- no event of its number and type that is the one delivered: one of the same
+-- created_at (epoch milliseconds, `created_at`: events from the stream), or,
+-- for a delivery read back from its row (no created_at), one created by the
+-- time the row says its transaction committed (`committed_at`; a new event
+-- made after a failover was created later). Neither known: not checked.
+-- Returns the i_event of the outcomes dropped (the sender logs them).
 CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json, check_identity boolean)
 RETURNS bigint[] LANGUAGE sql AS $$
   WITH given AS MATERIALIZED (
-    SELECT r.*, r.created_at IS NULL OR EXISTS (
+    SELECT r.*, (r.created_at IS NULL AND r.committed_at IS NULL) OR EXISTS (
              SELECT FROM espf.events e
               WHERE e.i_event = r.i_event AND e.event_type = r.event_type
-                AND abs(extract(epoch FROM date_trunc('milliseconds', e.created_at)) * 1000 - r.created_at) < 0.5) AS same_event
+                AND CASE WHEN r.created_at IS NOT NULL
+                         THEN abs(extract(epoch FROM date_trunc('milliseconds', e.created_at)) * 1000 - r.created_at) < 0.5
+                         ELSE e.created_at < to_timestamp(r.committed_at / 1000.0) + interval '1 millisecond' END) AS same_event
       FROM json_to_recordset(records) AS r(
            i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
            commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,

@@ -16,7 +16,7 @@ interface Row {
   // times as epoch milliseconds: cheaper to build and encode than ISO strings
   next_attempt_at: number | null; committed_at: number | null; first_attempt_at: number | null;
   last_attempt_at: number | null; finished_at: number | null;
-  /** The event's created_at: its identity with i_event, checked before the outcome is written (sql/400_results.sql). */
+  /** The event's created_at: its identity with i_event, checked before the outcome is written (sql/400_results.sql; a row's committed_at when absent). */
   created_at: number | null;
   n?: number;
 }
