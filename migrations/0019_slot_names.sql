@@ -12,7 +12,13 @@
 -- 2. espf.shard_progress.owed_from: a shard process whose slot was made anew
 --    owes a catch-up from there until its catch-up commits, as the whole
 --    instance's espf.handler_coverage says it (espf.slot_missing).
--- New tables and a nullable column without a default rewrite nothing.
+-- 3. An exact bound for the catch-up where it can be known (sql/450_catch_up.sql,
+--    espf.open_since): mark_from, noted with each heartbeat's mark, is the
+--    start of the oldest transaction of the database open at the mark;
+--    processed_from goes with processed_until (every event created before it
+--    had been processed), covered_from with covered_until. Null: not known,
+--    the catch-up looks back espf.catch_up_look_back instead.
+-- New tables and nullable columns without a default rewrite nothing.
 SET LOCAL lock_timeout = '5s';
 
 CREATE TABLE espf.slots (
@@ -26,3 +32,6 @@ CREATE TABLE espf.slots (
 GRANT INSERT ON espf.slots TO espf_sender;  -- SELECT: the default privileges of 0006
 
 ALTER TABLE espf.shard_progress ADD COLUMN owed_from timestamptz;
+ALTER TABLE espf.instances ADD COLUMN mark_from timestamptz, ADD COLUMN processed_from timestamptz;
+ALTER TABLE espf.shard_progress ADD COLUMN mark_from timestamptz, ADD COLUMN processed_from timestamptz;
+ALTER TABLE espf.handler_coverage ADD COLUMN covered_from timestamptz;

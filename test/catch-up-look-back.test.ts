@@ -10,7 +10,9 @@ import { connect } from '../src/db/connect.ts';
 import { catchUp } from '../src/run/catch-up.ts';
 import { WHOLE } from '../src/run/shard.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { configureEventSender } from './support/sender.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually } from './support/receiver.ts';
+import { configureEventSender, startSender } from './support/sender.ts';
 
 describe('the catch-up\'s look-back is a setting', function () {
   let t: TestDatabase;
@@ -64,6 +66,53 @@ describe('the catch-up\'s look-back is a setting', function () {
       const r = await catchUp({ db, instance: 'main', shard: WHOLE, slot: `espf_lookback_${process.pid}`, prepareSlot: async () => {}, log: pino({ level: 'silent' }) });
       assert.deepEqual(r.handlers, { EventSender: 3 });
     } finally {
+      await db.dispose();
+    }
+  });
+});
+
+describe('the catch-up\'s exact bound (espf.open_since), where the database shows it', function () {
+  this.timeout(60_000);
+  const f = deliveryFixture({ types: ['Account/New'], sender: false });
+
+  it('a transaction open across the point the instance had processed is caught up after a slot loss, with no look-back at all', async () => {
+    const { t, rx } = f;
+    // No look-back: only the exact bound can find the transaction below.
+    await t.db.query(sql`ALTER DATABASE ${sql.ident(t.name)} SET espf.catch_up_look_back = '0'`);
+    const db = connect({ connectionString: t.url, poolSize: 6 }); // new sessions read it
+    const long = connect({ connectionString: t.url, poolSize: 1 });
+    let run = await startSender(db, t.url);
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((r) => { release = r; });
+      let started!: Date;
+      const open = new Promise<void>((opened) => {
+        void long.tx(async (tx) => {
+          [{ started }] = await tx.query(sql`SELECT now() AS started`);
+          await tx.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES ('long-1', ${f.ids.i_customer}, ${f.ids.i_product})`);
+          opened();
+          await gate;
+        });
+      });
+      await open;
+      // The instance processes past the transaction's start while it stays open (heartbeat marks).
+      const marks = await eventually(async () => {
+        const [i] = await t.db.query(sql`SELECT processed_until, processed_from FROM espf.instances WHERE name = 'main'`);
+        return i?.processed_until > started && i.processed_from !== null && i;
+      }, 20_000, 'processed_until past the open transaction\'s start');
+      assert.ok(marks.processed_from <= started, `the exact bound ${marks.processed_from.toISOString()} is at or before the open transaction's start ${started.toISOString()}`);
+      await run.stop();
+
+      // The slot goes; the long transaction commits while there is none.
+      await t.db.query(sql`SELECT pg_drop_replication_slot(${run.sender.slot})`);
+      release();
+      await eventually(async () => (await t.db.query(sql`SELECT 1 FROM billing.account WHERE id = 'long-1'`)).length === 1, 10_000, 'the long transaction committed');
+
+      run = await startSender(db, t.url);
+      await rx.waitFor(() => rx.received.some((r) => r.json.variables.id === 'long-1'), 20_000, 'the event of the long transaction, caught up');
+    } finally {
+      await run.stop();
+      await long.dispose();
       await db.dispose();
     }
   });

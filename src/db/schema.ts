@@ -151,6 +151,7 @@ export const SCHEMA = {
     served_by: col<string | null>(),
     served_since: col<Date | null>(),
     covered_until: col<Date | null>(),
+    covered_from: col<Date | null>(),
   },
   'espf.handlers': {
     name: col<string>(),
@@ -197,6 +198,8 @@ export const SCHEMA = {
     caught_up_events: gen<number>(),
     host: col<string | null>(),
     pid: col<number | null>(),
+    mark_from: col<Date | null>(),
+    processed_from: col<Date | null>(),
   },
   'espf.maintenance': {
     id: gen<boolean>(),
@@ -370,6 +373,8 @@ export const SCHEMA = {
     mark_lsn: col<string | null>(),
     streamed_at: col<Date | null>(),
     owed_from: col<Date | null>(),
+    mark_from: col<Date | null>(),
+    processed_from: col<Date | null>(),
   },
   'espf.slots': {
     instance: col<string>(),
