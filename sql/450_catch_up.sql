@@ -25,20 +25,20 @@
 -- own slot and catches up only the events of its shard (espf.in_shard), from
 -- how far its shard had processed (espf.shard_progress).
 
--- The look-back: events of a handler whose transaction started at most this
--- long before the point a slot covered it from are looked at again. The point
--- is a time (a heartbeat's mark: every transaction committed before it was
--- processed), an event's created_at is its transaction's start, and a
--- transaction commits after it starts: one that ran longer than the look-back
--- across the mark would be missed. It cannot be an exact bound from what the
--- database keeps: the outbox row has no commit position, and the start of the
--- oldest transaction open at a mark is visible only to a role with
--- pg_read_all_stats (and not at all for a prepared transaction). So it is a
--- setting, 10 minutes by default: set it above the longest transaction that
--- writes events, ALTER DATABASE … SET espf.catch_up_look_back = '1 hour'
--- (docs/operations.md, "The catch-up's look-back"). A longer look-back only
--- reads more of the outbox: an event already recorded for the handler is not
--- caught up again.
+-- The look-back: where the exact bound is not known (espf.open_since below),
+-- events of a handler whose transaction started at most this long before the
+-- point a slot covered it from are looked at again. The point is a time (a
+-- heartbeat's mark: every transaction committed before it was processed), an
+-- event's created_at is its transaction's start, and a transaction commits
+-- after it starts: one that ran longer than the look-back across the mark
+-- would be missed. The outbox row has no commit position, and the start of
+-- the oldest transaction open at a mark is visible only to a role with
+-- pg_read_all_stats (not at all for a prepared transaction), so where it is
+-- not visible the bound is this setting, 10 minutes by default: set it above
+-- the longest transaction that writes events, ALTER DATABASE … SET
+-- espf.catch_up_look_back = '1 hour' (docs/operations.md, "The catch-up's
+-- look-back"). A longer look-back only reads more of the outbox: an event
+-- already recorded for the handler is not caught up again.
 CREATE OR REPLACE FUNCTION espf.catch_up_slack() RETURNS interval LANGUAGE plpgsql STABLE AS $$
 DECLARE
   v text := nullif(current_setting('espf.catch_up_look_back', true), '');
