@@ -32,6 +32,21 @@ export async function startSender(db: Db, url: string, instance = 'main', opts: 
   };
 }
 
+/**
+ * Resolves once the sender has read its configuration rows as they are now:
+ * after two new snapshots, the second of which began after the call (the
+ * first may have been read before a change just committed). Instead of
+ * sleeping for "two configuration polls".
+ */
+export async function configApplied(sender: Sender, timeoutMs = 15_000): Promise<void> {
+  let seen = sender.configuration;
+  let reads = 0;
+  await eventually(async () => {
+    if (sender.configuration !== seen) { seen = sender.configuration; reads++; }
+    return reads >= 2;
+  }, timeoutMs, 'the sender to read its configuration again');
+}
+
 /** Points EventSender at a URL, enables it, subscribes it and enables the types. */
 export async function configureEventSender(db: Db, url: string | string[], types: string[], settings: Record<string, string | number | boolean> = {}): Promise<void> {
   const urls = Array.isArray(url) ? url : [url];
