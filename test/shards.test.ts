@@ -119,7 +119,10 @@ describe('shards: one instance split by account across three processes', functio
     await rx.waitFor(() => rx.received.length >= 150, 60_000, "150 deliveries before the kill");
     procs[1]![0]!.kill('SIGKILL');
     await procs[1]![0]!.exited();
-    await new Promise((r) => setTimeout(r, 300)); // events for shard 1 pile up in its slot meanwhile
+    // Events for shard 1 pile up in its slot meanwhile.
+    const [{ last }] = await t.db.query(sql`SELECT coalesce(max(i_event), 0) AS last FROM espf.events`);
+    await eventually(async () => (await t.db.query(sql`SELECT 1 FROM espf.events
+      WHERE i_event > ${last} AND event_type = ANY(${TYPES}::text[]) AND shard_key % ${N} = 1 LIMIT 1`)).length === 1, 15_000, 'events for shard 1 while it is down');
     procs[1]!.push(shardProcess(f, 1));
     await procs[1]![1]!.streaming(60_000);
     const atRestart = rx.received.length;
