@@ -33,7 +33,7 @@ export interface ChildOptions {
 export interface DeliveryFixture<R extends FixtureReceiver = TestReceiver> {
   t: TestDatabase;
   rx: R;
-  /** The in-process sender the fixture started (`sender` not false nor 'child'). */
+  /** The in-process sender the fixture started (`sender` not false nor 'child'); a test may put another in its place: it is stopped too. */
   run: SenderRun;
   /** `espf run` as a child process, when `sender: 'child'`. */
   child: EspfProcess;
@@ -53,7 +53,7 @@ export interface DeliveryFixtureOptions<R extends FixtureReceiver = TestReceiver
    * as espf migrate made it (for tests where configuring is the step under test).
    */
   readonly types?: string[];
-  /** Columns of EventSender's espf.http_handlers row. */
+  /** Columns of EventSender's espf.http_handlers row, set one at a time in this order (a maximum before the minimum it bounds). */
   readonly settings?: Record<string, string | number | boolean>;
   /** Where EventSender sends (default: the fixture's receiver). */
   readonly url?: (f: DeliveryFixture<R>) => string | string[];
