@@ -140,8 +140,10 @@ describe('outage: a receiver that goes down and comes back', function () {
   });
 
   it('an outage ten times longer than max_attempts × retry_max_delay fails nothing: probes do not count', async () => {
-    // The breaker opens after 2 failures, before any retry (at least 0.1 s later) could count a second attempt.
-    await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 2, retry_delay: 0.2, retry_max_delay: 0.2, breaker_failures: 2, probe_delay: 0.05, probe_max_delay: 0.1 });
+    // The breaker opens at the first failure: a retry is scheduled only when a failure is
+    // recorded, so none can count a second attempt however slow the machine (with 2, a
+    // loaded machine could record the second failure after the first one's retry).
+    await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 2, retry_delay: 0.2, retry_max_delay: 0.2, breaker_failures: 1, probe_delay: 0.05, probe_max_delay: 0.1 });
     run = await f.startSender({ metrics });
     rx.respond = () => ({ status: 503 });
     const accounts = await addAccounts(t.db, ids, 20, 'long-');
