@@ -13,6 +13,7 @@ import { resolveSecret, SECRET_ENV_PREFIX } from '../src/security/secret-ref.ts'
  * capped, one at a time and cancellable, and login limiting that cannot be raced.
  */
 describe('console: secrets, resends and logins', function () {
+  // Not test/support/fixture.ts: no sender runs; the receivers are targets the console under test points EventSender at.
   this.timeout(60_000);
   let t: TestDatabase;
   let base: string;
