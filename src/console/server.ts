@@ -6,6 +6,7 @@ import { COOKIE, LoginLimiter, readCookie, sameString, unsignSession } from './a
 import { checkOrigin, readForm, redirect, Refusal, send, serveStatic } from './http.ts';
 import { errorPage, login, offPage } from './pages/login.ts';
 import { ResendJobs } from './resend-jobs.ts';
+import { SETTINGS_TTL_MS, SettingsCache } from './settings.ts';
 import { findRoute, ROUTES, type ConsoleDeps } from './routes.ts';
 import * as store from './store.ts';
 
@@ -16,6 +17,8 @@ export interface ConsoleOptions {
   readonly logDir?: string;
   /** Session cookies always Secure (espf run passes ESPF_CONSOLE_SECURE_COOKIE=1). */
   readonly secureCookie?: boolean;
+  /** How long espf.console is kept between reads (default SETTINGS_TTL_MS; 0 reads it for every request). */
+  readonly settingsTtlMs?: number;
 }
 
 /**
@@ -26,6 +29,7 @@ export interface ConsoleOptions {
 export function createConsole(opts: ConsoleOptions) {
   const { db, log } = opts;
   const limiter = new LoginLimiter();
+  const settingsCache = new SettingsCache(db, opts.settingsTtlMs ?? SETTINGS_TTL_MS);
   const deps: ConsoleDeps = {
     db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log),
     secureCookie: (req) => opts.secureCookie === true || req.headers['x-forwarded-proto'] === 'https',
@@ -36,7 +40,7 @@ export function createConsole(opts: ConsoleOptions) {
     if (p.startsWith('/console/static/')) return serveStatic(res, p.slice('/console/static/'.length));
     let settings: store.ConsoleSettings | null;
     try {
-      settings = await store.readSettings(db);
+      settings = await settingsCache.get();
     } catch (err) {
       if (sqlState(err) === SQLSTATE.undefinedTable) return send(res, 404, offPage('The console is not installed in this database (espf.console is missing): run espf migrate.'));
       throw err;

@@ -11,6 +11,8 @@ import { createConsole } from '../console/server.ts';
 export interface HttpServerOptions {
   readonly sender: Sender;
   readonly db: Db;
+  /** The console's own pool (src/run/pools.ts); without it the console shares `db`. */
+  readonly consoleDb?: Db;
   readonly log: Logger;
   readonly port: number;
   /** Address to listen on (default 127.0.0.1; espf run passes ESPF_HTTP_HOST). */
@@ -18,6 +20,8 @@ export interface HttpServerOptions {
   /** The console's provisioning.log folder and cookie setting (ESPF_LOG_DIR, ESPF_CONSOLE_SECURE_COOKIE). */
   readonly logDir?: string;
   readonly secureCookie?: boolean;
+  /** How long the console keeps its settings (src/console/settings.ts). */
+  readonly consoleSettingsTtlMs?: number;
   /** Served at /metrics when set. */
   readonly metrics?: Metrics;
   /** /healthz lists the handlers of other instances that wait on one that is not streaming. */
@@ -30,7 +34,7 @@ export interface HttpServerOptions {
  * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
-  const web = createConsole({ db: opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie });
+  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {

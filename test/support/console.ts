@@ -20,10 +20,15 @@ export async function enableConsole(db: Db): Promise<void> {
   await db.query(sql`UPDATE espf.console SET enabled = true`);
 }
 
-/** The HTTP server of espf run (console included) without streaming: a sender that is not started. */
+/**
+ * The HTTP server of espf run (console included) without streaming: a sender that is not started.
+ * These tests change espf.console between two requests and expect the second to see it, so the
+ * console reads its settings for every request (settings TTL 0); test/console-load.test.ts runs
+ * the default.
+ */
 export async function startConsoleServer(db: Db, url: string, sender?: Sender) {
   const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
   const s = sender ?? new Sender({ db, url, instance: 'main', log, plog: provisioningLog(mkdtempSync(path.join(os.tmpdir(), 'espf-log-'))) });
-  const server = await startHttpServer({ sender: s, db, log, port: 0, host: '127.0.0.1' });
+  const server = await startHttpServer({ sender: s, db, log, port: 0, host: '127.0.0.1', consoleSettingsTtlMs: 0 });
   return { server, base: `http://127.0.0.1:${server.port}` };
 }
