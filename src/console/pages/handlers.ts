@@ -1,7 +1,7 @@
 import { html, type Html } from '../html.ts';
 import { canChange, csrfField, doneMessage, layout, notice, type PageContext } from '../layout.ts';
 import { FieldError, formValues, HTTP_FIELDS } from '../fields.ts';
-import { redirect, Refusal, send } from '../http.ts';
+import { pathName, redirect, Refusal, send } from '../http.ts';
 import * as store from '../store.ts';
 import { sendTestEvent, type TestAnswer } from '../test-event.ts';
 import type { Route } from '../routes.ts';
@@ -24,7 +24,7 @@ export const handlerRoutes: readonly Route[] = [{
     const { db, log } = r.deps;
     const c = r.ctx;
     const user = r.session.user;
-    const name = decodeURIComponent(r.params[0]!);
+    const name = pathName(r.params[0]!);
     const row = await store.readHttpHandler(db, name);
     if (!row) {
       const [h] = (await store.handlerRows(db)).filter((x) => x.handler === name);

@@ -1,6 +1,6 @@
 import { html, type Html } from '../html.ts';
 import { layout, notice, type PageContext } from '../layout.ts';
-import { Refusal, send } from '../http.ts';
+import { pathName, Refusal, send } from '../http.ts';
 import type { Route } from '../routes.ts';
 import { checkRules, listRules, readRule, type RuleDetail, type RuleProblem, type RuleSummary } from '../../rules/rules.ts';
 import { oneLine } from '../../errors.ts';
@@ -14,7 +14,7 @@ export const rulesRoutes: readonly Route[] = [{
 }, {
   path: /^\/console\/rules\/(.+)$/, method: 'GET',
   async handle(r) {
-    const name = decodeURIComponent(r.params[0]!);
+    const name = pathName(r.params[0]!);
     try {
       return send(r.res, 200, rulePage(r.ctx, await readRule(r.deps.db, name)));
     } catch (err) {

@@ -23,7 +23,7 @@ export const subscriberRoutes: readonly Route[] = [{
   async handle(r) {
     const iAccount = Number(r.params[0]);
     const [d, attempts] = await Promise.all([store.accountTimeline(r.deps.db, iAccount), readAttempts(r.deps.logDir, iAccount)]);
-    send(r.res, 200, subscriberPage(r.ctx, d, iAccount, attempts, { ok: doneMessage(r.query), error: r.query.get('refused') }));
+    send(r.res, 200, subscriberPage(r.ctx, d, iAccount, attempts, { ok: doneMessage(r.query), error: null }));
   },
 }, {
   path: '/console/resend', method: 'POST',

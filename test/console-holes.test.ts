@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { sql } from '@databases/pg';
+import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+
+/**
+ * The smaller holes of the console (docs/console.md "Security"), over real HTTP
+ * against a real database: notices that echo no text from the URL, paths and
+ * `next` values that answer 400/404 instead of 500, bounded key lists, URL
+ * passwords hidden, refusals audited, and the session rules.
+ */
+describe('console: smaller holes', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  let base: string;
+  let close: () => Promise<void>;
+
+  before(async () => {
+    t = await createTestDatabase();
+    await enableConsole(t.db);
+    const s = await startConsoleServer(t.db, t.url);
+    base = s.base;
+    close = () => s.server.close();
+  });
+  after(async () => {
+    await close?.();
+    await t?.drop();
+  });
+
+  function form(p: string, body: Record<string, string> | URLSearchParams, headers: Record<string, string> = {}) {
+    return fetch(`${base}${p}`, {
+      method: 'POST', redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+      body: new URLSearchParams(body).toString(),
+    });
+  }
+  async function login(who: { user: string; password: string }): Promise<{ cookie: string; csrf: string }> {
+    const r = await form('/console/login', { user: who.user, password: who.password });
+    assert.equal(r.status, 303, await r.text());
+    const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const page = await (await fetch(`${base}/console/`, { headers: { cookie } })).text();
+    return { cookie, csrf: /name="_csrf" value="([^"]*)"/.exec(page)![1]! };
+  }
+  async function get(cookie: string, p: string): Promise<{ status: number; text: string }> {
+    const r = await fetch(`${base}${p}`, { headers: { cookie }, redirect: 'manual' });
+    return { status: r.status, text: await r.text() };
+  }
+
+  describe('notices take no text from the URL', () => {
+    it('?done= shows only fixed messages, with names the database knows; ?refused= shows nothing', async () => {
+      const { cookie } = await login(VIEWER);
+      const lure = 'Your session expired, call +1 555 0100 to reactivate';
+      for (const p of [
+        `/console/matrix?done=${encodeURIComponent(`type|${lure}|on`)}`,
+        `/console/matrix?done=${encodeURIComponent(`sub|EventSender|${lure}`)}`,
+        `/console/matrix?done=${encodeURIComponent(`handler|EventSender|${lure}`)}`,
+        `/console/deliveries?done=resend&n=${encodeURIComponent(lure)}`,
+        `/console/subscribers/1?refused=${encodeURIComponent(lure)}`,
+        `/console/handlers/EventSender?done=${encodeURIComponent(lure)}`,
+      ]) {
+        const r = await get(cookie, p);
+        assert.equal(r.status, 200, p);
+        assert.doesNotMatch(r.text, /call \+1 555/, p);
+        assert.doesNotMatch(r.text, /class="notice/, p);
+      }
+      // The real notices still show.
+      assert.match((await get(cookie, `/console/matrix?done=${encodeURIComponent('sub|EventSender|Account/New')}`)).text, /role="status">EventSender subscribed to Account\/New\./);
+      assert.match((await get(cookie, '/console/deliveries?done=resend&n=3')).text, /role="status">3 deliveries re-queued/);
+    });
+  });
+
+  describe('odd paths and next values: 404 or a safe redirect, never 500', () => {
+    it('/console/static/__proto__ and other names that are not files: 404', async () => {
+      for (const p of ['/console/static/__proto__', '/console/static/constructor', '/console/static/%ZZ', '/console/static/..%2fserver.ts', '/console/static/']) {
+        const r = await fetch(`${base}${p}`);
+        assert.equal(r.status, 404, p);
+      }
+    });
+
+    it('a malformed %-escape in a handler or rule name: 404', async () => {
+      const { cookie } = await login(VIEWER);
+      for (const p of ['/console/handlers/%E0%A4%A', '/console/handlers/%ZZ', '/console/rules/%', '/console/rules/abc%E0']) {
+        const r = await get(cookie, p);
+        assert.equal(r.status, 404, `${p}: ${r.text.slice(0, 200)}`);
+        assert.match(r.text, /malformed %-escape/);
+      }
+    });
+
+    it('a non-Latin-1 (or otherwise odd) next: the login goes to the overview', async () => {
+      for (const next of ['/console/ü', '/console/\u{1F600}', '/console/\ud800', '/console/a b', '/console/\\evil']) {
+        const r = await form('/console/login', { user: ADMIN.user, password: ADMIN.password, next });
+        assert.equal(r.status, 303, JSON.stringify(next));
+        assert.equal(r.headers.get('location'), '/console/');
+        const page = await fetch(`${base}/console/login?${new URLSearchParams({ next })}`);
+        assert.equal(page.status, 200);
+      }
+      const ok = await form('/console/login', { user: ADMIN.user, password: ADMIN.password, next: '/console/deliveries?state=FAILED' });
+      assert.equal(ok.headers.get('location'), '/console/deliveries?state=FAILED');
+    });
+  });
+
+  it('"Resend selected" with more than 1,000 keys is refused with the reason, and nothing is re-queued', async () => {
+    const { cookie, csrf } = await login(ADMIN);
+    const body = new URLSearchParams({ _csrf: csrf });
+    for (let i = 1; i <= 1001; i++) body.append('key', `${i}|EventSender`);
+    for (const p of ['/console/deliveries/resend', '/console/resend']) {
+      const r = await form(p, body, { cookie });
+      assert.equal(r.status, 413, p);
+      assert.match(await r.text(), /1001 deliveries selected; one resend takes at most 1000 \(nothing was re-queued\)/);
+    }
+    const [a] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.console_audit WHERE action = 'resend'`);
+    assert.equal(a.n, 0);
+  });
+});
