@@ -111,4 +111,35 @@ describe('console: smaller holes', function () {
     const [a] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.console_audit WHERE action = 'resend'`);
     assert.equal(a.n, 0);
   });
+
+  it('a user:password@ in a handler URL: shown as *** to everyone, kept on save, refused when *** is sent for another URL, never in the audit', async () => {
+    const secretUrl = 'http://hss:s3cret-pw@127.0.0.1:1/events';
+    await t.db.query(sql`UPDATE espf.http_handlers SET url = ${[secretUrl]}::text[] WHERE handler = 'EventSender'`);
+    const stored = async () => (await t.db.query(sql`SELECT url FROM espf.http_handlers WHERE handler = 'EventSender'`))[0].url;
+    const viewer = await login(VIEWER);
+    const seen = await get(viewer.cookie, '/console/handlers/EventSender');
+    assert.doesNotMatch(seen.text, /s3cret-pw/);
+    assert.match(seen.text, /http:\/\/hss:\*\*\*@127\.0\.0\.1:1\/events/);
+    const { cookie, csrf } = await login(ADMIN);
+    // The form as shown (the URL masked) saves another column and keeps the password.
+    assert.equal((await form('/console/handlers/EventSender', { _csrf: csrf, url: 'http://hss:***@127.0.0.1:1/events', request_timeout: '31' }, { cookie })).status, 303);
+    assert.deepEqual(await stored(), [secretUrl]);
+    // *** for a URL it was not shown for is refused at the field.
+    const moved = await form('/console/handlers/EventSender', { _csrf: csrf, url: 'http://hss:***@127.0.0.1:2/events' }, { cookie });
+    assert.equal(moved.status, 422);
+    const text = await moved.text();
+    assert.match(text, /id="f_url_err" role="alert">espf\.http_handlers\.url: http:\/\/hss:\*\*\*@127\.0\.0\.1:2\/events has its password shown as \*\*\*: type the password again/);
+    assert.doesNotMatch(text, /s3cret-pw/);
+    assert.deepEqual(await stored(), [secretUrl]);
+    // A test event's answers show the URL masked.
+    const test = await form('/console/handlers/EventSender/test', { _csrf: csrf }, { cookie });
+    assert.equal(test.status, 200);
+    assert.doesNotMatch(await test.text(), /s3cret-pw/);
+    // A new password typed for a new URL is saved; the audit never holds either password.
+    assert.equal((await form('/console/handlers/EventSender', { _csrf: csrf, url: 'http://hss:n3w-pw@127.0.0.1:2/events' }, { cookie })).status, 303);
+    assert.deepEqual(await stored(), ['http://hss:n3w-pw@127.0.0.1:2/events']);
+    const audit = JSON.stringify(await t.db.query(sql`SELECT * FROM espf.console_audit`));
+    assert.match(audit, /hss:\*\*\*@127\.0\.0\.1:2/);
+    assert.doesNotMatch(audit, /s3cret-pw|n3w-pw/);
+  });
 });

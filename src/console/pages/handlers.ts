@@ -86,7 +86,7 @@ export function handlerPage(ctx: PageContext, name: string, row: Row, opts: {
     let input: Html;
     const value = v[f.column];
     switch (f.kind) {
-      case 'urls': input = html`<textarea rows="3"${common}>${(Array.isArray(value) ? value : []).join('\n')}</textarea>`; break;
+      case 'urls': input = html`<textarea rows="3"${common}>${(Array.isArray(value) ? value : []).map((u) => redactUrl(String(u))).join('\n')}</textarea>`; break;
       case 'json': input = html`<textarea rows="2"${common}>${typeof value === 'string' ? value : JSON.stringify(value ?? {})}</textarea>`; break;
       case 'bool': input = html`<select${common}><option value="true"${value === true || value === 'true' ? html` selected` : ''}>true</option><option value="false"${value === false || value === 'false' ? html` selected` : ''}>false</option></select>`; break;
       case 'choice': input = html`<select${common}>${f.choices!.map((c) => html`<option${c === value ? html` selected` : ''}>${c}</option>`)}</select>`; break;
@@ -108,7 +108,7 @@ ${notice('ok', opts.ok)}${notice('error', generalError)}
 <form method="post" action="/console/handlers/${encodeURIComponent(name)}/test">${csrfField(ctx)}
   <button type="submit"${dis}>Send a test event</button> <span class="muted">POSTs {"event_type": "espf/Test", …} to each URL with the handler's auth, and shows the answers.</span>
 </form>
-${opts.test ? html`<h2>Test answers</h2><div class="scroll"><table><thead><tr><th scope="col">URL</th><th scope="col">Answer</th><th scope="col" class="num">ms</th></tr></thead><tbody>${opts.test.map((t) => html`<tr class="${t.ok ? '' : 'bad'}"><td>${t.url}</td><td>${t.answer}</td><td class="num">${t.durationMs}</td></tr>`)}</tbody></table></div>` : ''}
+${opts.test ? html`<h2>Test answers</h2><div class="scroll"><table><thead><tr><th scope="col">URL</th><th scope="col">Answer</th><th scope="col" class="num">ms</th></tr></thead><tbody>${opts.test.map((t) => html`<tr class="${t.ok ? '' : 'bad'}"><td>${redactUrl(t.url)}</td><td>${t.answer}</td><td class="num">${t.durationMs}</td></tr>`)}</tbody></table></div>` : ''}
 <h2>Settings</h2>
 <form method="post" action="/console/handlers/${encodeURIComponent(name)}" novalidate>${csrfField(ctx)}
 ${fields}
