@@ -142,4 +142,31 @@ describe('console: smaller holes', function () {
     assert.match(audit, /hss:\*\*\*@127\.0\.0\.1:2/);
     assert.doesNotMatch(audit, /s3cret-pw|n3w-pw/);
   });
+
+  it('refusals of a logged-in user are audited: a viewer\'s change, a missing CSRF token, a foreign Origin, a database refusal; logouts too', async () => {
+    const refusals = async () => t.db.query(sql`SELECT user_name, target, after FROM espf.console_audit WHERE action = 'refused' ORDER BY i_audit`);
+    const before = (await refusals()).length;
+    const viewer = await login(VIEWER);
+    assert.equal((await form('/console/matrix', { _csrf: viewer.csrf, op: 'type|Account/New|on' }, { cookie: viewer.cookie })).status, 403);
+    const admin = await login(ADMIN);
+    assert.equal((await form('/console/matrix', { op: 'type|Account/New|on' }, { cookie: admin.cookie })).status, 403);
+    assert.equal((await form('/console/matrix', { _csrf: admin.csrf, op: 'type|Account/New|on' }, { cookie: admin.cookie, origin: 'http://evil.example' })).status, 403);
+    assert.equal((await form('/console/handlers/EventSender', { _csrf: admin.csrf, request_timeout: '0' }, { cookie: admin.cookie })).status, 422);
+    // Anonymous requests are not audited (a flood would fill the table).
+    assert.equal((await form('/console/matrix', { op: 'type|Account/New|on' })).status, 401);
+    const rows = (await refusals()).slice(before);
+    assert.deepEqual(rows.map((r) => [r.user_name, r.target, r.after.status]), [
+      [VIEWER.user, '/console/matrix', 403],
+      [ADMIN.user, '/console/matrix', 403],
+      [ADMIN.user, '/console/matrix', 403],
+      [ADMIN.user, '/console/handlers/EventSender', 422],
+    ]);
+    assert.match(rows[0].after.reason, /victor is a viewer/);
+    assert.match(rows[1].after.reason, /CSRF token missing or wrong/);
+    assert.match(rows[2].after.reason, /Origin is another site/);
+    assert.match(rows[3].after.reason, /^espf\.http_handlers\.request_timeout: must be > 0/);
+    assert.equal((await form('/console/logout', { _csrf: viewer.csrf }, { cookie: viewer.cookie })).status, 303);
+    const [out] = await t.db.query(sql`SELECT user_name FROM espf.console_audit WHERE action = 'logout' ORDER BY i_audit DESC LIMIT 1`);
+    assert.equal(out.user_name, VIEWER.user);
+  });
 });

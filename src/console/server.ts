@@ -35,7 +35,7 @@ export function createConsole(opts: ConsoleOptions) {
     secureCookie: (req) => opts.secureCookie === true || req.headers['x-forwarded-proto'] === 'https',
   };
 
-  async function serve(req: http.IncomingMessage, res: http.ServerResponse, p: string): Promise<void> {
+  async function serve(req: http.IncomingMessage, res: http.ServerResponse, p: string, seen: { user?: string }): Promise<void> {
     if (p === '/console') return redirect(res, '/console/');
     if (p.startsWith('/console/static/')) return serveStatic(res, p.slice('/console/static/'.length));
     let settings: store.ConsoleSettings | null;
@@ -51,6 +51,7 @@ export function createConsole(opts: ConsoleOptions) {
     if (p === '/console/login') return login({ req, res, query, settings }, deps, limiter);
 
     const session = await findSession(req, settings);
+    seen.user = session?.session.user;
     if (!session) {
       if (req.method === 'GET' || req.method === 'HEAD') {
         const next = p + (query.size ? `?${query}` : '');
@@ -92,10 +93,13 @@ export function createConsole(opts: ConsoleOptions) {
     /** Routes /console/…; returns false when the path is not the console's. */
     handle(req: http.IncomingMessage, res: http.ServerResponse, p: string): boolean {
       if (p !== '/console' && !p.startsWith('/console/')) return false;
-      serve(req, res, p).catch((err: unknown) => {
+      const seen: { user?: string } = {};
+      serve(req, res, p, seen).catch(async (err: unknown) => {
         if (res.headersSent) { res.destroy(); return; }
         if (err instanceof Refusal) {
           if (!req.complete) req.resume();
+          // A logged-in user's refused change (a viewer, a stale or foreign form) is audited.
+          if (err.status === 403 && seen.user) await store.auditRefusal(db, log, seen.user, p, err.status, err.message);
           return send(res, err.status, errorPage({ session: null, path: p }, err.status === 404 ? 'Not found' : 'Refused', err.message));
         }
         log.error({ err: oneLine(err), path: p }, 'console: request failed');

@@ -1,5 +1,7 @@
 import type { Queryable } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { oneLine } from '../errors.ts';
+import type { Logger } from '../log/logger.ts';
 import { accountWithNames, findAccounts as billingFindAccounts } from '../db/billing.ts';
 import {
   audited as dbAudited, consoleSession, consoleSettings, consoleUser, createConsoleSession, deleteConsoleSession,
@@ -73,6 +75,20 @@ export function audited<T>(db: Db, user: string, action: string, target: string,
 /** One row of espf.console_audit: something done that changed no configuration row (a test event, a login). */
 export function audit(db: Queryable, user: string, action: string, target: string | null, before: unknown, after: unknown): Promise<void> {
   return insertAudit(db, user, action, target, before, after);
+}
+
+/**
+ * A refused request of a logged-in user, in the audit: a viewer's change (403), a
+ * form without its CSRF token or from another Origin (403), a change the database
+ * refused (422). `reason` is the answer's one line (the database never quotes a
+ * secret in it); a failure to write the row is logged, never the request's answer.
+ */
+export async function auditRefusal(db: Db, log: Logger, user: string, path: string, status: number, reason: string): Promise<void> {
+  try {
+    await insertAudit(db, user, 'refused', path.slice(0, 200), null, { status, reason: reason.slice(0, 500) });
+  } catch (err) {
+    log.warn({ err: oneLine(err), user, path }, 'console: the refusal could not be audited');
+  }
 }
 
 /**

@@ -44,6 +44,7 @@ export const handlerRoutes: readonly Route[] = [{
       await store.updateHttpHandler(db, user, name, values);
       return redirect(r.res, `/console/handlers/${encodeURIComponent(name)}?done=saved`);
     } catch (err) {
+      await store.auditRefusal(db, log, user, r.path, 422, oneLine(err));
       const column = err instanceof FieldError ? err.column : columnOf(err);
       const submitted: Record<string, unknown> = {};
       for (const [k, v] of r.form) if (k !== '_csrf' && !k.startsWith('clear_')) submitted[k] = k === 'url' ? v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean) : v;

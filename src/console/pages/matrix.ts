@@ -27,6 +27,7 @@ export const matrixRoutes: readonly Route[] = [{
         return redirect(r.res, `/console/matrix?done=${encodeURIComponent(`${kind}|${a}|${b}`)}`);
       } catch (err) {
         error = oneLine(err);
+        await store.auditRefusal(db, r.deps.log, user, r.path, 422, error);
         ok = null;
       }
     }
