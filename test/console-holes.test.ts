@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { sql } from '@databases/pg';
 import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
@@ -168,5 +169,61 @@ describe('console: smaller holes', function () {
     assert.equal((await form('/console/logout', { _csrf: viewer.csrf }, { cookie: viewer.cookie })).status, 303);
     const [out] = await t.db.query(sql`SELECT user_name FROM espf.console_audit WHERE action = 'logout' ORDER BY i_audit DESC LIMIT 1`);
     assert.equal(out.user_name, VIEWER.user);
+  });
+
+  describe('sessions', () => {
+    /** A login with the given Host header; its Set-Cookie. */
+    function loginAt(host: string): Promise<string> {
+      const body = new URLSearchParams({ user: VIEWER.user, password: VIEWER.password }).toString();
+      const u = new URL(base);
+      return new Promise((resolve, reject) => {
+        const req = http.request({ host: u.hostname, port: u.port, method: 'POST', path: '/console/login', agent: false,
+          headers: { host, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
+          res.resume();
+          assert.equal(res.statusCode, 303);
+          resolve(String(res.headers['set-cookie'] ?? ''));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    }
+
+    it('the cookie is Secure unless the Host is loopback', async () => {
+      for (const host of ['console.example.net', 'console.example.net:9187', '10.0.0.5:9187', '[2001:db8::1]:9187']) {
+        assert.match(await loginAt(host), /; Secure$/, host);
+      }
+      for (const host of ['localhost:9187', '127.0.0.1', '127.1.2.3:9187', '[::1]:9187', 'espf.localhost']) {
+        assert.doesNotMatch(await loginAt(host), /Secure/, host);
+      }
+    });
+
+    it('a login ends the user\'s earlier session', async () => {
+      const first = await login(ADMIN);
+      assert.equal((await get(first.cookie, '/console/')).status, 200);
+      const second = await login(ADMIN);
+      assert.equal((await get(first.cookie, '/console/')).status, 303, 'the first session ended');
+      assert.equal((await get(second.cookie, '/console/')).status, 200);
+    });
+
+    it('a session ends after 30 minutes without a request; each request starts the 30 minutes again, never past session_ttl', async () => {
+      const { cookie } = await login(VIEWER);
+      const row = async () => (await t.db.query(sql`
+        SELECT extract(epoch FROM expires_at - now())::float8 AS left_s, extract(epoch FROM expires_at - created_at)::float8 AS since_created_s
+          FROM espf.console_sessions WHERE user_name = ${VIEWER.user}`))[0];
+      const near = (v: number, want: number) => assert.ok(Math.abs(v - want) < 60, `${v} s, not about ${want} s`);
+      near((await row()).left_s, 1800);
+      await t.db.query(sql`UPDATE espf.console_sessions SET expires_at = now() + interval '1 minute' WHERE user_name = ${VIEWER.user}`);
+      assert.equal((await get(cookie, '/console/audit')).status, 200);
+      near((await row()).left_s, 1800);
+      // Near the end of session_ttl (12 hours), a request does not extend it past.
+      await t.db.query(sql`UPDATE espf.console_sessions SET created_at = now() - interval '11 hours 50 minutes' WHERE user_name = ${VIEWER.user}`);
+      assert.equal((await get(cookie, '/console/audit')).status, 200);
+      near((await row()).since_created_s, 12 * 3600);
+      near((await row()).left_s, 600);
+      // Idle past its end: the session is gone.
+      await t.db.query(sql`UPDATE espf.console_sessions SET expires_at = now() - interval '1 second' WHERE user_name = ${VIEWER.user}`);
+      const r = await get(cookie, '/console/audit');
+      assert.equal(r.status, 303);
+    });
   });
 });

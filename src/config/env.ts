@@ -28,8 +28,8 @@ export interface EspfEnv {
   readonly logFormat: 'json' | 'pretty' | undefined;
   /** ESPF_LOG_DIR: where provisioning.log is written (default ./log). */
   readonly logDir: string;
-  /** ESPF_CONSOLE_SECURE_COOKIE=1: the web console's session cookie is always Secure (0 or unset: only behind https). */
-  readonly consoleSecureCookie: boolean;
+  /** ESPF_CONSOLE_SECURE_COOKIE: 1, the console's session cookie is always Secure; 0, only behind https; unset, unless the Host is loopback. */
+  readonly consoleSecureCookie: boolean | undefined;
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
   /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
@@ -91,7 +91,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     logLevel,
     logFormat: format === 'json' || format === 'pretty' ? format : undefined,
     logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
-    consoleSecureCookie: secureCookie === '1',
+    consoleSecureCookie: secureCookie === undefined ? undefined : secureCookie === '1',
     noColor: Boolean(env.NO_COLOR),
     window: deliveryWindow(env),
   };

@@ -81,6 +81,27 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
+/**
+ * Whether a request's Host names this machine (localhost, 127.0.0.0/8, ::1): the
+ * only hosts where the console's cookie goes without Secure by default, since
+ * nothing between the browser and espf run can read it there.
+ */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
+  if (name === 'localhost' || name.endsWith('.localhost') || name === '::1') return true;
+  return isIP(name) === 4 && name.startsWith('127.');
+}
+
+/**
+ * Whether the session cookie gets Secure: `always` true (ESPF_CONSOLE_SECURE_COOKIE=1),
+ * false (=0: only when a proxy says https), or unset (the default: unless the Host is loopback).
+ */
+export function secureCookieFor(always: boolean | undefined, host: string | undefined, forwardedProto: string | string[] | undefined): boolean {
+  if (always === true || forwardedProto === 'https') return true;
+  return always === undefined && !isLoopbackHost(host);
+}
+
 export function sessionCookie(value: string, maxAgeS: number, secure: boolean): string {
   return `${COOKIE}=${value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age=${Math.floor(maxAgeS)}${secure ? '; Secure' : ''}`;
 }

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import type { Db } from '../db/connect.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { COOKIE, LoginLimiter, readCookie, sameString, unsignSession } from './auth.ts';
+import { COOKIE, LoginLimiter, readCookie, sameString, secureCookieFor, unsignSession } from './auth.ts';
 import { checkOrigin, readForm, redirect, Refusal, send, serveStatic } from './http.ts';
 import { errorPage, login, offPage } from './pages/login.ts';
 import { ResendJobs } from './resend-jobs.ts';
@@ -15,7 +15,7 @@ export interface ConsoleOptions {
   readonly log: Logger;
   /** Where this instance's provisioning.log is (espf run passes ESPF_LOG_DIR; default ./log). */
   readonly logDir?: string;
-  /** Session cookies always Secure (espf run passes ESPF_CONSOLE_SECURE_COOKIE=1). */
+  /** Session cookies Secure: true always, false only behind https, unset unless the Host is loopback (ESPF_CONSOLE_SECURE_COOKIE). */
   readonly secureCookie?: boolean;
   /** How long espf.console is kept between reads (default SETTINGS_TTL_MS; 0 reads it for every request). */
   readonly settingsTtlMs?: number;
@@ -32,7 +32,7 @@ export function createConsole(opts: ConsoleOptions) {
   const settingsCache = new SettingsCache(db, opts.settingsTtlMs ?? SETTINGS_TTL_MS);
   const deps: ConsoleDeps = {
     db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log),
-    secureCookie: (req) => opts.secureCookie === true || req.headers['x-forwarded-proto'] === 'https',
+    secureCookie: (req) => secureCookieFor(opts.secureCookie, req.headers.host, req.headers['x-forwarded-proto']),
   };
 
   async function serve(req: http.IncomingMessage, res: http.ServerResponse, p: string, seen: { user?: string }): Promise<void> {

@@ -36,12 +36,17 @@ export function findUser(db: Db, name: string): Promise<{ name: string; role: Ro
 
 export interface Session { readonly user: string; readonly role: Role; readonly csrf: string }
 
+/** A session ends after this long without a request (docs/console.md, "Security"). */
+export const SESSION_IDLE_S = 30 * 60;
+
+/** A new session; the user's earlier sessions end. */
 export function createSession(db: Db, id: string, user: string, csrf: string, ttlS: number): Promise<void> {
-  return createConsoleSession(db, sessionKey(id), user, csrf, ttlS);
+  return createConsoleSession(db, sessionKey(id), user, csrf, ttlS, SESSION_IDLE_S);
 }
 
+/** The session, if it has not expired; the request counts as activity (the idle timeout starts again). */
 export function findSession(db: Db, id: string): Promise<Session | null> {
-  return consoleSession(db, sessionKey(id));
+  return consoleSession(db, sessionKey(id), SESSION_IDLE_S);
 }
 
 export function deleteSession(db: Db, id: string): Promise<void> {
