@@ -3,6 +3,8 @@ import http from 'node:http';
 import { sql } from '@databases/pg';
 import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { hashPassword, SCRYPT_N_MIN, verifyPassword } from '../src/console/auth.ts';
+import { readEnv } from '../src/config/env.ts';
 
 /**
  * The smaller holes of the console (docs/console.md "Security"), over real HTTP
@@ -224,6 +226,34 @@ describe('console: smaller holes', function () {
       await t.db.query(sql`UPDATE espf.console_sessions SET expires_at = now() - interval '1 second' WHERE user_name = ${VIEWER.user}`);
       const r = await get(cookie, '/console/audit');
       assert.equal(r.status, 303);
+    });
+  });
+
+  describe('password hashes', () => {
+    it('new hashes cost N=2^17 and carry it; older, cheaper hashes still verify; a row cannot ask for more than 2^20', async () => {
+      const strong = await hashPassword('a long passphrase');
+      assert.match(strong, /^scrypt\$131072\$8\$1\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/);
+      assert.equal(await verifyPassword('a long passphrase', strong), true);
+      assert.equal(await verifyPassword('a long passphrasE', strong), false);
+      const old = await hashPassword('an old passphrase', SCRYPT_N_MIN);
+      assert.match(old, /^scrypt\$16384\$/);
+      assert.equal(await verifyPassword('an old passphrase', old), true);
+      const [, , , , salt, key] = old.split('$');
+      for (const params of ['2097152$8$1', '1000$8$1', '16384$64$1', '16384$8$16']) {
+        assert.equal(await verifyPassword('an old passphrase', `scrypt$${params}$${salt}$${key}`), false, params);
+      }
+      // The database takes the hash as it is (migrations/0011_console.sql checks its shape only).
+      await t.db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES ('strong', 'viewer', ${strong})`);
+      assert.equal((await form('/console/login', { user: 'strong', password: 'a long passphrase' })).status, 303);
+      await t.db.query(sql`DELETE FROM espf.console_users WHERE name = 'strong'`);
+    });
+
+    it('ESPF_CONSOLE_SCRYPT_N sets the cost: a power of two from 2^14 to 2^20, else refused in one line', () => {
+      assert.equal(readEnv({}).consoleScryptN, 131072);
+      assert.equal(readEnv({ ESPF_CONSOLE_SCRYPT_N: '16384' }).consoleScryptN, 16384);
+      for (const v of ['12345', '8192', '2097152', 'x']) {
+        assert.throws(() => readEnv({ ESPF_CONSOLE_SCRYPT_N: v }), { code: 'ESPF_ENV', message: `ESPF_CONSOLE_SCRYPT_N=${v} is not a power of two from 16384 to 1048576` });
+      }
     });
   });
 });

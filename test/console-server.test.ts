@@ -95,7 +95,7 @@ describe('console: server side', function () {
       assert.match(out.join(''), /console user carol added \(viewer\)/);
       const [row] = await t.db.query(sql`SELECT role, password_hash FROM espf.console_users WHERE name = 'carol'`);
       assert.equal(row.role, 'viewer');
-      assert.match(row.password_hash, /^scrypt\$16384\$8\$1\$/);
+      assert.match(row.password_hash, /^scrypt\$131072\$8\$1\$/, 'the default cost, 2^17');
       assert.doesNotMatch(row.password_hash, /long enough/);
       assert.ok(await verifyPassword('a long enough password', row.password_hash));
       assert.equal(await verifyPassword('a long enough passworD', row.password_hash), false);

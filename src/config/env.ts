@@ -1,6 +1,7 @@
 import path from 'node:path';
 import pino from 'pino';
 import { isPostgresUrl } from '../db/hosts.ts';
+import { isScryptN, SCRYPT_N_DEFAULT, SCRYPT_N_MAX, SCRYPT_N_MIN } from '../console/auth.ts';
 import { EspfError } from '../errors.ts';
 import { ROOT } from '../paths.ts';
 import { escapeTerminal } from '../security/terminal.ts';
@@ -30,6 +31,8 @@ export interface EspfEnv {
   readonly logDir: string;
   /** ESPF_CONSOLE_SECURE_COOKIE: 1, the console's session cookie is always Secure; 0, only behind https; unset, unless the Host is loopback. */
   readonly consoleSecureCookie: boolean | undefined;
+  /** ESPF_CONSOLE_SCRYPT_N: the scrypt cost of new console password hashes and of the check for an unknown user (default 2^17). */
+  readonly consoleScryptN: number;
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
   /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
@@ -58,6 +61,14 @@ function nonEmpty(env: NodeJS.ProcessEnv, name: string, fallback: string, what: 
   if (v === undefined) return fallback;
   if (v.trim() === '' || /[\u0000-\u001f\u007f]/.test(v)) refuse(name, v, `is not ${what}`);
   return v;
+}
+
+function scryptN(env: NodeJS.ProcessEnv): number {
+  const v = env.ESPF_CONSOLE_SCRYPT_N;
+  if (v === undefined || v === '') return SCRYPT_N_DEFAULT;
+  const n = /^[0-9]{1,8}$/.test(v) ? Number(v) : NaN;
+  if (!isScryptN(n)) refuse('ESPF_CONSOLE_SCRYPT_N', v, `is not a power of two from ${SCRYPT_N_MIN} to ${SCRYPT_N_MAX}`);
+  return n;
 }
 
 function deliveryWindow(env: NodeJS.ProcessEnv): number | undefined {
@@ -92,6 +103,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     logFormat: format === 'json' || format === 'pretty' ? format : undefined,
     logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
     consoleSecureCookie: secureCookie === undefined ? undefined : secureCookie === '1',
+    consoleScryptN: scryptN(env),
     noColor: Boolean(env.NO_COLOR),
     window: deliveryWindow(env),
   };

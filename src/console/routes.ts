@@ -21,6 +21,8 @@ export interface ConsoleDeps {
   readonly logDir: string;
   readonly jobs: ResendJobs;
   readonly secureCookie: (req: http.IncomingMessage) => boolean;
+  /** The scrypt cost of the check for an unknown user name. */
+  readonly scryptN: number;
 }
 
 /** A request of a logged-in user, as a route's handler gets it. */

@@ -2,7 +2,7 @@ import type http from 'node:http';
 import type { Db } from '../db/connect.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { COOKIE, LoginLimiter, readCookie, sameString, secureCookieFor, unsignSession } from './auth.ts';
+import { COOKIE, LoginLimiter, readCookie, sameString, SCRYPT_N_DEFAULT, secureCookieFor, unsignSession } from './auth.ts';
 import { checkOrigin, readForm, redirect, Refusal, send, serveStatic } from './http.ts';
 import { errorPage, login, offPage } from './pages/login.ts';
 import { ResendJobs } from './resend-jobs.ts';
@@ -17,6 +17,8 @@ export interface ConsoleOptions {
   readonly logDir?: string;
   /** Session cookies Secure: true always, false only behind https, unset unless the Host is loopback (ESPF_CONSOLE_SECURE_COOKIE). */
   readonly secureCookie?: boolean;
+  /** The scrypt cost of the check run for an unknown user name (ESPF_CONSOLE_SCRYPT_N; default SCRYPT_N_DEFAULT). */
+  readonly scryptN?: number;
   /** How long espf.console is kept between reads (default SETTINGS_TTL_MS; 0 reads it for every request). */
   readonly settingsTtlMs?: number;
 }
@@ -31,7 +33,7 @@ export function createConsole(opts: ConsoleOptions) {
   const limiter = new LoginLimiter();
   const settingsCache = new SettingsCache(db, opts.settingsTtlMs ?? SETTINGS_TTL_MS);
   const deps: ConsoleDeps = {
-    db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log),
+    db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log), scryptN: opts.scryptN ?? SCRYPT_N_DEFAULT,
     secureCookie: (req) => secureCookieFor(opts.secureCookie, req.headers.host, req.headers['x-forwarded-proto']),
   };
 

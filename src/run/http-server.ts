@@ -20,6 +20,8 @@ export interface HttpServerOptions {
   /** The console's provisioning.log folder and cookie setting (ESPF_LOG_DIR, ESPF_CONSOLE_SECURE_COOKIE). */
   readonly logDir?: string;
   readonly secureCookie?: boolean;
+  /** The scrypt cost of the console's check for an unknown user (ESPF_CONSOLE_SCRYPT_N). */
+  readonly consoleScryptN?: number;
   /** How long the console keeps its settings (src/console/settings.ts). */
   readonly consoleSettingsTtlMs?: number;
   /** Served at /metrics when set. */
@@ -34,7 +36,7 @@ export interface HttpServerOptions {
  * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
-  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs });
+  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs, scryptN: opts.consoleScryptN });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {

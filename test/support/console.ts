@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { sql } from '@databases/pg';
-import { hashPassword } from '../../src/console/auth.ts';
+import { hashPassword, SCRYPT_N_MIN } from '../../src/console/auth.ts';
 import type { Db } from '../../src/db/connect.ts';
 import { provisioningLog } from '../../src/log/logger.ts';
 import { startHttpServer } from '../../src/run/http-server.ts';
@@ -12,11 +12,15 @@ import { Sender } from '../../src/run/sender.ts';
 export const ADMIN = { user: 'alice', password: 'correct horse battery' };
 export const VIEWER = { user: 'victor', password: 'viewer password 1' };
 
-/** Console users alice (admin) and victor (viewer), and the console switched on. */
+/**
+ * Console users alice (admin) and victor (viewer), and the console switched on. Their
+ * hashes use the lowest cost espf accepts (ESPF_CONSOLE_SCRYPT_N=16384, SCRYPT_N_MIN),
+ * as an operator may configure it: a login in the tests takes a tenth of the default's time.
+ */
 export async function enableConsole(db: Db): Promise<void> {
   await db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES
-    (${ADMIN.user}, 'admin', ${await hashPassword(ADMIN.password)}),
-    (${VIEWER.user}, 'viewer', ${await hashPassword(VIEWER.password)})`);
+    (${ADMIN.user}, 'admin', ${await hashPassword(ADMIN.password, SCRYPT_N_MIN)}),
+    (${VIEWER.user}, 'viewer', ${await hashPassword(VIEWER.password, SCRYPT_N_MIN)})`);
   await db.query(sql`UPDATE espf.console SET enabled = true`);
 }
 
@@ -29,6 +33,6 @@ export async function enableConsole(db: Db): Promise<void> {
 export async function startConsoleServer(db: Db, url: string, sender?: Sender) {
   const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
   const s = sender ?? new Sender({ db, url, instance: 'main', log, plog: provisioningLog(mkdtempSync(path.join(os.tmpdir(), 'espf-log-'))) });
-  const server = await startHttpServer({ sender: s, db, log, port: 0, host: '127.0.0.1', consoleSettingsTtlMs: 0 });
+  const server = await startHttpServer({ sender: s, db, log, port: 0, host: '127.0.0.1', consoleSettingsTtlMs: 0, consoleScryptN: SCRYPT_N_MIN });
   return { server, base: `http://127.0.0.1:${server.port}` };
 }

@@ -52,8 +52,12 @@ export interface LoginRequest {
   readonly settings: store.ConsoleSettings;
 }
 
-/** Password checks (scrypt, on the thread pool the sender's DNS lookups use too) running at once, at most. */
-export const MAX_LOGINS_IN_FLIGHT = 4;
+/**
+ * Password checks running at once, at most: scrypt runs on the thread pool (4
+ * threads) that the sender's DNS lookups and file reads use too, and takes 128 MiB
+ * each at the default cost; two leave the pool half free.
+ */
+export const MAX_LOGINS_IN_FLIGHT = 2;
 /** An address may fail this many times more than one (address, user) pair, over all user names. */
 const ADDRESS_FACTOR = 5;
 let loginsInFlight = 0;
@@ -86,7 +90,7 @@ export async function login(r: LoginRequest, deps: ConsoleDeps, limiter: LoginLi
   let ok = false;
   try {
     found = user ? await store.findUser(db, user) : null;
-    ok = await verifyPassword(password, found?.password_hash ?? null);
+    ok = await verifyPassword(password, found?.password_hash ?? null, deps.scryptN);
   } finally {
     loginsInFlight--;
   }
