@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sql } from '@databases/pg';
-import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
+import { ADMIN, enableConsole, postLogin, startConsoleServer, VIEWER } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { hashPassword, SCRYPT_N_MIN, verifyPassword } from '../src/console/auth.ts';
 import { readEnv } from '../src/config/env.ts';
@@ -38,7 +38,7 @@ describe('console: smaller holes', function () {
     });
   }
   async function login(who: { user: string; password: string }): Promise<{ cookie: string; csrf: string }> {
-    const r = await form('/console/login', { user: who.user, password: who.password });
+    const r = await postLogin(base, { user: who.user, password: who.password });
     assert.equal(r.status, 303, await r.text());
     const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
     const page = await (await fetch(`${base}/console/`, { headers: { cookie } })).text();
@@ -91,13 +91,13 @@ describe('console: smaller holes', function () {
 
     it('a non-Latin-1 (or otherwise odd) next: the login goes to the overview', async () => {
       for (const next of ['/console/ü', '/console/\u{1F600}', '/console/\ud800', '/console/a b', '/console/\\evil']) {
-        const r = await form('/console/login', { user: ADMIN.user, password: ADMIN.password, next });
+        const r = await postLogin(base, { user: ADMIN.user, password: ADMIN.password, next });
         assert.equal(r.status, 303, JSON.stringify(next));
         assert.equal(r.headers.get('location'), '/console/');
         const page = await fetch(`${base}/console/login?${new URLSearchParams({ next })}`);
         assert.equal(page.status, 200);
       }
-      const ok = await form('/console/login', { user: ADMIN.user, password: ADMIN.password, next: '/console/deliveries?state=FAILED' });
+      const ok = await postLogin(base, { user: ADMIN.user, password: ADMIN.password, next: '/console/deliveries?state=FAILED' });
       assert.equal(ok.headers.get('location'), '/console/deliveries?state=FAILED');
     });
   });
@@ -175,12 +175,15 @@ describe('console: smaller holes', function () {
 
   describe('sessions', () => {
     /** A login with the given Host header; its Set-Cookie. */
-    function loginAt(host: string): Promise<string> {
-      const body = new URLSearchParams({ user: VIEWER.user, password: VIEWER.password }).toString();
+    async function loginAt(host: string): Promise<string> {
+      const page = await fetch(`${base}/console/login`);
+      const token = /name="_login" value="([^"]*)"/.exec(await page.text())![1]!;
+      const body = new URLSearchParams({ _login: token, user: VIEWER.user, password: VIEWER.password }).toString();
       const u = new URL(base);
       return new Promise((resolve, reject) => {
         const req = http.request({ host: u.hostname, port: u.port, method: 'POST', path: '/console/login', agent: false,
-          headers: { host, 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
+          headers: { host, origin: `http://${host}`, cookie: (page.headers.get('set-cookie') ?? '').split(';')[0]!,
+            'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } }, (res) => {
           res.resume();
           assert.equal(res.statusCode, 303);
           resolve(String(res.headers['set-cookie'] ?? ''));
@@ -244,7 +247,7 @@ describe('console: smaller holes', function () {
       }
       // The database takes the hash as it is (migrations/0011_console.sql checks its shape only).
       await t.db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES ('strong', 'viewer', ${strong})`);
-      assert.equal((await form('/console/login', { user: 'strong', password: 'a long passphrase' })).status, 303);
+      assert.equal((await postLogin(base, { user: 'strong', password: 'a long passphrase' })).status, 303);
       await t.db.query(sql`DELETE FROM espf.console_users WHERE name = 'strong'`);
     });
 
@@ -255,5 +258,31 @@ describe('console: smaller holes', function () {
         assert.throws(() => readEnv({ ESPF_CONSOLE_SCRYPT_N: v }), { code: 'ESPF_ENV', message: `ESPF_CONSOLE_SCRYPT_N=${v} is not a power of two from 16384 to 1048576` });
       }
     });
+  });
+
+  it('a login needs the login form\'s token (its field equal to its cookie) and this console\'s Origin: else 403, and nobody is logged in', async () => {
+    const page = await fetch(`${base}/console/login`);
+    const setCookie = page.headers.get('set-cookie') ?? '';
+    assert.match(setCookie, /^espf_console_login=[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+; Path=\/console\/login; HttpOnly; SameSite=Strict; Max-Age=3600$/);
+    const cookie = setCookie.split(';')[0]!;
+    const token = cookie.slice('espf_console_login='.length);
+    assert.match(await page.text(), new RegExp(`name="_login" value="${token}"`));
+    const right = { user: ADMIN.user, password: ADMIN.password };
+    for (const [fields, headers, why] of [
+      [{ _login: token, ...right }, { cookie }, /no Origin header/],
+      [{ _login: token, ...right }, { cookie, origin: 'http://evil.example' }, /Origin is another site/],
+      [right, { cookie, origin: base }, /its token is missing or wrong/],
+      [{ _login: token, ...right }, { origin: base }, /its token is missing or wrong/],
+      [{ _login: `${token}x`, ...right }, { cookie, origin: base }, /its token is missing or wrong/],
+      [{ _login: 'forged.token', ...right }, { cookie: 'espf_console_login=forged.token', origin: base }, /its token is missing or wrong/],
+    ] as [Record<string, string>, Record<string, string>, RegExp][]) {
+      const r = await form('/console/login', fields, headers);
+      assert.equal(r.status, 403, JSON.stringify([fields, headers]));
+      assert.equal(r.headers.get('set-cookie'), null);
+      assert.match(await r.text(), why);
+    }
+    const ok = await form('/console/login', { _login: token, ...right }, { cookie, origin: base });
+    assert.equal(ok.status, 303);
+    assert.match(ok.headers.get('set-cookie') ?? '', /^espf_console=/);
   });
 });

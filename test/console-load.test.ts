@@ -24,6 +24,8 @@ describe('console: an anonymous flood leaves delivery running', function () {
   let run: Awaited<ReturnType<typeof startSender>>;
   let server: Awaited<ReturnType<typeof startHttpServer>>;
   let ids: { i_product: number; i_customer: number };
+  /** The login form's token and its cookie, as a browser gets them (one GET; the flood reuses them). */
+  let form: { cookie: string; token: string };
 
   before(async () => {
     t = await createTestDatabase();
@@ -34,6 +36,8 @@ describe('console: an anonymous flood leaves delivery running', function () {
     pools = openPools(t.url, 'main');
     run = await startSender(pools.db, t.url);
     server = await startHttpServer({ sender: run.sender, db: pools.db, consoleDb: pools.consoleDb, log: pino({ level: 'silent' }), port: 0, host: '127.0.0.1' });
+    const page = await fetch(`http://127.0.0.1:${server.port}/console/login`);
+    form = { cookie: (page.headers.get('set-cookie') ?? '').split(';')[0]!, token: /name="_login" value="([^"]*)"/.exec(await page.text())![1]! };
   });
   after(async () => {
     await server?.close();
@@ -47,14 +51,14 @@ describe('console: an anonymous flood leaves delivery running', function () {
   function anonymous(i: number): Promise<number | string> {
     const kinds = [
       { method: 'GET', path: '/console/' },
-      { method: 'POST', path: '/console/login', body: `user=${ADMIN.user}&password=wrong+password+${i}` },
+      { method: 'POST', path: '/console/login', body: `_login=${form.token}&user=${ADMIN.user}&password=wrong+password+${i}` },
       { method: 'GET', path: `/console/deliveries?state=FAILED&n=${i}` },
-      { method: 'POST', path: '/console/login', body: `user=nobody${i % 50}&password=guess+${i}` },
+      { method: 'POST', path: '/console/login', body: `_login=${form.token}&user=nobody${i % 50}&password=guess+${i}` },
     ];
     const k = kinds[i % kinds.length]!;
     return new Promise((resolve) => {
       const req = http.request({ host: '127.0.0.1', port: server.port, method: k.method, path: k.path, agent: false,
-        headers: k.body ? { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': `198.51.100.${i % 250}` } : {} }, (res) => {
+        headers: k.body ? { 'content-type': 'application/x-www-form-urlencoded', cookie: form.cookie, origin: `http://127.0.0.1:${server.port}` } : {} }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
         res.on('error', (e) => resolve(e.message));

@@ -36,3 +36,19 @@ export async function startConsoleServer(db: Db, url: string, sender?: Sender) {
   const server = await startHttpServer({ sender: s, db, log, port: 0, host: '127.0.0.1', consoleSettingsTtlMs: 0, consoleScryptN: SCRYPT_N_MIN });
   return { server, base: `http://127.0.0.1:${server.port}` };
 }
+
+/**
+ * POSTs the login form as a browser does: a GET of the login page first for the
+ * form's token (its cookie and hidden field), then the form with that cookie and
+ * this console's Origin. `headers` are added (and win).
+ */
+export async function postLogin(base: string, fields: Record<string, string>, headers: Record<string, string> = {}): Promise<Response> {
+  const page = await fetch(`${base}/console/login`);
+  const cookie = (page.headers.get('set-cookie') ?? '').split(';')[0]!;
+  const token = /name="_login" value="([^"]*)"/.exec(await page.text())?.[1] ?? '';
+  return fetch(`${base}/console/login`, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin: base, ...headers },
+    body: new URLSearchParams({ _login: token, ...fields }).toString(),
+  });
+}
