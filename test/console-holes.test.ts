@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sql } from '@databases/pg';
-import { ADMIN, enableConsole, postLogin, startConsoleServer, VIEWER } from './support/console.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { ADMIN, consoleHttp, consoleOnNewDatabase, postLogin, VIEWER } from './support/console.ts';
+import type { TestDatabase } from './support/database.ts';
 import { hashPassword, SCRYPT_N_MIN, verifyPassword } from '../src/console/auth.ts';
 import { readEnv } from '../src/config/env.ts';
+import pino from 'pino';
+import { startHttpServer } from '../src/run/http-server.ts';
+import { Sender } from '../src/run/sender.ts';
+import { provisioningLog } from '../src/log/logger.ts';
+import { TestReceiver } from './support/receiver.ts';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 /**
  * The smaller holes of the console (docs/console.md "Security"), over real HTTP
@@ -19,35 +27,13 @@ describe('console: smaller holes', function () {
   let close: () => Promise<void>;
 
   before(async () => {
-    t = await createTestDatabase();
-    await enableConsole(t.db);
-    const s = await startConsoleServer(t.db, t.url);
-    base = s.base;
-    close = () => s.server.close();
+    ({ t, base, close } = await consoleOnNewDatabase());
   });
   after(async () => {
     await close?.();
     await t?.drop();
   });
-
-  function form(p: string, body: Record<string, string> | URLSearchParams, headers: Record<string, string> = {}) {
-    return fetch(`${base}${p}`, {
-      method: 'POST', redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-      body: new URLSearchParams(body).toString(),
-    });
-  }
-  async function login(who: { user: string; password: string }): Promise<{ cookie: string; csrf: string }> {
-    const r = await postLogin(base, { user: who.user, password: who.password });
-    assert.equal(r.status, 303, await r.text());
-    const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
-    const page = await (await fetch(`${base}/console/`, { headers: { cookie } })).text();
-    return { cookie, csrf: /name="_csrf" value="([^"]*)"/.exec(page)![1]! };
-  }
-  async function get(cookie: string, p: string): Promise<{ status: number; text: string }> {
-    const r = await fetch(`${base}${p}`, { headers: { cookie }, redirect: 'manual' });
-    return { status: r.status, text: await r.text() };
-  }
+  const { form, login, get } = consoleHttp(() => base);
 
   describe('notices take no text from the URL', () => {
     it('?done= shows only fixed messages, with names the database knows; ?refused= shows nothing', async () => {
@@ -284,5 +270,66 @@ describe('console: smaller holes', function () {
     const ok = await form('/console/login', { _login: token, ...right }, { cookie, origin: base });
     assert.equal(ok.status, 303);
     assert.match(ok.headers.get('set-cookie') ?? '', /^espf_console=/);
+  });
+
+  describe('"Send a test event" and internal addresses', () => {
+    let rx: TestReceiver;
+    before(async () => { rx = await new TestReceiver().listen(); });
+    after(async () => { await rx?.close(); });
+
+    async function testEvent(at: string, urls: string[]): Promise<string> {
+      await t.db.query(sql`UPDATE espf.http_handlers SET url = ${urls}::text[], auth_method = 'None' WHERE handler = 'EventSender'`);
+      const r = await postLogin(at, { user: ADMIN.user, password: ADMIN.password });
+      const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
+      const page = await (await fetch(`${at}/console/handlers/EventSender`, { headers: { cookie } })).text();
+      const csrf = /name="_csrf" value="([^"]*)"/.exec(page)![1]!;
+      const answer = await fetch(`${at}/console/handlers/EventSender/test`, {
+        method: 'POST', headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ _csrf: csrf }).toString(),
+      });
+      assert.equal(answer.status, 200);
+      return answer.text();
+    }
+
+    it('an answer from a loopback, private or link-local address shows its status only, not its text', async () => {
+      rx.respond = () => ({ status: 500, body: 'internal-service-text: db password is hunter2' });
+      try {
+        const page = await testEvent(base, [rx.url]);
+        assert.match(page, /<td>HTTP 500<\/td>/);
+        assert.doesNotMatch(page, /internal-service-text|hunter2/);
+      } finally {
+        rx.respond = () => ({ status: 200 });
+      }
+      const [a] = await t.db.query(sql`SELECT after FROM espf.console_audit WHERE action = 'test event' ORDER BY i_audit DESC LIMIT 1`);
+      assert.deepEqual(a.after.answers.map((x: { answer: string }) => x.answer), ['HTTP 500']);
+    });
+
+    it('with ESPF_CONSOLE_TEST_EVENT_DENY=loopback, a test event to 127.0.0.1 or to a name that resolves to it is refused, and nothing is sent', async () => {
+      const env = readEnv({ ESPF_CONSOLE_TEST_EVENT_DENY: 'loopback, 10.0.0.0/8' });
+      assert.deepEqual(env.consoleTestEventDeny, ['loopback', '10.0.0.0/8']);
+      const log = pino({ level: 'silent' });
+      const sender = new Sender({ db: t.db, url: t.url, instance: 'main', log, plog: provisioningLog(mkdtempSync(path.join(os.tmpdir(), 'espf-log-'))) });
+      const server = await startHttpServer({ sender, db: t.db, log, port: 0, host: '127.0.0.1', consoleSettingsTtlMs: 0, consoleScryptN: SCRYPT_N_MIN, consoleTestEventDeny: env.consoleTestEventDeny });
+      try {
+        const at = `http://127.0.0.1:${server.port}`;
+        const sent = rx.arrived.length;
+        const byAddress = await testEvent(at, [rx.url]);
+        assert.match(byAddress, /127\.0\.0\.1 is an address ESPF_CONSOLE_TEST_EVENT_DENY refuses: no test event was sent/);
+        const byName = await testEvent(at, [rx.url.replace('127.0.0.1', 'localhost')]);
+        assert.match(byName, /localhost \((127\.0\.0\.1|::1)\) is an address ESPF_CONSOLE_TEST_EVENT_DENY refuses/);
+        assert.equal(rx.arrived.length, sent, 'nothing reached the receiver');
+      } finally {
+        await server.close();
+      }
+    });
+
+    it('ESPF_CONSOLE_TEST_EVENT_DENY refuses an entry that is not an address, a network or a known name', () => {
+      for (const v of ['loopbak', '10.0.0.0/33', 'example.com', '::1/129']) {
+        assert.throws(() => readEnv({ ESPF_CONSOLE_TEST_EVENT_DENY: `private,${v}` }), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ESPF_ENV');
+          assert.match(err.message, /^ESPF_CONSOLE_TEST_EVENT_DENY=.* has ".*", which is not an address, a network \(CIDR\), loopback, private or link-local$/);
+          return true;
+        });
+      }
+    });
   });
 });

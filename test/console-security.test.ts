@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
-import { ADMIN, enableConsole, postLogin, startConsoleServer, VIEWER } from './support/console.ts';
+import { ADMIN, consoleHttp, enableConsole, postLogin, startConsoleServer, VIEWER } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { resolveSecret, SECRET_ENV_PREFIX } from '../src/security/secret-ref.ts';
@@ -36,20 +36,7 @@ describe('console: secrets, resends and logins', function () {
     await t?.drop();
   });
 
-  function form(p: string, body: Record<string, string>, headers: Record<string, string> = {}) {
-    return fetch(`${base}${p}`, {
-      method: 'POST', redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-      body: new URLSearchParams(body).toString(),
-    });
-  }
-  async function login(who: { user: string; password: string }): Promise<{ cookie: string; csrf: string }> {
-    const r = await postLogin(base, { user: who.user, password: who.password });
-    assert.equal(r.status, 303, await r.text());
-    const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
-    const page = await (await fetch(`${base}/console/`, { headers: { cookie } })).text();
-    return { cookie, csrf: /name="_csrf" value="([^"]*)"/.exec(page)![1]! };
-  }
+  const { form, login } = consoleHttp(() => base);
   async function audit(action: string) {
     return t.db.query(sql`SELECT user_name, target, before, after FROM espf.console_audit WHERE action = ${action} ORDER BY i_audit`);
   }

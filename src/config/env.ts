@@ -3,6 +3,7 @@ import pino from 'pino';
 import { isPostgresUrl } from '../db/hosts.ts';
 import { isScryptN, SCRYPT_N_DEFAULT, SCRYPT_N_MAX, SCRYPT_N_MIN } from '../console/auth.ts';
 import { EspfError } from '../errors.ts';
+import { parseDenyList } from '../security/address-policy.ts';
 import { ROOT } from '../paths.ts';
 import { escapeTerminal } from '../security/terminal.ts';
 
@@ -33,6 +34,8 @@ export interface EspfEnv {
   readonly consoleSecureCookie: boolean | undefined;
   /** ESPF_CONSOLE_SCRYPT_N: the scrypt cost of new console password hashes and of the check for an unknown user (default 2^17). */
   readonly consoleScryptN: number;
+  /** ESPF_CONSOLE_TEST_EVENT_DENY: addresses, networks (CIDR) and loopback, private, link-local, that "Send a test event" refuses (default: none). */
+  readonly consoleTestEventDeny: readonly string[];
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
   /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
@@ -71,6 +74,12 @@ function scryptN(env: NodeJS.ProcessEnv): number {
   return n;
 }
 
+function testEventDeny(env: NodeJS.ProcessEnv): string[] {
+  const { entries, bad } = parseDenyList(env.ESPF_CONSOLE_TEST_EVENT_DENY ?? '');
+  if (bad !== null) refuse('ESPF_CONSOLE_TEST_EVENT_DENY', env.ESPF_CONSOLE_TEST_EVENT_DENY!, `has ${JSON.stringify(bad.slice(0, 80))}, which is not an address, a network (CIDR), loopback, private or link-local`);
+  return entries;
+}
+
 function deliveryWindow(env: NodeJS.ProcessEnv): number | undefined {
   const v = env.ESPF_WINDOW;
   if (v === undefined || v === '') return undefined;
@@ -104,6 +113,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
     consoleSecureCookie: secureCookie === undefined ? undefined : secureCookie === '1',
     consoleScryptN: scryptN(env),
+    consoleTestEventDeny: testEventDeny(env),
     noColor: Boolean(env.NO_COLOR),
     window: deliveryWindow(env),
   };

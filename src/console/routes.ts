@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import type { Db } from '../db/connect.ts';
 import type { Logger } from '../log/logger.ts';
+import type { AddressPolicy } from '../security/address-policy.ts';
 import type { PageContext } from './layout.ts';
 import type { ResendJobs } from './resend-jobs.ts';
 import type { ConsoleSettings, Session } from './store.ts';
@@ -21,6 +22,8 @@ export interface ConsoleDeps {
   readonly logDir: string;
   readonly jobs: ResendJobs;
   readonly secureCookie: (req: http.IncomingMessage) => boolean;
+  /** Addresses "Send a test event" refuses (ESPF_CONSOLE_TEST_EVENT_DENY), or null: none. */
+  readonly testEventDeny: AddressPolicy | null;
   /** The scrypt cost of the check for an unknown user name. */
   readonly scryptN: number;
 }

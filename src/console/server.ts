@@ -7,6 +7,7 @@ import { checkOrigin, readForm, redirect, Refusal, send, serveStatic } from './h
 import { errorPage, login, offPage } from './pages/login.ts';
 import { ResendJobs } from './resend-jobs.ts';
 import { SETTINGS_TTL_MS, SettingsCache } from './settings.ts';
+import { AddressPolicy } from '../security/address-policy.ts';
 import { findRoute, ROUTES, type ConsoleDeps } from './routes.ts';
 import * as store from './store.ts';
 
@@ -19,6 +20,8 @@ export interface ConsoleOptions {
   readonly secureCookie?: boolean;
   /** The scrypt cost of the check run for an unknown user name (ESPF_CONSOLE_SCRYPT_N; default SCRYPT_N_DEFAULT). */
   readonly scryptN?: number;
+  /** ESPF_CONSOLE_TEST_EVENT_DENY: addresses, networks and names (loopback, private, link-local) no test event goes to. */
+  readonly testEventDeny?: readonly string[];
   /** How long espf.console is kept between reads (default SETTINGS_TTL_MS; 0 reads it for every request). */
   readonly settingsTtlMs?: number;
 }
@@ -34,6 +37,7 @@ export function createConsole(opts: ConsoleOptions) {
   const settingsCache = new SettingsCache(db, opts.settingsTtlMs ?? SETTINGS_TTL_MS);
   const deps: ConsoleDeps = {
     db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log), scryptN: opts.scryptN ?? SCRYPT_N_DEFAULT,
+    testEventDeny: opts.testEventDeny?.length ? new AddressPolicy(opts.testEventDeny) : null,
     secureCookie: (req) => secureCookieFor(opts.secureCookie, req.headers.host, req.headers['x-forwarded-proto']),
   };
 

@@ -1,3 +1,4 @@
+import type { LookupFunction } from 'node:net';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
@@ -32,7 +33,8 @@ export class HttpClient {
   private agent: Agent | null = null;
   private caFile: string | null;
 
-  constructor(caFile: string | null) {
+  /** `connect`: extra socket options (the console's test events pass a `lookup` that refuses denied addresses). */
+  constructor(caFile: string | null, private readonly connect?: { readonly lookup?: LookupFunction }) {
     this.caFile = caFile;
   }
 
@@ -46,7 +48,7 @@ export class HttpClient {
     this.agent = null;
     this.caFile = caFile;
     if (old) void old.close().catch(() => undefined);
-    this.agent = makeAgent(caFile);
+    this.agent = makeAgent(caFile, this.connect);
     return this.agent;
   }
 
@@ -102,7 +104,7 @@ export class HttpClient {
   }
 }
 
-function makeAgent(caFile: string | null): Agent {
+function makeAgent(caFile: string | null, extra?: { readonly lookup?: LookupFunction }): Agent {
   let ca: Buffer | undefined;
   if (caFile) {
     try {
@@ -117,7 +119,7 @@ function makeAgent(caFile: string | null): Agent {
     connections: 128,
     pipelining: 1,
     maxResponseSize: -1,
-    connect: ca ? { ca } : undefined,
+    connect: ca || extra ? { ...(ca ? { ca } : {}), ...extra } : undefined,
   });
 }
 

@@ -22,6 +22,8 @@ export interface HttpServerOptions {
   readonly secureCookie?: boolean;
   /** The scrypt cost of the console's check for an unknown user (ESPF_CONSOLE_SCRYPT_N). */
   readonly consoleScryptN?: number;
+  /** ESPF_CONSOLE_TEST_EVENT_DENY (src/security/address-policy.ts). */
+  readonly consoleTestEventDeny?: readonly string[];
   /** How long the console keeps its settings (src/console/settings.ts). */
   readonly consoleSettingsTtlMs?: number;
   /** Served at /metrics when set. */
@@ -36,7 +38,7 @@ export interface HttpServerOptions {
  * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
-  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs, scryptN: opts.consoleScryptN });
+  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs, scryptN: opts.consoleScryptN, testEventDeny: opts.consoleTestEventDeny });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -68,7 +68,7 @@ export async function runService(opts: RunOptions): Promise<void> {
     const sender = new Sender({ db, url, instance: opts.instance, shard, log, plog, observe: metrics, window: env.window });
     metrics.bind(sender);
     const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
-    const server = await startHttpServer({ sender, db, consoleDb: pools.consoleDb, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie, consoleScryptN: env.consoleScryptN })
+    const server = await startHttpServer({ sender, db, consoleDb: pools.consoleDb, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie, consoleScryptN: env.consoleScryptN, consoleTestEventDeny: env.consoleTestEventDeny })
       .catch((err: unknown) => {
         const e = err as { code?: string; message?: string };
         throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });

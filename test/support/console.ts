@@ -5,6 +5,7 @@ import pino from 'pino';
 import { sql } from '@databases/pg';
 import { hashPassword, SCRYPT_N_MIN } from '../../src/console/auth.ts';
 import type { Db } from '../../src/db/connect.ts';
+import { createTestDatabase, type TestDatabase } from './database.ts';
 import { provisioningLog } from '../../src/log/logger.ts';
 import { startHttpServer } from '../../src/run/http-server.ts';
 import { Sender } from '../../src/run/sender.ts';
@@ -51,4 +52,35 @@ export async function postLogin(base: string, fields: Record<string, string>, he
     headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin: base, ...headers },
     body: new URLSearchParams({ _login: token, ...fields }).toString(),
   });
+}
+
+/** A fresh test database with the console on (alice and victor) and its HTTP server. */
+export async function consoleOnNewDatabase(): Promise<{ t: TestDatabase; base: string; close(): Promise<void> }> {
+  const t = await createTestDatabase();
+  await enableConsole(t.db);
+  const s = await startConsoleServer(t.db, t.url);
+  return { t, base: s.base, close: () => s.server.close() };
+}
+
+/** Requests as a browser makes them to the console at `base()`: a form POST, a login (cookie and CSRF token), a page. */
+export function consoleHttp(base: () => string) {
+  function form(p: string, body: Record<string, string> | URLSearchParams, headers: Record<string, string> = {}) {
+    return fetch(`${base()}${p}`, {
+      method: 'POST', redirect: 'manual',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+      body: new URLSearchParams(body).toString(),
+    });
+  }
+  async function login(who: { user: string; password: string }): Promise<{ cookie: string; csrf: string }> {
+    const r = await postLogin(base(), { user: who.user, password: who.password });
+    if (r.status !== 303) throw new Error(`login of ${who.user}: ${r.status} ${await r.text()}`);
+    const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const page = await (await fetch(`${base()}/console/`, { headers: { cookie } })).text();
+    return { cookie, csrf: /name="_csrf" value="([^"]*)"/.exec(page)![1]! };
+  }
+  async function get(cookie: string, p: string): Promise<{ status: number; text: string }> {
+    const r = await fetch(`${base()}${p}`, { headers: { cookie }, redirect: 'manual' });
+    return { status: r.status, text: await r.text() };
+  }
+  return { form, login, get };
 }

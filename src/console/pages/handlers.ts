@@ -34,7 +34,7 @@ export const handlerRoutes: readonly Route[] = [{
     }
     if (r.get) return send(r.res, 200, handlerPage(c, name, row, { ok: doneMessage(r.query) }));
     if (r.params[1]) {
-      const answers = await sendTestEvent(row);
+      const answers = await sendTestEvent(row, r.deps.testEventDeny);
       log.info({ handler: name, user, answers: answers.map((a) => a.answer) }, 'console: test event sent');
       await store.audit(db, user, 'test event', name, null, { answers: answers.map((a) => ({ url: redactUrl(a.url), answer: a.answer })) });
       return send(r.res, 200, handlerPage(c, name, row, { test: answers }));
