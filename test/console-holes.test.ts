@@ -10,7 +10,8 @@ import { startHttpServer } from '../src/run/http-server.ts';
 import { Sender } from '../src/run/sender.ts';
 import { provisioningLog } from '../src/log/logger.ts';
 import { TestReceiver } from './support/receiver.ts';
-import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -329,6 +330,72 @@ describe('console: smaller holes', function () {
           assert.match(err.message, /^ESPF_CONSOLE_TEST_EVENT_DENY=.* has ".*", which is not an address, a network \(CIDR\), loopback, private or link-local$/);
           return true;
         });
+      }
+    });
+  });
+
+  describe('ca_file', () => {
+    let rx: TestReceiver;
+    let dir: string;
+    before(async () => {
+      rx = await new TestReceiver().listen();
+      dir = mkdtempSync(path.join(os.tmpdir(), 'espf-ca-'));
+    });
+    after(async () => { await rx?.close(); });
+
+    /** The answers of "Send a test event" with this ca_file (set in the row directly). */
+    async function testWith(caFile: string): Promise<string> {
+      await t.db.query(sql`UPDATE espf.http_handlers SET url = ${[rx.url]}::text[], auth_method = 'None', ca_file = ${caFile} WHERE handler = 'EventSender'`);
+      const { cookie, csrf } = await login(ADMIN);
+      const r = await form('/console/handlers/EventSender/test', { _csrf: csrf }, { cookie });
+      assert.equal(r.status, 200);
+      const answers = /<h2>Test answers<\/h2>([\s\S]*?)<\/table>/.exec(await r.text())?.[1] ?? '';
+      return answers.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ');
+    }
+
+    it('the database takes only an absolute path to a file', async () => {
+      for (const v of ['certs/ca.pem', '', '/etc/espf/../passwd', '/etc/./ca.pem', '/etc/espf/', '/etc//ca.pem', '/etc/ca\n.pem']) {
+        await assert.rejects(t.db.query(sql`UPDATE espf.http_handlers SET ca_file = ${v} WHERE handler = 'EventSender'`), (err: Error & { code?: string }) => {
+          assert.equal(err.code, '23514', v);
+          assert.match(err.message, /^espf\.http_handlers\.ca_file: .* is not an absolute path to a file/);
+          return true;
+        });
+      }
+      await t.db.query(sql`UPDATE espf.http_handlers SET ca_file = NULL WHERE handler = 'EventSender'`);
+    });
+
+    it('a device, a FIFO, a folder or a file over 1 MiB is refused without reading it (nothing is sent); a small regular file is read', async () => {
+      const sent = rx.arrived.length;
+      assert.match(await testWith('/dev/zero'), /ca_file \/dev\/zero is not a regular file \(a device or socket\)/);
+      const fifo = path.join(dir, 'fifo.pem');
+      execFileSync('mkfifo', [fifo]);
+      assert.match(await testWith(fifo), /is not a regular file \(a FIFO\)/);
+      assert.match(await testWith(dir), /is not a regular file \(a folder\)/);
+      const big = path.join(dir, 'big.pem');
+      writeFileSync(big, Buffer.alloc(2 * 1024 * 1024, 'A'));
+      assert.match(await testWith(big), /is 2097152 bytes; at most 1048576/);
+      assert.match(await testWith(path.join(dir, 'missing.pem')), /ca_file \S+missing\.pem cannot be read \(ENOENT\)/);
+      assert.equal(rx.arrived.length, sent, 'nothing was sent');
+      const small = path.join(dir, 'small.pem');
+      writeFileSync(small, '-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n');
+      assert.match(await testWith(small), /HTTP 200/);
+    });
+
+    it('with ESPF_CA_DIR, only files inside it (after symbolic links) are read', async () => {
+      const inside = path.join(dir, 'ca');
+      mkdirSync(inside);
+      writeFileSync(path.join(inside, 'ok.pem'), 'pem');
+      writeFileSync(path.join(dir, 'outside.pem'), 'pem');
+      symlinkSync(path.join(dir, 'outside.pem'), path.join(inside, 'link.pem'));
+      const saved = process.env.ESPF_CA_DIR;
+      process.env.ESPF_CA_DIR = inside;
+      try {
+        assert.match(await testWith(path.join(dir, 'outside.pem')), new RegExp(`is not inside ESPF_CA_DIR=${inside.replace(/[.]/g, '\\.')}`));
+        assert.match(await testWith(path.join(inside, 'link.pem')), /is not inside ESPF_CA_DIR=/);
+        assert.match(await testWith(path.join(inside, 'ok.pem')), /HTTP 200/);
+      } finally {
+        if (saved === undefined) delete process.env.ESPF_CA_DIR; else process.env.ESPF_CA_DIR = saved;
+        await t.db.query(sql`UPDATE espf.http_handlers SET ca_file = NULL WHERE handler = 'EventSender'`);
       }
     });
   });

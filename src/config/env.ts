@@ -36,6 +36,8 @@ export interface EspfEnv {
   readonly consoleScryptN: number;
   /** ESPF_CONSOLE_TEST_EVENT_DENY: addresses, networks (CIDR) and loopback, private, link-local, that "Send a test event" refuses (default: none). */
   readonly consoleTestEventDeny: readonly string[];
+  /** ESPF_CA_DIR: when set, every ca_file must lie inside this folder (src/security/ca-file.ts). */
+  readonly caDir: string | undefined;
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
   /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
@@ -114,6 +116,7 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     consoleSecureCookie: secureCookie === undefined ? undefined : secureCookie === '1',
     consoleScryptN: scryptN(env),
     consoleTestEventDeny: testEventDeny(env),
+    caDir: env.ESPF_CA_DIR === undefined ? undefined : path.resolve(nonEmpty(env, 'ESPF_CA_DIR', '', 'a folder')),
     noColor: Boolean(env.NO_COLOR),
     window: deliveryWindow(env),
   };

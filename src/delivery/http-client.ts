@@ -1,5 +1,6 @@
 import type { LookupFunction } from 'node:net';
-import { readFileSync } from 'node:fs';
+import { readEnv } from '../config/env.ts';
+import { readCaFile } from '../security/ca-file.ts';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { HttpSettings } from '../config/snapshot.ts';
@@ -38,18 +39,31 @@ export class HttpClient {
     this.caFile = caFile;
   }
 
+  /** The agent while its ca_file is being read (src/security/ca-file.ts). */
+  private building: Promise<Agent> | null = null;
+
   /**
    * Built on first use, so a ca_file that cannot be read fails the attempt
    * (with a reason naming it) instead of the handler; read again until it works.
+   * The file is read asynchronously; once built, the agent is returned at once.
    */
-  private agentFor(caFile: string | null): Agent {
-    if (this.agent && caFile === this.caFile) return this.agent;
+  private agentFor(caFile: string | null): Agent | Promise<Agent> {
+    if (caFile === this.caFile) {
+      if (this.agent) return this.agent;
+      if (this.building) return this.building;
+    }
     const old = this.agent;
     this.agent = null;
     this.caFile = caFile;
     if (old) void old.close().catch(() => undefined);
-    this.agent = makeAgent(caFile, this.connect);
-    return this.agent;
+    const building = makeAgent(caFile, this.connect);
+    this.building = building;
+    building.then((a) => {
+      if (this.building === building) { this.agent = a; this.building = null; } else void a.close().catch(() => undefined);
+    }, () => {
+      if (this.building === building) this.building = null;
+    });
+    return building;
   }
 
   async post(url: string, body: string, settings: HttpSettings): Promise<PostResult> {
@@ -68,8 +82,10 @@ export class HttpClient {
       auth = authHeaderValue(settings, date);
       if (auth !== undefined) headers[settings.auth_header.toLowerCase()] = auth;
       const secrets = secretsIn(settings, auth);
+      const ready = this.agentFor(settings.ca_file);
+      const agent = ready instanceof Agent ? ready : await ready;
       const a = await new Promise<Answer>((resolve) => {
-        this.agentFor(settings.ca_file).dispatch({
+        agent.dispatch({
           origin: target.origin,
           path: target.path,
           method: 'POST',
@@ -100,20 +116,15 @@ export class HttpClient {
   }
 
   async close(): Promise<void> {
+    const building = this.building;
+    this.building = null;
     await this.agent?.close().catch(() => undefined);
+    await building?.then((a) => a.close()).catch(() => undefined);
   }
 }
 
-function makeAgent(caFile: string | null, extra?: { readonly lookup?: LookupFunction }): Agent {
-  let ca: Buffer | undefined;
-  if (caFile) {
-    try {
-      ca = readFileSync(caFile);
-    } catch (err) {
-      const e = err as { code?: string };
-      throw Object.assign(new Error(`ca_file ${caFile} cannot be read (${e.code ?? oneLine(err)})`), { code: 'ESPF_CA_FILE' });
-    }
-  }
+async function makeAgent(caFile: string | null, extra?: { readonly lookup?: LookupFunction }): Promise<Agent> {
+  const ca = caFile ? await readCaFile(caFile, readEnv().caDir) : undefined;
   return new Agent({
     keepAliveTimeout: 30_000,
     connections: 128,
