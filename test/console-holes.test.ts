@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sql } from '@databases/pg';
 import { ADMIN, consoleHttp, consoleOnNewDatabase, postLogin, VIEWER } from './support/console.ts';
-import type { TestDatabase } from './support/database.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { connect } from '../src/db/connect.ts';
+import { migrate } from '../src/migrate/migrate.ts';
+import { previousRelease } from './support/upgrade.ts';
+import { readCaFile } from '../src/security/ca-file.ts';
 import { hashPassword, SCRYPT_N_MIN, verifyPassword } from '../src/console/auth.ts';
 import { readEnv } from '../src/config/env.ts';
 import pino from 'pino';
@@ -398,5 +402,34 @@ describe('console: smaller holes', function () {
         await t.db.query(sql`UPDATE espf.http_handlers SET ca_file = NULL WHERE handler = 'EventSender'`);
       }
     });
+  });
+
+  it('upgrade from the release before sql/023_ca_file_check.sql: events, deliveries and a relative ca_file are kept; a new relative one is refused', async function () {
+    const prev = await previousRelease('0018_console_hardening.sql', ['023_ca_file_check.sql']);
+    if (!prev) this.skip(); // not a git checkout
+    const e = await createTestDatabase({ empty: true });
+    const db = connect({ connectionString: e.url, poolSize: 2 });
+    try {
+      await migrate(db, prev!);
+      await db.query(sql`UPDATE espf.http_handlers SET url = '{http://127.0.0.1:9/x}', ca_file = 'certs/ca.pem' WHERE handler = 'EventSender'`);
+      await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables)
+                         SELECT g, 'Account/Blocked', jsonb_build_object('i_event', g, 'i_account', g) FROM generate_series(1, 20) g`);
+      await db.query(sql`INSERT INTO espf.event_deliveries (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts)
+                         SELECT g, 'EventSender', CASE WHEN g <= 10 THEN 'DELIVERED' ELSE 'FAILED' END, 'Account/Blocked', 'a:' || g, g, 'main',
+                                ('0/' || to_hex(1000 + g))::pg_lsn, 1 FROM generate_series(1, 20) g`);
+      const before = await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`);
+      await migrate(db);
+      assert.deepEqual(await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`), before);
+      // The old row keeps its value, and its other columns can still be saved; espf run does not read it.
+      await db.query(sql`UPDATE espf.http_handlers SET request_timeout = 30 WHERE handler = 'EventSender'`);
+      const [h] = await db.query(sql`SELECT ca_file, request_timeout FROM espf.http_handlers WHERE handler = 'EventSender'`);
+      assert.deepEqual(h, { ca_file: 'certs/ca.pem', request_timeout: 30 });
+      await assert.rejects(readCaFile(h.ca_file, undefined), { code: 'ESPF_CA_FILE', message: 'ca_file certs/ca.pem is not an absolute path' });
+      await assert.rejects(db.query(sql`UPDATE espf.http_handlers SET ca_file = 'other/ca.pem' WHERE handler = 'EventSender'`), { code: '23514' });
+      assert.deepEqual((await migrate(db)).applied, [], 'a second migrate applies nothing');
+    } finally {
+      await db.dispose();
+      await e.drop();
+    }
   });
 });
