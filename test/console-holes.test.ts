@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sql } from '@databases/pg';
-import { ADMIN, consoleHttp, consoleOnNewDatabase, postLogin, VIEWER } from './support/console.ts';
+import { ADMIN, consoleHttp, consoleOnNewDatabase, holdLock, postLogin, VIEWER } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { eventually } from './support/receiver.ts';
 import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { previousRelease } from './support/upgrade.ts';
@@ -431,5 +432,30 @@ describe('console: smaller holes', function () {
       await db.dispose();
       await e.drop();
     }
+  });
+
+  it('the rules page runs espf rule check (DDL on temporary views) once for concurrent views, then keeps its result for a minute', async () => {
+    const { cookie } = await login(VIEWER);
+    // A rule's check reads its table: while billing.account is locked, a check waits.
+    const lock = await holdLock(t.db, 'billing.account');
+    const views = Promise.all(Array.from({ length: 10 }, () => get(cookie, '/console/rules')));
+    const checks = () => t.db.query(sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+                                          AND state = 'active' AND query LIKE '%espf.check_rules()%'`);
+    try {
+      await eventually(async () => (await checks()).length > 0, 15_000, 'the check to wait on the lock');
+      assert.equal((await checks()).length, 1, 'one check for 10 views');
+    } finally {
+      await lock.release();
+    }
+    for (const v of await views) {
+      assert.equal(v.status, 200);
+      assert.match(v.text, /espf rule check: all \d+ rules compile\. \(checked at \d\d:\d\d:\d\d UTC; at most once every 60 s\)/);
+    }
+    // Within the minute, a view runs no check: it answers even while the table is locked.
+    await t.db.tx(async (tx) => {
+      await tx.query(sql`LOCK TABLE billing.account IN ACCESS EXCLUSIVE MODE`);
+      const again = await get(cookie, '/console/rules');
+      assert.equal(again.status, 200);
+    });
   });
 });

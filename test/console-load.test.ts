@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sql } from '@databases/pg';
 import pino from 'pino';
-import { ADMIN, enableConsole } from './support/console.ts';
+import { ADMIN, enableConsole, holdLock } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
@@ -68,20 +68,6 @@ describe('console: an anonymous flood leaves delivery running', function () {
     });
   }
 
-  /** Holds espf.console locked (ACCESS EXCLUSIVE) in a transaction of the test until released: every read of it waits. */
-  async function lockConsoleTable(): Promise<{ release(): Promise<void> }> {
-    let release!: () => void;
-    let locked!: () => void;
-    const isLocked = new Promise<void>((r) => { locked = r; });
-    const held = t.db.tx(async (tx) => {
-      await tx.query(sql`LOCK TABLE espf.console IN ACCESS EXCLUSIVE MODE`);
-      locked();
-      await new Promise<void>((r) => { release = r; });
-    });
-    await Promise.race([isLocked, held]);
-    return { release: async () => { release(); await held; } };
-  }
-
   async function delivered(): Promise<number> {
     const [r] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE handler = 'EventSender' AND state = 'DELIVERED'`);
     return r.n;
@@ -95,7 +81,7 @@ describe('console: an anonymous flood leaves delivery running', function () {
   }
 
   it('while the console\'s settings read waits on a lock, 2,000 waiting requests take no connection of the sender, and 2,000 events are delivered', async () => {
-    const lock = await lockConsoleTable();
+    const lock = await holdLock(t.db, 'espf.console');
     const flood = Promise.all(Array.from({ length: 2000 }, (_, i) => anonymous(i)));
     try {
       // The console's read waits on the lock, on a connection of the console's pool.
@@ -144,7 +130,7 @@ describe('console: an anonymous flood leaves delivery running', function () {
   it('the settings are read once per period, by one query however many requests ask at once', async () => {
     let now = 1_000_000;
     const cache = new SettingsCache(pools.consoleDb, SETTINGS_TTL_MS, () => now);
-    const lock = await lockConsoleTable();
+    const lock = await holdLock(t.db, 'espf.console');
     const asked = Promise.all(Array.from({ length: 100 }, () => cache.get()));
     try {
       await eventually(async () => (await t.db.query(sql`SELECT 1 FROM pg_stat_activity WHERE datname = current_database()

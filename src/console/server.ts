@@ -6,7 +6,9 @@ import { COOKIE, LoginLimiter, readCookie, sameString, SCRYPT_N_DEFAULT, secureC
 import { checkOrigin, readForm, redirect, Refusal, send, serveStatic } from './http.ts';
 import { errorPage, login, offPage } from './pages/login.ts';
 import { ResendJobs } from './resend-jobs.ts';
-import { SETTINGS_TTL_MS, SettingsCache } from './settings.ts';
+import { Cached, SETTINGS_TTL_MS, SettingsCache } from './settings.ts';
+import { RULE_CHECK_TTL_MS } from './pages/rules.ts';
+import { checkRules } from '../rules/rules.ts';
 import { AddressPolicy } from '../security/address-policy.ts';
 import { findRoute, ROUTES, type ConsoleDeps } from './routes.ts';
 import * as store from './store.ts';
@@ -38,6 +40,7 @@ export function createConsole(opts: ConsoleOptions) {
   const deps: ConsoleDeps = {
     db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log), scryptN: opts.scryptN ?? SCRYPT_N_DEFAULT,
     testEventDeny: opts.testEventDeny?.length ? new AddressPolicy(opts.testEventDeny) : null,
+    ruleCheck: new Cached(() => checkRules(db), RULE_CHECK_TTL_MS),
     secureCookie: (req) => secureCookieFor(opts.secureCookie, req.headers.host, req.headers['x-forwarded-proto']),
   };
 

@@ -84,3 +84,20 @@ export function consoleHttp(base: () => string) {
   }
   return { form, login, get };
 }
+
+/**
+ * Holds `table` locked (ACCESS EXCLUSIVE) in a transaction of its own until
+ * released: every read of it waits meanwhile (a slow or blocked console read).
+ */
+export async function holdLock(db: Db, table: 'espf.console' | 'billing.account'): Promise<{ release(): Promise<void> }> {
+  let release!: () => void;
+  let locked!: () => void;
+  const isLocked = new Promise<void>((r) => { locked = r; });
+  const held = db.tx(async (tx) => {
+    await tx.query(sql`LOCK TABLE ${sql.ident(...table.split('.'))} IN ACCESS EXCLUSIVE MODE`);
+    locked();
+    await new Promise<void>((r) => { release = r; });
+  });
+  await Promise.race([isLocked, held]);
+  return { release: async () => { release(); await held; } };
+}
