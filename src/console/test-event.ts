@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { normaliseHttp } from '../config/snapshot.ts';
@@ -24,6 +25,8 @@ export async function sendTestEvent(row: Record<string, unknown>, deny: AddressP
     event_type: 'espf/Test',
     variables: { i_event: 0, i_env: 1, event_time: now.toISOString().slice(0, 19).replace('T', ' '), test: true },
   });
+  // A webhook-id of its own per test, <handler>:test-<uuid> (a receiver that keeps ids would drop a second test under one id).
+  const message = { handler: String(row.handler), event: { i_event: `test-${randomUUID()}` } };
   const client = new HttpClient(settings.ca_file, deny ? { lookup: deny.lookup() } : undefined);
   try {
     const out: TestAnswer[] = [];
@@ -36,7 +39,7 @@ export async function sendTestEvent(row: Record<string, unknown>, deny: AddressP
         out.push({ url, ok: false, answer: `${deniedError(host, host).message}`, durationMs: 0 });
         continue;
       }
-      const r = await client.post(url, body, quick);
+      const r = await client.post(url, body, quick, message);
       const statusOnly = r.status !== null && host !== null && await isInternal(host);
       out.push({ url, ok: r.ok, answer: r.ok || statusOnly ? `HTTP ${r.status}` : r.reason, durationMs: r.durationMs });
     }
