@@ -8,6 +8,9 @@ import type { Sender } from './sender.ts';
 import { handleStatusApi } from './status-api.ts';
 import { createConsole } from '../console/server.ts';
 
+/** Connections the kernel keeps waiting for this server to accept them (capped by net.core.somaxconn). */
+export const LISTEN_BACKLOG = 2048;
+
 export interface HttpServerOptions {
   readonly sender: Sender;
   readonly db: Db;
@@ -73,7 +76,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, host, () => resolve());
+    // A burst of connections (a flood of console requests) waits in the kernel's queue rather than being reset: 2,048, not Node's 511.
+    server.listen({ port: opts.port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
   opts.log.info({ host, port }, `http: /healthz, /metrics, the status API and /console/ on ${host}:${port}`);
