@@ -94,13 +94,20 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
     const imsi = '001010000000001';
     const aucId = await loadAuc(imsi);
     await loadAuc('001010000000099'); // another SIM of the batch: its auc_id must not be taken
-    const a = await newSubscriber('4915550001', imsi);
+    const a = await newSubscriber('+4915550001', imsi);
     await delivered(a, 'SIMCard/Assigned');
     const s = subscriber(imsi);
     assert.ok(s, 'the subscriber exists');
     assert.deepEqual({ msisdn: s.msisdn, auc_id: s.auc_id, enabled: s.enabled }, { msisdn: '4915550001', auc_id: aucId, enabled: true });
     assert.deepEqual(requestsOf(imsi), [`GET /auc/imsi/${imsi} 200`, 'PUT /subscriber/ 200']);
     assert.equal(hss.state().auc.filter((r) => r.imsi === imsi).length, 1);
+
+    // The dry run renders this event's first step as it was sent.
+    const [ev] = await t.db.query(sql`SELECT i_event FROM espf.events WHERE event_type = 'SIMCard/Assigned' AND variables->>'imsi' = ${imsi}`);
+    const r = await runEspf(['handler', 'check', 'HSS', '--event', String(ev.i_event)], { DATABASE_URL: t.url, ESPF_SECRET_HSS_KEY: KEY });
+    assert.equal(r.code, 0, show(r));
+    assert.ok(r.stdout.includes(`step 1 (auc): GET ${hss.url}/auc/imsi/${imsi}`), show(r));
+    assert.match(r.stdout, /provisioning-key: \*\*\*/, 'the key is masked');
   });
 
   it('a number change, a block and an unblock change the subscriber found by IMSI', async () => {
@@ -110,7 +117,7 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
     await delivered(a, 'SIMCard/Assigned');
     const id = subscriber(imsi)!.subscriber_id;
 
-    await t.db.query(sql`UPDATE billing.account SET id = '4915550202' WHERE i_account = ${a}`);
+    await t.db.query(sql`UPDATE billing.account SET id = '+4915550202' WHERE i_account = ${a}`);
     await delivered(a, 'Account/ID/Changed');
     assert.equal(subscriber(imsi)!.msisdn, '4915550202');
 

@@ -18,6 +18,10 @@
 --   the SIM is assigned. Account/SIMCardAssignment mixes "gained" and "lost" in one
 --   type, and a type's steps are one fixed list, so part 1 adds two types of our own,
 --   SIMCard/Assigned and SIMCard/Released.
+-- * The HSS takes an MSISDN of digits only: the steps drop a leading "+" of the
+--   account's id.
+
+SET client_min_messages = warning;  -- not the NOTICEs of the rule compiler
 
 -- ── 1. Capture: what the HSS needs in the events ───────────────────────────────
 UPDATE espf.event_rules SET variables =
@@ -85,7 +89,7 @@ INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, head
    'status = 200 and body != null', NULL, NULL),
   ('HSS', 'SIMCard/Assigned', 2, 'sub', 'PUT', '/subscriber/',
    '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}',
-   '{"imsi": variables.imsi, "msisdn": variables.msisdn, "auc_id": step.auc.body.auc_id}',
+   '{"imsi": variables.imsi, "msisdn": $replace(variables.msisdn, "+", ""), "auc_id": step.auc.body.auc_id}',
    'status = 200 and body != null',
    'status = 400 and $not($contains($string(body.reason), "subscriber with imsi " & variables.imsi & " exists"))', NULL),
   -- The number changes: find the subscriber by IMSI, change its msisdn.
@@ -93,7 +97,7 @@ INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, head
    '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
    'status = 200 and body != null', NULL, NULL),
   ('HSS', 'Account/ID/Changed', 2, 'patch', 'PATCH', '/subscriber/{step.lookup.body.subscriber_id}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', '{"msisdn": variables.id}',
+   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', '{"msisdn": $replace(variables.id, "+", "")}',
    'status = 200 and body != null', 'status = 400', NULL),
   -- Block and unblock: find the subscriber by IMSI, switch enabled.
   ('HSS', 'Account/Blocked', 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}',
