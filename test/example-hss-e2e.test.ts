@@ -63,6 +63,14 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
     });
   }
 
+  /** An account whose SIM is in the HSS: its i_account and subscriber_id. */
+  async function provisioned(number: string, imsi: string): Promise<{ a: number; id: number }> {
+    await loadAuc(imsi);
+    const a = await newSubscriber(number, imsi);
+    await delivered(a, 'SIMCard/Assigned');
+    return { a, id: subscriber(imsi)!.subscriber_id };
+  }
+
   const subscriber = (imsi: string) => hss.state().subscriber.find((s) => s.imsi === imsi);
   /** The HSS's log of the requests that concern one IMSI (its own paths, or its subscriber's id). */
   function requestsOf(imsi: string, subscriberId?: number): string[] {
@@ -112,10 +120,7 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
 
   it('a number change, a block and an unblock change the subscriber found by IMSI', async () => {
     const imsi = '001010000000002';
-    await loadAuc(imsi);
-    const a = await newSubscriber('4915550002', imsi);
-    await delivered(a, 'SIMCard/Assigned');
-    const id = subscriber(imsi)!.subscriber_id;
+    const { a, id } = await provisioned('4915550002', imsi);
 
     await t.db.query(sql`UPDATE billing.account SET id = '+4915550202' WHERE i_account = ${a}`);
     await delivered(a, 'Account/ID/Changed');
@@ -138,10 +143,7 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
 
   it('a deletion (SIM released, account deleted) deletes the subscriber after its lookup; the AuC row stays', async () => {
     const imsi = '001010000000003';
-    await loadAuc(imsi);
-    const a = await newSubscriber('4915550003', imsi);
-    await delivered(a, 'SIMCard/Assigned');
-    const id = subscriber(imsi)!.subscriber_id;
+    const { a, id } = await provisioned('4915550003', imsi);
     await t.db.tx(async (tx) => {
       await tx.query(sql`DELETE FROM billing.sim_card WHERE imsi = ${imsi}`);
       await tx.query(sql`DELETE FROM billing.account WHERE i_account = ${a}`);
@@ -156,11 +158,7 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
     const imsi = '001010000000004';
     const aucId = await loadAuc(imsi);
     hss.failNext('/subscriber/', 2);
-    const a = await t.db.tx(async (tx) => {
-      const [row] = await tx.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES ('4915550004', ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
-      await tx.query(sql`INSERT INTO billing.sim_card (imsi, i_account) VALUES (${imsi}, ${row.i_account})`);
-      return Number(row.i_account);
-    });
+    const a = await newSubscriber('4915550004', imsi);
     // Committed while the create is still failing: they go after it, in commit order.
     await t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
     await t.db.query(sql`UPDATE billing.account SET id = '4915550404' WHERE i_account = ${a}`);

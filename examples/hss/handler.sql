@@ -62,7 +62,6 @@ INSERT INTO espf.http_handlers (handler, url, max_attempts, retry_delay, retry_m
 VALUES ('HSS', '{http://127.0.0.1:8081}', 20, 1, 60);
 
 -- ── 3. The steps ───────────────────────────────────────────────────────────────
--- Every step sends the HSS's API key, read by espf run from its environment.
 -- Success rules, decided here once:
 -- * A lookup (GET) is done only when it finds the row: `200 null` (no such row) is a
 --   failed attempt, RETRIED with backoff, not refused. Per-account order means the
@@ -82,45 +81,38 @@ VALUES ('HSS', '{http://127.0.0.1:8081}', 20, 1, 60);
 -- * A PATCH answered `200 null` (the row vanished since the lookup) is retried, from
 --   the PATCH step.
 -- * A DELETE is done on any 200, `200 null` (already gone) included.
-INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, headers, body, success_when, refuse_when, exists_when) VALUES
-  -- A SIM given to an account: the AuC row of its IMSI, then the subscriber with that auc_id.
-  ('HSS', 'SIMCard/Assigned', 1, 'auc', 'GET', '/auc/imsi/{variables.imsi}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
-   'status = 200 and body != null', NULL, NULL),
+
+-- A SIM given to an account: the AuC row of its IMSI, then the subscriber with that auc_id.
+INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, body, success_when, refuse_when) VALUES
+  ('HSS', 'SIMCard/Assigned', 1, 'auc', 'GET', '/auc/imsi/{variables.imsi}', NULL,
+   'status = 200 and body != null', NULL),
   ('HSS', 'SIMCard/Assigned', 2, 'sub', 'PUT', '/subscriber/',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}',
    '{"imsi": variables.imsi, "msisdn": $replace(variables.msisdn, "+", ""), "auc_id": step.auc.body.auc_id}',
    'status = 200 and body != null',
-   'status = 400 and $not($contains($string(body.reason), "subscriber with imsi " & variables.imsi & " exists"))', NULL),
-  -- The number changes: find the subscriber by IMSI, change its msisdn.
-  ('HSS', 'Account/ID/Changed', 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
-   'status = 200 and body != null', NULL, NULL),
+   'status = 400 and $not($contains($string(body.reason), "subscriber with imsi " & variables.imsi & " exists"))');
+
+-- Every other change starts with the same step 1: the subscriber of the IMSI.
+INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, success_when)
+SELECT 'HSS', t, 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}', 'status = 200 and body != null'
+  FROM unnest('{Account/ID/Changed,Account/Blocked,Account/Unblocked,SIMCard/Released}'::text[]) t;
+
+-- Step 2 acts on the subscriber_id the lookup gave: the number changes (msisdn), the
+-- account is blocked or unblocked (enabled), the SIM leaves the account (before the
+-- account is deleted, or a SIM swap): the subscriber is deleted. The AuC row stays:
+-- it holds the vendor's keys, which billing cannot give back when the SIM is
+-- assigned again.
+INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, body, success_when, refuse_when) VALUES
   ('HSS', 'Account/ID/Changed', 2, 'patch', 'PATCH', '/subscriber/{step.lookup.body.subscriber_id}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', '{"msisdn": $replace(variables.id, "+", "")}',
-   'status = 200 and body != null', 'status = 400', NULL),
-  -- Block and unblock: find the subscriber by IMSI, switch enabled.
-  ('HSS', 'Account/Blocked', 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
-   'status = 200 and body != null', NULL, NULL),
+   '{"msisdn": $replace(variables.id, "+", "")}', 'status = 200 and body != null', 'status = 400'),
   ('HSS', 'Account/Blocked', 2, 'patch', 'PATCH', '/subscriber/{step.lookup.body.subscriber_id}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', '{"enabled": false}',
-   'status = 200 and body != null', 'status = 400', NULL),
-  ('HSS', 'Account/Unblocked', 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
-   'status = 200 and body != null', NULL, NULL),
+   '{"enabled": false}', 'status = 200 and body != null', 'status = 400'),
   ('HSS', 'Account/Unblocked', 2, 'patch', 'PATCH', '/subscriber/{step.lookup.body.subscriber_id}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', '{"enabled": true}',
-   'status = 200 and body != null', 'status = 400', NULL),
-  -- The SIM leaves the account (before the account is deleted, or a SIM swap): find
-  -- the subscriber by IMSI and delete it. The AuC row stays: it holds the vendor's
-  -- keys, which billing cannot give back if the SIM is assigned again.
-  ('HSS', 'SIMCard/Released', 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
-   'status = 200 and body != null', NULL, NULL),
+   '{"enabled": true}', 'status = 200 and body != null', 'status = 400'),
   ('HSS', 'SIMCard/Released', 2, 'delete', 'DELETE', '/subscriber/{step.lookup.body.subscriber_id}',
-   '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}', NULL,
-   'status = 200', NULL, NULL);
+   NULL, 'status = 200', NULL);
+
+-- Every step sends the HSS's API key, which espf run reads from its environment.
+UPDATE espf.http_steps SET headers = '{"Provisioning-Key": "env:ESPF_SECRET_HSS_KEY"}' WHERE handler = 'HSS';
 
 -- ── 4. Subscribe, switch the types on, enable ──────────────────────────────────
 INSERT INTO espf.subscriptions (handler, event_type)
