@@ -194,4 +194,50 @@ describe('example HSS end to end: handler.sql, espf run → examples/hss', funct
     await delivered(a, 'SIMCard/Assigned');
     assert.equal(subscriber(imsi)!.auc_id, aucId);
   });
+
+  it('a SIM swap: the old SIM\'s subscriber is deleted, then the new one created, in commit order', async () => {
+    const [oldImsi, newImsi] = ['001010000000006', '001010000000007'];
+    const { a, id } = await provisioned('4915550006', oldImsi);
+    await loadAuc(newImsi);
+    await t.db.tx(async (tx) => {
+      await tx.query(sql`UPDATE billing.sim_card SET i_account = NULL WHERE imsi = ${oldImsi}`);
+      await tx.query(sql`INSERT INTO billing.sim_card (imsi, i_account) VALUES (${newImsi}, ${a})`);
+    });
+    await delivered(a, 'SIMCard/Assigned', 2);
+    await delivered(a, 'SIMCard/Released');
+    assert.equal(subscriber(oldImsi), undefined);
+    assert.equal(subscriber(newImsi)?.msisdn, '4915550006');
+    const log = hss.state().requests.map((r) => `${r.method} ${r.path}`);
+    assert.ok(log.indexOf(`DELETE /subscriber/${id}`) < log.indexOf(`GET /auc/imsi/${newImsi}`), log.join('\n'));
+  });
+
+  it('a block of an account without a SIM fails at once (nothing in the HSS), and the account\'s next events go on', async () => {
+    const imsi = '001010000000008';
+    await loadAuc(imsi);
+    const [row] = await t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES ('4915550008', ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
+    const a = Number(row.i_account);
+    await t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
+    await t.db.query(sql`INSERT INTO billing.sim_card (imsi, i_account) VALUES (${imsi}, ${a})`);
+    const failed = await eventually(async () => {
+      const [d] = await t.db.query(sql`SELECT state, attempts, last_error FROM espf.event_deliveries WHERE handler = 'HSS' AND i_account = ${a} AND event_type = 'Account/Blocked'`);
+      return d?.state === 'FAILED' ? d : undefined;
+    }, 20_000, 'the block FAILED');
+    assert.equal(failed.attempts, 1);
+    assert.match(failed.last_error, /step 1 \(lookup\) GET \/subscriber\/imsi\/-: 200 null/);
+    await delivered(a, 'SIMCard/Assigned');
+    assert.equal(subscriber(imsi)?.msisdn, '4915550008');
+  });
+
+  it('espf migrate keeps the rules handler.sql changed, and says so', async () => {
+    const r = await runEspf(['migrate'], { DATABASE_URL: t.url });
+    assert.equal(r.code, 0, show(r));
+    for (const rule of ['Account/Blocked', 'Account/Unblocked', 'Account/ID/Changed']) {
+      assert.ok(`${r.stdout}${r.stderr}`.includes(`kept built-in rule ${rule} as changed by a DBA`), show(r));
+    }
+    const imsi = '001010000000009';
+    const { a } = await provisioned('4915550009', imsi);
+    await t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
+    await delivered(a, 'Account/Blocked');
+    assert.equal(subscriber(imsi)?.enabled, false);
+  });
 });

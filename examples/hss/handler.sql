@@ -91,9 +91,14 @@ INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, body
    'status = 200 and body != null',
    'status = 400 and $not($contains($string(body.reason), "subscriber with imsi " & variables.imsi & " exists"))');
 
--- Every other change starts with the same step 1: the subscriber of the IMSI.
-INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, success_when)
-SELECT 'HSS', t, 1, 'lookup', 'GET', '/subscriber/imsi/{variables.imsi}', 'status = 200 and body != null'
+-- Every other change starts with the same step 1: the subscriber of the IMSI. An
+-- event without an IMSI (an account without a SIM, or an Account/Blocked made by the
+-- customer dispatcher, whose events carry i_account only) has nothing in the HSS to
+-- change: its lookup asks for "-" and the delivery is FAILED at once (refuse_when),
+-- rather than retried for 20 attempts while the account's later events wait.
+INSERT INTO espf.http_steps (handler, event_type, step, name, method, path, success_when, refuse_when)
+SELECT 'HSS', t, 1, 'lookup', 'GET', '/subscriber/imsi/{$type(variables.imsi) = "string" ? variables.imsi : "-"}',
+       'status = 200 and body != null', '$not($type(variables.imsi) = "string")'
   FROM unnest('{Account/ID/Changed,Account/Blocked,Account/Unblocked,SIMCard/Released}'::text[]) t;
 
 -- Step 2 acts on the subscriber_id the lookup gave: the number changes (msisdn), the
