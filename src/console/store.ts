@@ -9,7 +9,7 @@ import {
 } from '../db/console.ts';
 import {
   deleteSubscriptions, dispatcherSourceTypes, eventTypeNames, insertSubscriptions, listHandlers, lockHttpHandler,
-  readHttpHandler as dbReadHttpHandler, setHttpHandlerColumns, switchHandler, switchTypes,
+  readHttpHandler as dbReadHttpHandler, setHttpHandlerColumns, stepsOfHandlers, switchHandler, switchTypes, type StepRow,
 } from '../db/config.ts';
 import { accountDeliveries, checkTime, deliveryPage, type DeliveryFilter as DbDeliveryFilter } from '../db/deliveries.ts';
 import { accountStatuses, failingStatusCounts } from '../db/statuses.ts';
@@ -139,6 +139,11 @@ export async function setSubscribed(db: Db, user: string, handler: string, type:
 
 export async function readHttpHandler(db: Queryable, handler: string): Promise<Record<string, unknown> | null> {
   return (await dbReadHttpHandler(db, handler)) ?? null;
+}
+
+/** The request steps of one http handler (espf.http_steps), in order. */
+export function httpSteps(db: Queryable, handler: string): Promise<StepRow[]> {
+  return stepsOfHandlers(db, [handler]);
 }
 
 /** Updates the given columns of one espf.http_handlers row (names checked by the caller against the known columns). */

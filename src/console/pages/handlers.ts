@@ -5,6 +5,8 @@ import { pathName, redirect, Refusal, send } from '../http.ts';
 import * as store from '../store.ts';
 import { sendTestEvent, type TestAnswer } from '../test-event.ts';
 import type { Route } from '../routes.ts';
+import { stepsSection } from './handler-steps.ts';
+import type { StepRow } from '../../delivery/steps/plan.ts';
 import { oneLine } from '../../errors.ts';
 import { isEnvRef } from '../../security/secret-ref.ts';
 import { redactUrl } from '../../security/redact.ts';
@@ -32,12 +34,13 @@ export const handlerRoutes: readonly Route[] = [{
       const consumes = await store.consumes(db, name);
       return send(r.res, 200, dispatcherPage(c, h, consumes));
     }
-    if (r.get) return send(r.res, 200, handlerPage(c, name, row, { ok: doneMessage(r.query) }));
+    const steps = await store.httpSteps(db, name);
+    if (r.get) return send(r.res, 200, handlerPage(c, name, row, steps, { ok: doneMessage(r.query) }));
     if (r.params[1]) {
       const answers = await sendTestEvent(row, r.deps.testEventDeny);
       log.info({ handler: name, user, answers: answers.map((a) => a.answer) }, 'console: test event sent');
       await store.audit(db, user, 'test event', name, null, { answers: answers.map((a) => ({ url: redactUrl(a.url), answer: a.answer })) });
-      return send(r.res, 200, handlerPage(c, name, row, { test: answers }));
+      return send(r.res, 200, handlerPage(c, name, row, steps, { test: answers }));
     }
     try {
       const values = formValues(r.form, row);
@@ -49,7 +52,7 @@ export const handlerRoutes: readonly Route[] = [{
       const submitted: Record<string, unknown> = {};
       for (const [k, v] of r.form) if (k !== '_csrf' && !k.startsWith('clear_')) submitted[k] = k === 'url' ? v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean) : v;
       for (const s of store.SECRET_COLUMNS) delete submitted[s];
-      return send(r.res, 422, handlerPage(c, name, row, { values: submitted, errorColumn: column, error: oneLine(err) }));
+      return send(r.res, 422, handlerPage(c, name, row, steps, { values: submitted, errorColumn: column, error: oneLine(err) }));
     }
   },
 }];
@@ -73,7 +76,7 @@ function secretState(v: unknown): string {
 }
 
 /** The form of an http handler; `values` are what to show (the row, or what was submitted). */
-export function handlerPage(ctx: PageContext, name: string, row: Row, opts: {
+export function handlerPage(ctx: PageContext, name: string, row: Row, steps: readonly StepRow[], opts: {
   values?: Record<string, unknown>; errorColumn?: string | null; error?: string | null; ok?: string | null; test?: TestAnswer[] | null;
 }): Html {
   const admin = canChange(ctx);
@@ -114,7 +117,8 @@ ${opts.test ? html`<h2>Test answers</h2><div class="scroll"><table><thead><tr><t
 <form method="post" action="/console/handlers/${encodeURIComponent(name)}" novalidate>${csrfField(ctx)}
 ${fields}
 <p><button class="primary" type="submit"${dis}>Save</button></p>
-</form>`);
+</form>
+${stepsSection(steps)}`);
 }
 
 export function dispatcherPage(ctx: PageContext, row: Row, consumes: string[]): Html {
