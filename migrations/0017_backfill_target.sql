@@ -1,6 +1,6 @@
 -- A backfill with a target (`espf backfill RULE --handler NAME`, docs/dba.md "Backfill").
 --
--- espf.events.for_handler: null for every ordinary event (every enabled handler
+-- espf.events.target_handler: null for every ordinary event (every enabled handler
 -- subscribed to its type gets it, as before); the name of one handler for an
 -- event a targeted backfill wrote: only that handler gets it (and a dispatcher
 -- subscribed to its type, whose events keep the target: sql/210_dispatch.sql).
@@ -10,12 +10,12 @@
 -- without a column list (sql/040_publication.sql, sql/015_shards.sql), and the
 -- table-level INSERT grants of espf_capture, espf_admin and espf_sender cover it.
 --
--- espf.backfills.for_handler: the target a backfill was started with (null: all
+-- espf.backfills.target_handler: the target a backfill was started with (null: all
 -- handlers); `--resume` keeps it.
 --
 -- A nullable column with no default is a change of the catalogue only: no row is
 -- rewritten, the ACCESS EXCLUSIVE lock is held for milliseconds.
 SET LOCAL lock_timeout = '5s';
 
-ALTER TABLE espf.events ADD COLUMN for_handler text;
-ALTER TABLE espf.backfills ADD COLUMN for_handler text;
+ALTER TABLE espf.events ADD COLUMN target_handler text;
+ALTER TABLE espf.backfills ADD COLUMN target_handler text;

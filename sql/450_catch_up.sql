@@ -79,14 +79,14 @@ $$;
 CREATE OR REPLACE TRIGGER handler_moved AFTER UPDATE OF instance ON espf.handlers
   FOR EACH ROW WHEN (OLD.instance IS DISTINCT FROM NEW.instance) EXECUTE FUNCTION espf.handler_moved();
 
--- Whether an event with target `for_handler` (espf.events.for_handler, a backfill
+-- Whether an event with target `target` (espf.events.target_handler, a backfill
 -- with --handler; null: every subscribed handler) goes to handler `handler` of
 -- kind `kind`: an untargeted event to every handler, a targeted one to its
 -- target and to dispatchers (what they produce keeps the target). The route
 -- stage of espf run applies the same rule (src/pipeline/route.ts).
-CREATE OR REPLACE FUNCTION espf.event_targets(for_handler text, handler text, kind text) RETURNS boolean
+CREATE OR REPLACE FUNCTION espf.event_targets(target text, handler text, kind text) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT for_handler IS NULL OR for_handler = handler OR kind = 'dispatcher'
+  SELECT target IS NULL OR target = handler OR kind = 'dispatcher'
 $$;
 
 -- The order key of an event (as src/delivery/item.ts computes it): events of
@@ -142,7 +142,7 @@ LANGUAGE sql STABLE AS $$
              JOIN espf.subscriptions s ON s.handler = h.name AND s.event_type = e.event_type
             WHERE e.created_at >= greatest(w.t, coalesce(h.enabled_at, '-infinity'))
               AND e.created_at >= s.created_at
-              AND espf.event_targets(e.for_handler, h.name, h.kind)
+              AND espf.event_targets(e.target_handler, h.name, h.kind)
               AND espf.in_shard(e, catch_up_candidates.shard, catch_up_candidates.shards)
               AND NOT EXISTS (SELECT 1 FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = h.name)) e
    WHERE h.instance = inst AND h.enabled AND w.t IS NOT NULL

@@ -83,7 +83,7 @@ $$;
 -- Starts a backfill of a rule: checks it (and its target handler, if one is given)
 -- and records it; returns its id.
 DROP FUNCTION IF EXISTS espf.start_backfill(text, text, int);
-CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int, for_handler text)
+CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int, handler_name text)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   r     espf.event_rules;
@@ -92,8 +92,8 @@ DECLARE
   id    bigint;
 BEGIN
   r := espf.backfill_rule(rule_name);
-  IF for_handler IS NOT NULL THEN
-    PERFORM espf.backfill_target_check(r, for_handler);
+  IF handler_name IS NOT NULL THEN
+    PERFORM espf.backfill_target_check(r, handler_name);
   END IF;
   key := espf.backfill_key(r.source);
   IF where_sql IS NOT NULL THEN
@@ -103,8 +103,8 @@ BEGIN
     RAISE EXCEPTION 'backfill: the batch size must be at least 1' USING ERRCODE = '22023';
   END IF;
   EXECUTE format('SELECT count(*) FROM %s AS new WHERE %s', r.source, coalesce(where_sql, 'true')) INTO total;
-  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total, for_handler)
-  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total, start_backfill.for_handler)
+  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total, target_handler)
+  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total, handler_name)
   RETURNING backfills.id INTO id;
   RETURN id;
 END
@@ -190,7 +190,7 @@ BEGIN
       numbered AS MATERIALIZED (
         SELECT nextval('espf.events_i_event_seq') AS ev, i.env, i.v FROM items i),
       ins AS (
-        INSERT INTO espf.events (i_event, event_type, variables, for_handler)
+        INSERT INTO espf.events (i_event, event_type, variables, target_handler)
         SELECT n.ev, %6$L, jsonb_build_object('i_env', n.env, 'event_time', t.event_time) || n.v || jsonb_build_object('i_event', n.ev), $2
           FROM numbered n, (SELECT espf.event_time() AS event_time) t  -- one time for the batch (one transaction)
         RETURNING 1)
@@ -198,7 +198,7 @@ BEGIN
       b.key_column, r.source, r.i_env, r.variables,
       CASE WHEN vtype = 'jsonb[]' THEN 'unnest(s.v) WITH ORDINALITY AS e(v, n)' ELSE 'LATERAL (SELECT s.v, 1) AS e(v, n)' END,
       r.event_type, ktype);
-    EXECUTE stmt INTO events USING keys, b.for_handler;
+    EXECUTE stmt INTO events USING keys, b.target_handler;
     rows_done := cardinality(keys);
     last_key := keys[cardinality(keys)];
   END IF;
@@ -215,8 +215,8 @@ BEGIN
 END
 $$;
 
--- Backfills, latest first, as `espf status` shows them (for_handler: its target, null: all handlers).
+-- Backfills, latest first, as `espf status` shows them (target_handler: its target, null: all handlers).
 CREATE OR REPLACE VIEW espf.report_backfills AS
 SELECT id, rule, event_type, state, rows_done, rows_total, events, last_key, batch_size, where_sql,
-       started_at, updated_at, finished_at, last_error, for_handler
+       started_at, updated_at, finished_at, last_error, target_handler
   FROM espf.backfills;

@@ -8,7 +8,7 @@ export interface BackfillRow {
   id: number; rule: string; state: string; where_sql: string | null; batch_size: number;
   rows_done: number; rows_total: number | null; events: number; last_key: string | null;
   /** The one handler its events are for (`--handler`); null: every subscribed handler. */
-  for_handler: string | null;
+  target_handler: string | null;
 }
 
 /** Advisory lock key space of backfills (the second key is the backfill id). */
@@ -19,7 +19,7 @@ const numberOrNull = (v: unknown): number | null => (v === null || v === undefin
 /** The latest backfill of a rule that did not finish (running, interrupted or failed). */
 export async function unfinishedBackfill(db: Queryable, rule: string): Promise<BackfillRow | undefined> {
   const [row] = await db.query(sql`
-    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key, for_handler FROM espf.backfills
+    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key, target_handler FROM espf.backfills
      WHERE rule = ${rule} AND state IN ('running', 'interrupted', 'failed') ORDER BY id DESC LIMIT 1`);
   return row ? { ...row, id: Number(row.id), rows_done: Number(row.rows_done), rows_total: numberOrNull(row.rows_total), events: Number(row.events) } : undefined;
 }

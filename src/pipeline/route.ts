@@ -84,10 +84,10 @@ export class Router {
 /**
  * Whether event `e` goes to handler `h` (subscribed to its type): an event
  * without a target goes to every one; one a backfill wrote with `--handler`
- * (espf.events.for_handler) to that handler, and to dispatchers, whose events
+ * (espf.events.target_handler) to that handler, and to dispatchers, whose events
  * keep the target (sql/210_dispatch.sql). The catch-up applies the same rule
  * (espf.event_targets, sql/450_catch_up.sql).
  */
 export function targets(e: StreamEvent, h: HandlerConfig): boolean {
-  return e.for_handler == null || e.for_handler === h.name || h.kind === 'dispatcher';
+  return e.target_handler == null || e.target_handler === h.name || h.kind === 'dispatcher';
 }

@@ -17,7 +17,7 @@ export interface BackfillOptions {
   /** Rows per batch; undefined: DEFAULT_BATCH_SIZE for a new backfill, the stored one for --resume. */
   readonly batchSize?: number;
   readonly resume: boolean;
-  /** `--handler NAME`: the events go to that handler only (espf.events.for_handler). */
+  /** `--handler NAME`: the events go to that handler only (espf.events.target_handler). */
   readonly handler?: string;
   /** `--all-handlers`: the events go to every subscribed handler. A new backfill needs this or `handler`. */
   readonly allHandlers?: boolean;
@@ -45,7 +45,7 @@ export const DEFAULT_BATCH_SIZE = 1000;
 /** The options a backfill was started with, as they are written on the command line. */
 function storedOptions(b: BackfillRow): string {
   return [
-    b.for_handler === null ? '--all-handlers' : `--handler ${quoteArg(b.for_handler)}`,
+    b.target_handler === null ? '--all-handlers' : `--handler ${quoteArg(b.target_handler)}`,
     ...(b.where_sql === null ? [] : [`--where ${quoteArg(b.where_sql)}`]),
     `--batch-size ${b.batch_size}`,
   ].join(' ');
@@ -54,8 +54,8 @@ function storedOptions(b: BackfillRow): string {
 /** The options given with --resume that differ from the stored ones (empty: none). */
 function differences(b: BackfillRow, o: BackfillOptions): string[] {
   const d: string[] = [];
-  if (o.handler !== undefined && o.handler !== b.for_handler) d.push(`--handler ${quoteArg(o.handler)}`);
-  if (o.allHandlers && b.for_handler !== null) d.push('--all-handlers');
+  if (o.handler !== undefined && o.handler !== b.target_handler) d.push(`--handler ${quoteArg(o.handler)}`);
+  if (o.allHandlers && b.target_handler !== null) d.push('--all-handlers');
   if (o.where !== undefined && o.where !== b.where_sql) d.push(`--where ${quoteArg(o.where)}`);
   if (o.batchSize !== undefined && o.batchSize !== b.batch_size) d.push(`--batch-size ${o.batchSize}`);
   return d;
@@ -89,7 +89,7 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
           `backfill ${b.id} of rule '${o.rule}' runs with ${storedOptions(b)}, not ${differ.join(' ')}: resume it without options, or with the same ones`);
       }
       // The target may have been removed, disabled or unsubscribed since it started.
-      if (b.for_handler !== null) await backfillTargetCheck(conn, o.rule, b.for_handler);
+      if (b.target_handler !== null) await backfillTargetCheck(conn, o.rule, b.target_handler);
     } else if (b) {
       throw new EspfError('ESPF_BACKFILL_REFUSED',
         `backfill ${b.id} of rule '${o.rule}' stopped at key ${b.last_key ?? '(none yet)'} (${b.rows_done} of ${b.rows_total ?? '?'} rows): `
@@ -99,7 +99,7 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
       const batchSize = o.batchSize ?? DEFAULT_BATCH_SIZE;
       const forHandler = o.handler ?? null;
       const { id, rowsTotal } = await startBackfill(conn, o.rule, o.where ?? null, batchSize, forHandler);
-      b = { id, rule: o.rule, state: 'running', where_sql: o.where ?? null, batch_size: batchSize, rows_done: 0, rows_total: rowsTotal, events: 0, last_key: null, for_handler: forHandler };
+      b = { id, rule: o.rule, state: 'running', where_sql: o.where ?? null, batch_size: batchSize, rows_done: 0, rows_total: rowsTotal, events: 0, last_key: null, target_handler: forHandler };
     }
     if (!(await tryLockBackfill(conn, b.id))) throw new EspfError('ESPF_BACKFILL_REFUSED', `backfill ${b.id} of rule '${o.rule}' is running in another process`);
     // Checked (and parsed) once for the run; each batch then only checks the type is still enabled.

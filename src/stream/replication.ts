@@ -17,8 +17,8 @@ export interface StreamEvent {
   readonly event_type: string;
   readonly variables: Record<string, unknown>;
   readonly source_i_event: number | null;
-  /** espf.events.for_handler: the one handler a targeted backfill wrote it for; null or absent: every subscribed handler. */
-  readonly for_handler?: string | null;
+  /** espf.events.target_handler: the one handler a targeted backfill wrote it for; null or absent: every subscribed handler. */
+  readonly target_handler?: string | null;
 }
 
 /** A committed transaction of the stream, as its BEGIN message names it. */
@@ -260,7 +260,7 @@ export class ReplicationStream {
           event_type: row.event_type as string,
           variables: row.variables as Record<string, unknown>,
           source_i_event: row.source_i_event == null ? null : Number(row.source_i_event),
-          for_handler: (row.for_handler as string | null | undefined) ?? null,
+          target_handler: (row.target_handler as string | null | undefined) ?? null,
         });
         if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;
         // A large transaction: hand on what came so far; the rest follows.
