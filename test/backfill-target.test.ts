@@ -6,7 +6,7 @@ import { sql } from '@databases/pg';
 import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { runBackfill } from '../src/rules/backfill.ts';
-import { runEspf } from './support/child.ts';
+import { EspfProcess, runEspf } from './support/child.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
@@ -127,6 +127,35 @@ describe('espf backfill --handler: one receiver', function () {
       assert.deepEqual(w, { shards: 2, n: 0 });
     } finally {
       await q(sql`UPDATE espf.handlers SET shards = 1 WHERE instance = 'main'`);
+    }
+  });
+
+  it('started right after subscribing a new handler: it waits for running instances to read the change, and the handler gets every event', async () => {
+    const crm2 = await new TestReceiver().listen();
+    // espf run as deployed: it reads the configuration every second.
+    const s = new EspfProcess(t.url);
+    try {
+      await s.streaming();
+      const hssBefore = hss.received.length;
+      const crmBefore = crm.received.length;
+      await q(sql`INSERT INTO espf.handlers (name, kind) VALUES ('Crm2', 'http')`);
+      await q(sql`INSERT INTO espf.http_handlers (handler, url, token_rate, token_burstiness) VALUES ('Crm2', ${[crm2.url]}::text[], 1000000, 1000000)`);
+      await q(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'Crm2'`);
+      await q(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES ('Crm2', 'Account/State')`);
+      const settled: number[] = [];
+      const done = await runBackfill(t.db, { rule: 'Account/State', handler: 'Crm2', where: "id LIKE 'tg-%'", batchSize: 10, resume: false, onSettle: (x) => settled.push(x) });
+      assert.equal(settled.length, 1);
+      assert.ok(settled[0]! > 3 && settled[0]! <= 5, `waited ${settled[0]} s`);
+      assert.equal(done.events, 300);
+      await crm2.waitFor(() => crm2.received.length >= 300, 60_000, 'every event at Crm2');
+      await eventually(async () => (await count(sql`SELECT count(*) AS n FROM espf.event_deliveries WHERE handler = 'Crm2' AND state = 'DELIVERED'`)) === 300 || undefined,
+        30_000, '300 DELIVERED rows for Crm2');
+      assert.equal(hss.received.length, hssBefore);
+      assert.equal(crm.received.length, crmBefore);
+    } finally {
+      await s.stop();
+      await crm2.close();
+      await q(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'Crm2'`);
     }
   });
 
