@@ -57,13 +57,14 @@ $$;
 CREATE OR REPLACE FUNCTION espf.backfill_target_check(r espf.event_rules, target text) RETURNS void
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
-  h espf.handlers;
+  hkind    text;     -- null: no such handler
+  henabled boolean;
 BEGIN
-  SELECT * INTO h FROM espf.handlers x WHERE x.name = target;
-  IF NOT FOUND THEN
+  SELECT x.kind, x.enabled INTO hkind, henabled FROM espf.handlers x WHERE x.name = target;
+  IF hkind IS NULL THEN
     RAISE EXCEPTION 'backfill: unknown handler % (espf status lists the handlers)', quote_literal(target) USING ERRCODE = '22023';
   END IF;
-  IF h.kind <> 'http' THEN
+  IF hkind <> 'http' THEN
     RAISE EXCEPTION 'backfill: handler % is a dispatcher: name the http handler that must receive the events', quote_literal(target)
       USING ERRCODE = '22023';
   END IF;
@@ -73,7 +74,7 @@ BEGIN
     RAISE EXCEPTION 'backfill: handler % is not subscribed to % (espf handler sub % %)',
       quote_literal(target), r.event_type, target, r.event_type USING ERRCODE = '22023';
   END IF;
-  IF NOT h.enabled THEN
+  IF NOT henabled THEN
     RAISE EXCEPTION 'backfill: handler % is disabled: enable it first (espf handler enable %)', quote_literal(target), target
       USING ERRCODE = '55000';
   END IF;

@@ -155,7 +155,6 @@ describe('espf backfill --handler: one receiver', function () {
     } finally {
       await s.stop();
       await crm2.close();
-      await q(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'Crm2'`);
     }
   });
 
