@@ -34,6 +34,20 @@ CREATE OR REPLACE FUNCTION espf.env_ref_problem(v text) RETURNS text LANGUAGE sq
               ELSE format('%s is not a valid env:NAME (NAME: letters, digits and "_", not starting with a digit, at most 128)', espf.quote_short(v)) END
 $$;
 
+-- auth_method StandardWebhooks signs with a secret written as the Standard Webhooks
+-- specification writes it: whsec_ and the standard base64 (padded) of 24 to 64
+-- random bytes (src/delivery/standard-webhooks.ts reads it; docs/handlers.md).
+-- NULL when `v` is such a secret or an env:NAME (its value is checked by espf run);
+-- else why not, without quoting the value (it is a secret).
+CREATE OR REPLACE FUNCTION espf.webhook_secret_problem(v text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE WHEN coalesce(v, '') = '' THEN 'StandardWebhooks auth needs signature_auth_key: a whsec_… secret or env:NAME'
+              WHEN v LIKE 'env:%' THEN NULL
+              WHEN v !~ '^whsec_([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$'
+                OR length(decode(substr(v, 7), 'base64')) NOT BETWEEN 24 AND 64
+                THEN 'is not a Standard Webhooks secret: it must be whsec_ followed by the base64 of 24 to 64 random bytes (the value is not shown)'
+         END
+$$;
+
 -- Four decimal numbers 0-255 without leading zeros (what every URL parser reads the same way).
 CREATE OR REPLACE FUNCTION espf.is_ipv4(s text) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
   SELECT s ~ '^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$'
@@ -212,8 +226,8 @@ BEGIN
                                 'connection', 'keep-alive', 'upgrade', 'expect', 'date', 'proxy-connection') THEN
     PERFORM espf.refuse('espf.http_handlers.auth_header', format('%L cannot carry the credentials: the sender sets it or it frames the request (use Authorization or a header of your own)', NEW.auth_header));
   END IF;
-  IF NEW.auth_method IS NULL OR NEW.auth_method NOT IN ('None', 'Basic', 'Custom', 'Signature') THEN
-    PERFORM espf.refuse('espf.http_handlers.auth_method', format('%L is not an auth method (None, Basic, Custom or Signature)', NEW.auth_method));
+  IF NEW.auth_method IS NULL OR NEW.auth_method NOT IN ('None', 'Basic', 'Custom', 'Signature', 'StandardWebhooks') THEN
+    PERFORM espf.refuse('espf.http_handlers.auth_method', format('%L is not an auth method (None, Basic, Custom, Signature or StandardWebhooks)', NEW.auth_method));
   END IF;
   FOREACH col IN ARRAY ARRAY['basic_auth_user', 'basic_auth_key', 'custom_auth_type', 'custom_auth_credentials', 'signature_auth_key_id', 'signature_auth_key'] LOOP
     problem := espf.env_ref_problem(to_jsonb(NEW) ->> col);
@@ -232,6 +246,12 @@ BEGIN
   END IF;
   IF NEW.auth_method = 'Signature' AND (coalesce(NEW.signature_auth_key_id, '') = '' OR coalesce(NEW.signature_auth_key, '') = '') THEN
     PERFORM espf.refuse('espf.http_handlers.signature_auth_key_id', 'Signature auth needs both signature_auth_key_id and signature_auth_key');
+  END IF;
+  IF NEW.auth_method = 'StandardWebhooks' THEN
+    problem := espf.webhook_secret_problem(NEW.signature_auth_key);
+    IF problem IS NOT NULL THEN
+      PERFORM espf.refuse('espf.http_handlers.signature_auth_key', problem);
+    END IF;
   END IF;
   IF NEW.max_wait_time IS NULL OR NOT NEW.max_wait_time BETWEEN 1 AND espf.max_timeout() THEN
     PERFORM espf.refuse('espf.http_handlers.max_wait_time', format('must be > 0 and at most %s seconds, not %s', espf.max_timeout(), coalesce(NEW.max_wait_time::text, 'null')));

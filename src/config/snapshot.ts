@@ -6,12 +6,13 @@ export interface HttpSettings {
   readonly url: readonly string[];
   readonly async_mode: boolean;
   readonly auth_header: string;
-  readonly auth_method: 'None' | 'Basic' | 'Custom' | 'Signature';
+  readonly auth_method: 'None' | 'Basic' | 'Custom' | 'Signature' | 'StandardWebhooks';
   readonly basic_auth_user: string | null;
   readonly basic_auth_key: string | null;
   readonly custom_auth_type: string | null;
   readonly custom_auth_credentials: string | null;
   readonly signature_auth_key_id: string | null;
+  /** The key of Signature, and the whsec_… secret of StandardWebhooks. */
   readonly signature_auth_key: string | null;
   readonly max_wait_time: number;     // s
   readonly request_timeout: number;   // s

@@ -134,7 +134,7 @@ export class Attempter {
           break;
         }
         if (atDown) breaker.startProbe();
-        last = await this.client.post(url, d.body, s);
+        last = await this.client.post(url, d.body, s, d.item);
         this.logAttempt(d, url, last);
         this.deps.observer.attempt(this.handler, last);
         this.targets.record(url, last, atDown);

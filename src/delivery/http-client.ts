@@ -5,7 +5,8 @@ import type { HttpSettings } from '../config/snapshot.ts';
 import { httpUrlProblem } from '../config/http-url.ts';
 import { oneLine } from '../errors.ts';
 import { redactText, redactUrl } from '../security/redact.ts';
-import { authHeaderValue, secretsIn } from './auth.ts';
+import { authHeaders, secretsIn } from './auth.ts';
+import type { MessageRef } from './standard-webhooks.ts';
 
 /** The outcome of one POST to one URL. */
 export type PostResult =
@@ -50,12 +51,16 @@ export class HttpClient {
     return this.agent;
   }
 
-  async post(url: string, body: string, settings: HttpSettings): Promise<PostResult> {
+  /**
+   * One POST of `body` to `url` for `message` (the delivery's item: its
+   * handler and event make the webhook-id that auth_method StandardWebhooks
+   * sends, src/delivery/standard-webhooks.ts).
+   */
+  async post(url: string, body: string, settings: HttpSettings, message: MessageRef): Promise<PostResult> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
     // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
     const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
-    let auth: string | undefined;
     const target = targetOf(url);
     if (target.problem !== null) {
       return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${target.problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
@@ -63,8 +68,8 @@ export class HttpClient {
     try {
       const date = httpDate();
       const headers: Record<string, string> = { 'content-type': 'application/json', date };
-      auth = authHeaderValue(settings, date);
-      if (auth !== undefined) headers[settings.auth_header.toLowerCase()] = auth;
+      const auth = authHeaders(settings, date, message, body);
+      for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
       const secrets = secretsIn(settings, auth);
       const a = await new Promise<Answer>((resolve) => {
         this.agentFor(settings.ca_file).dispatch({
@@ -242,6 +247,6 @@ function describeError(err: unknown, timeoutS: number): string {
   }
   const code = e?.cause?.code ?? e?.code;
   const msg = oneLine(e?.cause?.message !== undefined ? e.cause : err);
-  if (e?.code === 'ESPF_SECRET_MISSING' || e?.code === 'ESPF_CA_FILE') return msg;
+  if (e?.code === 'ESPF_SECRET_MISSING' || e?.code === 'ESPF_SECRET_INVALID' || e?.code === 'ESPF_CA_FILE') return msg;
   return code ? `${code}: ${msg}` : msg;
 }
