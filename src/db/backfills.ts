@@ -28,8 +28,8 @@ export async function unfinishedBackfill(db: Queryable, rule: string): Promise<B
  * Starts a backfill (espf.start_backfill checks the rule and the target handler,
  * and counts the rows): its id and rows_total.
  */
-export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number, forHandler: string | null): Promise<{ id: number; rowsTotal: number | null }> {
-  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}::int, ${forHandler}::text) AS id`);
+export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number, target: string | null): Promise<{ id: number; rowsTotal: number | null }> {
+  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}::int, ${target}::text) AS id`);
   const [t] = await db.query(sql`SELECT rows_total FROM espf.backfills WHERE id = ${id}`);
   return { id: Number(id), rowsTotal: numberOrNull(t.rows_total) };
 }

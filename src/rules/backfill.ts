@@ -107,9 +107,9 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
     } else {
       if (o.handler === undefined && !o.allHandlers) await refuseWithoutTarget(conn, o.rule);
       const batchSize = o.batchSize ?? DEFAULT_BATCH_SIZE;
-      const forHandler = o.handler ?? null;
-      const { id, rowsTotal } = await startBackfill(conn, o.rule, o.where ?? null, batchSize, forHandler);
-      b = { id, rule: o.rule, state: 'running', where_sql: o.where ?? null, batch_size: batchSize, rows_done: 0, rows_total: rowsTotal, events: 0, last_key: null, target_handler: forHandler };
+      const target = o.handler ?? null;
+      const { id, rowsTotal } = await startBackfill(conn, o.rule, o.where ?? null, batchSize, target);
+      b = { id, rule: o.rule, state: 'running', where_sql: o.where ?? null, batch_size: batchSize, rows_done: 0, rows_total: rowsTotal, events: 0, last_key: null, target_handler: target };
     }
     if (!(await tryLockBackfill(conn, b.id))) throw new EspfError('ESPF_BACKFILL_REFUSED', `backfill ${b.id} of rule '${o.rule}' is running in another process`);
     // Checked (and parsed) once for the run; each batch then only checks the type is still enabled.
