@@ -5,6 +5,10 @@
  * 2xx and its DELIVERED row of espf.event_deliveries. Also what one event costs
  * in CPU time (microseconds) in espf run, in the PostgreSQL server processes
  * (capture triggers, WAL decoding, recording outcomes) and in the receiver.
+ *
+ * e2e_shaped: the same run with EventSender sending a one-step shaped body
+ * (request steps, docs/handlers.md: SHAPED_STEP_BODY of bench/lib/espf.ts, a
+ * JSON body built by expressions from 4 variables) instead of the EventSender body.
  */
 import { ACCOUNT_BLOCKS_TO_SENDER, allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
 import { CpuMeter } from './lib/cpu.ts';
@@ -19,8 +23,9 @@ export interface E2eParams extends Record<string, unknown> {
   readonly timeoutS: number;
 }
 
-export const e2e: Figure<E2eParams> = {
-  name: 'e2e',
+function e2eFigure(name: string, shapedStep: boolean): Figure<E2eParams> {
+  return {
+  name,
   budgetS: { full: 130, quick: 15 },
   params: (ctx) => ({
     events: Math.min(ctx.quick ? 5_000 : 100_000, ctx.seed.accounts[1] - ctx.seed.accounts[0] + 1),
@@ -29,8 +34,8 @@ export const e2e: Figure<E2eParams> = {
     timeoutS: ctx.quick ? 12 : 120,
   }),
   async run(ctx: BenchContext, p: E2eParams, run: number): Promise<RunResult> {
-    return withEspf(ctx, 'e2e', run, {
-      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER,
+    return withEspf(ctx, name, run, {
+      tokenRate: p.tokenRate, tokenBurstiness: p.tokenBurstiness, ...ACCOUNT_BLOCKS_TO_SENDER, shapedStep,
     }, async (r) => {
       const after = await lastEventId(r.db);
       const lo = ctx.seed.accounts[0];
@@ -58,4 +63,8 @@ export const e2e: Figure<E2eParams> = {
       };
     });
   },
-};
+  };
+}
+
+export const e2e = e2eFigure('e2e', false);
+export const e2eShaped = e2eFigure('e2e_shaped', true);

@@ -6,7 +6,7 @@
  *
  *   BENCH_QUICK=1     small sizes, 1 run: a smoke run of 2-3 minutes
  *   BENCH_RUNS=n      runs per figure
- *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, latency, fanout, bigtx, rate_accuracy, backlog, outage, backfill, console, shards)
+ *   BENCH_ONLY=a,b    only these figures (http_ceiling, capture_overhead, e2e, e2e_shaped, latency, fanout, bigtx, rate_accuracy, backlog, outage, backfill, console, shards)
  *   BENCH_BUDGET_SCALE=x  scales every figure's time budget (default 1): once a figure's budget
  *                     is spent its later runs are skipped and its waits cut short
  *   BENCH_OUT=path    where to write the JSON (default bench/results/latest.json)
@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { captureOverhead } from './capture-overhead.ts';
 import { backfill } from './backfill.ts';
-import { e2e } from './e2e.ts';
+import { e2e, e2eShaped } from './e2e.ts';
 import { fanout } from './fanout.ts';
 import { httpCeiling } from './http-ceiling.ts';
 import { latency } from './latency.ts';
@@ -39,7 +39,7 @@ const budgetScale = Number(process.env.BENCH_BUDGET_SCALE ?? 1);
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
 
-const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, latency, fanout, bigtx, rateAccuracy, backlog, outage, backfill, consolePages, shards];
+const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, e2eShaped, latency, fanout, bigtx, rateAccuracy, backlog, outage, backfill, consolePages, shards];
 
 type FigureOutcome =
   | { status: 'ok'; values: Record<string, number>; runs: RunResult[]; errors: string[]; skippedRuns: number }
@@ -113,6 +113,13 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   for (const part of ['espf', 'postgres', 'receiver'] as const) {
     add(`e2e cpu per event: ${part}`, 'e2e', v('e2e', `cpu_us_${part}`), ' us', '(the cost split)', undefined);
   }
+  const shapedEps = v('e2e_shaped', 'e2e_eps');
+  add('e2e_shaped_eps', 'e2e_shaped', shapedEps, ' ev/s', '- (one-step shaped body)', undefined);
+  const plainCpu = v('e2e', 'cpu_us_espf');
+  const shapedCpu = v('e2e_shaped', 'cpu_us_espf');
+  add('e2e_shaped cpu per event: espf', 'e2e_shaped', shapedCpu, ' us', '-', undefined);
+  const shapedRatio = plainCpu && shapedCpu !== undefined ? round(shapedCpu / plainCpu, 2) : undefined;
+  add('e2e_shaped / e2e cpu per event (espf)', 'e2e_shaped', shapedRatio, ' x', '<= 1.15', shapedRatio === undefined ? undefined : shapedRatio <= 1.15);
   const p50 = v('latency', 'p50');
   add('latency_ms.p50', 'latency', p50, ' ms', '<= 10', p50 === undefined ? undefined : p50 <= 10);
   add('latency_ms.p95', 'latency', v('latency', 'p95'), ' ms', '-', undefined);
@@ -181,6 +188,7 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   put('http_ceiling_rps', 'http_ceiling', (v) => v.http_ceiling_rps);
   put('capture_overhead_ratio', 'capture_overhead', (v) => v.capture_overhead_ratio);
   put('e2e_eps', 'e2e', (v) => v.e2e_eps);
+  put('e2e_shaped', 'e2e_shaped', (v) => ({ e2e_eps: v.e2e_eps, cpu_us_espf: v.cpu_us_espf }));
   put('latency_ms', 'latency', (v) => ({ p50: v.p50, p95: v.p95, p99: v.p99 }));
   put('fanout_s', 'fanout', (v) => v.fanout_s);
   put('fanout_peak_rss_mb', 'fanout', (v) => v.fanout_peak_rss_mb);

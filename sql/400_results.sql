@@ -12,17 +12,17 @@ RETURNS void LANGUAGE sql AS $$
            i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
            commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
            next_attempt_at float8, committed_at float8, first_attempt_at float8,
-           last_attempt_at float8, finished_at float8, n bigint)),
+           last_attempt_at float8, finished_at float8, n bigint, steps_done int, step_answers jsonb)),
   deliveries AS (
   INSERT INTO espf.event_deliveries AS d
          (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
           urls_done, last_http_status, last_error, next_attempt_at, committed_at,
-          first_attempt_at, last_attempt_at, finished_at)
+          first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
   SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
          r.commit_lsn::pg_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
          to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
          to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
-         to_timestamp(r.finished_at / 1000.0)
+         to_timestamp(r.finished_at / 1000.0), coalesce(r.steps_done, 0), r.step_answers
     FROM r
   ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO UPDATE SET
          state            = excluded.state,
@@ -34,7 +34,9 @@ RETURNS void LANGUAGE sql AS $$
          next_attempt_at  = excluded.next_attempt_at,
          first_attempt_at = coalesce(d.first_attempt_at, excluded.first_attempt_at),
          last_attempt_at  = excluded.last_attempt_at,
-         finished_at      = excluded.finished_at)
+         finished_at      = excluded.finished_at,
+         steps_done       = excluded.steps_done,
+         step_answers     = excluded.step_answers)
   INSERT INTO espf.account_provisioning_statuses AS s
          (i_account, handler, status, i_event, event_type, attempts, message, updated_at)
   SELECT DISTINCT ON (r.i_account, r.handler)
@@ -62,15 +64,31 @@ RETURNS void LANGUAGE sql AS $$
   SELECT espf.record_deliveries(instance, records::json);
 $$;
 
+-- Request steps (migrations/0015_request_steps.sql) added steps_done and
+-- step_answers to what these return: a changed result type needs the old
+-- function dropped first (once; in this transaction, so no caller sees it missing).
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'espf'::regnamespace
+                AND p.proname IN ('waiting_deliveries', 'take_requeued') AND NOT ('steps_done' = ANY (p.proargnames))) THEN
+    DROP FUNCTION IF EXISTS espf.waiting_deliveries(text[]);
+    DROP FUNCTION IF EXISTS espf.take_requeued(text[], int);
+    DROP FUNCTION IF EXISTS espf.take_requeued(text[], int, int, int);
+  END IF;
+END
+$$;
+
 -- What an instance must resume after a restart: deliveries recorded as waiting,
 -- in stream order, with the events they carry.
 CREATE OR REPLACE FUNCTION espf.waiting_deliveries(handlers text[])
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
-               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
+               steps_done int, step_answers jsonb)
 LANGUAGE sql STABLE AS $$
   SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
-         d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+         d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at,
+         d.steps_done, d.step_answers
     FROM espf.event_deliveries d
     JOIN espf.events e ON e.i_event = d.i_event
    WHERE d.handler = ANY (handlers) AND d.state IN ('PENDING', 'RETRY')
@@ -82,7 +100,8 @@ $$;
 CREATE OR REPLACE FUNCTION espf.take_requeued(handlers text[], max_rows int, shard int, shards int)
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
-               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
+               steps_done int, step_answers jsonb)
 LANGUAGE sql AS $$
   WITH taken AS (
     UPDATE espf.event_deliveries d SET requeued = false
@@ -94,7 +113,8 @@ LANGUAGE sql AS $$
               ORDER BY x.i_event LIMIT max_rows FOR UPDATE OF x SKIP LOCKED)
     RETURNING d.*)
   SELECT t.i_event, t.handler, t.state, e.event_type, e.variables, e.source_i_event, t.commit_lsn::text,
-         t.attempts, t.urls_done, t.next_attempt_at, t.committed_at, t.first_attempt_at
+         t.attempts, t.urls_done, t.next_attempt_at, t.committed_at, t.first_attempt_at,
+         t.steps_done, t.step_answers
     FROM taken t JOIN espf.events e ON e.i_event = t.i_event
    ORDER BY t.handler, t.commit_lsn NULLS FIRST, t.i_event
 $$;
@@ -103,7 +123,8 @@ $$;
 CREATE OR REPLACE FUNCTION espf.take_requeued(handlers text[], max_rows int DEFAULT 10000)
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
-               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
+               steps_done int, step_answers jsonb)
 LANGUAGE sql AS $$
   SELECT * FROM espf.take_requeued(handlers, max_rows, 0, 1)
 $$;

@@ -17,11 +17,24 @@
 -- Of a shard (README "Shards"): shard `shard` of `shards` reads only the
 -- deliveries of its events (espf.in_shard); 0, 1 is the whole instance. The
 -- index is read in the same order; rows of the other shards are skipped.
+-- Request steps (migrations/0015_request_steps.sql) added steps_done and
+-- step_answers to a page: the old function is dropped first (once).
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'espf'::regnamespace
+                AND p.proname = 'waiting_page' AND NOT ('steps_done' = ANY (p.proargnames))) THEN
+    DROP FUNCTION IF EXISTS espf.waiting_page(text, pg_lsn, bigint, int);
+    DROP FUNCTION IF EXISTS espf.waiting_page(text, pg_lsn, bigint, int, int, int);
+  END IF;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION espf.waiting_page(for_handler text, after_lsn pg_lsn, after_i_event bigint, max_rows int,
                                              shard int, shards int)
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
-               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
+               steps_done int, step_answers jsonb)
 LANGUAGE plpgsql STABLE AS $$
 DECLARE
   n bigint := 0;
@@ -30,7 +43,7 @@ BEGIN
   IF after_lsn IS NOT NULL THEN
     RETURN QUERY
       SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
-             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at, d.steps_done, d.step_answers
         FROM espf.event_deliveries d
         JOIN espf.events e ON e.i_event = d.i_event
        WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND espf.in_shard(e, shard, shards)
@@ -41,7 +54,7 @@ BEGIN
   END IF;
   RETURN QUERY
     SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
-           d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+           d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at, d.steps_done, d.step_answers
       FROM espf.event_deliveries d
       JOIN espf.events e ON e.i_event = d.i_event
      WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND espf.in_shard(e, shard, shards)
@@ -52,7 +65,7 @@ BEGIN
   IF n < max_rows THEN
     RETURN QUERY
       SELECT d.i_event, d.handler, d.state, e.event_type, e.variables, e.source_i_event, d.commit_lsn::text,
-             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at
+             d.attempts, d.urls_done, d.next_attempt_at, d.committed_at, d.first_attempt_at, d.steps_done, d.step_answers
         FROM espf.event_deliveries d
         JOIN espf.events e ON e.i_event = d.i_event
        WHERE d.handler = for_handler AND d.state IN ('PENDING', 'RETRY') AND espf.in_shard(e, shard, shards) AND d.commit_lsn IS NOT NULL
@@ -66,7 +79,8 @@ $$;
 CREATE OR REPLACE FUNCTION espf.waiting_page(for_handler text, after_lsn pg_lsn, after_i_event bigint, max_rows int)
 RETURNS TABLE (i_event bigint, handler text, state text, event_type text, variables jsonb,
                source_i_event bigint, commit_lsn text, attempts int, urls_done int,
-               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz)
+               next_attempt_at timestamptz, committed_at timestamptz, first_attempt_at timestamptz,
+               steps_done int, step_answers jsonb)
 LANGUAGE sql STABLE AS $$
   SELECT * FROM espf.waiting_page(for_handler, after_lsn, after_i_event, max_rows, 0, 1)
 $$;

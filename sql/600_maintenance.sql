@@ -93,7 +93,7 @@ RETURNS int LANGUAGE sql AS $$
     DELETE FROM espf.event_deliveries
      WHERE ctid = ANY (ARRAY(
              SELECT d.ctid FROM espf.event_deliveries d
-              WHERE d.state IN ('DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED')
+              WHERE d.state IN ('DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED', 'SKIPPED')
                 AND d.finished_at < cutoff
               LIMIT batch
                 FOR UPDATE SKIP LOCKED))

@@ -94,7 +94,7 @@ BEGIN
        FOR UPDATE OF d),
   done AS (
     UPDATE espf.event_deliveries d
-       SET state = 'PENDING', attempts = 0, urls_done = 0, last_http_status = NULL, last_error = NULL,
+       SET state = 'PENDING', attempts = 0, urls_done = 0, steps_done = 0, step_answers = NULL, last_http_status = NULL, last_error = NULL,
            next_attempt_at = NULL, finished_at = NULL, instance = h.instance, requeued = true
       FROM todo t, espf.handlers h
      WHERE d.i_event = t.i_event AND d.handler = t.handler AND h.name = d.handler

@@ -9,6 +9,8 @@ export type EspfErrorCode =
   | 'ESPF_UNKNOWN_TYPE'
   | 'ESPF_UNKNOWN_RULE'
   | 'ESPF_RULES_BROKEN'         // espf rule check: a rule no longer compiles
+  | 'ESPF_STEPS_BROKEN'         // espf handler check: an expression of a request step does not compile
+  | 'ESPF_UNKNOWN_EVENT'        // espf handler check --event: no such event in espf.events
   | 'ESPF_BACKFILL_REFUSED'     // espf backfill: a disabled type, nothing to resume, …
   | 'ESPF_INTERRUPTED'          // stopped by a signal; resumable
   | 'ESPF_CLUSTER'              // the embedded/throwaway PostgreSQL could not start

@@ -410,7 +410,7 @@ describe('outage: upgrade from the previous release (migrations/0012_outage.sql)
       const before = await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`);
       const r = await migrate(db);
       assert.ok(r.applied.includes('0012_outage.sql'), `applied ${r.applied.join(', ')}`);
-      assert.deepEqual(await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`), before);
+      assert.deepEqual(await db.query(sql`SELECT to_jsonb(d) - 'steps_done' - 'step_answers' AS d FROM espf.event_deliveries d ORDER BY i_event`), before);
       const [h] = await db.query(sql`SELECT url, token_rate::float8 AS token_rate, max_attempts, breaker_failures, probe_delay::float8 AS probe_delay, probe_max_delay::float8 AS probe_max_delay
                                        FROM espf.http_handlers WHERE handler = 'EventSender'`);
       assert.deepEqual(h, { url: ['http://127.0.0.1:9/x'], token_rate: 7, max_attempts: 5, breaker_failures: 10, probe_delay: 5, probe_max_delay: 300 });

@@ -21,7 +21,15 @@ export interface EspfConfig {
   readonly subscriptions: readonly (readonly [string, string])[];
   /** Handlers to enable. */
   readonly handlers: readonly string[];
+  /** EventSender sends a one-step shaped body (SHAPED_STEP_BODY, a row of espf.http_steps) instead of the EventSender body. */
+  readonly shapedStep?: boolean;
 }
+
+/**
+ * The body of the one-step shaped handler of the benchmarks: 4 variables in an
+ * object of espf's own shape (the bench receiver reads variables.i_event).
+ */
+export const SHAPED_STEP_BODY = '{"event": event_type, "variables": {"i_event": variables.i_event, "i_account": variables.i_account, "i_env": variables.i_env, "at": variables.event_time}}';
 
 /** Configures espf with plain SQL rows, as a DBA would (README, "Tour"). */
 export async function configureEspf(db: Db, c: EspfConfig): Promise<void> {
@@ -31,6 +39,12 @@ export async function configureEspf(db: Db, c: EspfConfig): Promise<void> {
                               token_burstiness = ${c.tokenBurstiness}, async_mode = ${c.asyncMode ?? true}
                         WHERE handler = 'EventSender'`);
     await tx.query(sql`UPDATE espf.handlers SET instance = ${c.instance}`);
+    // Request steps (docs/handlers.md): one POST to the receiver URL itself (path ''), for every type ('*').
+    await tx.query(sql`DELETE FROM espf.http_steps WHERE handler = 'EventSender'`);
+    if (c.shapedStep) {
+      await tx.query(sql`INSERT INTO espf.http_steps (handler, event_type, step, method, path, body)
+                         VALUES ('EventSender', '*', 1, 'POST', '', ${SHAPED_STEP_BODY})`);
+    }
     for (const [handler, type] of c.subscriptions) {
       await tx.query(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES (${handler}, ${type}) ON CONFLICT DO NOTHING`);
     }

@@ -12,6 +12,7 @@ import { registerConsoleCommand } from './console-command.ts';
 import { registerRuleCommand } from './rule-command.ts';
 import { registerBackfillCommand } from './backfill-command.ts';
 import { registerShardsCommand } from './shards-command.ts';
+import { registerHandlerCheck } from './handler-check-command.ts';
 import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
@@ -120,7 +121,7 @@ Example:
       await runService({ instance: opts.instance, shard: opts.shard === undefined ? undefined : Number(opts.shard), out: io.out, env: readEnv() });
     });
 
-  const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions)');
+  const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions); check request steps');
   handler.addHelpText('after', `
 Examples:
   espf handler sub EventSender Account/Blocked
@@ -152,6 +153,8 @@ Examples:
         io.out(`${escapeTerminal(name)}: ${n} subscription${n === 1 ? '' : 's'} ${action === 'sub' ? 'added' : 'removed'}\n`);
       });
   }
+
+  registerHandlerCheck(handler, io);
 
   const type = group(program, 'type', 'switch capture of event types on and off (espf.event_types.enabled)');
   type.addHelpText('after', `

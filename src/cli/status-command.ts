@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import type { Db } from '../db/connect.ts';
+import { handlerNames, stepsOfHandlers, type StepRow } from '../db/config.ts';
 import * as reports from '../db/reports.ts';
+import { StepPlan } from '../delivery/steps/plan.ts';
 import { EspfError } from '../errors.ts';
 import { withDb } from './with-db.ts';
 import { escapeTerminal, quoteArg } from '../security/terminal.ts';
@@ -24,6 +26,10 @@ export interface StatusReport {
   readonly superseded_24h: Record<string, unknown>[];
   /** Instances split into shards: one row per shard (espf.report_shards). */
   readonly shards: Record<string, unknown>[];
+  /** Skipped: a handler with request steps has none for the type (docs/handlers.md, "Request steps"). */
+  readonly skipped_24h: Record<string, unknown>[];
+  /** Expressions of request steps that do not compile: their handler sends nothing, its deliveries wait. */
+  readonly broken_steps: Record<string, unknown>[];
 }
 
 export interface StatusOptions {
@@ -33,12 +39,26 @@ export interface StatusOptions {
 
 /** Reads the reports (espf.report_*). */
 export async function readStatus(db: Db, opts: StatusOptions): Promise<StatusReport> {
-  const [waiting, backlog, targets, failures, latency, byHandler, notOk, backfills, superseded, shards] = await Promise.all([
+  const [waiting, backlog, targets, failures, latency, byHandler, notOk, backfills, superseded, shards, skipped, broken] = await Promise.all([
     reports.waitingHandlers(db), reports.backlog(db), reports.targets(db), reports.failures24h(db), reports.latencyHourly(db, opts.hours),
     reports.accountStatusByHandler(db), reports.accountsNotOk(db, opts.limit), reports.recentBackfills(db),
-    reports.superseded24h(db), reports.shards(db),
+    reports.superseded24h(db), reports.shards(db), reports.skipped24h(db), brokenSteps(db),
   ]);
-  return { waiting_on_instances: waiting, backlog, targets, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded, shards };
+  return { waiting_on_instances: waiting, backlog, targets, failures_24h: failures, latency_hourly: latency, account_status: { by_handler: byHandler, not_ok: notOk }, backfills, superseded_24h: superseded, shards, skipped_24h: skipped, broken_steps: broken };
+}
+
+/** Every expression of a request step that does not compile, as espf run compiles them (src/delivery/steps/plan.ts). */
+async function brokenSteps(db: Db): Promise<Record<string, unknown>[]> {
+  const rows = await stepsOfHandlers(db, await handlerNames(db));
+  const byHandler = new Map<string, StepRow[]>();
+  for (const r of rows) {
+    let list = byHandler.get(r.handler);
+    if (!list) byHandler.set(r.handler, list = []);
+    list.push(r);
+  }
+  return [...byHandler.values()].flatMap((list) => StepPlan.compile(list).problems.map((p) => ({
+    handler: p.handler, event_type: p.eventType, step: p.step, field: p.field, problem: p.message,
+  })));
 }
 
 /** A plain text table: a header, a rule, a row per record. */
@@ -74,6 +94,10 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
       ['handler', 'accounts', 'ok', 'in_progress', 'retry', 'failed', 'last_update'], 'no account statuses'),
     section(`Accounts not OK (latest ${opts.limit})`, r.account_status.not_ok,
       ['i_account', 'account_id', 'handler', 'status', 'event_type', 'attempts', 'message', 'updated_at'], 'none'),
+    ...(r.broken_steps.length ? [section('Request steps that do not compile: the handler sends nothing, its deliveries wait (espf handler check)', r.broken_steps,
+      ['handler', 'event_type', 'step', 'field', 'problem'], 'none')] : []),
+    ...(r.skipped_24h.length ? [section('Skipped: no request steps for the type, last 24 hours (espf.http_steps)', r.skipped_24h,
+      ['handler', 'event_type', 'skipped', 'last_at'], 'none')] : []),
     section('Superseded by a newer event of a coalescing type, last 24 hours (espf.event_types.coalesce)', r.superseded_24h,
       ['handler', 'event_type', 'superseded', 'last_at'], 'none'),
     section('Backfills, latest 10 (espf.report_backfills)', r.backfills.map((b) => ({ ...b, for: b.target_handler ?? 'all' })),

@@ -1,5 +1,5 @@
 import type { Db } from '../db/connect.ts';
-import { handlersOfInstance } from '../db/config.ts';
+import { handlersOfInstance, type StepRow } from '../db/config.ts';
 
 /** The settings of an http handler (a row of espf.http_handlers). Secrets may be `env:NAME`. */
 export interface HttpSettings {
@@ -39,6 +39,8 @@ export interface HandlerConfig {
   /** Subscribed types whose espf.event_types.coalesce is on: only the newest waiting event of one is sent. */
   readonly coalesce?: ReadonlySet<string>;
   readonly http: HttpSettings | null;
+  /** Request steps (espf.http_steps) of an http handler, in order; null: none, the EventSender body (docs/handlers.md). */
+  readonly steps?: readonly StepRow[] | null;
 }
 
 export interface ConfigSnapshot {
@@ -57,7 +59,7 @@ export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapsh
   const byType = new Map<string, HandlerConfig[]>();
   for (const r of rows) {
     const http = r.http ? normaliseHttp(r.http) : null;
-    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), coalesce: new Set(r.coalesce), http };
+    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), coalesce: new Set(r.coalesce), http, steps: r.steps };
     handlers.set(h.name, h);
     if (!h.enabled) continue;
     for (const t of r.types) {

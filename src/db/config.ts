@@ -16,7 +16,12 @@ export interface InstanceHandlerRow extends HandlerRow {
   readonly coalesce: string[];
   /** The espf.http_handlers row without `handler`; null for a dispatcher. */
   readonly http: Record<string, unknown> | null;
+  /** Its request steps (espf.http_steps), in order; null when it has none. */
+  readonly steps: StepRow[] | null;
 }
+
+/** A row of espf.http_steps (sql/035_request_steps.sql checks its structure). */
+export type StepRow = Omit<Row<'espf.http_steps'>, 'updated_at'>;
 
 /** One row per handler of an instance (espf run polls it, src/config/watch.ts). */
 export function handlersOfInstance(db: Queryable, instance: string): Promise<InstanceHandlerRow[]> {
@@ -26,8 +31,22 @@ export function handlersOfInstance(db: Queryable, instance: string): Promise<Ins
                     '{}'::text[]) AS types,
            coalesce((SELECT array_agg(s.event_type) FROM espf.subscriptions s JOIN espf.event_types t ON t.name = s.event_type
                       WHERE s.handler = h.name AND t."coalesce"), '{}'::text[]) AS "coalesce",
-           (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http
+           (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http,
+           (SELECT jsonb_agg(to_jsonb(st) ORDER BY st.event_type, st.step) FROM espf.steps_of(ARRAY[h.name]) st) AS steps
       FROM espf.handlers h WHERE h.instance = ${instance}`);
+}
+
+/** The request steps of these handlers (espf.http_steps, sql/035_request_steps.sql), in order. */
+export function stepsOfHandlers(db: Queryable, handlers: readonly string[]): Promise<StepRow[]> {
+  return db.query(sql`SELECT * FROM espf.steps_of(${handlers})`);
+}
+
+/** An event of espf.events for a dry run of request steps (`espf handler check`): by i_event, or the latest of a type. */
+export async function eventForCheck(db: Queryable, by: { iEvent: number } | { type: string }): Promise<{ i_event: number; event_type: string; variables: Record<string, unknown> } | undefined> {
+  const [row] = await db.query('iEvent' in by
+    ? sql`SELECT i_event, event_type, variables FROM espf.events WHERE i_event = ${by.iEvent}`
+    : sql`SELECT i_event, event_type, variables FROM espf.events WHERE event_type = ${by.type} ORDER BY i_event DESC LIMIT 1`);
+  return row ? { ...row, i_event: Number(row.i_event) } : undefined;
 }
 
 export async function handlerByName(db: Queryable, name: string): Promise<HandlerRow | undefined> {

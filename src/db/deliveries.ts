@@ -13,6 +13,8 @@ export interface WaitingRow {
   i_event: number; handler: string; state: string; event_type: string; variables: Record<string, unknown>;
   source_i_event: number | null; commit_lsn: string | null; attempts: number; urls_done: number;
   next_attempt_at: Date | null; committed_at: Date | null; first_attempt_at: Date | null;
+  /** Request steps (docs/handlers.md): how many are done, and their answers (null: none). */
+  steps_done: number; step_answers: unknown;
 }
 
 /** Takes (clears the mark of) at most `maxRows` deliveries of these handlers marked requeued (of the events of this shard), in stream order. */

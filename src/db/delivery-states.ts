@@ -1,10 +1,10 @@
 // The states of a row of espf.event_deliveries: the one list the TypeScript
 // side spells them from. The database's own list is the CHECK constraint
 // event_deliveries_state_check (migrations/0002_espf.sql, widened by
-// migrations/0010_event_rules.sql); test/db-schema.test.ts compares the two.
+// migrations/0010_event_rules.sql and migrations/0015_request_steps.sql); test/db-schema.test.ts compares the two.
 
 /** Every delivery state, as espf.event_deliveries.state holds it. */
-export const DELIVERY_STATES = ['PENDING', 'RETRY', 'DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED'] as const;
+export const DELIVERY_STATES = ['PENDING', 'RETRY', 'DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED', 'SKIPPED'] as const;
 
 export type DeliveryState = (typeof DELIVERY_STATES)[number];
 
@@ -15,7 +15,7 @@ export const WAITING_STATES = ['PENDING', 'RETRY'] as const satisfies readonly D
 export const RESENDABLE_STATES = ['DELIVERED', 'FAILED'] as const satisfies readonly DeliveryState[];
 
 /** A row that will not change again unless it is re-sent (sql/600_maintenance.sql purges these). */
-export const FINAL_STATES = ['DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED'] as const satisfies readonly DeliveryState[];
+export const FINAL_STATES = ['DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED', 'SKIPPED'] as const satisfies readonly DeliveryState[];
 
 export function isDeliveryState(s: string): s is DeliveryState {
   return (DELIVERY_STATES as readonly string[]).includes(s);

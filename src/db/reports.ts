@@ -84,10 +84,22 @@ export type SupersededRow = { readonly handler: string; readonly event_type: str
 
 /** Deliveries superseded by a newer event of a coalescing type in the last 24 hours, per handler and type. */
 export function superseded24h(db: Queryable): Promise<SupersededRow[]> {
+  return finished24h(db, 'SUPERSEDED', 'superseded');
+}
+
+export type SkippedRow = { readonly handler: string; readonly event_type: string; readonly skipped: number; readonly last_at: Date | null };
+
+/** Deliveries skipped in the last 24 hours (a handler with request steps has none for the type), per handler and type. */
+export function skipped24h(db: Queryable): Promise<SkippedRow[]> {
+  return finished24h(db, 'SKIPPED', 'skipped');
+}
+
+/** Deliveries that reached `state` in the last 24 hours, counted as `as` per handler and type. */
+function finished24h<R>(db: Queryable, state: DeliveryState, as: string): Promise<R[]> {
   return db.query(sql`
-    SELECT handler, event_type, count(*)::int AS superseded, max(finished_at) AS last_at
+    SELECT handler, event_type, count(*)::int AS ${sql.ident(as)}, max(finished_at) AS last_at
       FROM espf.event_deliveries
-     WHERE state = ${'SUPERSEDED' satisfies DeliveryState} AND finished_at > now() - interval '24 hours'
+     WHERE state = ${state} AND finished_at > now() - interval '24 hours'
      GROUP BY handler, event_type ORDER BY handler, event_type`);
 }
 

@@ -4,6 +4,8 @@ import { redactUrl } from '../security/redact.ts';
 import { HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Delivery } from './keyed-queue.ts';
 import type { DeliveryObserver } from './observer.ts';
+import type { CompiledStep } from './steps/plan.ts';
+import { runSteps } from './steps/run.ts';
 import { Targets, type TargetEvent, type TargetState } from './targets.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -20,8 +22,8 @@ export interface AttemptOutcome {
   readonly targetDown: boolean;
 }
 
-/** One POST to one URL (src/delivery/http-client.ts; a test gives its own). */
-export type Poster = Pick<HttpClient, 'post' | 'close'>;
+/** One POST to one URL, and the requests of request steps (src/delivery/http-client.ts; a test gives its own). */
+export type Poster = Pick<HttpClient, 'post' | 'close'> & Partial<Pick<HttpClient, 'request'>>;
 
 export interface AttempterDeps {
   readonly instance: string;
@@ -33,6 +35,8 @@ export interface AttempterDeps {
   /** The token bucket has tokens again. */
   readonly tokens: () => void;
   readonly client?: Poster;
+  /** Request steps: makes a done step's answer durable before the next step goes (src/delivery/steps/run.ts). */
+  readonly checkpoint?: (d: Delivery) => Promise<void>;
 }
 
 const NO_URL: PostResult = { ok: false, status: null, reason: 'handler has no URL', retryAfterMs: null, durationMs: 0 };
@@ -112,7 +116,7 @@ export class Attempter {
    * is down gets no request unless this is the probe (`probe`); meeting one
    * makes the attempt not count.
    */
-  async attempt(d: Delivery, s: HttpSettings | null, probe: boolean): Promise<AttemptOutcome> {
+  async attempt(d: Delivery, s: HttpSettings | null, probe: boolean, steps: readonly CompiledStep[] | null = null): Promise<AttemptOutcome> {
     this.onWire++;
     if (probe) this.probeOnWire = true;
     this.deps.observer.inFlight(this.handler, this.onWire);
@@ -120,7 +124,9 @@ export class Attempter {
     d.firstAttemptAt ??= new Date();
     let last = NO_URL;
     let targetDown = false;
-    if (s) {
+    if (s && steps) {
+      ({ last, targetDown } = await this.attemptSteps(d, s, probe, steps));
+    } else if (s) {
       d.body ??= requestBody(d.item.event, s.event_names);
       const urls = s.url;
       while (d.urlsDone < urls.length) {
@@ -149,14 +155,49 @@ export class Attempter {
     this.onWire--;
     if (probe) this.probeOnWire = false;
     this.deps.observer.inFlight(this.handler, this.onWire);
-    return { last, complete: last.ok || (s !== null && d.urlsDone >= s.url.length), targetDown };
+    return { last, complete: last.ok || (s !== null && steps === null && d.urlsDone >= s.url.length), targetDown };
   }
 
-  private logAttempt(d: Delivery, url: string, r: PostResult): void {
+  /**
+   * The request steps of one attempt (src/delivery/steps/run.ts), to the
+   * handler's one URL: the circuit breaker as for a POST, the first request
+   * of the sequence is the probe of a target that is down.
+   */
+  private async attemptSteps(d: Delivery, s: HttpSettings, probe: boolean, steps: readonly CompiledStep[]): Promise<{ last: PostResult; targetDown: boolean }> {
+    const url = s.url[0]!;
+    const breaker = this.targets.breaker(url, s);
+    const atDown = !breaker.up;
+    if (atDown && (!probe || breaker.probing)) {
+      return { last: { ok: false, status: null, reason: `${redactUrl(url)} is down (circuit breaker open): waiting for a probe to succeed`, retryAfterMs: null, durationMs: 0 }, targetDown: true };
+    }
+    if (atDown) breaker.startProbe();
+    let probing = atDown;
+    const client = this.client;
+    const last = await runSteps(d, steps, s, {
+      handler: this.handler,
+      request: (r, settings, step) => {
+        if (!client.request) throw new Error('this client cannot send request steps');
+        // StandardWebhooks: one webhook-id per step (docs/handlers.md), the same for each retry of it.
+        return client.request(r, settings, { handler: d.item.handler, event: { i_event: `${d.item.event.i_event}-${step}` } });
+      },
+      answered: (dd, shown, r) => {
+        this.logAttempt(dd, redactUrl(shown), r, true);
+        this.deps.observer.attempt(this.handler, r);
+        this.targets.record(url, r, probing);
+        probing = false;
+      },
+      checkpoint: this.deps.checkpoint ?? (() => Promise.resolve()),
+    });
+    if (probing) this.targets.record(url, last, true); // the probe never went (a step could not be rendered): it failed
+    return { last, targetDown: !last.ok && atDown && !this.targets.breaker(url, s).up };
+  }
+
+  /** `url` as shown (credentials hidden); a POST's is redacted here. */
+  private logAttempt(d: Delivery, url: string, r: PostResult, shown = false): void {
     const { item } = d;
     this.deps.plog.attempt({
       instance: this.deps.instance, handler: this.handler, i_event: item.event.i_event, event_type: item.event.event_type,
-      i_account: item.iAccount, url: redactUrl(url), attempt: d.attempts, status: r.status,
+      i_account: item.iAccount, url: shown ? url : redactUrl(url), attempt: d.attempts, status: r.status,
       error: r.ok ? null : r.reason, duration_ms: r.durationMs,
     });
   }

@@ -7,6 +7,7 @@ import { oneLine } from '../errors.ts';
 import { redactText, redactUrl } from '../security/redact.ts';
 import { authHeaders, secretsIn } from './auth.ts';
 import type { MessageRef } from './standard-webhooks.ts';
+import type { StepRequest } from './steps/render.ts';
 
 /** The outcome of one POST to one URL. */
 export type PostResult =
@@ -102,9 +103,55 @@ export class HttpClient {
     }
   }
 
+  /**
+   * One request of a request step (src/delivery/steps/run.ts): its method,
+   * headers and body, with the handler's auth headers (`message`: the
+   * webhook-id of StandardWebhooks, one per step); the answer's status,
+   * headers and up to 64 KiB of its body are read whatever the status.
+   */
+  async request(r: StepRequest, settings: HttpSettings, message: MessageRef): Promise<StepExchange> {
+    const started = performance.now();
+    const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
+    const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
+    let secrets: readonly string[] = r.secrets;
+    try {
+      const date = httpDate();
+      const headers: Record<string, string> = { ...r.headers, date };
+      const auth = authHeaders(settings, date, message, r.body ?? '');
+      for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
+      secrets = [...r.secrets, ...secretsIn(settings, auth)];
+      const a = await new Promise<Answer>((resolve) => {
+        this.agentFor(settings.ca_file).dispatch({
+          origin: r.origin, path: r.target, method: r.method as Dispatcher.HttpMethod, headers, body: r.body,
+          headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
+        }, new AnswerReader(MAX_OK_BODY, resolve, true));
+      });
+      if (a.status === null || a.broken !== null) {
+        const why = describeError(a.broken, settings.request_timeout);
+        return { status: a.status, headers: {}, text: '', error: a.status === null ? why : `HTTP ${a.status} but the answer did not complete: ${why}`, secrets, durationMs: elapsed() };
+      }
+      const h: Record<string, string> = {};
+      for (const [k, v] of Object.entries(a.headers)) if (v !== undefined) h[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+      return { status: a.status, headers: h, text: a.text, error: null, secrets, durationMs: elapsed() };
+    } catch (err) {
+      return { status: null, headers: {}, text: '', error: describeError(err, settings.request_timeout), secrets, durationMs: elapsed() };
+    }
+  }
+
   async close(): Promise<void> {
     await this.agent?.close().catch(() => undefined);
   }
+}
+
+/** What came back for one request step: an answer (status, headers, body text), or why there was none (`error`). */
+export interface StepExchange {
+  readonly status: number | null;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly text: string;
+  readonly error: string | null;
+  /** Every secret the request carried (its own and the handler's auth): masked in messages. */
+  readonly secrets: readonly string[];
+  readonly durationMs: number;
 }
 
 function makeAgent(caFile: string | null): Agent {
@@ -176,6 +223,9 @@ interface Answer {
   readonly broken: unknown;
 }
 
+/** The answer to a request step is longer than what is read of it. */
+const TOO_LONG = Object.assign(new Error(`the answer is longer than ${MAX_OK_BODY} bytes`), { code: 'ESPF_ANSWER_TOO_LONG' });
+
 /** Dropping the rest of a long answer: not an error of the attempt. */
 const DROPPED = Object.assign(new Error('the rest of the answer is dropped'), { code: 'ESPF_ANSWER_DROPPED' });
 
@@ -192,7 +242,8 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   private text = '';
   private settled = false;
 
-  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void) {}
+  /** `all`: keep the headers and up to MAX_OK_BODY characters of every answer (a request step reads them); a longer one breaks off. */
+  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void, private readonly all = false) {}
 
   // undici takes a handler for this interface by the presence of this method.
   onRequestStart(): void { /* nothing to do before the request goes */ }
@@ -200,12 +251,21 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
     if (statusCode < 200) return; // 1xx: the answer is still to come
     this.status = statusCode;
-    if (statusCode >= 300) this.headers = headers;
+    if (statusCode >= 300 || this.all) this.headers = headers;
   }
 
   onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.settled) return;
     this.bytes += chunk.length;
+    if (this.all) {
+      this.text += chunk.toString('utf8');
+      if (this.bytes > MAX_OK_BODY) {
+        this.settle(TOO_LONG);
+        c.pause();
+        setImmediate(() => c.abort(DROPPED));
+      }
+      return;
+    }
     const ok = this.status !== null && this.status < 300;
     if (!ok) this.text += chunk.toString('utf8');
     if (ok ? this.bytes > MAX_OK_BODY : this.text.length >= this.keep) {
@@ -227,12 +287,13 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   private settle(broken: unknown): void {
     if (this.settled) return;
     this.settled = true;
-    // Of an answer that is not 2xx what came before the error is enough.
-    this.resolve({ status: this.status, headers: this.headers, text: this.text, broken: this.status !== null && this.status >= 300 ? null : broken });
+    // Of an answer that is not 2xx what came before the error is enough (a step reads it whole).
+    this.resolve({ status: this.status, headers: this.headers, text: this.text, broken: this.status !== null && this.status >= 300 && !this.all ? null : broken });
   }
 }
 
-function parseRetryAfter(v: string | string[] | undefined): number | null {
+/** A Retry-After header (seconds or an HTTP date) in ms; null when absent or unreadable. */
+export function parseRetryAfter(v: string | string[] | undefined): number | null {
   const s = Array.isArray(v) ? v[0] : v;
   if (!s) return null;
   if (/^\d+$/.test(s.trim())) return Number(s.trim()) * 1000;

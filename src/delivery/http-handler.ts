@@ -9,6 +9,7 @@ import type { DeliveryObserver } from './observer.ts';
 import { decide } from './outcome-policy.ts';
 import type { DeliveryState, Outcome } from './results-writer.ts';
 import type { TargetEvent, TargetState } from './targets.ts';
+import { describeProblem, StepPlan, type StepProblem } from './steps/plan.ts';
 import type { SpillWindow } from './window.ts';
 
 export interface HttpHandlerDeps {
@@ -61,6 +62,8 @@ export class HttpHandler {
   private wake?: NodeJS.Timeout;
   private stopping = false;
   private drained: (() => void)[] = [];
+  /** Request steps compiled for the rows in force (`key`: those rows as JSON); null: none, the EventSender body. */
+  private steps: { readonly key: string; readonly plan: StepPlan } | null = null;
 
   constructor(name: string, private readonly deps: HttpHandlerDeps) {
     this.name = name;
@@ -70,6 +73,7 @@ export class HttpHandler {
     this.attempter = new Attempter(name, deps.config()?.http?.ca_file ?? null, {
       instance: deps.instance, plog: deps.plog, log: deps.log, observer: deps.observer, client: deps.client,
       tokens: () => this.pump(),
+      checkpoint: (d) => this.record(d, 'PENDING', null, null, null, true),
       target: (state, event) => {
         if (event === 'down') this.parkAll(); // waiting may be long: make everything durable so the slot moves on
         deps.target?.(this, state, event);
@@ -77,6 +81,7 @@ export class HttpHandler {
         if (event === 'up') this.pump();
       },
     });
+    this.compileSteps();
     this.observer.held(name, 0);
     this.observer.inFlight(name, 0);
     this.observer.oldestWaiting(name, () => this.queue.oldestSince());
@@ -113,12 +118,29 @@ export class HttpHandler {
     this.publishTargets();
   }
 
+  /** Why the handler's request steps cannot be used (an expression does not compile): its deliveries wait; empty when none. */
+  get stepProblems(): readonly StepProblem[] { return this.steps?.plan.problems ?? []; }
+
+  /** The request steps compiled once per change of their rows, never per event. */
+  private compileSteps(): void {
+    const rows = this.deps.config()?.steps;
+    if (!rows || rows.length === 0) { this.steps = null; return; }
+    const key = JSON.stringify(rows);
+    if (this.steps?.key === key) return;
+    const plan = StepPlan.compile(rows);
+    this.steps = { key, plan };
+    for (const p of plan.problems) {
+      this.deps.log.error({ handler: this.name, event_type: p.eventType, step: p.step, field: p.field }, `request steps do not compile, the handler's deliveries wait: ${describeProblem(p)}`);
+    }
+  }
+
   /** Configuration changed (enabled again, new rate, other URLs): resume. */
   reconfigure(): void {
     const h = this.deps.config();
     this.attempter.reconfigure(h?.http ?? undefined);
-    // Disabled, deleted or moved to another instance: what waits here is recorded, so nothing holds the slot.
-    if (!h || !h.enabled) this.parkAll();
+    this.compileSteps();
+    // Disabled, deleted, moved to another instance, or steps that do not compile: what waits here is recorded, so nothing holds the slot.
+    if (!h || !h.enabled || this.stepProblems.length > 0) this.parkAll();
     this.publishTargets();
     this.pump();
   }
@@ -126,8 +148,8 @@ export class HttpHandler {
   private add(d: Delivery): void {
     this.window.entered();
     const place = this.queue.add(d, this.deps.config()?.coalesce?.has(d.item.event.event_type) ?? false);
-    // Behind a failing event, or a target that is down, it may wait long: make it durable now so the slot moves on.
-    if (place === 'behind-retry' || this.attempter.anyDown) this.park(d);
+    // Behind a failing event, a target that is down or steps that do not compile, it may wait long: make it durable now so the slot moves on.
+    if (place === 'behind-retry' || this.attempter.anyDown || this.stepProblems.length > 0) this.park(d);
     this.observer.held(this.name, this.queue.size);
     if (place === 'head') this.pump();
   }
@@ -139,7 +161,8 @@ export class HttpHandler {
 
   private settings(): HttpSettings | null {
     const h = this.deps.config();
-    return h && h.enabled && h.http && h.http.url.length > 0 ? h.http : null;
+    // Steps that do not compile: nothing is sent (as for a disabled handler), nothing is lost.
+    return h && h.enabled && h.http && h.http.url.length > 0 && this.stepProblems.length === 0 ? h.http : null;
   }
 
   private pump(): void {
@@ -179,7 +202,14 @@ export class HttpHandler {
 
   private async send(d: Delivery, probe: boolean): Promise<void> {
     const s = this.settings();
-    const o = await this.attempter.attempt(d, s, probe);
+    const steps = s && this.steps ? this.steps.plan.stepsFor(d.item.event.event_type) : null;
+    if (steps && steps.length === 0) {
+      // The handler has steps, none for this type (nor '*'): recorded, not sent.
+      this.finish(d, 'SKIPPED', { ok: false, status: null, reason: `no request steps for ${d.item.event.event_type}: skipped`, retryAfterMs: null, durationMs: 0 });
+      this.pump();
+      return;
+    }
+    const o = await this.attempter.attempt(d, s, probe, steps);
     const v = decide(o, s, d.attempts);
     const r = o.last;
     if (v.kind === 'delivered') {
@@ -195,9 +225,9 @@ export class HttpHandler {
     this.pump();
   }
 
-  /** Delivered or failed for good: record it and let the key's next event go. */
-  private finish(d: Delivery, state: 'DELIVERED' | 'FAILED', r: PostResult): void {
-    const durable = this.record(d, state, null, r.status, state === 'FAILED' ? errorText(r) : null);
+  /** Delivered, failed for good or skipped: record it and let the key's next event go. */
+  private finish(d: Delivery, state: 'DELIVERED' | 'FAILED' | 'SKIPPED', r: PostResult): void {
+    const durable = this.record(d, state, null, r.status, state !== 'DELIVERED' ? errorText(r) : null);
     this.queue.done(d);
     this.window.finished(d.item.event.i_event, durable);
     this.observer.held(this.name, this.queue.size);
@@ -223,11 +253,13 @@ export class HttpHandler {
     else this.queue.requeue(d);
   }
 
-  private record(d: Delivery, state: DeliveryState, nextAttemptAt: Date | null, httpStatus: number | null, error: string | null): Promise<void> {
+  private record(d: Delivery, state: DeliveryState, nextAttemptAt: Date | null, httpStatus: number | null, error: string | null,
+                 intermediate = false): Promise<void> {
     const { item } = d;
-    this.observer.outcome(item, state);
+    if (!intermediate) this.observer.outcome(item, state);
     const durable = this.deps.record(item, {
       state, attempts: d.attempts, urlsDone: d.urlsDone, firstAttemptAt: d.firstAttemptAt, nextAttemptAt, httpStatus, error,
+      stepsDone: d.stepsDone, stepAnswers: d.stepAnswers, intermediate,
     });
     // Once a record of it has committed, a row holds it (a newer record only changes the row).
     if (!d.record?.done) d.record = this.records.of(durable);

@@ -1,4 +1,5 @@
 import type { StreamEvent } from '../stream/replication.ts';
+import type { StepAnswer } from './steps/render.ts';
 
 /**
  * One event on its way to one handler: what the deliver stage works on and
@@ -33,6 +34,9 @@ export interface AttemptState {
   readonly firstAttemptAt: Date | null;
   /** When a delivery that waits for its retry (RETRY) may be attempted again. */
   readonly nextAttemptAt: Date | null;
+  /** Request steps (docs/handlers.md): how many are done, and their answers; none when left out. */
+  readonly stepsDone?: number;
+  readonly stepAnswers?: readonly StepAnswer[] | null;
 }
 
 /** Events of one key reach a handler in commit order: the account, else the customer, product or owner. */

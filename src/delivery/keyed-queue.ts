@@ -2,6 +2,7 @@ import { MAX_TIMER_MS } from '../backoff.ts';
 import type { Durable } from './durability.ts';
 import { Fifo } from './fifo.ts';
 import type { Item } from './item.ts';
+import type { StepAnswer } from './steps/render.ts';
 
 /**
  * One item in the memory of an http handler, with its attempt state. Each
@@ -20,6 +21,9 @@ export interface Delivery {
   firstAttemptAt: Date | null;
   /** The JSON body, built once. */
   body: string | undefined;
+  /** Request steps: how many are done, and their answers (src/delivery/steps/run.ts counts them). */
+  stepsDone: number;
+  stepAnswers: readonly StepAnswer[];
   nextAttemptAt: Date | null;
   timer: NodeJS.Timeout | undefined;
   /** Null until it is first recorded; a row of espf.event_deliveries holds it once `done` (one from the database has one). */
@@ -34,7 +38,7 @@ export function deliveryOf(item: Item): Delivery {
   return {
     item, fromDatabase: r !== null,
     attempts: r ? r.attempts : 0, urlsDone: r ? r.urlsDone : 0, firstAttemptAt: r ? r.firstAttemptAt : null,
-    body: undefined, nextAttemptAt: r ? r.nextAttemptAt : null, timer: undefined, record: r ? ROW : null,
+    body: undefined, stepsDone: r?.stepsDone ?? 0, stepAnswers: r?.stepAnswers ?? [], nextAttemptAt: r ? r.nextAttemptAt : null, timer: undefined, record: r ? ROW : null,
   };
 }
 

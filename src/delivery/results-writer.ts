@@ -16,6 +16,7 @@ interface Row {
   // times as epoch milliseconds: cheaper to build and encode than ISO strings
   next_attempt_at: number | null; committed_at: number | null; first_attempt_at: number | null;
   last_attempt_at: number | null; finished_at: number | null;
+  steps_done: number; step_answers: readonly unknown[] | null;
   n?: number;
 }
 
@@ -25,6 +26,8 @@ export interface Outcome extends AttemptState {
   readonly httpStatus?: number | null;
   readonly error?: string | null;
   readonly at?: Date;
+  /** A request step is done and the next one waits for this record (src/delivery/steps/run.ts): PENDING, but it replaces any record queued before it. */
+  readonly intermediate?: boolean;
 }
 
 /** The records of one delivery in a batch: the newest one, and the item(s) it was reported for. */
@@ -106,7 +109,7 @@ export class ResultsWriter {
   record(item: Item, outcome: Outcome): Promise<void> {
     this.reported++;
     const at = outcome.at ? outcome.at.getTime() : Date.now();
-    const attempted = outcome.state !== 'PENDING';
+    const attempted = outcome.state !== 'PENDING' || outcome.intermediate === true;
     const row: Row = {
       i_event: item.event.i_event,
       handler: item.handler,
@@ -123,14 +126,16 @@ export class ResultsWriter {
       committed_at: item.committedAt ? item.committedAt.getTime() : null,
       first_attempt_at: outcome.firstAttemptAt ? outcome.firstAttemptAt.getTime() : null,
       last_attempt_at: attempted ? at : null,
-      finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' ? at : null,
+      finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' || outcome.state === 'SKIPPED' ? at : null,
+      steps_done: outcome.stepsDone ?? 0,
+      step_answers: outcome.stepAnswers && outcome.stepAnswers.length > 0 ? outcome.stepAnswers : null,
     };
     const key = `${row.i_event}\u0000${row.handler}`;
     const entries = this.batch.entries;
     const prior = entries.get(key);
     if (prior) {
-      // A PENDING record never replaces an outcome already queued for the same delivery.
-      if (!(row.state === 'PENDING' && prior.row.state !== 'PENDING')) prior.row = row;
+      // A PENDING record never replaces an outcome already queued for the same delivery (an intermediate one does).
+      if (!(row.state === 'PENDING' && prior.row.state !== 'PENDING' && outcome.intermediate !== true)) prior.row = row;
       add(prior, item);
     } else {
       entries.set(key, { row, item });

@@ -24,7 +24,7 @@ export interface PurgeResult {
 export type { ReclaimedRows, SlotLag };
 
 /**
- * Purge: DELIVERED, FAILED, DISPATCHED and SUPERSEDED deliveries finished before now() -
+ * Purge: DELIVERED, FAILED, DISPATCHED, SUPERSEDED and SKIPPED deliveries finished before now() -
  * retention, then events created before it none of whose deliveries waits or
  * finished later, then old failure notices. Each batch of purge_batch rows is
  * one short DELETE by ctid (rows locked by someone else are skipped).

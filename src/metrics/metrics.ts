@@ -102,7 +102,7 @@ export class Metrics implements SenderObserver {
     });
     this.deliveriesTotal = new Counter({
       name: 'espf_deliveries_total',
-      help: 'Delivery outcomes recorded in espf.event_deliveries: delivered (every URL answered 2xx), failed (max_attempts reached), retry (an attempt failed, another follows), superseded (a newer event of a coalescing type for the same account was sent instead).',
+      help: 'Delivery outcomes recorded in espf.event_deliveries: delivered (every URL answered 2xx), failed (max_attempts reached), retry (an attempt failed, another follows), superseded (a newer event of a coalescing type for the same account was sent instead), skipped (a handler with request steps has none for the type).',
       labelNames: ['handler', 'event_type', 'outcome'], registers,
       collect() { self.deliveries$.addTo(this); },
     });
@@ -207,7 +207,7 @@ export class Metrics implements SenderObserver {
 
   readonly outcome = (item: Item, state: DeliveryState): void => {
     if (state === 'PENDING') return; // parked behind an earlier event: not the outcome of an attempt
-    const outcome = state === 'DELIVERED' ? 'delivered' : state === 'FAILED' ? 'failed' : state === 'SUPERSEDED' ? 'superseded' : 'retry';
+    const outcome = state === 'DELIVERED' ? 'delivered' : state === 'FAILED' ? 'failed' : state === 'SUPERSEDED' ? 'superseded' : state === 'SKIPPED' ? 'skipped' : 'retry';
     this.deliveries$.inc(`${item.handler}\0${item.event.event_type}\0${outcome}`, { handler: item.handler, event_type: item.event.event_type, outcome });
     if (state === 'DELIVERED' && item.committedAt) {
       this.latency.observe({ handler: item.handler }, Math.max(0, (Date.now() - item.committedAt.getTime()) / 1000));

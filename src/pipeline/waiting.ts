@@ -1,6 +1,7 @@
 import type { Db } from '../db/connect.ts';
 import { lastWaiting, takeRequeued, waitingPage, type PageCursor, type WaitingRow } from '../db/deliveries.ts';
 import { accountOf, orderKey, type Item } from '../delivery/item.ts';
+import type { StepAnswer } from '../delivery/steps/render.ts';
 import { DEFAULT_WINDOW, SpillWindow } from '../delivery/window.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -230,6 +231,7 @@ function itemFromRow(r: WaitingRow): Item {
     resumed: {
       attempts: r.attempts, urlsDone: r.urls_done, firstAttemptAt: r.first_attempt_at,
       nextAttemptAt: r.state === 'RETRY' ? r.next_attempt_at : null,
+      stepsDone: r.steps_done ?? 0, stepAnswers: Array.isArray(r.step_answers) ? r.step_answers as StepAnswer[] : null,
     },
   };
 }

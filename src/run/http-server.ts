@@ -39,7 +39,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
       const waiting = (opts.registry?.waitingHandlers ?? []).map((w) => ({
         handler: w.handler, instance: w.instance, instance_state: w.instance_state, waiting_events: w.waiting_events,
       }));
-      res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot, waiting_on_instances: waiting }));
+      // A handler whose request steps do not compile sends nothing (its deliveries wait); the others go on.
+      const brokenSteps = [...opts.sender.httpHandlers.values()].flatMap((h) => h.stepProblems.map((p) => ({
+        handler: p.handler, event_type: p.eventType, step: p.step, field: p.field, problem: p.message,
+      })));
+      res.end(JSON.stringify({ alive: true, ready, slot: opts.sender.slot, waiting_on_instances: waiting, ...(brokenSteps.length ? { broken_steps: brokenSteps } : {}) }));
       return;
     }
     if (path === '/metrics' && opts.metrics && (req.method === 'GET' || req.method === 'HEAD')) {

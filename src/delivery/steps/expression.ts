@@ -1,0 +1,140 @@
+import jsonata from 'jsonata';
+
+/**
+ * The limits of one evaluation (JSONata's own guardrails, checked on every
+ * step of its evaluator): an expression that runs longer than `timeout` ms,
+ * nests deeper than `stack`, or builds a sequence longer than `sequence` is
+ * stopped with error D1012, D1011 or D2015; the attempt fails with that reason.
+ */
+export const EXPRESSION_LIMITS = { timeout: 250, stack: 300, sequence: 100_000 } as const;
+
+/** An expression that does not compile, or failed to evaluate: JSONata's message, code and position. */
+export class ExpressionError extends Error {
+  readonly code = 'ESPF_STEP_EXPRESSION';
+  constructor(message: string, readonly jsonataCode: string | null, readonly position: number | null) {
+    super(message);
+  }
+}
+
+/** JSONata throws plain objects ({code, position, token, message}): one line of it. */
+export function expressionError(err: unknown): ExpressionError {
+  if (err instanceof ExpressionError) return err;
+  const e = err as { code?: unknown; position?: unknown; message?: unknown; value?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : null;
+  const position = typeof e?.position === 'number' ? e.position : null;
+  let msg = typeof e?.message === 'string' ? e.message : String(err);
+  if (code === 'D1012') msg = `stopped: ran longer than ${EXPRESSION_LIMITS.timeout} ms`;
+  else if (code === 'D1011') msg = `stopped: nested deeper than ${EXPRESSION_LIMITS.stack}`;
+  else if (code === 'D2015') msg = `stopped: a sequence longer than ${EXPRESSION_LIMITS.sequence}`;
+  const where = [code, position !== null && position > 0 ? `at character ${position}` : null].filter(Boolean).join(' ');
+  return new ExpressionError(`${msg.replace(/\s+/g, ' ').trim()}${where ? ` (${where})` : ''}`, code, position);
+}
+
+/** What the evaluator is given besides the input: bindings such as $secret. */
+export type Bindings = Record<string, unknown>;
+
+const BAIL = Symbol('bail');
+/** What fastValue() gives when the walker cannot evaluate the expression for this input. */
+export const NOT_FAST: unknown = BAIL;
+type Fast = (input: unknown) => unknown;
+
+/**
+ * One JSONata expression, compiled once per configuration (never per event).
+ * The shapes most steps use, a path of plain names (`variables.imsi`), a
+ * literal, and an object of those (`{"imsi": variables.imsi, "amf": "8000"}`),
+ * are evaluated by a small walker without the (asynchronous) JSONata evaluator;
+ * anything else, and a path that meets an array, goes to JSONata.
+ */
+export class Expression {
+  private readonly compiled: jsonata.Expression;
+  private readonly fast: Fast | null;
+
+  private constructor(readonly text: string, compiled: jsonata.Expression) {
+    this.compiled = compiled;
+    this.fast = fastOf(compiled.ast());
+  }
+
+  /** Compiles `text`; throws ExpressionError. */
+  static compile(text: string): Expression {
+    let compiled: jsonata.Expression;
+    try {
+      compiled = jsonata(text, { ...EXPRESSION_LIMITS });
+    } catch (err) {
+      throw expressionError(err);
+    }
+    return new Expression(text, compiled);
+  }
+
+  /** True when evaluate() never enters the JSONata evaluator for a plain input. */
+  get isFast(): boolean { return this.fast !== null; }
+
+  /** The walker's value for `input`, without a promise; NOT_FAST when evaluate() must be called. */
+  fastValue(input: Record<string, unknown>): unknown {
+    return this.fast ? this.fast(input) : BAIL;
+  }
+
+  /** The value for `input` (undefined: nothing); throws ExpressionError. */
+  async evaluate(input: Record<string, unknown>, bindings?: Bindings): Promise<unknown> {
+    if (this.fast) {
+      const v = this.fast(input);
+      if (v !== BAIL) return v;
+    }
+    try {
+      return plain(await this.compiled.evaluate(input, bindings));
+    } catch (err) {
+      throw expressionError(err);
+    }
+  }
+}
+
+/** JSONata marks its result sequences with extra properties: a plain copy for JSON. */
+function plain(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(plain);
+  return v;
+}
+
+type Node = Omit<jsonata.ExprNode, 'type'> & { type: string; lhs?: unknown; steps?: Node[] };
+
+const NAME_KEYS = new Set(['type', 'value', 'position']);
+
+function fastOf(ast: jsonata.ExprNode): Fast | null {
+  const n = ast as unknown as Node;
+  if (n.type === 'string' || n.type === 'number' || n.type === 'value') {
+    const v = n.value as unknown;
+    return () => v;
+  }
+  if (n.type === 'path' && Object.keys(n).every((k) => k === 'type' || k === 'steps') && n.steps
+      && n.steps.every((s) => s.type === 'name' && typeof s.value === 'string' && Object.keys(s).every((k) => NAME_KEYS.has(k)))) {
+    const names = n.steps.map((s) => s.value as string);
+    return (input) => {
+      let v: unknown = input;
+      for (const name of names) {
+        if (v === null || typeof v !== 'object' || Array.isArray(v)) return v === undefined || v === null || typeof v !== 'object' ? undefined : BAIL;
+        if (!Object.hasOwn(v, name)) return undefined;
+        v = (v as Record<string, unknown>)[name];
+      }
+      return Array.isArray(v) ? BAIL : v;
+    };
+  }
+  if (n.type === 'unary' && n.value === '{' && Array.isArray(n.lhs) && Object.keys(n).every((k) => k === 'type' || k === 'value' || k === 'position' || k === 'lhs')) {
+    const pairs: [string, Fast][] = [];
+    for (const pair of n.lhs as [Node, Node][]) {
+      const [k, v] = pair;
+      if (k.type !== 'string' || typeof k.value !== 'string') return null;
+      const f = fastOf(v as unknown as jsonata.ExprNode);
+      if (!f) return null;
+      pairs.push([k.value, f]);
+    }
+    if (new Set(pairs.map(([k]) => k)).size !== pairs.length) return null; // JSONata refuses a duplicate key: its error
+    return (input) => {
+      const o: Record<string, unknown> = {};
+      for (const [k, f] of pairs) {
+        const v = f(input);
+        if (v === BAIL) return BAIL;
+        if (v !== undefined) o[k] = v;
+      }
+      return o;
+    };
+  }
+  return null;
+}

@@ -1,0 +1,80 @@
+import type { HttpSettings } from '../../config/snapshot.ts';
+import { redactText } from '../../security/redact.ts';
+import { parseRetryAfter, type PostResult, type StepExchange } from '../http-client.ts';
+import type { Delivery } from '../keyed-queue.ts';
+import { judge, parseBody } from './judge.ts';
+import type { CompiledStep } from './plan.ts';
+import { publicSettings, renderStep, RenderError, stepInput, type StepAnswer, type StepRequest } from './render.ts';
+
+/** What the steps of one attempt need from the attempter. */
+export interface StepsDeps {
+  readonly handler: string;
+  /** Sends one step's request (src/delivery/http-client.ts `request`); `step`: its step number. */
+  readonly request: (r: StepRequest, s: HttpSettings, step: number) => Promise<StepExchange>;
+  /** After each step: provisioning.log, metrics, the target's circuit breaker. */
+  readonly answered: (d: Delivery, url: string, r: PostResult) => void;
+  /**
+   * A step that is not the last one is done: its answer (in `d`) is made
+   * durable with the delivery (an intermediate record, still waiting);
+   * resolves when it is committed, before the next step is sent.
+   */
+  readonly checkpoint: (d: Delivery) => Promise<void>;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+const MAX_SNIPPET = 200;
+
+/**
+ * The request steps of one attempt of `d` (docs/handlers.md, "Request
+ * steps"): from the first step not done (`d.stepsDone`, with the answers of
+ * the done ones), each rendered, sent and judged by its rules; a done step's
+ * answer is durable before the next step goes. Returns the last result: ok
+ * when every step is done; else why the step failed, `permanent` when its
+ * refuse_when held.
+ */
+export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: HttpSettings, deps: StepsDeps): Promise<PostResult> {
+  const base = s.url[0]!;
+  const settings = publicSettings(deps.handler, s);
+  let last: PostResult = { ok: true, status: 0, durationMs: 0 };
+  while (d.stepsDone < steps.length) {
+    const step = steps[d.stepsDone]!;
+    const answers = d.stepAnswers;
+    const input = stepInput(d.item.event, settings, steps, answers);
+    const label = `step ${step.number}${step.name ? ` (${step.name})` : ''} ${step.method}`;
+    let req: StepRequest;
+    try {
+      req = await renderStep(step, input, base, deps.env);
+    } catch (err) {
+      const why = err instanceof RenderError ? err.message : String(err);
+      return { ok: false, status: null, reason: `${label} ${step.pathText}: ${why}`, retryAfterMs: null, durationMs: 0 };
+    }
+    const where = `${label} ${redactText(req.path || '/', req.secrets)}`;
+    const x = await deps.request(req, s, step.number);
+    const url = redactText(`${req.origin}${req.target}`, x.secrets);
+    if (x.status === null || x.error !== null) {
+      last = { ok: false, status: x.status, reason: `${where}: ${redactText(x.error ?? 'no answer', x.secrets)}`, retryAfterMs: null, durationMs: x.durationMs };
+      deps.answered(d, url, last);
+      return last;
+    }
+    const answer: StepAnswer = { status: x.status, headers: x.headers, body: parseBody(x.text) };
+    const v = await judge(step, answer, input);
+    if (v.kind === 'done') {
+      last = { ok: true, status: x.status, durationMs: x.durationMs };
+      deps.answered(d, url, last);
+      d.stepAnswers = [...answers, answer];
+      d.stepsDone++;
+      if (d.stepsDone < steps.length) await deps.checkpoint(d);
+      continue;
+    }
+    const snippet = redactText(x.text, x.secrets).replace(/\s+/g, ' ').trim().slice(0, MAX_SNIPPET);
+    const rule = v.kind === 'refused' ? ' (refuse_when: failed for good)' : v.rule ? ` (a rule failed: ${v.rule})` : '';
+    last = {
+      ok: false, status: x.status, reason: `${where}: ${x.status}${snippet ? ` ${snippet}` : ''}${rule}`,
+      retryAfterMs: x.status === 429 || x.status === 503 ? parseRetryAfter(x.headers['retry-after']) : null,
+      durationMs: x.durationMs, permanent: v.kind === 'refused',
+    };
+    deps.answered(d, url, last);
+    return last;
+  }
+  return last;
+}
