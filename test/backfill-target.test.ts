@@ -3,14 +3,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { runBackfill } from '../src/rules/backfill.ts';
 import { EspfProcess, runEspf } from './support/child.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
-import { previousRelease } from './support/upgrade.ts';
+import { databaseAtPreviousRelease } from './support/upgrade.ts';
 
 /**
  * `espf backfill RULE --handler NAME` (migrations/0017_backfill_target.sql,
@@ -236,12 +235,10 @@ describe('espf backfill --handler: one receiver', function () {
 describe('espf backfill --handler: upgrade from the previous release (migrations/0017_backfill_target.sql)', function () {
   it('keeps events, deliveries and an unfinished backfill, which resumes to every handler; rewrites no table', async function () {
     this.timeout(90_000);
-    const prev = await previousRelease('0017_backfill_target.sql');
-    if (!prev) this.skip(); // not a git checkout
-    const e = await createTestDatabase({ empty: true });
-    const db = connect({ connectionString: e.url, poolSize: 2 });
+    const old = await databaseAtPreviousRelease('0017_backfill_target.sql');
+    if (!old) this.skip(); // not a git checkout
+    const { db } = old!;
     try {
-      await migrate(db, prev!);
       await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables)
                          SELECT g, 'Account/Blocked', jsonb_build_object('i_event', g, 'i_account', g) FROM generate_series(1, 50) g`);
       await db.query(sql`SELECT setval('espf.events_i_event_seq', 50)`);
@@ -277,8 +274,7 @@ describe('espf backfill --handler: upgrade from the previous release (migrations
       assert.equal(w.n, 20);
       assert.deepEqual((await migrate(db)).applied, [], 'a second migrate applies nothing');
     } finally {
-      await db.dispose();
-      await e.drop();
+      await old!.dispose();
     }
   });
 });
