@@ -4,10 +4,55 @@
 -- row filter keeps the events with shard_key % N = K. An instance with one
 -- shard streams espf_<instance> through espf_events, as before.
 
--- The slot of shard K of N of an instance.
-CREATE OR REPLACE FUNCTION espf.shard_slot(inst text, shard int, shards int) RETURNS text
+-- Slot names (docs/replication.md, "Slot names"). A slot name is per server,
+-- not per database, so two espf databases on one server (staging beside
+-- production, two brands) cannot both use espf_main. The name of shard K of N
+-- of an instance is, in this order:
+--   1. the one recorded in espf.slots (migrations/0019_slot_names.sql) by its
+--      first start: it follows the database through a failover, and a DBA may
+--      set it;
+--   2. the classic name espf_<instance> (espf_<instance>_<K>of<N>) unless a
+--      slot of that name belongs to another database of the server: a slot
+--      this database made before names were recorded keeps its name, and a
+--      lone database keeps the name the documentation shows;
+--   3. else the classic name followed by _db<oid of this database>: unique on
+--      the server, and kept when the database is renamed.
+-- The classic name of shard K of N.
+CREATE OR REPLACE FUNCTION espf.classic_slot_name(inst text, shard int, shards int) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
   SELECT CASE WHEN shards <= 1 THEN 'espf_' || inst ELSE format('espf_%s_%sof%s', inst, shard, shards) END
+$$;
+
+-- The slot of shard K of N of an instance (above), without recording it.
+CREATE OR REPLACE FUNCTION espf.shard_slot(inst text, shard int, shards int) RETURNS text
+LANGUAGE sql STABLE AS $$
+  SELECT coalesce(
+           (SELECT s.slot_name FROM espf.slots s
+             WHERE s.instance = inst AND s.shards = greatest(shard_slot.shards, 1)
+               AND s.shard = CASE WHEN shard_slot.shards <= 1 THEN 0 ELSE shard_slot.shard END),
+           (SELECT CASE WHEN EXISTS (SELECT FROM pg_replication_slots r
+                                      WHERE r.slot_name = c.name AND r.database IS DISTINCT FROM current_database())
+                        THEN c.name || '_db' || (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                        ELSE c.name END
+              FROM (SELECT espf.classic_slot_name(inst, shard, shards) AS name) c))
+$$;
+
+-- The slot of shard K of N, recorded in espf.slots if it was not (espf run at
+-- start, espf shards plan): from then on the name no longer depends on which
+-- slots the server has.
+CREATE OR REPLACE FUNCTION espf.claim_slot_name(inst text, shard int, shards int) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+  name text := espf.shard_slot(inst, shard, shards);
+BEGIN
+  -- Not a name a slot of another database has (espf run refuses it, changing nothing).
+  IF NOT EXISTS (SELECT FROM pg_replication_slots r WHERE r.slot_name = name AND r.database IS DISTINCT FROM current_database()) THEN
+    INSERT INTO espf.slots (instance, shard, shards, slot_name)
+    VALUES (inst, CASE WHEN shards <= 1 THEN 0 ELSE shard END, greatest(shards, 1), name)
+    ON CONFLICT DO NOTHING;
+  END IF;
+  RETURN espf.shard_slot(inst, shard, shards);
+END
 $$;
 
 -- Whether an event belongs to shard K of N. Events written before

@@ -5,14 +5,33 @@
 -- (one object per (i_event, handler), no duplicates; times as epoch
 -- milliseconds), and `n`, its order in the batch. One statement: the JSON
 -- text is read once (json, not jsonb: nothing is built that is not used).
-CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json)
-RETURNS void LANGUAGE sql AS $$
-  WITH r AS MATERIALIZED (
-    SELECT * FROM json_to_recordset(records) AS r(
+--
+-- The identity of the event (docs/operations.md, "PostgreSQL 15 and 16, or a
+-- slot missing after a failover"): after an asynchronous failover the new
+-- primary may hand a lost event's i_event to a new event, and an outcome of
+-- the lost one must not land on it. An outcome is dropped when espf.events has
+-- no event of its number and type that is the one delivered: one of the same
+-- created_at (epoch milliseconds, `created_at`: events from the stream), or,
+-- for a delivery read back from its row (no created_at), one created by the
+-- time the row says its transaction committed (`committed_at`; a new event
+-- made after a failover was created later). Neither known: not checked.
+-- Returns the i_event of the outcomes dropped (the sender logs them).
+CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json, check_identity boolean)
+RETURNS bigint[] LANGUAGE sql AS $$
+  WITH given AS MATERIALIZED (
+    SELECT r.*, (r.created_at IS NULL AND r.committed_at IS NULL) OR EXISTS (
+             SELECT FROM espf.events e
+              WHERE e.i_event = r.i_event AND e.event_type = r.event_type
+                AND CASE WHEN r.created_at IS NOT NULL
+                         THEN abs(extract(epoch FROM date_trunc('milliseconds', e.created_at)) * 1000 - r.created_at) < 0.5
+                         ELSE e.created_at < to_timestamp(r.committed_at / 1000.0) + interval '1 millisecond' END) AS same_event
+      FROM json_to_recordset(records) AS r(
            i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
            commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
            next_attempt_at float8, committed_at float8, first_attempt_at float8,
-           last_attempt_at float8, finished_at float8, n bigint, steps_done int, step_answers jsonb)),
+           last_attempt_at float8, finished_at float8, n bigint, created_at float8,
+           steps_done int, step_answers jsonb)),
+  r AS (SELECT * FROM given WHERE same_event OR NOT check_identity),
   deliveries AS (
   INSERT INTO espf.event_deliveries AS d
          (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
@@ -36,7 +55,8 @@ RETURNS void LANGUAGE sql AS $$
          last_attempt_at  = excluded.last_attempt_at,
          finished_at      = excluded.finished_at,
          steps_done       = excluded.steps_done,
-         step_answers     = excluded.step_answers)
+         step_answers     = excluded.step_answers),
+  statuses AS (
   INSERT INTO espf.account_provisioning_statuses AS s
          (i_account, handler, status, i_event, event_type, attempts, message, updated_at)
   SELECT DISTINCT ON (r.i_account, r.handler)
@@ -54,7 +74,14 @@ RETURNS void LANGUAGE sql AS $$
          event_type = excluded.event_type,
          attempts   = excluded.attempts,
          message    = excluded.message,
-         updated_at = excluded.updated_at;
+         updated_at = excluded.updated_at
+  RETURNING 1)
+  SELECT coalesce(array_agg(g.i_event ORDER BY g.n), '{}') FROM given g WHERE NOT g.same_event AND check_identity;
+$$;
+
+CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json)
+RETURNS void LANGUAGE sql AS $$
+  SELECT espf.record_deliveries(instance, records, true);
 $$;
 
 -- The same with the records as jsonb (what espf run called before 2026-11;

@@ -25,10 +25,39 @@
 -- own slot and catches up only the events of its shard (espf.in_shard), from
 -- how far its shard had processed (espf.shard_progress).
 
--- Events of a handler whose transaction started at most this long before the
--- point a slot covered it from are looked at again (transactions commit after
--- they start; their created_at is the start).
-CREATE OR REPLACE FUNCTION espf.catch_up_slack() RETURNS interval LANGUAGE sql IMMUTABLE AS $$ SELECT interval '10 minutes' $$;
+-- The look-back: where the exact bound is not known (espf.open_since below),
+-- events of a handler whose transaction started at most this long before the
+-- point a slot covered it from are looked at again. The point is a time (a
+-- heartbeat's mark: every transaction committed before it was processed), an
+-- event's created_at is its transaction's start, and a transaction commits
+-- after it starts: one that ran longer than the look-back across the mark
+-- would be missed. The outbox row has no commit position, and the start of
+-- the oldest transaction open at a mark is visible only to a role with
+-- pg_read_all_stats (not at all for a prepared transaction), so where it is
+-- not visible the bound is this setting, 10 minutes by default: set it above
+-- the longest transaction that writes events, ALTER DATABASE … SET
+-- espf.catch_up_look_back = '1 hour' (docs/operations.md, "The catch-up's
+-- look-back"). A longer look-back only reads more of the outbox: an event
+-- already recorded for the handler is not caught up again.
+CREATE OR REPLACE FUNCTION espf.catch_up_slack() RETURNS interval LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  v text := nullif(current_setting('espf.catch_up_look_back', true), '');
+  i interval;
+BEGIN
+  IF v IS NULL THEN
+    RETURN interval '10 minutes';
+  END IF;
+  BEGIN
+    i := v::interval;
+  EXCEPTION WHEN invalid_datetime_format OR datetime_field_overflow OR interval_field_overflow OR syntax_error THEN
+    i := NULL;
+  END;
+  IF i IS NULL OR i < interval '0' THEN
+    RAISE EXCEPTION 'espf.catch_up_look_back = %: not a duration of 0 or more (e.g. ''30 minutes'')', v USING ERRCODE = '22023';
+  END IF;
+  RETURN i;
+END
+$$;
 
 -- espf.handlers.enabled_at: when the handler was last enabled.
 CREATE OR REPLACE FUNCTION espf.handler_enabled_at() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -61,6 +90,55 @@ RETURNS timestamptz LANGUAGE sql STABLE AS $$
                WHERE p.instance = inst GROUP BY p.shards HAVING count(p.processed_until) = p.shards) m))
 $$;
 
+-- An exact bound, where it can be known (docs/replication.md, "The look-back"):
+-- the start of the oldest transaction of this database open now (now() when
+-- none is older), read with each heartbeat's mark as mark_from. An event
+-- created before it belongs to a transaction that had ended by the mark, so
+-- once the mark is processed, so is the event (processed_from). Null when it
+-- cannot be known: without pg_read_all_stats (or superuser) the transactions
+-- of other roles do not show when they started, and a prepared transaction
+-- shows when it was prepared, not when it started. The backend status it reads
+-- is a snapshot taken at its first read in the transaction, before the mark's
+-- WAL position is read (espf.instance_heartbeat reads it first).
+CREATE OR REPLACE FUNCTION espf.open_since() RETURNS timestamptz LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF NOT (current_setting('is_superuser') = 'on' OR pg_has_role('pg_read_all_stats', 'USAGE')) THEN
+    RETURN NULL;
+  END IF;
+  IF EXISTS (SELECT FROM pg_prepared_xacts p WHERE p.database = current_database()) THEN
+    RETURN NULL;
+  END IF;
+  RETURN least(now(), (SELECT min(a.xact_start) FROM pg_stat_activity a
+                        WHERE a.datname = current_database() AND a.xact_start IS NOT NULL
+                          AND a.backend_type NOT IN ('autovacuum worker', 'walsender')));
+END
+$$;
+
+-- The exact bound that goes with espf.processed_until(inst, shard, shards):
+-- every event created before it had been processed. Known only when the
+-- instance's (shard's) own row gives processed_until and its mark had one.
+CREATE OR REPLACE FUNCTION espf.processed_from(inst text, shard int, shards int)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT CASE WHEN r.until = espf.processed_until(inst, processed_from.shard, processed_from.shards) THEN r.exact END
+    FROM (SELECT (SELECT p.processed_until FROM espf.shard_progress p
+                   WHERE p.instance = inst AND p.shard = processed_from.shard AND p.shards = processed_from.shards) AS until,
+                 (SELECT p.processed_from FROM espf.shard_progress p
+                   WHERE p.instance = inst AND p.shard = processed_from.shard AND p.shards = processed_from.shards) AS exact
+           WHERE processed_from.shards > 1
+          UNION ALL
+          SELECT i.processed_until, i.processed_from FROM espf.instances i
+           WHERE i.name = inst AND processed_from.shards <= 1) r
+$$;
+
+-- Where a catch-up of instance `inst` (shard) starts from what it had processed:
+-- the exact bound if known, else processed_until less the look-back; '-infinity'
+-- when nothing is known.
+CREATE OR REPLACE FUNCTION espf.processed_start(inst text, shard int, shards int)
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  SELECT coalesce(espf.processed_from(inst, shard, shards),
+                  espf.processed_until(inst, shard, shards) - espf.catch_up_slack(), '-infinity')
+$$;
+
 -- A handler moved to another instance: the old instance's slot no longer
 -- carries it. Keep how far that instance had processed the stream; the new
 -- instance catches up from there when it starts.
@@ -71,6 +149,9 @@ BEGIN
      SET covered_until = CASE WHEN c.served_by = OLD.instance
                               THEN espf.processed_until(OLD.instance, 0, 1)
                               ELSE c.covered_until END,
+         covered_from = CASE WHEN c.served_by = OLD.instance
+                             THEN espf.processed_from(OLD.instance, 0, 1)
+                             ELSE c.covered_from END,
          served_by = NULL, served_since = NULL
    WHERE c.handler = NEW.name;
   RETURN NEW;
@@ -111,12 +192,16 @@ $$;
 CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean, shard int, shards int)
 RETURNS timestamptz LANGUAGE sql STABLE AS $$
   SELECT CASE
-           WHEN c.served_by = inst AND NOT slot_created THEN NULL
-           WHEN c.served_by = inst THEN coalesce(espf.processed_until(inst, catch_up_from.shard, catch_up_from.shards) - espf.catch_up_slack(), '-infinity')
-           ELSE coalesce(c.covered_until - espf.catch_up_slack(), '-infinity')
+           WHEN c.served_by = inst AND NOT slot_created AND o.owed_from IS NULL THEN NULL
+           WHEN c.served_by = inst AND o.owed_from IS NOT NULL THEN o.owed_from
+           WHEN c.served_by = inst THEN espf.processed_start(inst, catch_up_from.shard, catch_up_from.shards)
+           ELSE coalesce(c.covered_from, c.covered_until - espf.catch_up_slack(), '-infinity')
          END
     FROM (SELECT 1) one
     LEFT JOIN espf.handler_coverage c ON c.handler = catch_up_from.handler
+    -- A shard whose slot was made anew and that has not caught up since (espf.slot_missing).
+    LEFT JOIN espf.shard_progress o ON o.instance = inst AND o.shard = catch_up_from.shard
+                                   AND o.shards = catch_up_from.shards AND catch_up_from.shards > 1
 $$;
 
 CREATE OR REPLACE FUNCTION espf.catch_up_from(handler text, inst text, slot_created boolean)
@@ -214,6 +299,11 @@ BEGIN
   ON CONFLICT (handler) DO UPDATE SET served_by = excluded.served_by, served_since = excluded.served_since
    WHERE c.served_by IS DISTINCT FROM excluded.served_by OR slot_created;
 
+  -- A shard's owed catch-up is done (espf.slot_missing).
+  UPDATE espf.shard_progress p SET owed_from = NULL
+   WHERE p.instance = inst AND p.shard = catch_up.shard AND p.shards = catch_up.shards AND catch_up.shards > 1
+     AND p.owed_from IS NOT NULL;
+
   INSERT INTO espf.instances AS i (name, started_at, caught_up_at, caught_up_events, host, pid)
   VALUES (inst, now(), now(), total, catch_up.host, catch_up.pid)
   ON CONFLICT (name) DO UPDATE SET started_at = excluded.started_at, caught_up_at = excluded.caught_up_at,
@@ -250,18 +340,26 @@ $$;
 -- shard's row of espf.shard_progress, the instance's row only says it streamed.
 CREATE OR REPLACE FUNCTION espf.instance_heartbeat(inst text, streaming boolean, durable_lsn pg_lsn, served text[], shard int, shards int)
 RETURNS void LANGUAGE sql AS $$
+  -- First: the backend status snapshot of this transaction, before any WAL position is read.
+  SELECT espf.open_since();
   INSERT INTO espf.instances (name) VALUES (inst) ON CONFLICT (name) DO NOTHING;
   UPDATE espf.instances i SET streamed_at = now() WHERE i.name = inst AND streaming;
-  UPDATE espf.instances i SET (processed_until, mark_at, mark_lsn) =
-         (SELECT m.processed_until, m.mark_at, m.mark_lsn FROM espf.next_mark(i.processed_until, i.mark_at, i.mark_lsn, durable_lsn) m)
+  UPDATE espf.instances i SET (processed_until, mark_at, mark_lsn, processed_from, mark_from) =
+         (SELECT m.processed_until, m.mark_at, m.mark_lsn,
+                 CASE WHEN i.mark_lsn IS NOT NULL AND durable_lsn >= i.mark_lsn THEN i.mark_from ELSE i.processed_from END,
+                 CASE WHEN i.mark_lsn IS NULL OR durable_lsn >= i.mark_lsn THEN espf.open_since() ELSE i.mark_from END
+            FROM espf.next_mark(i.processed_until, i.mark_at, i.mark_lsn, durable_lsn) m)
    WHERE i.name = inst AND instance_heartbeat.shards <= 1;
   INSERT INTO espf.shard_progress AS p (instance, shard, shards)
   SELECT inst, instance_heartbeat.shard, instance_heartbeat.shards WHERE instance_heartbeat.shards > 1
   ON CONFLICT ON CONSTRAINT shard_progress_pkey DO NOTHING;
   UPDATE espf.shard_progress p SET
          streamed_at = CASE WHEN streaming THEN now() ELSE p.streamed_at END,
-         (processed_until, mark_at, mark_lsn) =
-         (SELECT m.processed_until, m.mark_at, m.mark_lsn FROM espf.next_mark(p.processed_until, p.mark_at, p.mark_lsn, durable_lsn) m)
+         (processed_until, mark_at, mark_lsn, processed_from, mark_from) =
+         (SELECT m.processed_until, m.mark_at, m.mark_lsn,
+                 CASE WHEN p.mark_lsn IS NOT NULL AND durable_lsn >= p.mark_lsn THEN p.mark_from ELSE p.processed_from END,
+                 CASE WHEN p.mark_lsn IS NULL OR durable_lsn >= p.mark_lsn THEN espf.open_since() ELSE p.mark_from END
+            FROM espf.next_mark(p.processed_until, p.mark_at, p.mark_lsn, durable_lsn) m)
    WHERE p.instance = inst AND p.shard = instance_heartbeat.shard AND p.shards = instance_heartbeat.shards AND instance_heartbeat.shards > 1;
   INSERT INTO espf.handler_coverage AS c (handler, served_by, served_since)
   SELECT h.name, inst, now() FROM espf.handlers h
@@ -295,7 +393,7 @@ SELECT h.name AS handler,
        h.instance,
        CASE WHEN i.streamed_at IS NULL
                  AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s
-                                  WHERE s.slot_name = 'espf_' || h.instance AND s.database = current_database())
+                                  WHERE s.slot_name = espf.shard_slot(h.instance, 0, 1) AND s.database = current_database())
             THEN 'never streamed' ELSE 'not streaming' END AS instance_state,
        i.streamed_at AS last_streamed_at,
        i.stopped_at,
@@ -313,6 +411,26 @@ SELECT h.name AS handler,
 CREATE OR REPLACE FUNCTION espf.slot_missing(inst text) RETURNS void LANGUAGE sql AS $$
   UPDATE espf.handler_coverage c
      SET covered_until = espf.processed_until(inst, 0, 1),
+         covered_from = espf.processed_from(inst, 0, 1),
          served_by = NULL, served_since = NULL
    WHERE c.served_by = inst;
+$$;
+
+-- The same for shard `shard` of `shards` of an instance (0, 1: the whole
+-- instance, above). The handlers stay covered for the other shards: the owed
+-- catch-up is this shard's, from where its catch-up starts now
+-- (espf.processed_start; espf.shard_progress.owed_from, kept until its
+-- catch-up commits).
+CREATE OR REPLACE FUNCTION espf.slot_missing(inst text, shard int, shards int) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  IF shards <= 1 THEN
+    PERFORM espf.slot_missing(inst);
+    RETURN;
+  END IF;
+  INSERT INTO espf.shard_progress AS p (instance, shard, shards, owed_from)
+  VALUES (inst, slot_missing.shard, slot_missing.shards,
+          espf.processed_start(inst, slot_missing.shard, slot_missing.shards))
+  ON CONFLICT ON CONSTRAINT shard_progress_pkey DO UPDATE
+     SET owed_from = coalesce(p.owed_from, excluded.owed_from);
+END
 $$;

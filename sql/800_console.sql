@@ -45,7 +45,7 @@ SELECT h.name AS handler,
 -- when its espf run last started and streamed (espf.instances).
 CREATE OR REPLACE VIEW espf.console_slots AS
 SELECT i.instance,
-       'espf_' || i.instance AS slot_name,
+       espf.shard_slot(i.instance, 0, 1) AS slot_name,
        s.slot_name IS NOT NULL AS slot_exists,
        coalesce(s.active, false) AS active,
        CASE WHEN s.slot_name IS NOT NULL AND NOT pg_is_in_recovery()
@@ -55,7 +55,7 @@ SELECT i.instance,
        r.started_at,
        r.streamed_at
   FROM (SELECT DISTINCT instance FROM espf.handlers) i
-  LEFT JOIN pg_replication_slots s ON s.slot_name = 'espf_' || i.instance AND s.database = current_database()
+  LEFT JOIN pg_replication_slots s ON s.slot_name = espf.shard_slot(i.instance, 0, 1) AND s.database = current_database()
   LEFT JOIN espf.instances r ON r.name = i.instance;
 
 -- Finished deliveries per handler in `buckets` equal slices of the last `hours`

@@ -18,6 +18,7 @@ export type EspfErrorCode =
   | 'ESPF_ENV'                  // an environment variable has a value espf cannot use
   | 'ESPF_UNRECORDED'           // espf run stopped with outcomes the database did not take
   | 'ESPF_SHARDS_CHANGED'       // the slot is missing and the instance's number of shards is no longer this process's
+  | 'ESPF_SLOT_ELSEWHERE'       // the instance's slot name is taken by a slot of another database of the server
   | 'ESPF_STREAM_PROTOCOL'      // the replication stream sent what pgoutput does not (a BEGIN without its commit position)
   | 'ESPF_STREAM_ORDER'         // the stream brought a transaction before the one being handed out was finished
   | 'ESPF_RECONNECT';           // the replication connection is dropped on purpose: a statement met a lost database

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { createSlot, slotState } from '../db/replication.ts';
+import { createSlot, refuseOtherDatabase, slotState } from '../db/replication.ts';
 import { cancelShardChange, checkShardChange, planShards, shardPublication, switchShards } from '../db/shards.ts';
 import { EspfError, SQLSTATE, sqlState } from '../errors.ts';
 import { shardSlot } from '../run/shard.ts';
@@ -46,8 +46,9 @@ Steps (README "Shards"):
         const made: string[] = [];
         for (let k = 0; k < to; k++) {
           await shardPublication(db, { k, n: to });
-          const slot = shardSlot(instance, { k, n: to });
+          const slot = await shardSlot(db, instance, { k, n: to });
           const s = await slotState(db, slot);
+          refuseOtherDatabase(slot, s);
           if (s.present) continue;
           try {
             await createSlot(db, slot, s.failoverSlots);

@@ -66,9 +66,10 @@ export async function recordedDeliveries(db: Db, iEvents: readonly number[]): Pr
   return new Set(rows.map((r) => `${r.i_event}:${r.handler}`));
 }
 
-/** Writes a batch of outcomes (a JSON array of rows) in one transaction. */
-export async function recordDeliveries(db: Db, instance: string, rowsJson: string): Promise<void> {
-  await db.query(sql`SELECT espf.record_deliveries(${instance}, ${rowsJson}::json)`);
+/** Writes a batch of outcomes (a JSON array of rows) in one transaction; the i_event of those dropped because their event is another now (sql/400_results.sql). */
+export async function recordDeliveries(db: Db, instance: string, rowsJson: string): Promise<number[]> {
+  const [row] = await db.query(sql`SELECT espf.record_deliveries(${instance}, ${rowsJson}::json, true) AS stale`);
+  return (row.stale as (string | number)[]).map(Number);
 }
 
 /** Runs a dispatcher over source events in one transaction; the number of events it produced. */

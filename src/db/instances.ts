@@ -27,8 +27,8 @@ export async function instanceStopped(db: Queryable, instance: string): Promise<
  * The instance's slot is about to be made anew: the handlers it covered are
  * owed a catch-up from how far it had processed (espf.slot_missing).
  */
-export async function markSlotMissing(db: Queryable, instance: string): Promise<void> {
-  await db.query(sql`SELECT espf.slot_missing(${instance})`);
+export async function markSlotMissing(db: Queryable, instance: string, shard: Shard): Promise<void> {
+  await db.query(sql`SELECT espf.slot_missing(${instance}, ${shard.k}, ${shard.n})`);
 }
 
 /** What espf.catch_up returns: the replay horizon (an LSN as text) and the (event, handler) pairs caught up per handler. */

@@ -155,6 +155,7 @@ export const SCHEMA = {
     served_by: col<string | null>(),
     served_since: col<Date | null>(),
     covered_until: col<Date | null>(),
+    covered_from: col<Date | null>(),
   },
   'espf.handlers': {
     name: col<string>(),
@@ -216,6 +217,8 @@ export const SCHEMA = {
     caught_up_events: gen<number>(),
     host: col<string | null>(),
     pid: col<number | null>(),
+    mark_from: col<Date | null>(),
+    processed_from: col<Date | null>(),
   },
   'espf.maintenance': {
     id: gen<boolean>(),
@@ -389,6 +392,16 @@ export const SCHEMA = {
     mark_at: col<Date | null>(),
     mark_lsn: col<string | null>(),
     streamed_at: col<Date | null>(),
+    owed_from: col<Date | null>(),
+    mark_from: col<Date | null>(),
+    processed_from: col<Date | null>(),
+  },
+  'espf.slots': {
+    instance: col<string>(),
+    shard: col<number>(),
+    shards: col<number>(),
+    slot_name: col<string>(),
+    claimed_at: col<Date>(),
   },
   'espf.report_shards': {  // view
     instance: col<string | null>(),

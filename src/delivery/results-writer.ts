@@ -17,6 +17,8 @@ interface Row {
   next_attempt_at: number | null; committed_at: number | null; first_attempt_at: number | null;
   last_attempt_at: number | null; finished_at: number | null;
   steps_done: number; step_answers: readonly unknown[] | null;
+  /** The event's created_at: its identity with i_event, checked before the outcome is written (sql/400_results.sql; a row's committed_at when absent). */
+  created_at: number | null;
   n?: number;
 }
 
@@ -93,6 +95,8 @@ export class ResultsWriter {
   private barriers: { upTo: number; resolve: () => void }[] = [];
   batches = 0;
   rows = 0;
+  /** Outcomes dropped because their event is no longer the one delivered (an i_event reused after a failover). */
+  dropped = 0;
 
   constructor(
     private readonly db: Db,
@@ -129,6 +133,7 @@ export class ResultsWriter {
       finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' || outcome.state === 'SKIPPED' ? at : null,
       steps_done: outcome.stepsDone ?? 0,
       step_answers: outcome.stepAnswers && outcome.stepAnswers.length > 0 ? outcome.stepAnswers : null,
+      created_at: item.event.created_at ? item.event.created_at.getTime() : null,
     };
     const key = `${row.i_event}\u0000${row.handler}`;
     const entries = this.batch.entries;
@@ -161,7 +166,12 @@ export class ResultsWriter {
     this.inFlightRows = rows.length;
     const upTo = this.reported; // the batch holds every outcome reported so far (a failed batch is put back whole)
     try {
-      await recordDeliveries(this.db, this.instance, JSON.stringify(rows));
+      const stale = await recordDeliveries(this.db, this.instance, JSON.stringify(rows));
+      if (stale.length > 0) {
+        this.dropped += stale.length;
+        this.log.warn({ instance: this.instance, i_events: stale.slice(0, 20), dropped: stale.length },
+          `dropped ${stale.length} outcome(s) whose event is no longer the one delivered (an i_event handed out again after a failover; the new event is delivered on its own): i_event ${stale.slice(0, 20).join(', ')}`);
+      }
       this.committedUpTo = upTo;
       if (this.barriers.length) this.barriers = this.barriers.filter((b) => { if (b.upTo > upTo) return true; b.resolve(); return false; });
       this.batches++;

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Db } from '../db/connect.ts';
 import { catchUpInstance, markSlotMissing, type CatchUpCounts } from '../db/instances.ts';
-import { slotState } from '../db/replication.ts';
+import { refuseOtherDatabase, slotState } from '../db/replication.ts';
 import type { Shard } from '../db/shards.ts';
 import { SQLSTATE, sqlState } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
@@ -49,12 +49,16 @@ export async function catchUp(opts: CatchUpOptions): Promise<CatchUpResult> {
   const { db, instance, shard, slot, log } = opts;
   // The slot first: from its creation on it carries every commit, so what the
   // catch-up's snapshot (taken after) does not see, the stream delivers.
-  const existing = (await slotState(db, slot)).present;
-  // Made anew, the slot carries nothing of what committed before: the handlers it
-  // covered are owed a catch-up from how far the instance had processed, kept
-  // before the slot exists so that a stop in between does not forget it.
-  // (The whole instance: a shard's own progress, espf.shard_progress, is not marked.)
-  if (!existing && shard.n <= 1) await markSlotMissing(db, instance).catch((err: unknown) => {
+  const state = await slotState(db, slot);
+  // A slot of this name made by another database of the server: refused before anything changes.
+  refuseOtherDatabase(slot, state);
+  // Missing or invalidated (wal_status lost), the slot is made anew and carries
+  // nothing of what committed before: the handlers it covered are owed a
+  // catch-up from how far the instance (shard) had processed, kept before the
+  // slot exists so that a stop in between does not forget it (a shard's in
+  // espf.shard_progress.owed_from).
+  const existing = state.present;
+  if (!existing) await markSlotMissing(db, instance, shard).catch((err: unknown) => {
     if (sqlState(err) !== SQLSTATE.undefinedFunction) throw err; // not migrated yet: below
   });
   await opts.prepareSlot();

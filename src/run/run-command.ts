@@ -8,7 +8,8 @@ import { Sender } from './sender.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import { startHttpServer } from './http-server.ts';
 import { Metrics } from '../metrics/metrics.ts';
-import { resolveShard } from './shard.ts';
+import { resolveShard, shardSlot } from './shard.ts';
+import { refuseOtherDatabase, slotState } from '../db/replication.ts';
 
 export interface RunOptions {
   readonly instance: string;
@@ -67,7 +68,10 @@ export async function runService(opts: RunOptions): Promise<void> {
     const plog = provisioningLog(env.logDir);
     started.push(() => plog.flush());
     const metrics = new Metrics({ db, shard });
-    const sender = new Sender({ db, url, instance: opts.instance, shard, log, plog, observe: metrics, window: env.window });
+    const slot = await shardSlot(db, opts.instance, shard);
+    // A slot of this name made by another database of the server: refused before anything starts or is written.
+    refuseOtherDatabase(slot, await slotState(db, slot));
+    const sender = new Sender({ db, url, instance: opts.instance, slot, shard, log, plog, observe: metrics, window: env.window });
     metrics.bind(sender);
     const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
     const server = await startHttpServer({ sender, db, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })

@@ -16,7 +16,7 @@ import { Router } from '../pipeline/route.ts';
 import { WaitingDeliveries } from '../pipeline/waiting.ts';
 import { parseLsn } from '../stream/lsn.ts';
 import { ReplicationStream, type StreamEvent } from '../stream/replication.ts';
-import { shardSlot, shardText, WHOLE, type Shard } from './shard.ts';
+import { classicSlotName, shardSlot, shardText, WHOLE, type Shard } from './shard.ts';
 import { locatePrimary } from '../db/connect.ts';
 import { hostLabel } from '../db/hosts.ts';
 import { instanceShards } from '../db/shards.ts';
@@ -29,6 +29,11 @@ export interface SenderOptions {
   readonly db: Db;
   readonly url: string;
   readonly instance: string;
+  /**
+   * The slot's name, when the caller has it (src/run/shard.ts shardSlot);
+   * otherwise the sender asks the database as it starts.
+   */
+  readonly slot?: string;
   /** The shard of the instance this process serves (default: the whole instance). */
   readonly shard?: Shard;
   readonly log: Logger;
@@ -65,12 +70,12 @@ export interface SenderObserver extends Partial<DeliveryObserver> {
  *                       ↑
  *             waiting deliveries (resume at start, requeued while running)
  *
- * It streams espf.events from slot espf_<instance>, hands each event to this
+ * It streams espf.events from its slot (espf_<instance>), hands each event to this
  * instance's enabled, subscribed handlers, and acknowledges WAL only past
  * transactions whose every outcome is durable.
  */
 export class Sender {
-  readonly slot: string;
+  private slotName: string;
   readonly shard: Shard;
   private readonly config: ConfigWatcher;
   private readonly writer: ResultsWriter;
@@ -87,7 +92,8 @@ export class Sender {
     const { db, instance, log, observe } = opts;
     const shard = opts.shard ?? WHOLE;
     this.shard = shard;
-    this.slot = shardSlot(instance, shard);
+    // Until start() has the database's name for it (a second database on the server has another).
+    this.slotName = opts.slot ?? classicSlotName(instance, shard);
     const onDbError = (err: unknown) => this.stream.connectionLost(err);
     this.config = new ConfigWatcher({ db, instance, log, onDbError, changed: (c) => this.deliverers.sync(c) });
     this.ack = new Acknowledger((lsn) => this.stream.acknowledge(lsn), opts.maxUnsettled);
@@ -110,7 +116,7 @@ export class Sender {
       handlers: () => this.deliverers.httpHandlers(this.config.current), handler: (name) => this.deliverers.http.get(name), shard,
     });
     this.stream = new ReplicationStream({
-      url: opts.url, slot: this.slot, shard, instance, db, log, heartbeatMs: opts.heartbeatMs,
+      url: opts.url, slot: () => this.slotName, shard, instance, db, log, heartbeatMs: opts.heartbeatMs,
       handlers: {
         onPart: (part) => this.router.onPart(part),
         onHeartbeat: (lsn) => this.ack.passThrough(lsn),
@@ -130,6 +136,8 @@ export class Sender {
     });
   }
 
+  /** The replication slot it streams: espf_<instance> unless that name is another database's (sql/015_shards.sql, "Slot names"). */
+  get slot(): string { return this.slotName; }
   get isStreaming(): boolean { return this.streaming; }
   /** The configuration in force (read from the rows at start and on every poll). */
   get configuration(): ConfigSnapshot { return this.config.current; }
@@ -142,6 +150,7 @@ export class Sender {
 
   async start(): Promise<void> {
     const pollMs = this.opts.configPollMs ?? 1000;
+    if (this.opts.slot === undefined) this.slotName = await shardSlot(this.opts.db, this.opts.instance, this.shard);
     await this.config.start(pollMs);
     // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
     // A shard catches up the events of its shard only.

@@ -1,4 +1,5 @@
 import type { Db } from '../db/connect.ts';
+import { claimSlotName } from '../db/replication.ts';
 import { instanceShards, type Shard } from '../db/shards.ts';
 import { EspfError } from '../errors.ts';
 
@@ -11,9 +12,22 @@ export type { Shard };
  */
 export const WHOLE: Shard = { k: 0, n: 1 };
 
-/** The slot of an instance's shard: espf_<instance>, or espf_<instance>_<k>of<n> (sql/015_shards.sql). */
-export function shardSlot(instance: string, shard: Shard): string {
+/**
+ * The classic slot name of an instance's shard: espf_<instance>, or
+ * espf_<instance>_<k>of<n>. What a sender shows before it starts; the name it
+ * streams is the database's (`shardSlot`).
+ */
+export function classicSlotName(instance: string, shard: Shard): string {
   return shard.n <= 1 ? `espf_${instance}` : `espf_${instance}_${shard.k}of${shard.n}`;
+}
+
+/**
+ * The slot of an instance's shard in this database, recorded at its first use
+ * (sql/015_shards.sql, "Slot names"): the classic name unless a slot of another
+ * database of the server has it, then one unique to this database.
+ */
+export function shardSlot(db: Db, instance: string, shard: Shard): Promise<string> {
+  return claimSlotName(db, instance, shard);
 }
 
 /** "2 of 3" for messages. */

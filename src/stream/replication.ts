@@ -1,7 +1,7 @@
 import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
 import { Backoff } from '../backoff.ts';
 import { locatePrimary, type Db } from '../db/connect.ts';
-import { createSlot, emitMessage, publicationExists, PUBLICATION, slotState } from '../db/replication.ts';
+import { createSlot, dropLostSlot, emitMessage, publicationExists, PUBLICATION, refuseOtherDatabase, slotState } from '../db/replication.ts';
 import { EspfError, SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
 import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
@@ -19,6 +19,12 @@ export interface StreamEvent {
   readonly source_i_event: number | null;
   /** espf.events.target_handler: the one handler a targeted backfill wrote it for; null or absent: every subscribed handler. */
   readonly target_handler?: string | null;
+  /**
+   * Its created_at (to the millisecond): with i_event, its identity, which the
+   * record stage checks (an i_event may be handed out again after a failover).
+   * Absent for an event read back from a delivery row.
+   */
+  readonly created_at?: Date;
 }
 
 /** A committed transaction of the stream, as its BEGIN message names it. */
@@ -73,7 +79,8 @@ export interface StreamHandlers {
 
 export interface ReplicationOptions {
   readonly url: string;
-  readonly slot: string;
+  /** The slot's name (the sender knows it once it has started: src/run/shard.ts shardSlot). */
+  readonly slot: () => string;
   /** The shard of the instance: its events come through the shard's publication (a row filter). */
   readonly shard: Shard;
   readonly instance: string;
@@ -123,7 +130,8 @@ export class ReplicationStream {
 
   /** Creates the slot if missing; the publication must exist (espf migrate defines it). */
   async prepare(): Promise<void> {
-    const { db, slot } = this.opts;
+    const { db } = this.opts;
+    const slot = this.opts.slot();
     // The publication before the slot: a slot decodes with the catalog of each WAL position.
     if (this.opts.shard.n > 1) {
       this.publication = await shardPublication(db, this.opts.shard);
@@ -133,6 +141,10 @@ export class ReplicationStream {
     // failover (PostgreSQL 17+): standbys with sync_replication_slots keep a
     // copy of the slot, so a promoted standby goes on from it (docs/operations.md).
     const s = await slotState(db, slot);
+    refuseOtherDatabase(slot, s);
+    if (s.lost && await dropLostSlot(db, slot)) {
+      this.opts.log.warn({ slot }, `replication slot ${slot} was invalidated (wal_status lost): dropped it to make it anew`);
+    }
     if (!s.present) {
       try {
         await createSlot(db, slot, s.failoverSlots);
@@ -156,7 +168,7 @@ export class ReplicationStream {
       try {
         // Never a fresh slot in silence: what committed while there was none is
         // caught up first (again after a failed attempt, even if it made the slot).
-        if (this.slotLost || !(await slotState(this.opts.db, this.opts.slot)).present) {
+        if (this.slotLost || !(await slotState(this.opts.db, this.opts.slot())).present) {
           this.slotLost = true;
           await this.opts.handlers.onSlotMissing();
           this.slotLost = false;
@@ -194,7 +206,7 @@ export class ReplicationStream {
     this.streamUrl = url;
     return new Promise<void>((resolve, reject) => {
       const service = new LogicalReplicationService(
-        { connectionString: url, application_name: `espf ${this.opts.slot}` },
+        { connectionString: url, application_name: `espf ${this.opts.slot()}` },
         { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
       );
       this.service = service;
@@ -238,7 +250,7 @@ export class ReplicationStream {
         return r.finally(() => { this.busy = false; });
       });
       const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication], messages: true });
-      service.subscribe(plugin, this.opts.slot).then(
+      service.subscribe(plugin, this.opts.slot()).then(
         () => finish(this.stopped ? undefined : new Error('replication stream ended')),
         (err) => finish(err),
       );
@@ -261,6 +273,7 @@ export class ReplicationStream {
           variables: row.variables as Record<string, unknown>,
           source_i_event: row.source_i_event == null ? null : Number(row.source_i_event),
           target_handler: (row.target_handler as string | null | undefined) ?? null,
+          ...(row.created_at instanceof Date ? { created_at: row.created_at } : {}),
         });
         if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;
         // A large transaction: hand on what came so far; the rest follows.

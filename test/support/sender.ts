@@ -9,6 +9,7 @@ import type { Metrics } from '../../src/metrics/metrics.ts';
 import type { Shard } from '../../src/db/shards.ts';
 import { InstanceRegistry } from '../../src/run/instances.ts';
 import { Sender } from '../../src/run/sender.ts';
+import { shardSlot, WHOLE } from '../../src/run/shard.ts';
 import { eventually } from './receiver.ts';
 
 /** An in-process sender on a test database, with a fast configuration poll (and metrics, when given). */
@@ -16,7 +17,8 @@ export async function startSender(db: Db, url: string, instance = 'main', opts: 
   const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
   const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
   const plog = provisioningLog(logDir);
-  const sender = new Sender({ db, url, instance, shard: opts.shard, log, plog, configPollMs: 200, heartbeatMs: 500, observe: opts.metrics, window: opts.window });
+  const slot = await shardSlot(db, instance, opts.shard ?? WHOLE);
+  const sender = new Sender({ db, url, instance, slot, shard: opts.shard, log, plog, configPollMs: 200, heartbeatMs: 500, observe: opts.metrics, window: opts.window });
   opts.metrics?.bind(sender);
   const registry = new InstanceRegistry({ db, instance, sender, log, intervalMs: 200 });
   await sender.start();

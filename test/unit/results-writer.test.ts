@@ -19,9 +19,10 @@ const outcome = (state: Outcome['state'], attempts = 0): Outcome => ({ state, at
 function pool() {
   const writes: { rows: { i_event: number; state: string; attempts: number }[]; done: (err?: Error) => void }[] = [];
   const db = {
-    query: (q: { format(f: unknown): { values: unknown[] } }) => new Promise<void>((resolve, reject) => {
+    query: (q: { format(f: unknown): { values: unknown[] } }) => new Promise<unknown[]>((resolve, reject) => {
       const { values } = q.format({ escapeIdentifier: (s: string) => s, formatValue: (value: unknown) => ({ placeholder: '?', value }) });
-      writes.push({ rows: JSON.parse(values[1] as string), done: (err) => (err ? reject(err) : resolve()) });
+      // espf.record_deliveries answers with the outcomes it dropped (none here).
+      writes.push({ rows: JSON.parse(values[1] as string), done: (err) => (err ? reject(err) : resolve([{ stale: [] }])) });
     }),
   } as unknown as Db;
   return { db, writes };
