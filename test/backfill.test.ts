@@ -18,6 +18,9 @@ import { addAccounts, configureEventSender, seedCustomer, startSender } from './
  */
 describe('espf backfill', function () {
   this.timeout(180_000);
+  // Not test/support/fixture.ts: accounts are written while their type is off (the
+  // backfill is what sends them), and one test alone streams: it configures
+  // EventSender and starts its receiver and sender after its writes.
   let t: TestDatabase;
   let home: string;
   let ids: { i_product: number; i_customer: number };

@@ -8,6 +8,7 @@ import { type Db } from '../src/db/connect.ts';
 import { MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
 import { espf as runEspf, show, type EspfRun } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { eventually } from './support/receiver.ts';
 
 /**
  * The real `espf` command as a child process (test/support/cli.ts), against a
@@ -214,15 +215,12 @@ describe('espf CLI (child process)', function () {
         await conn.query(sql`SELECT pg_advisory_lock(${MIGRATE_LOCK_KEY})`);
         const runs = [espf(['migrate'], { DATABASE_URL: e.url }), espf(['migrate'], { DATABASE_URL: e.url })];
         try {
-          const deadline = Date.now() + 30_000;
-          for (;;) {
+          await eventually(async () => {
             const [w] = await conn.query(sql`SELECT count(*)::int AS n FROM pg_locks
               WHERE locktype = 'advisory' AND NOT granted
                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
-            if (w.n >= 2) break;
-            assert.ok(Date.now() < deadline, `only ${w.n} migrate processes wait for the lock`);
-            await new Promise((r) => setTimeout(r, 25));
-          }
+            return w.n >= 2;
+          }, 30_000, 'both migrate processes to wait for the lock');
         } finally {
           await conn.query(sql`SELECT pg_advisory_unlock(${MIGRATE_LOCK_KEY})`);
         }

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
 import { readStatus } from '../src/cli/status-command.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
 
 /**
  * Coalescing (espf.event_types.coalesce, on for Customer/Status/Suspend): while
@@ -14,19 +14,15 @@ import { configureEventSender, seedCustomer, startSender } from './support/sende
  */
 describe('coalescing (espf.event_types.coalesce)', function () {
   this.timeout(60_000);
+  const f = deliveryFixture({
+    types: ['Customer/Status/Suspend', 'Customer/Blocked', 'Customer/Unblocked'],
+    settings: { retry_max_delay: 2, retry_delay: 2 },   // one column per statement: the maximum first
+    sender: false,   // started by the test that needs it, with its metrics
+  });
   let t: TestDatabase;
   let rx: TestReceiver;
   let ids: { i_product: number; i_customer: number };
-
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    ids = await seedCustomer(t.db);
-  });
-  after(async () => {
-    await rx.close();
-    await t.drop();
-  });
+  before(() => { ({ t, rx, ids } = f); });
 
   it('ships on for Customer/Status/Suspend only', async () => {
     const rows = await t.db.query(sql`SELECT name FROM espf.event_types WHERE coalesce ORDER BY name`);
@@ -34,10 +30,8 @@ describe('coalescing (espf.event_types.coalesce)', function () {
   });
 
   it('behind a failing receiver only the newest Suspend is sent; the older ones are SUPERSEDED; other types are not coalesced', async () => {
-    await configureEventSender(t.db, rx.url, ['Customer/Status/Suspend', 'Customer/Blocked', 'Customer/Unblocked']);
-    await t.db.query(sql`UPDATE espf.http_handlers SET retry_delay = 2, retry_max_delay = 2 WHERE handler = 'EventSender'`);
     const metrics = new Metrics();
-    const s = await startSender(t.db, t.url, 'main', { metrics });
+    const s = await f.startSender({ metrics });
     let failing = true;
     rx.respond = () => (failing ? { status: 503 } : { status: 200 });
     try {

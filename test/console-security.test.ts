@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
-import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
+import { ADMIN, consoleHttp, enableConsole, postLogin, startConsoleServer, VIEWER } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { resolveSecret, SECRET_ENV_PREFIX } from '../src/security/secret-ref.ts';
@@ -13,6 +13,7 @@ import { resolveSecret, SECRET_ENV_PREFIX } from '../src/security/secret-ref.ts'
  * capped, one at a time and cancellable, and login limiting that cannot be raced.
  */
 describe('console: secrets, resends and logins', function () {
+  // Not test/support/fixture.ts: no sender runs; the receivers are targets the console under test points EventSender at.
   this.timeout(60_000);
   let t: TestDatabase;
   let base: string;
@@ -36,20 +37,7 @@ describe('console: secrets, resends and logins', function () {
     await t?.drop();
   });
 
-  function form(p: string, body: Record<string, string>, headers: Record<string, string> = {}) {
-    return fetch(`${base}${p}`, {
-      method: 'POST', redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-      body: new URLSearchParams(body).toString(),
-    });
-  }
-  async function login(who: { user: string; password: string }): Promise<{ cookie: string; csrf: string }> {
-    const r = await form('/console/login', { user: who.user, password: who.password });
-    assert.equal(r.status, 303, await r.text());
-    const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
-    const page = await (await fetch(`${base}/console/`, { headers: { cookie } })).text();
-    return { cookie, csrf: /name="_csrf" value="([^"]*)"/.exec(page)![1]! };
-  }
+  const { form, login } = consoleHttp(() => base);
   async function audit(action: string) {
     return t.db.query(sql`SELECT user_name, target, before, after FROM espf.console_audit WHERE action = ${action} ORDER BY i_audit`);
   }
@@ -219,7 +207,7 @@ describe('console: secrets, resends and logins', function () {
     it('counts 20 concurrent wrong passwords before awaiting: at most login_attempts reach the check, the rest wait (429); audited', async () => {
       await t.db.query(sql`UPDATE espf.console SET login_attempts = 5, trusted_proxies = '{}'`);
       const before = (await audit('login failed')).length;
-      const answers = await Promise.all(Array.from({ length: 20 }, () => form('/console/login', { user: VIEWER.user, password: 'wrong password!' })));
+      const answers = await Promise.all(Array.from({ length: 20 }, () => postLogin(base, { user: VIEWER.user, password: 'wrong password!' })));
       const codes = answers.map((a) => a.status);
       const wrong = codes.filter((c) => c === 401).length;
       assert.equal(codes.filter((c) => c === 429).length + wrong, 20, codes.join(','));
@@ -227,18 +215,18 @@ describe('console: secrets, resends and logins', function () {
       assert.equal(codes.filter((c) => c === 401).length, wrong);
       assert.equal((await audit('login failed')).length - before, wrong);
       // From this address the user now waits, even with the right password, and X-Forwarded-For from an untrusted peer changes nothing.
-      assert.equal((await form('/console/login', { user: VIEWER.user, password: VIEWER.password })).status, 429);
-      assert.equal((await form('/console/login', { user: VIEWER.user, password: VIEWER.password }, { 'x-forwarded-for': '203.0.113.7' })).status, 429);
+      assert.equal((await postLogin(base, { user: VIEWER.user, password: VIEWER.password })).status, 429);
+      assert.equal((await postLogin(base, { user: VIEWER.user, password: VIEWER.password }, { 'x-forwarded-for': '203.0.113.7' })).status, 429);
     });
 
     it('limits per (address, user): from another address (X-Forwarded-For of a configured proxy) the user logs in', async () => {
       await t.db.query(sql`UPDATE espf.console SET trusted_proxies = '{127.0.0.1, ::1}'`);
-      const r = await form('/console/login', { user: VIEWER.user, password: VIEWER.password }, { 'x-forwarded-for': '198.51.100.1, 203.0.113.7' });
+      const r = await postLogin(base, { user: VIEWER.user, password: VIEWER.password }, { 'x-forwarded-for': '198.51.100.1, 203.0.113.7' });
       assert.equal(r.status, 303);
       const [a] = (await audit('login')).slice(-1);
       assert.deepEqual({ user: a.user_name, from: a.target }, { user: VIEWER.user, from: '203.0.113.7' });
       // Another user from the blocked address is not blocked by the victor's count.
-      assert.equal((await form('/console/login', { user: ADMIN.user, password: ADMIN.password })).status, 303);
+      assert.equal((await postLogin(base, { user: ADMIN.user, password: ADMIN.password })).status, 303);
     });
   });
 });

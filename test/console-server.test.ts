@@ -13,7 +13,7 @@ import { addAccounts, seedCustomer } from './support/sender.ts';
 import { hashPassword, verifyPassword } from '../src/console/auth.ts';
 import { main } from '../src/cli/main.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
+import { ADMIN, enableConsole, postLogin, startConsoleServer, VIEWER } from './support/console.ts';
 
 /**
  * The console's server-side checks, over real HTTP without a browser: off until
@@ -36,11 +36,7 @@ describe('console: server side', function () {
   });
 
   async function login(who: { user: string; password: string }): Promise<string> {
-    const r = await fetch(`${base}/console/login`, {
-      method: 'POST', redirect: 'manual',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ user: who.user, password: who.password, next: '/console/' }).toString(),
-    });
+    const r = await postLogin(base, { user: who.user, password: who.password, next: '/console/' });
     assert.equal(r.status, 303, await r.text());
     const cookie = r.headers.get('set-cookie') ?? '';
     return cookie.split(';')[0]!;
@@ -95,7 +91,7 @@ describe('console: server side', function () {
       assert.match(out.join(''), /console user carol added \(viewer\)/);
       const [row] = await t.db.query(sql`SELECT role, password_hash FROM espf.console_users WHERE name = 'carol'`);
       assert.equal(row.role, 'viewer');
-      assert.match(row.password_hash, /^scrypt\$16384\$8\$1\$/);
+      assert.match(row.password_hash, /^scrypt\$131072\$8\$1\$/, 'the default cost, 2^17');
       assert.doesNotMatch(row.password_hash, /long enough/);
       assert.ok(await verifyPassword('a long enough password', row.password_hash));
       assert.equal(await verifyPassword('a long enough passworD', row.password_hash), false);
@@ -136,17 +132,11 @@ describe('console: server side', function () {
       const r = await fetch(`${base}/console/matrix`, { redirect: 'manual' });
       assert.equal(r.status, 303);
       assert.equal(r.headers.get('location'), '/console/login?next=%2Fconsole%2Fmatrix');
-      const bad = await fetch(`${base}/console/login`, {
-        method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ user: ADMIN.user, password: 'wrong password' }).toString(),
-      });
+      const bad = await postLogin(base, { user: ADMIN.user, password: 'wrong password' });
       assert.equal(bad.status, 401);
       assert.equal(bad.headers.get('set-cookie'), null);
       assert.match(await bad.text(), /Wrong user name or password/);
-      const ok = await fetch(`${base}/console/login`, {
-        method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ user: ADMIN.user, password: ADMIN.password, next: '//evil.example/' }).toString(),
-      });
+      const ok = await postLogin(base, { user: ADMIN.user, password: ADMIN.password, next: '//evil.example/' });
       assert.equal(ok.status, 303);
       assert.equal(ok.headers.get('location'), '/console/', 'an off-site next is ignored');
       const cookie = ok.headers.get('set-cookie')!;
@@ -299,10 +289,7 @@ describe('console: server side', function () {
       const rdb = connect({ connectionString: u.toString(), poolSize: 2 });
       const s = await startConsoleServer(rdb, u.toString());
       try {
-        const r = await fetch(`${s.base}/console/login`, {
-          method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ user: ADMIN.user, password: ADMIN.password }).toString(),
-        });
+        const r = await postLogin(s.base, { user: ADMIN.user, password: ADMIN.password });
         assert.equal(r.status, 303, await r.text());
         const cookie = (r.headers.get('set-cookie') ?? '').split(';')[0]!;
         const get = async (p: string) => {
@@ -334,18 +321,22 @@ describe('console: server side', function () {
 
     it('limits failed logins per user name: then even the right password waits (429)', async () => {
       await t.db.query(sql`UPDATE espf.console SET login_attempts = 3`);
-      const attempt = (password: string) => fetch(`${base}/console/login`, {
-        method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ user: VIEWER.user, password }).toString(),
-      });
-      // The client address counts too (one wrong password above already), so 429 may come sooner.
-      let refused = 0;
-      while ((await attempt('nope nope nope')).status === 401) refused++;
-      assert.ok(refused >= 1 && refused <= 3, `${refused} wrong passwords before 429`);
-      const r = await attempt(VIEWER.password);
-      assert.equal(r.status, 429);
-      assert.ok(Number(r.headers.get('retry-after')) > 0);
-      assert.match(await r.text(), /Too many failed logins/);
+      // A server of its own: the failed logins counted so far (per client address and per
+      // user name, in the server's memory) are those of this test alone.
+      const own = await startConsoleServer(t.db, t.url);
+      try {
+        const attempt = (password: string) => postLogin(own.base, { user: VIEWER.user, password });
+        let refused = 0;
+        while (refused < 10 && (await attempt('nope nope nope')).status === 401) refused++;
+        assert.equal(refused, 3, `${refused} wrong passwords before 429`);
+        const r = await attempt(VIEWER.password);
+        assert.equal(r.status, 429);
+        assert.ok(Number(r.headers.get('retry-after')) > 0);
+        assert.match(await r.text(), /Too many failed logins/);
+      } finally {
+        await own.server.close();
+        await t.db.query(sql`UPDATE espf.console SET login_attempts = DEFAULT`);
+      }
     });
   });
 });

@@ -6,9 +6,10 @@ import { sql } from '@databases/pg';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT } from '../src/paths.ts';
 import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
+import { addAccounts, seedCustomer } from './support/sender.ts';
 
 /**
  * The console in a real headless Chromium (Debian's chromium, driven by
@@ -24,7 +25,6 @@ describe('console in a real browser (headless Chromium)', function () {
   this.timeout(120_000);
   let t: TestDatabase;
   let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startSender>>;
   let web: Awaited<ReturnType<typeof startConsoleServer>>;
   let browser: Browser;
   let admin: BrowserContext;
@@ -34,7 +34,7 @@ describe('console in a real browser (headless Chromium)', function () {
   let failing = true;
   const savedLogDir = process.env.ESPF_LOG_DIR;
 
-  before(async function () {
+  before(function () {
     if (!CHROMIUM) {
       process.stderr.write([
         '',
@@ -46,12 +46,28 @@ describe('console in a real browser (headless Chromium)', function () {
       ].join('\n') + '\n');
       this.skip();
     }
-    t = await createTestDatabase();
-    await enableConsole(t.db);
-    rx = await new TestReceiver().listen();
-    rx.respond = (r) => (failing && r.json.event_type === 'Account/New' && String(r.json.variables.id).startsWith('+1555999') ? { status: 500, body: '{"error":"HSS is down"}' } : { status: 200 });
-    await configureEventSender(t.db, rx.url, ['Account/New'], { max_attempts: 2 });
-    run = await startSender(t.db, t.url);
+  });
+  // Registered before the fixture's: the browser and the console server go before the sender and the database.
+  after(async () => {
+    await browser?.close();
+    await web?.server.close();
+  });
+  const f = deliveryFixture({
+    types: ['Account/New'],
+    settings: { max_attempts: 2 },
+    seed: false,
+    prepare: async ({ t, rx }) => {
+      await enableConsole(t.db);
+      rx.respond = (r) => (failing && r.json.event_type === 'Account/New' && String(r.json.variables.id).startsWith('+1555999') ? { status: 500, body: '{"error":"HSS is down"}' } : { status: 200 });
+    },
+  });
+  after(() => {
+    if (savedLogDir === undefined) delete process.env.ESPF_LOG_DIR; else process.env.ESPF_LOG_DIR = savedLogDir;
+  });
+
+  before(async () => {
+    ({ t, rx } = f);
+    const { run } = f;
     process.env.ESPF_LOG_DIR = run.logDir; // the console reads this instance's provisioning.log
     web = await startConsoleServer(t.db, t.url, run.sender);
     const ids = await seedCustomer(t.db, { name: 'ACME Mobile' });
@@ -70,15 +86,6 @@ describe('console in a real browser (headless Chromium)', function () {
     });
     admin = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await admin.newPage();
-  });
-
-  after(async () => {
-    await browser?.close();
-    await web?.server.close();
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
-    if (savedLogDir === undefined) delete process.env.ESPF_LOG_DIR; else process.env.ESPF_LOG_DIR = savedLogDir;
   });
 
   const shot = (p: Page, name: string) => p.screenshot({ path: path.join(SHOTS, `console-${name}.png`), fullPage: false });

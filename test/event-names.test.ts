@@ -2,31 +2,29 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture, type SenderRun } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
+import { seedCustomer } from './support/sender.ts';
 
 // espf.http_handlers.event_names: the body carries the receiver's name for a
 // type; the rows, statuses and provisioning.log keep espf's name.
 describe('espf.http_handlers.event_names on the wire', function () {
+  const f = deliveryFixture({
+    types: ['Account/New', 'Account/ID/Changed'],
+    seed: false,
+    prepare: async ({ rx }) => {
+      // A receiver that knows only its own spelling, as a PHP library for the commercial EventSender does.
+      rx.respond = (r) => (r.json.event_type === 'Account/ID/Changed' ? { status: 404, body: '{"error":"Unknown event"}' } : { status: 200 });
+    },
+    setup: async ({ t }) => {
+      await t.db.query(sql`UPDATE espf.http_handlers SET event_names = '{"Account/ID/Changed": "Account/Id/Changed"}' WHERE handler = 'EventSender'`);
+    },
+  });
   let t: TestDatabase;
   let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startSender>>;
-
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    // A receiver that knows only its own spelling, as a PHP library for the commercial EventSender does.
-    rx.respond = (r) => (r.json.event_type === 'Account/ID/Changed' ? { status: 404, body: '{"error":"Unknown event"}' } : { status: 200 });
-    await configureEventSender(t.db, rx.url, ['Account/New', 'Account/ID/Changed']);
-    await t.db.query(sql`UPDATE espf.http_handlers SET event_names = '{"Account/ID/Changed": "Account/Id/Changed"}' WHERE handler = 'EventSender'`);
-    run = await startSender(t.db, t.url);
-  });
-  after(async () => {
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
-  });
+  let run: SenderRun;
+  before(() => { ({ t, rx, run } = f); });
 
   it('sends the mapped name, and espf\'s name for types not in the map', async () => {
     const ids = await seedCustomer(t.db);

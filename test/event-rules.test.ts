@@ -242,6 +242,7 @@ describe('event rules (espf.event_rules)', () => {
   });
 
   describe('live edits while espf run streams', () => {
+    // Not test/support/fixture.ts: it streams the database of the rule tests above (their types, helpers and rules).
     let rx: TestReceiver;
     let s: Awaited<ReturnType<typeof startSender>>;
     before(async () => {

@@ -9,7 +9,7 @@ import { sql } from '@databases/pg';
 import { createReceiver, type LogEntry, type ProcessedEvent, type Receiver, type ReceiverOptions } from '../examples/receiver/src/server.ts';
 import { deliveryFixture } from './support/fixture.ts';
 import { eventually } from './support/receiver.ts';
-import { configureEventSender, startSender } from './support/sender.ts';
+import { configApplied, configureEventSender, startSender } from './support/sender.ts';
 
 interface Rx {
   receiver: Receiver;
@@ -33,7 +33,6 @@ async function startReceiver(auth: ReceiverOptions['auth']): Promise<Rx> {
   return { receiver, url: `http://127.0.0.1:${address.port}/espf`, logs, provisioned };
 }
 
-const CONFIG_POLLS_MS = 500; // startSender polls the configuration every 200 ms
 
 describe('example receiver end to end: espf run → examples/receiver', function () {
   let sig: Rx;
@@ -88,7 +87,7 @@ describe('example receiver end to end: espf run → examples/receiver', function
 
   it('Signature with a wrong key: 401 from the receiver, retried (the account waits) until the row is fixed', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'not-the-key' WHERE handler = 'EventSender'`);
-    await new Promise((r) => setTimeout(r, CONFIG_POLLS_MS));
+    await configApplied(f.run.sender);
     const a = await newAccount('+15550002');
     await eventually(async () => {
       const [row] = await f.t.db.query(sql`SELECT state, attempts, last_http_status FROM espf.event_deliveries WHERE handler = 'EventSender' AND i_account = ${a}`);
@@ -98,7 +97,8 @@ describe('example receiver end to end: espf run → examples/receiver', function
       `the receiver logged a bad signature: ${JSON.stringify(sig.logs.filter((l) => l.level === 'warn').slice(-1))}`);
     // The account's next event waits behind the failing one.
     await f.t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);
-    await new Promise((r) => setTimeout(r, CONFIG_POLLS_MS));
+    await eventually(async () => (await f.t.db.query(sql`SELECT 1 FROM espf.event_deliveries
+      WHERE handler = 'EventSender' AND i_account = ${a} AND event_type = 'Account/Blocked' AND state = 'PENDING'`)).length === 1, 15_000, 'Account/Blocked waiting (PENDING)');
     assert.equal(sig.receiver.processed.some((e) => e.variables.i_account === a), false);
 
     await f.t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'sig-key-2026' WHERE handler = 'EventSender'`);
@@ -117,7 +117,7 @@ describe('example receiver end to end: espf run → examples/receiver', function
                             SET url = ${[basic.url]}::text[], auth_method = 'Basic',
                                 basic_auth_user = 'hss', basic_auth_key = 'env:ESPF_SECRET_E2E_BASIC_KEY'
                           WHERE handler = 'EventSender'`);
-    await new Promise((r) => setTimeout(r, CONFIG_POLLS_MS));
+    await configApplied(f.run.sender);
     const a = await newAccount('+15550003');
     const d = await delivered(a, 'Account/New');
     assert.equal(d.attempts, 1);

@@ -32,6 +32,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
   this.timeout(120_000);
   for (const v of variants()) {
     describe(v.title, function () {
+      // Not test/support/fixture.ts: the database lives on a primary and standby pair of its own (test/support/standby.ts).
       let pair: PrimaryStandby | undefined;
       let rx: TestReceiver;
       let espf: EspfProcess | undefined;

@@ -6,7 +6,7 @@ import type { TestDatabase } from './support/database.ts';
 import { deliveryFixture } from './support/fixture.ts';
 import { EspfProcess } from './support/child.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { addAccounts, startSender } from './support/sender.ts';
+import { addAccounts, configApplied, startSender } from './support/sender.ts';
 
 type Ids = { i_product: number; i_customer: number };
 
@@ -55,7 +55,7 @@ describe('faults: retries, failure for good, and order', function () {
 
   it("while an account's event is failing its later events wait; other accounts go on; order is kept", async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET max_attempts = 1000 WHERE handler = 'EventSender'`);
-    await new Promise((r) => setTimeout(r, 450));
+    await configApplied(f.run.sender);
     const [a, b] = await addAccounts(f.t.db, f.ids, 2, 'order-');
     await f.rx.waitFor(() => f.rx.received.filter((r) => String(r.json.variables.id).startsWith('order-')).length >= 2);
     let failing = true;
@@ -88,7 +88,7 @@ describe('faults: retries, failure for good, and order', function () {
 
   it('a receiver that sleeps past request_timeout: the attempt fails with a clear reason and is retried', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET request_timeout = 1 WHERE handler = 'EventSender'`);
-    await new Promise((r) => setTimeout(r, 450));
+    await configApplied(f.run.sender);
     const [acc] = await addAccounts(f.t.db, f.ids, 1, 'slow-');
     let first = true;
     f.rx.respond = (r) => {
@@ -107,7 +107,7 @@ describe('faults: retries, failure for good, and order', function () {
     const timeout = lines.find((l) => l.i_event === d.i_event && l.status === null);
     assert.ok(timeout, 'a log line for the timed-out attempt');
     assert.match(timeout.error, /timeout.*request_timeout \(1 s\)/);
-    f.run = await startSender(f.t.db, f.t.url);
+    f.run = await f.startSender();
     f.rx.respond = () => ({ status: 200 });
   });
 });
@@ -175,7 +175,8 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
     }, 20_000, 'deliveries under way and recorded');
     proc.kill('SIGKILL');
     await proc.exited();
-    await new Promise((r) => setTimeout(r, 200)); // requests that reached the receiver before the kill are counted
+    // Requests that reached the receiver before the kill are counted once its connections are closed.
+    await eventually(async () => (await f.rx.connections()) === 0, 10_000, 'the killed process\'s connections closed');
     const atCrash = f.rx.received.length - first;
     // At the crash: what the receiver had got, and what espf had recorded DELIVERED.
     const sentAtCrash = new Set(f.rx.arrived.map((r) => r.json.variables.i_event).filter((i) => want.has(i)));
@@ -226,9 +227,9 @@ describe('faults: receiver down, restarts, crashes and failover', function () {
     this.timeout(60_000);
     const a = new EspfProcess(f.t.url);
     await a.streaming();
-    const b = new EspfProcess(f.t.url);
+    const b = new EspfProcess(f.t.url, 'main', { ESPF_LOG_LEVEL: 'debug' });
     try {
-      await new Promise((r) => setTimeout(r, 1500));
+      await eventually(async () => /slot is in use by another instance; waiting/.test(b.output), 15_000, 'the standby to find the slot taken');
       assert.ok(!/streaming slot/.test(b.output), 'the standby does not stream while the slot is taken');
       a.kill('SIGKILL');
       await a.exited();

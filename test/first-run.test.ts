@@ -8,11 +8,12 @@ import { connect, type Db } from '../src/db/connect.ts';
 import { migrate, readMigrations } from '../src/migrate/migrate.ts';
 import { ROOT } from '../src/paths.ts';
 import { freePort } from '../src/db/cluster.ts';
-import { EspfProcess } from './support/child.ts';
+import type { EspfProcess } from './support/child.ts';
 import { espf } from './support/cli.ts';
 import { readStatus } from '../src/cli/status-command.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
-import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/database.ts';
+import { createEmptyDatabase, type TestDatabase } from './support/database.ts';
+import { deliveryFixture, type SenderRun } from './support/fixture.ts';
 import { eventually, TestReceiver, type Received } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 
@@ -60,23 +61,15 @@ describe('first run: nothing lost before an instance first streams', function ()
   let t: TestDatabase;
   let rx: TestReceiver;
   let rx2: TestReceiver;
-  let run: Awaited<ReturnType<typeof startSender>> | undefined;
-  let hss: Awaited<ReturnType<typeof startSender>> | undefined;
+  let run: SenderRun | undefined;
+  let hss: SenderRun | undefined;
   let accounts: number[];
   let others: number[];
 
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    rx2 = await new TestReceiver().listen();
-  });
-  after(async () => {
-    await hss?.stop();
-    await run?.stop();
-    await rx?.close();
-    await rx2?.close();
-    await t?.drop();
-  });
+  // Configuring and the first start are the steps under test: the tests take them.
+  const f = deliveryFixture({ seed: false, sender: false, prepare: async () => { rx2 = await new TestReceiver().listen(); } });
+  before(() => { ({ t, rx } = f); });
+  after(async () => { await rx2?.close(); });
 
   it('delivers events written between migrate + configuration and the first espf run, in per-account order, once each (a dispatcher\'s too)', async () => {
     // Configure, as a DBA would after espf migrate; one request at a time, so that arrival order is send order.
@@ -108,7 +101,7 @@ describe('first run: nothing lost before an instance first streams', function ()
     })();
     const writers = [writer(accounts.slice(0, 3)), writer(accounts.slice(3, 6))];
     const metrics = new Metrics({ processMetrics: false });
-    run = await startSender(t.db, t.url, 'main', { metrics });
+    run = await f.startSender({ metrics });
     writing = false;
     await Promise.all(writers);
 
@@ -147,7 +140,7 @@ describe('first run: nothing lost before an instance first streams', function ()
     run = undefined;
     const sent = rx.received.length;
     await flip(t.db, accounts.slice(0, 3));  // written while stopped: the slot carries them
-    run = await startSender(t.db, t.url, 'main');
+    run = await f.startSender();
     await flip(t.db, accounts.slice(0, 3));
     const [last] = await t.db.query(sql`SELECT max(i_event)::int AS i FROM espf.events`);
     await rx.waitFor(() => rx.received.some((r) => r.json.variables.i_event === last.i), 15_000, 'the events after the restart');
@@ -192,7 +185,7 @@ describe('first run: nothing lost before an instance first streams', function ()
 
     // hss starts: the 18 events arrive, once each, in per-account order; nothing main delivered comes again.
     const metrics = new Metrics({ processMetrics: false });
-    hss = await startSender(t.db, t.url, 'hss', { metrics });
+    hss = await f.startSender({ instance: 'hss', metrics });
     await flip(t.db, accounts.slice(0, 2));   // and what comes after, streamed
     const after = await eventsFor(t.db, TYPES, start.i);
     await rx2.waitFor(() => rx2.received.length >= after.length, 15_000, `${after.length} events at Hss`);
@@ -209,6 +202,7 @@ describe('first run: nothing lost before an instance first streams', function ()
 const PREVIOUS_RELEASE = '96d571c';
 
 describe('upgrade from the previous release, with events and deliveries in the database', function () {
+  // Not test/support/fixture.ts: the database is migrated by the previous release, not cloned from this one's template.
   let e: Awaited<ReturnType<typeof createEmptyDatabase>>;
   let db: Db;
   let dir: string;
@@ -315,15 +309,8 @@ describe('first run of espf run (a child process): the log, /healthz and espf st
   let rx: TestReceiver;
   let proc: EspfProcess | undefined;
 
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-  });
-  after(async () => {
-    await proc?.stop();
-    await rx?.close();
-    await t?.drop();
-  });
+  const f = deliveryFixture({ seed: false, sender: false }); // the test configures and starts espf run
+  before(() => { ({ t, rx } = f); });
 
   it('says what it caught up, and which handler waits on which instance with how many events', async () => {
     await configureEventSender(t.db, rx.url, TYPES);
@@ -340,7 +327,7 @@ describe('first run of espf run (a child process): the log, /healthz and espf st
     assert.equal(events.length, 8);
 
     const port = await freePort();
-    proc = new EspfProcess(t.url, 'main', { ESPF_HTTP_PORT: String(port) });
+    proc = f.spawn({ env: { ESPF_HTTP_PORT: String(port) } });
     await proc.streaming();
     await rx.waitFor(() => rx.received.length >= 8, 15_000, 'the 8 events');
     assert.deepEqual(rx.received.map((r) => r.json.variables.i_event).sort((a, b) => a - b), events);

@@ -4,10 +4,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { EspfProcess } from './support/child.ts';
+import type { TestDatabase } from './support/database.ts';
+import type { EspfProcess } from './support/child.ts';
+import { deliveryFixture } from './support/fixture.ts';
 import { eventually } from './support/receiver.ts';
-import { configureEventSender, seedCustomer } from './support/sender.ts';
 
 /**
  * Receivers that misbehave (docs/security.md, hostile receivers), against `espf run` as a child
@@ -117,24 +117,24 @@ describe('hostile receivers (espf run as a child process)', function () {
     }, 30_000, what);
   }
 
+  const f = deliveryFixture({
+    types: ['Account/New'],
+    settings: { max_attempts: 2, request_timeout: REQUEST_TIMEOUT_S },
+    receiver: () => new HostileReceiver().listen(),
+    prepare: async ({ rx }) => {
+      thief = http.createServer((_req, res) => { thiefHits++; res.end('{}'); });
+      await new Promise<void>((r) => thief.listen(0, '127.0.0.1', r));
+      rx.redirectTarget = `http://127.0.0.1:${(thief.address() as AddressInfo).port}/stolen`;
+    },
+    sender: 'child',
+  });
   before(async () => {
-    t = await createTestDatabase();
-    rx = await new HostileReceiver().listen();
-    thief = http.createServer((_req, res) => { thiefHits++; res.end('{}'); });
-    await new Promise<void>((r) => thief.listen(0, '127.0.0.1', r));
-    rx.redirectTarget = `http://127.0.0.1:${(thief.address() as AddressInfo).port}/stolen`;
-    await configureEventSender(t.db, rx.url, ['Account/New'], { max_attempts: 2, request_timeout: REQUEST_TIMEOUT_S });
-    ids = await seedCustomer(t.db);
-    child = new EspfProcess(t.url, 'main');
-    await child.streaming();
+    ({ t, rx, child, ids } = f);
     // Warm up (the first request loads undici's code): the memory baseline comes after.
     await finished(await addAccount('good-warmup'), 'the warm-up event');
   });
   after(async () => {
-    await child?.stop();
-    await rx?.close();
     if (thief) { thief.closeAllConnections(); await new Promise<void>((r) => thief.close(() => r())); }
-    await t?.drop();
   });
 
   it('garbage instead of HTTP: a failed attempt with a parse error, retried, then FAILED; another account goes on', async () => {

@@ -36,6 +36,8 @@ function espf(args: string[], env: Record<string, string | undefined>, timeoutMs
 const UNSAFE = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
 
 describe('hostile and careless input', function () {
+  // Not test/support/fixture.ts: the tests that deliver (1, 3) make a database, receiver and
+  // sender of their own in the test (try/finally), for settings the shared database must not keep.
   let t: TestDatabase;
   const q = (query: SQLQuery) => t.db.query(query);
 

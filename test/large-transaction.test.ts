@@ -5,12 +5,13 @@
 // middle loses nothing.
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
-import { EspfProcess } from './support/child.ts';
+import type { EspfProcess } from './support/child.ts';
 import { productionNodeArgs } from './support/cli.ts';
 import { CountingReceiver } from './support/counting-receiver.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
 import { eventually } from './support/receiver.ts';
-import { addAccounts, configureEventSender, seedCustomer } from './support/sender.ts';
+import { addAccounts, seedCustomer } from './support/sender.ts';
 
 /** Accounts of the large customer (ESPF_TEST_LARGE_TX makes it smaller for a quick local run). */
 const N = Number(process.env.ESPF_TEST_LARGE_TX ?? 300_000);
@@ -19,6 +20,17 @@ const M = Math.round(N / 30);
 
 describe('large transactions: any size with the default heap limit', function () {
   this.timeout(600_000);
+  const f = deliveryFixture({
+    types: ['Account/Blocked', 'Account/Unblocked'],
+    receiver: () => new CountingReceiver().listen(),
+    seed: false,
+    sender: false,   // each test starts espf run as a child process with the production heap limit
+    setup: async ({ t }) => {
+      await t.db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Customer/Blocked'`);
+      await t.db.query(sql`INSERT INTO espf.subscriptions VALUES ('CustomerToAccountsDispatcher', 'Customer/Blocked') ON CONFLICT DO NOTHING`);
+      await t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'CustomerToAccountsDispatcher'`);
+    },
+  });
   let t: TestDatabase;
   let rx: CountingReceiver;
   let accounts: number[];
@@ -26,12 +38,7 @@ describe('large transactions: any size with the default heap limit', function ()
 
   before(async function () {
     this.timeout(120_000);
-    t = await createTestDatabase();
-    rx = await new CountingReceiver().listen();
-    await configureEventSender(t.db, rx.url, ['Account/Blocked', 'Account/Unblocked']);
-    await t.db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Customer/Blocked'`);
-    await t.db.query(sql`INSERT INTO espf.subscriptions VALUES ('CustomerToAccountsDispatcher', 'Customer/Blocked') ON CONFLICT DO NOTHING`);
-    await t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'CustomerToAccountsDispatcher'`);
+    ({ t, rx } = f);
     const ids = await seedCustomer(t.db, { name: 'IoT fleet' });
     customer = ids.i_customer;
     accounts = await addAccounts(t.db, ids, N, 'fleet-');
@@ -43,16 +50,11 @@ describe('large transactions: any size with the default heap limit', function ()
     for (const p of procs.splice(0)) if (p.exitCode === undefined) { p.kill('SIGKILL'); await p.exited(); }
   });
 
-  after(async () => {
-    await rx?.close();
-    await t?.drop();
-  });
-
   const lastEvent = async (): Promise<number> => Number((await t.db.query(sql`SELECT coalesce(max(i_event), 0) AS n FROM espf.events`))[0].n);
   const delivered = async (after: number): Promise<number> => (await t.db.query(sql`
     SELECT count(*)::int AS n FROM espf.event_deliveries WHERE handler = 'EventSender' AND state = 'DELIVERED' AND i_event > ${after}`))[0].n;
   const run = (): EspfProcess => {
-    const p = new EspfProcess(t.url, 'main', {}, [], productionNodeArgs());
+    const p = f.spawn({ nodeArgs: productionNodeArgs() });
     procs.push(p);
     return p;
   };
@@ -100,7 +102,8 @@ describe('large transactions: any size with the default heap limit', function ()
       first.kill('SIGKILL');
       await first.exited();
     }
-    await new Promise((r) => setTimeout(r, 300)); // requests that reached the receiver before the kill are counted
+    // Requests that reached the receiver before the kill are counted once its connections are closed.
+    await eventually(async () => (await rx.connections()) === 0, 10_000, 'the killed process\'s connections closed');
     const atCrash = rx.arrivedEvents();
     const sentAtCrash = want.filter((i) => atCrash.has(i)).length;
     const recorded = new Set((await t.db.query(sql`

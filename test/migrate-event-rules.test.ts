@@ -33,6 +33,7 @@ async function previousRelease(): Promise<{ migrations: string; repeatable: stri
 const emptyDatabase = () => createTestDatabase({ empty: true });
 
 describe('upgrade to event rules (0010_event_rules)', () => {
+  // Not test/support/fixture.ts: each test needs a database the previous release migrates, not a clone of this one's template.
   let prev: Awaited<ReturnType<typeof previousRelease>>;
   let e: Awaited<ReturnType<typeof emptyDatabase>>;
   before(async () => {

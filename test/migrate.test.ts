@@ -8,20 +8,18 @@ import { EspfError } from '../src/errors.ts';
 import { migrate, MIGRATE_LOCK_KEY, readMigrations } from '../src/migrate/migrate.ts';
 import { MIGRATIONS_DIR, REPEATABLE_SQL_DIR } from '../src/paths.ts';
 import { createEmptyDatabase, createTestDatabase, type TestDatabase } from './support/database.ts';
+import { eventually } from './support/receiver.ts';
 import { releaseBeforeChangeOf, type ReleasedCode } from './support/upgrade.ts';
 
 /** Waits (polling pg_locks, no fixed sleep) until `n` sessions wait for an advisory lock in `db`'s database. */
 async function waitForAdvisoryWaiters(db: Queryable, n: number, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  await eventually(async () => {
     const [row] = await db.query(sql`
       SELECT count(*)::int AS waiting FROM pg_locks
        WHERE locktype = 'advisory' AND NOT granted
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`);
-    if (row.waiting >= n) return;
-    if (Date.now() > deadline) throw new Error(`timed out: ${row.waiting} of ${n} sessions wait for the migrate lock`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+    return row.waiting >= n;
+  }, timeoutMs, `${n} sessions to wait for the migrate lock`);
 }
 
 /** Asserts that migrate refuses `file` as edited, in one line. */

@@ -7,9 +7,9 @@ import { SMTPServer } from 'smtp-server';
 import { sql } from '@databases/pg';
 import type { Db } from '../src/db/connect.ts';
 import { runDigest } from '../src/notify/digest.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture, type SenderRun } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
 
 interface ReceivedMail {
   readonly from: string;
@@ -108,27 +108,26 @@ async function digestDue(db: Db): Promise<void> {
 describe('failure e-mails', function () {
   const SECRET = 'pw-Zq81-secret';
   const ENV = 'ESPF_SECRET_TEST_SMTP_URL';
+  const f = deliveryFixture({
+    types: ['Account/New'],
+    settings: { max_attempts: 2 },
+    sender: false,   // started by the test that needs it
+    prepare: async ({ rx }) => { rx.respond = () => ({ status: 500, body: '{"error":"down"}' }); },
+  });
   let t: TestDatabase;
   let smtp: TestSmtpServer;
   let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startSender>> | undefined;
+  let run: SenderRun | undefined;
   let ids: { i_product: number; i_customer: number };
   const quiet = pino({ level: 'silent' });
 
   before(async () => {
-    t = await createTestDatabase();
+    ({ t, rx, ids } = f);
     smtp = await new TestSmtpServer().listen();
-    rx = await new TestReceiver().listen();
-    rx.respond = () => ({ status: 500, body: '{"error":"down"}' });
-    await configureEventSender(t.db, rx.url, ['Account/New'], { max_attempts: 2 });
-    ids = await seedCustomer(t.db);
     process.env[ENV] = `smtp://espf:${SECRET}@127.0.0.1:${smtp.port}`;
   });
   after(async () => {
-    await run?.stop();
-    await rx?.close();
     await smtp?.close();
-    await t?.drop();
     delete process.env[ENV];
   });
 
@@ -170,7 +169,7 @@ describe('failure e-mails', function () {
   });
 
   it('e-mails a digest after a delivery fails for good, with the SMTP password read from env: and never logged', async () => {
-    run = await startSender(t.db, t.url);
+    run = await f.startSender();
     const acct = await newAccount('+15550101');
     const failed = await eventually(async () => {
       const [d] = await t.db.query(sql`SELECT * FROM espf.event_deliveries WHERE i_account = ${acct} AND state = 'FAILED'`);

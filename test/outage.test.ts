@@ -6,14 +6,15 @@ import { migrate } from '../src/migrate/migrate.ts';
 import { testServer } from './support/cluster.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { EspfProcess } from './support/child.ts';
-import { eventually, TestReceiver, type Received } from './support/receiver.ts';
-import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { deliveryFixture, type SenderRun } from './support/fixture.ts';
+import { eventually, type TestReceiver, type Received } from './support/receiver.ts';
+import { addAccounts, configureEventSender, seedCustomer } from './support/sender.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { formatStatus, readStatus } from '../src/cli/status-command.ts';
 import { composeDigest, type UnreachableTarget } from '../src/notify/digest.ts';
 import { previousRelease } from './support/upgrade.ts';
 
-type Run = Awaited<ReturnType<typeof startSender>>;
+type Run = SenderRun;
 const TYPES = ['Account/New', 'Account/Blocked', 'Account/Unblocked'];
 
 /** Each account's requests in the order they arrived: their i_event must increase (first arrivals; a retry repeats the same i_event). */
@@ -43,29 +44,24 @@ async function waitingRows(t: TestDatabase): Promise<number> {
 
 describe('outage: a receiver that goes down and comes back', function () {
   this.timeout(60_000);
+  // A fresh world per test; each test configures EventSender its own way and starts its sender.
+  const f = deliveryFixture({ each: true, sender: false });
   let t: TestDatabase;
   let rx: TestReceiver;
   let ids: { i_product: number; i_customer: number };
   let run: Run | undefined;
   let metrics: Metrics;
-  beforeEach(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    ids = await seedCustomer(t.db);
-    metrics = new Metrics({ processMetrics: false });
-  });
-  afterEach(async () => {
-    await run?.stop();
+  beforeEach(() => {
+    ({ t, rx, ids } = f);
     run = undefined;
-    await rx?.close();
-    await t?.drop();
+    metrics = new Metrics({ processMetrics: false });
   });
 
   const eventSender = () => run!.sender.httpHandlers.get('EventSender')!;
 
   it('the breaker opens after breaker_failures; the down receiver then sees one probe per interval; recovery drains everything in per-account order', async () => {
     await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 1000, breaker_failures: 3, probe_delay: 0.4, probe_max_delay: 0.8 });
-    run = await startSender(t.db, t.url, 'main', { metrics });
+    run = await f.startSender({ metrics });
     rx.respond = () => ({ status: 503 });
     const accounts = await addAccounts(t.db, ids, 30, 'down-');
     await eventually(async () => !eventSender().targetStates[0]!.up || undefined, 10_000, 'the target down');
@@ -121,7 +117,7 @@ describe('outage: a receiver that goes down and comes back', function () {
 
   it('a 4xx for one event (the receiver refuses it) leaves the breaker closed; it fails by max_attempts alone', async () => {
     await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 5, breaker_failures: 2, probe_delay: 0.4, probe_max_delay: 0.8 });
-    run = await startSender(t.db, t.url, 'main', { metrics });
+    run = await f.startSender({ metrics });
     const [bad, ...good] = await addAccounts(t.db, ids, 5, 'refused-');
     await rx.waitFor(() => rx.received.length >= 5);
     let refusals = 0;
@@ -144,17 +140,19 @@ describe('outage: a receiver that goes down and comes back', function () {
   });
 
   it('an outage ten times longer than max_attempts × retry_max_delay fails nothing: probes do not count', async () => {
-    // The breaker opens after 2 failures, before any retry (at least 0.1 s later) could count a second attempt.
-    await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 2, retry_delay: 0.2, retry_max_delay: 0.2, breaker_failures: 2, probe_delay: 0.05, probe_max_delay: 0.1 });
-    run = await startSender(t.db, t.url, 'main', { metrics });
+    // The breaker opens at the first failure: a retry is scheduled only when a failure is
+    // recorded, so none can count a second attempt however slow the machine (with 2, a
+    // loaded machine could record the second failure after the first one's retry).
+    await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 2, retry_delay: 0.2, retry_max_delay: 0.2, breaker_failures: 1, probe_delay: 0.05, probe_max_delay: 0.1 });
+    run = await f.startSender({ metrics });
     rx.respond = () => ({ status: 503 });
     const accounts = await addAccounts(t.db, ids, 20, 'long-');
     await eventually(async () => !eventSender().targetStates[0]!.up || undefined, 10_000, 'the target down');
     await new Promise((r) => setTimeout(r, 4000)); // 2 × 0.2 s is the retry budget: ten times that
     const probes = rx.arrived.filter((r) => r.json.variables.i_account === rx.arrived.at(-1)!.json.variables.i_account).length;
     assert.ok(probes >= 10, `${probes} probes of one delivery`);
-    const [f] = await t.db.query(sql`SELECT count(*) FILTER (WHERE state = 'FAILED')::int AS failed, max(attempts)::int AS attempts FROM espf.event_deliveries`);
-    assert.deepEqual(f, { failed: 0, attempts: 1 });
+    const [during] = await t.db.query(sql`SELECT count(*) FILTER (WHERE state = 'FAILED')::int AS failed, max(attempts)::int AS attempts FROM espf.event_deliveries`);
+    assert.deepEqual(during, { failed: 0, attempts: 1 });
     rx.respond = () => ({ status: 200 });
     await eventually(async () => {
       const [r] = await t.db.query(sql`SELECT count(*) FILTER (WHERE state = 'DELIVERED')::int AS n FROM espf.event_deliveries WHERE i_account = ANY(${accounts})`);
@@ -166,7 +164,7 @@ describe('outage: a receiver that goes down and comes back', function () {
 
   it('past the memory window deliveries wait in the database only; they come back in pages, in per-account order, and a fresh event of a quiet account is not stuck behind them', async () => {
     await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 1000, breaker_failures: 3, probe_delay: 0.2, probe_max_delay: 0.4, token_rate: 200, token_burstiness: 200 });
-    run = await startSender(t.db, t.url, 'main', { metrics, window: 100 });
+    run = await f.startSender({ metrics, window: 100 });
     rx.respond = () => ({ status: 503 });
     const accounts = await addAccounts(t.db, ids, 50, 'window-');
     const [quiet] = await addAccounts(t.db, ids, 1, 'quiet-', { blocked: false });
@@ -195,16 +193,10 @@ describe('outage: a receiver that goes down and comes back', function () {
 
 describe('outage: restart while the receiver is down', function () {
   this.timeout(120_000);
+  const f = deliveryFixture({ seed: false, sender: false }); // the test configures and starts espf run
   let t: TestDatabase;
   let rx: TestReceiver;
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-  });
-  after(async () => {
-    await rx?.close();
-    await t?.drop();
-  });
+  before(() => { ({ t, rx } = f); });
 
   it('kill -9 during an outage: the restart reads the backlog in pages, keeps probing, and after recovery delivers everything once, in per-account order', async () => {
     await configureEventSender(t.db, rx.url, TYPES, { max_attempts: 1000, breaker_failures: 3, probe_delay: 0.3, probe_max_delay: 0.6 });
@@ -250,16 +242,10 @@ describe('outage: restart while the receiver is down', function () {
 });
 
 describe('outage: stopping while the database is unreachable', function () {
+  const f = deliveryFixture({ seed: false, sender: false }); // the test configures and starts espf run
   let t: TestDatabase;
   let rx: TestReceiver;
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-  });
-  after(async () => {
-    await rx?.close();
-    await t?.drop();
-  });
+  before(() => { ({ t, rx } = f); });
 
   it('SIGTERM with outcomes waiting and the database stopped ends within ESPF_STOP_TIMEOUT, non-zero, with one line; a restart delivers everything', async function () {
     const cluster = testServer().cluster;

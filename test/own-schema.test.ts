@@ -5,9 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
 import { ROOT } from '../src/paths.ts';
-import { EspfProcess, runEspf } from './support/child.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
+import { runEspf } from './support/child.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
 
 /**
  * docs/own-schema.md, exactly as written: its ```sql blocks run in order, its
@@ -17,20 +18,17 @@ import { eventually, TestReceiver } from './support/receiver.ts';
  */
 describe('docs/own-schema.md walk-through', function () {
   this.timeout(120_000);
+  // The document configures EventSender and starts espf run: the fixture gives the database and the receiver.
+  const f = deliveryFixture({ seed: false, sender: false });
   let t: TestDatabase;
   let rx: TestReceiver;
   let home: string;
-  let run: EspfProcess | undefined;
 
   before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
+    ({ t, rx } = f);
     home = await mkdtemp(path.join(os.tmpdir(), 'espf-home-'));
   });
   after(async () => {
-    await run?.stop();
-    await rx.close();
-    await t.drop();
     await rm(home, { recursive: true, force: true });
   });
 
@@ -48,7 +46,7 @@ describe('docs/own-schema.md walk-through', function () {
           assert.ok(m, `a shell line of the document is an espf command: ${line}`);
           const args = m[1]!.split(/\s+/);
           if (args[0] === 'run') {
-            run = new EspfProcess(t.url, 'main', { ESPF_HOME: home });
+            const run = f.spawn({ env: { ESPF_HOME: home } });
             await run.streaming();
           } else {
             const r = await runEspf(args, { DATABASE_URL: t.url, ESPF_HOME: home });

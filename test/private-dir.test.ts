@@ -7,6 +7,7 @@ import { sql } from '@databases/pg';
 import { connect } from '../src/db/connect.ts';
 import { freePort } from '../src/db/cluster.ts';
 import { ROOT } from '../src/paths.ts';
+import { eventually } from './support/receiver.ts';
 
 // `make run` and `make test` as root with the repository in a private (0700)
 // directory: the user postgres, which runs PostgreSQL for root, cannot enter
@@ -98,12 +99,10 @@ describe('as root, a clone of the repository in a private 0700 directory', funct
     child.stderr.on('data', (b: Buffer) => { output += b.toString(); });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
     try {
-      const until = Date.now() + 120_000;
-      while (!/streaming slot espf_main/.test(output)) {
+      await eventually(async () => {
         if (child.exitCode !== null) throw new Error(`espf run exited ${child.exitCode}:\n${output}`);
-        if (Date.now() > until) throw new Error(`espf run did not stream:\n${output}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+        return /streaming slot espf_main/.test(output);
+      }, 120_000, 'espf run to stream').catch((err: Error) => { throw child.exitCode !== null ? err : new Error(`${err.message}:\n${output}`); });
       const home = readFileSync(path.join(repo, '.espf', 'location'), 'utf8').trim();
       assert.ok(!home.startsWith(base), `the data lives outside the repository: ${home}`);
       assert.ok(output.includes(`data in ${home}/data`), `the output names it:\n${output}`);

@@ -1,30 +1,30 @@
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
 import { espf } from './support/cli.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually } from './support/receiver.ts';
 
 describe('reports (sql/500_reports.sql) and espf status', function () {
+  const f = deliveryFixture({
+    types: ['Account/New', 'Account/Blocked'],
+    settings: { max_attempts: 2, retry_max_delay: 60 },
+    prepare: async ({ rx }) => {
+      rx.respond = (r) => {
+        const id = String(r.json.variables.id);
+        if (id.startsWith('bad-')) return { status: 502, body: 'upstream down' };
+        // Busy for a minute (Retry-After, capped at retry_max_delay): the account waits in RETRY.
+        if (id.startsWith('late-')) return { status: 503, headers: { 'retry-after': '600' }, body: 'busy' };
+        return { status: 200 };
+      };
+    },
+  });
   let t: TestDatabase;
-  let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startSender>>;
   let ids: { i_product: number; i_customer: number };
   const accounts = new Map<string, number>();
 
   before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    rx.respond = (r) => {
-      const id = String(r.json.variables.id);
-      if (id.startsWith('bad-')) return { status: 502, body: 'upstream down' };
-      // Busy for a minute (Retry-After, capped at retry_max_delay): the account waits in RETRY.
-      if (id.startsWith('late-')) return { status: 503, headers: { 'retry-after': '600' }, body: 'busy' };
-      return { status: 200 };
-    };
-    await configureEventSender(t.db, rx.url, ['Account/New', 'Account/Blocked'], { max_attempts: 2, retry_max_delay: 60 });
-    ids = await seedCustomer(t.db);
-    run = await startSender(t.db, t.url);
+    ({ t, ids } = f);
     for (const id of ['ok-1', 'ok-2', 'ok-3', 'bad-1']) {
       const [a] = await t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
       accounts.set(id, a.i_account);
@@ -37,11 +37,6 @@ describe('reports (sql/500_reports.sql) and espf status', function () {
       const [r] = await t.db.query(sql`SELECT count(*) AS n FROM espf.account_provisioning_statuses`);
       return r.n === 4;
     }, 15_000, 'four account statuses');
-  });
-  after(async () => {
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
   });
 
   it('report_account_status: the current status per account and handler, with the account id', async () => {

@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
 import { espf as runEspf, show, type EspfRun } from './support/cli.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import { deliveryFixture } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
 
 /**
  * `espf resend` as a child process against a running in-process sender: the
@@ -20,9 +20,17 @@ function espf(url: string, args: string[]): Promise<EspfRun> {
 }
 
 describe('espf resend', function () {
+  const f = deliveryFixture({
+    types: ['Account/New'],
+    settings: { max_attempts: 2 },
+    prepare: async ({ rx }) => {
+      // Accounts whose id starts with 'bad-' are refused: their events fail for good after 2 attempts.
+      rx.respond = (r) => (String(r.json.variables.id ?? '').startsWith('bad-') && r.json.event_type === 'Account/New'
+        ? { status: 500, body: 'HSS says no' } : { status: 200 });
+    },
+  });
   let t: TestDatabase;
   let rx: TestReceiver;
-  let run: Awaited<ReturnType<typeof startSender>>;
   let ids: { i_product: number; i_customer: number };
   const accounts: number[] = [];
 
@@ -36,14 +44,7 @@ describe('espf resend', function () {
   }
 
   before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    // Accounts whose id starts with 'bad-' are refused: their events fail for good after 2 attempts.
-    rx.respond = (r) => (String(r.json.variables.id ?? '').startsWith('bad-') && r.json.event_type === 'Account/New'
-      ? { status: 500, body: 'HSS says no' } : { status: 200 });
-    await configureEventSender(t.db, rx.url, ['Account/New'], { max_attempts: 2 });
-    ids = await seedCustomer(t.db);
-    run = await startSender(t.db, t.url);
+    ({ t, rx, ids } = f);
     for (const id of ['good-1', 'good-2', 'bad-1', 'bad-2']) {
       const [a] = await t.db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
       accounts.push(a.i_account);
@@ -52,11 +53,6 @@ describe('espf resend', function () {
       const rows = await deliveries();
       return rows.length === 4 && rows.every((r) => r.state === 'DELIVERED' || r.state === 'FAILED');
     }, 15_000, 'four finished deliveries');
-  });
-  after(async () => {
-    await run?.stop();
-    await rx?.close();
-    await t?.drop();
   });
 
   it('refuses bad input with one line on stderr and changes nothing', async () => {

@@ -54,6 +54,8 @@ async function refusedPermission(db: Db, q: ReturnType<typeof sql>, what: string
 }
 
 describe('roles: least privilege (migrations/0006_roles.sql)', function () {
+  // Not test/support/fixture.ts: espf run connects as a login role the test makes (a URL of its
+  // own), and the login roles, which belong to the cluster, are dropped after the database.
   let t: TestDatabase;
   let rx: TestReceiver;
   const logins: string[] = [];

@@ -7,10 +7,10 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { EspfProcess } from './support/child.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import type { TestDatabase } from './support/database.ts';
+import type { EspfProcess } from './support/child.ts';
+import { deliveryFixture, type SenderRun } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
 
 /**
  * Secrets as `env:NAME` (never in a log, an error or an event) and https
@@ -35,27 +35,20 @@ describe('security', function () {
   describe('env:NAME secrets (espf run as a child process)', () => {
     const SECRET = `s3cr3t-${randomBytes(9).toString('hex')}`;
     const basic = `Basic ${Buffer.from(`hss:${SECRET}`).toString('base64')}`;
+    before(() => {
+      assert.equal(process.env.ESPF_SECRET_TEST_KEY, undefined, 'the test process itself has no ESPF_SECRET_TEST_KEY');
+    });
+    const f = deliveryFixture({
+      types: ['Account/New', 'Account/Blocked'],
+      settings: { basic_auth_user: 'hss', basic_auth_key: 'env:ESPF_SECRET_TEST_KEY', auth_method: 'Basic', max_attempts: 1000 },
+      sender: 'child',
+      child: { env: { ESPF_SECRET_TEST_KEY: SECRET, ESPF_LOG_LEVEL: 'debug' } },
+    });
     let t: TestDatabase;
     let rx: TestReceiver;
     let child: EspfProcess;
     let ids: Ids;
-
-    before(async () => {
-      assert.equal(process.env.ESPF_SECRET_TEST_KEY, undefined, 'the test process itself has no ESPF_SECRET_TEST_KEY');
-      t = await createTestDatabase();
-      rx = await new TestReceiver().listen();
-      await configureEventSender(t.db, rx.url, ['Account/New', 'Account/Blocked'], {
-        basic_auth_user: 'hss', basic_auth_key: 'env:ESPF_SECRET_TEST_KEY', auth_method: 'Basic', max_attempts: 1000,
-      });
-      ids = await seedCustomer(t.db);
-      child = new EspfProcess(t.url, 'main', { ESPF_SECRET_TEST_KEY: SECRET, ESPF_LOG_LEVEL: 'debug' });
-      await child.streaming();
-    });
-    after(async () => {
-      await child?.stop();
-      await rx?.close();
-      await t?.drop();
-    });
+    before(() => { ({ t, rx, child, ids } = f); });
 
     it('the receiver gets the Basic header built from the variable, also after a refused attempt', async () => {
       let refused = 0;
@@ -128,34 +121,34 @@ describe('security', function () {
     let server: https.Server;
     let url: string;
     const got: number[] = [];
-    let run: Awaited<ReturnType<typeof startSender>>;
+    let run: SenderRun;
     let ids: Ids;
 
-    before(async () => {
-      dir = mkdtempSync(path.join(os.tmpdir(), 'espf-tls-'));
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
-        '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2',
-        '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
-      server = https.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (req, res) => {
-        const chunks: Buffer[] = [];
-        req.on('data', (c: Buffer) => chunks.push(c));
-        req.on('end', () => {
-          got.push(JSON.parse(Buffer.concat(chunks).toString('utf8')).variables.i_account);
-          res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    const f = deliveryFixture({
+      types: ['Account/New'],
+      settings: { max_attempts: 1000 },
+      url: () => url,
+      prepare: async () => {
+        dir = mkdtempSync(path.join(os.tmpdir(), 'espf-tls-'));
+        execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1',
+          '-addext', 'subjectAltName=IP:127.0.0.1', '-days', '2',
+          '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+        server = https.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (req, res) => {
+          const chunks: Buffer[] = [];
+          req.on('data', (c: Buffer) => chunks.push(c));
+          req.on('end', () => {
+            got.push(JSON.parse(Buffer.concat(chunks).toString('utf8')).variables.i_account);
+            res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+          });
         });
-      });
-      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-      url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
-      t = await createTestDatabase();
-      await configureEventSender(t.db, url, ['Account/New'], { max_attempts: 1000 });
-      ids = await seedCustomer(t.db);
-      run = await startSender(t.db, t.url);
+        await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+        url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+      },
     });
+    before(() => { ({ t, run, ids } = f); });
     after(async () => {
-      await run?.stop();
       server?.closeAllConnections();
       if (server) await new Promise<void>((r) => server.close(() => r()));
-      await t?.drop();
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 

@@ -13,15 +13,16 @@ import { migrate } from '../src/migrate/migrate.ts';
 import { EspfProcess } from './support/child.ts';
 import { espf } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually, TestReceiver } from './support/receiver.ts';
-import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { deliveryFixture, type DeliveryFixture } from './support/fixture.ts';
+import { eventually, type TestReceiver } from './support/receiver.ts';
+import { addAccounts, seedCustomer } from './support/sender.ts';
 import { previousRelease } from './support/upgrade.ts';
 
 const N = 3;
 const TYPES = ['Account/New', 'Account/Blocked', 'Account/Unblocked'];
 
-function shardProcess(t: TestDatabase, k: number): EspfProcess {
-  return new EspfProcess(t.url, 'main', {}, ['--shard', String(k)]);
+function shardProcess(f: DeliveryFixture, k: number): EspfProcess {
+  return f.spawn({ args: ['--shard', String(k)] });
 }
 
 /** i_event → how many attempts, from a process's provisioning.log (in its log directory). */
@@ -76,39 +77,23 @@ function assertAccountOrder(received: TestReceiver['received']): void {
   }
 }
 
-/** A test database whose instance main is split into `n` shards, a receiver, and the in-process senders a test starts (stopped after). */
-function splitInstance(n: number): { t: TestDatabase; rx: TestReceiver; runs: Awaited<ReturnType<typeof startSender>>[] } {
-  const f = { runs: [] } as unknown as { t: TestDatabase; rx: TestReceiver; runs: Awaited<ReturnType<typeof startSender>>[] };
-  before(async () => {
-    f.t = await createTestDatabase();
-    f.rx = await new TestReceiver().listen();
-    await configureEventSender(f.t.db, f.rx.url, TYPES);
-    await f.t.db.query(sql`UPDATE espf.handlers SET shards = ${n} WHERE instance = 'main'`);
+/** A test database whose instance main is split into `n` shards, a receiver, and the senders and processes a test starts (stopped after). */
+function splitInstance(n: number): DeliveryFixture {
+  return deliveryFixture({
+    types: TYPES,
+    seed: false,
+    sender: false,
+    setup: async ({ t }) => { await t.db.query(sql`UPDATE espf.handlers SET shards = ${n} WHERE instance = 'main'`); },
   });
-  after(async () => {
-    for (const r of f.runs) await r.stop();
-    await f.rx?.close();
-    await f.t?.drop();
-  });
-  return f;
 }
 
 describe('shards: one instance split by account across three processes', function () {
   this.timeout(180_000);
+  const f = splitInstance(N);
   let t: TestDatabase;
   let rx: TestReceiver;
   const procs: EspfProcess[][] = [[], [], []]; // every process each shard had, in order
-  before(async () => {
-    t = await createTestDatabase();
-    rx = await new TestReceiver().listen();
-    await configureEventSender(t.db, rx.url, TYPES);
-    await t.db.query(sql`UPDATE espf.handlers SET shards = ${N} WHERE instance = 'main'`);
-  });
-  after(async () => {
-    for (const list of procs) for (const p of list) await p.stop();
-    await rx?.close();
-    await t?.drop();
-  });
+  before(() => { ({ t, rx } = f); });
 
   it('espf run refuses a missing or out-of-range --shard in one line', async () => {
     for (const [args, msg] of [
@@ -124,7 +109,7 @@ describe('shards: one instance split by account across three processes', functio
   });
 
   it('every event delivered, none by two shards, per-account order; a shard killed with SIGKILL and restarted goes on', async () => {
-    for (let k = 0; k < N; k++) procs[k]!.push(shardProcess(t, k));
+    for (let k = 0; k < N; k++) procs[k]!.push(shardProcess(f, k));
     await Promise.all(procs.map((l) => l[0]!.streaming(60_000))); // three starts from source at once: slow on a loaded machine
     for (let k = 0; k < N; k++) assert.match(procs[k]![0]!.output, new RegExp(`shard ${k} of 3 streaming slot espf_main_${k}of3`));
 
@@ -134,8 +119,11 @@ describe('shards: one instance split by account across three processes', functio
     await rx.waitFor(() => rx.received.length >= 150, 60_000, "150 deliveries before the kill");
     procs[1]![0]!.kill('SIGKILL');
     await procs[1]![0]!.exited();
-    await new Promise((r) => setTimeout(r, 300)); // events for shard 1 pile up in its slot meanwhile
-    procs[1]!.push(shardProcess(t, 1));
+    // Events for shard 1 pile up in its slot meanwhile.
+    const [{ last }] = await t.db.query(sql`SELECT coalesce(max(i_event), 0) AS last FROM espf.events`);
+    await eventually(async () => (await t.db.query(sql`SELECT 1 FROM espf.events
+      WHERE i_event > ${last} AND event_type = ANY(${TYPES}::text[]) AND shard_key % ${N} = 1 LIMIT 1`)).length === 1, 15_000, 'events for shard 1 while it is down');
+    procs[1]!.push(shardProcess(f, 1));
     await procs[1]![1]!.streaming(60_000);
     const atRestart = rx.received.length;
     await rx.waitFor(() => rx.received.length >= atRestart + 150, 60_000, "150 deliveries after the restart");
@@ -200,7 +188,6 @@ describe('shards: one instance split by account across three processes', functio
 describe('shards: the catch-up at start is per shard', function () {
   this.timeout(120_000);
   const f = splitInstance(2);
-  const { runs } = f;
 
   const shardEvents = async (k: number) => (await f.t.db.query(sql`
     SELECT i_event FROM espf.events e WHERE event_type = ANY(${TYPES}::text[]) AND espf.in_shard(e, ${k}, 2) ORDER BY i_event`)).map((r) => Number(r.i_event));
@@ -214,8 +201,7 @@ describe('shards: the catch-up at start is per shard', function () {
     const { t, rx } = f;
     const ids = await seedCustomer(t.db);
     await addAccounts(t.db, ids, 40, 'early-');            // before any shard ran
-    const s0 = await startSender(t.db, t.url, 'main', { shard: { k: 0, n: 2 } });
-    runs.push(s0);
+    const s0 = await f.startSender({ shard: { k: 0, n: 2 } });
     const mine0 = await shardEvents(0);
     const other = await shardEvents(1);
     assert.ok(mine0.length > 0 && other.length > 0, `both shards have accounts: ${mine0.length} + ${other.length}`);
@@ -227,19 +213,16 @@ describe('shards: the catch-up at start is per shard', function () {
     await t.db.query(sql`UPDATE espf.shard_progress SET processed_until = now() + interval '1 hour' WHERE shard = 0`);
     assert.deepEqual([...attemptsIn(s0).keys()].filter((i) => !mine0.includes(i) && other.includes(i)), [], 'shard 0 sent nothing of shard 1');
 
-    const s1 = await startSender(t.db, t.url, 'main', { shard: { k: 1, n: 2 } });
-    runs.push(s1);
+    const s1 = await f.startSender({ shard: { k: 1, n: 2 } });
     const all = async () => [...await shardEvents(0), ...await shardEvents(1)];
     const before = await all();
     await rx.waitFor(() => before.every((i) => receivedOnce().has(i)), 30_000, 'every event once shard 1 ran');
 
     // Shard 1's slot is lost (a failover to a standby without it): stopped, slot dropped, events meanwhile.
     await s1.stop();
-    runs.splice(runs.indexOf(s1), 1);
     await t.db.query(sql`SELECT pg_drop_replication_slot('espf_main_1of2')`);
     await addAccounts(t.db, ids, 20, 'no-slot-');
-    const s1b = await startSender(t.db, t.url, 'main', { shard: { k: 1, n: 2 } });
-    runs.push(s1b);
+    const s1b = await f.startSender({ shard: { k: 1, n: 2 } });
     const after = await all();
     await rx.waitFor(() => after.every((i) => receivedOnce().has(i)), 30_000, 'every event after the slot was made again');
 
@@ -257,14 +240,12 @@ describe('shards: the catch-up at start is per shard', function () {
 describe('shards: changing the number of shards under load (2 → 3): espf shards plan, then switch', function () {
   this.timeout(180_000);
   const f = splitInstance(2);
-  const { runs } = f;
 
   it('every event delivered, none sent by two shards (old or new), per-account order at the receiver', async () => {
     const { t, rx } = f;
     const env = { DATABASE_URL: t.url };
-    const old = [0, 1].map((k) => startSender(t.db, t.url, 'main', { shard: { k, n: 2 } }));
+    const old = [0, 1].map((k) => f.startSender({ shard: { k, n: 2 } }));
     const olds = await Promise.all(old);
-    runs.push(...olds);
     const ids = await seedCustomer(t.db);
     const accounts = await addAccounts(t.db, ids, 30, 'resize-');
     const load = billingLoad(t, accounts, 15);
@@ -312,14 +293,13 @@ describe('shards: changing the number of shards under load (2 → 3): espf shard
     await eventually(async () => (await t.db.query(sql`
       SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name IN ('espf_main_0of2', 'espf_main_1of2') AND confirmed_flush_lsn >= ${lsn}::pg_lsn`))[0].n === 2,
       30_000, 'both old shards past the switch position');
-    for (const r of olds) { await r.stop(); runs.splice(runs.indexOf(r), 1); }
+    for (const r of olds) await r.stop();
     const sw = await espf(['shards', 'switch', 'main'], env);
     assert.equal(sw.code, 0, sw.stderr);
     assert.match(sw.stdout, /instance main: 3 shards from now on \(was 2\); dropped espf_main_0of2, espf_main_1of2/);
     assert.deepEqual((await t.db.query(sql`SELECT DISTINCT shards FROM espf.handlers WHERE instance = 'main'`)).map((r) => r.shards), [3]);
 
-    const news = await Promise.all([0, 1, 2].map((k) => startSender(t.db, t.url, 'main', { shard: { k, n: 3 } })));
-    runs.push(...news);
+    const news = await Promise.all([0, 1, 2].map((k) => f.startSender({ shard: { k, n: 3 } })));
     const atSwitch = rx.received.length;
     await rx.waitFor(() => rx.received.length >= atSwitch + 100, 60_000, '100 deliveries by the three new shards');
     const rounds = await load.stop();
@@ -330,7 +310,7 @@ describe('shards: changing the number of shards under load (2 → 3): espf shard
     const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
     await rx.waitFor(() => { const g = got(); return events.every((e) => g.has(Number(e.i_event))); }, 60_000, `all ${events.length} events at the receiver`);
 
-    for (const r of news) { await r.stop(); runs.splice(runs.indexOf(r), 1); } // their provisioning.log written out
+    for (const r of news) await r.stop(); // their provisioning.log written out
 
     // None sent by two shards: each event's attempts are in one process's log, and that process's shard is the event's.
     const key = new Map(events.map((e) => [Number(e.i_event), Number(e.shard_key)]));

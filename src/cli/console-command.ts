@@ -2,6 +2,7 @@ import { createInterface } from 'node:readline';
 import { addConsoleUser, consoleUsers, removeConsoleUser, setConsoleEnabled, setConsoleUserPassword } from '../db/console.ts';
 import type { Command } from 'commander';
 import { hashPassword, MIN_PASSWORD_CHARS } from '../console/auth.ts';
+import { readEnv } from '../config/env.ts';
 import { EspfError, sqlState, SQLSTATE } from '../errors.ts';
 import { withDb } from './with-db.ts';
 
@@ -68,7 +69,7 @@ See docs/console.md.
     .action(async (name: string, o: { role: string }) => {
       checkName(name);
       const role = checkRole(o.role);
-      const hash = await hashPassword(await readPassword());
+      const hash = await hashPassword(await readPassword(), readEnv().consoleScryptN);
       await withDb('espf console', async (db) => {
         try {
           await addConsoleUser(db, name, role, hash);
@@ -86,7 +87,7 @@ See docs/console.md.
     .description('set a new password (stdin or ESPF_CONSOLE_PASSWORD); ends the user\'s sessions')
     .action(async (name: string, o: { role?: string }) => {
       const role = o.role === undefined ? null : checkRole(o.role);
-      const hash = await hashPassword(await readPassword());
+      const hash = await hashPassword(await readPassword(), readEnv().consoleScryptN);
       const n = await withDb('espf console', (db) => setConsoleUserPassword(db, name, hash, role));
       if (!n) throw new EspfError('ESPF_USAGE', `no console user ${name} (see: espf console user list)`);
       io.out(`console user ${name}: password changed${role ? `, role ${role}` : ''}\n`);

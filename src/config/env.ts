@@ -1,7 +1,9 @@
 import path from 'node:path';
 import pino from 'pino';
 import { isPostgresUrl } from '../db/hosts.ts';
+import { isScryptN, SCRYPT_N_DEFAULT, SCRYPT_N_MAX, SCRYPT_N_MIN } from '../console/auth.ts';
 import { EspfError } from '../errors.ts';
+import { parseDenyList } from '../security/address-policy.ts';
 import { ROOT } from '../paths.ts';
 import { escapeTerminal } from '../security/terminal.ts';
 
@@ -28,8 +30,14 @@ export interface EspfEnv {
   readonly logFormat: 'json' | 'pretty' | undefined;
   /** ESPF_LOG_DIR: where provisioning.log is written (default ./log). */
   readonly logDir: string;
-  /** ESPF_CONSOLE_SECURE_COOKIE=1: the web console's session cookie is always Secure (0 or unset: only behind https). */
-  readonly consoleSecureCookie: boolean;
+  /** ESPF_CONSOLE_SECURE_COOKIE: 1, the console's session cookie is always Secure; 0, only behind https; unset, unless the Host is loopback. */
+  readonly consoleSecureCookie: boolean | undefined;
+  /** ESPF_CONSOLE_SCRYPT_N: the scrypt cost of new console password hashes and of the check for an unknown user (default 2^17). */
+  readonly consoleScryptN: number;
+  /** ESPF_CONSOLE_TEST_EVENT_DENY: addresses, networks (CIDR) and loopback, private, link-local, that "Send a test event" refuses (default: none). */
+  readonly consoleTestEventDeny: readonly string[];
+  /** ESPF_CA_DIR: when set, every ca_file must lie inside this folder (src/security/ca-file.ts). */
+  readonly caDir: string | undefined;
   /** NO_COLOR set (to anything but ''): no colours in pretty logs. */
   readonly noColor: boolean;
   /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
@@ -65,6 +73,20 @@ function nonEmpty(env: NodeJS.ProcessEnv, name: string, fallback: string, what: 
   if (v === undefined) return fallback;
   if (v.trim() === '' || /[\u0000-\u001f\u007f]/.test(v)) refuse(name, v, `is not ${what}`);
   return v;
+}
+
+function scryptN(env: NodeJS.ProcessEnv): number {
+  const v = env.ESPF_CONSOLE_SCRYPT_N;
+  if (v === undefined || v === '') return SCRYPT_N_DEFAULT;
+  const n = /^[0-9]{1,8}$/.test(v) ? Number(v) : NaN;
+  if (!isScryptN(n)) refuse('ESPF_CONSOLE_SCRYPT_N', v, `is not a power of two from ${SCRYPT_N_MIN} to ${SCRYPT_N_MAX}`);
+  return n;
+}
+
+function testEventDeny(env: NodeJS.ProcessEnv): string[] {
+  const { entries, bad } = parseDenyList(env.ESPF_CONSOLE_TEST_EVENT_DENY ?? '');
+  if (bad !== null) refuse('ESPF_CONSOLE_TEST_EVENT_DENY', env.ESPF_CONSOLE_TEST_EVENT_DENY!, `has ${JSON.stringify(bad.slice(0, 80))}, which is not an address, a network (CIDR), loopback, private or link-local`);
+  return entries;
 }
 
 function deliveryWindow(env: NodeJS.ProcessEnv): number | undefined {
@@ -106,7 +128,10 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     logLevel,
     logFormat: format === 'json' || format === 'pretty' ? format : undefined,
     logDir: nonEmpty(env, 'ESPF_LOG_DIR', 'log', 'a folder'),
-    consoleSecureCookie: secureCookie === '1',
+    consoleSecureCookie: secureCookie === undefined ? undefined : secureCookie === '1',
+    consoleScryptN: scryptN(env),
+    consoleTestEventDeny: testEventDeny(env),
+    caDir: env.ESPF_CA_DIR === undefined ? undefined : path.resolve(nonEmpty(env, 'ESPF_CA_DIR', '', 'a folder')),
     noColor: Boolean(env.NO_COLOR),
     window: deliveryWindow(env),
     stopTimeoutMs: stopTimeout(env),

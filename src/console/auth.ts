@@ -8,32 +8,57 @@ import { createHash, createHmac, randomBytes, scrypt as scryptCb, timingSafeEqua
  * (src/console/store.ts); only the SHA-256 of a session id is stored.
  */
 
-const SCRYPT = { N: 16384, r: 8, p: 1, keylen: 32 } as const;
+/**
+ * The scrypt cost N of new hashes: 2^17 (with r = 8, 128 MiB and about half a
+ * second per check). ESPF_CONSOLE_SCRYPT_N sets another power of two from
+ * SCRYPT_N_MIN to SCRYPT_N_MAX (src/config/env.ts). Every hash carries its own
+ * N, r and p, so hashes made at another cost still verify.
+ */
+export const SCRYPT_N_DEFAULT = 2 ** 17;
+export const SCRYPT_N_MIN = 2 ** 14;
+export const SCRYPT_N_MAX = 2 ** 20;
+const SCRYPT = { r: 8, p: 1, keylen: 32 } as const;
 export const MIN_PASSWORD_CHARS = 10;
 export const COOKIE = 'espf_console';
 
-function scrypt(password: string, salt: Buffer, keylen: number, opts: ScryptOptions): Promise<Buffer> {
+function scrypt(password: string, salt: Buffer, keylen: number, opts: Required<Pick<ScryptOptions, 'N' | 'r' | 'p'>>): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scryptCb(password, salt, keylen, { ...opts, maxmem: 64 * 1024 * 1024 }, (err, key) => (err ? reject(err) : resolve(key)));
+    // scrypt needs 128 · N · r bytes; twice that leaves room for the rest.
+    scryptCb(password, salt, keylen, { ...opts, maxmem: 256 * opts.N * opts.r }, (err, key) => (err ? reject(err) : resolve(key)));
   });
 }
 
-/** scrypt$N$r$p$<salt>$<hash> (base64). */
-export async function hashPassword(password: string): Promise<string> {
+/** scrypt$N$r$p$<salt>$<hash> (base64), at cost N (SCRYPT_N_DEFAULT unless configured). */
+export async function hashPassword(password: string, N = SCRYPT_N_DEFAULT): Promise<string> {
+  if (!isScryptN(N)) throw new RangeError(`scrypt N ${N} is not a power of two from ${SCRYPT_N_MIN} to ${SCRYPT_N_MAX}`);
   const salt = randomBytes(16);
-  const key = await scrypt(password, salt, SCRYPT.keylen, { N: SCRYPT.N, r: SCRYPT.r, p: SCRYPT.p });
-  return ['scrypt', SCRYPT.N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), key.toString('base64')].join('$');
+  const key = await scrypt(password, salt, SCRYPT.keylen, { N, r: SCRYPT.r, p: SCRYPT.p });
+  return ['scrypt', N, SCRYPT.r, SCRYPT.p, salt.toString('base64'), key.toString('base64')].join('$');
 }
 
-/** A hash of a password nobody has: wrong user names cost the same time as wrong passwords. */
-let decoy: Promise<string> | undefined;
+export function isScryptN(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= SCRYPT_N_MIN && n <= SCRYPT_N_MAX && (n & (n - 1)) === 0;
+}
 
-export async function verifyPassword(password: string, stored: string | null): Promise<boolean> {
-  const parts = (stored ?? await (decoy ??= hashPassword(randomBytes(16).toString('hex')))).split('$');
+/** Hashes of a password nobody has, per cost: wrong user names cost the same time as wrong passwords. */
+const decoys = new Map<number, Promise<string>>();
+
+/**
+ * Whether `password` matches the stored hash (its own N, r and p). A hash whose
+ * parameters are outside what espf makes (N above SCRYPT_N_MAX, r above 32, p
+ * above 4) never matches and costs nothing: a row cannot make a login burn memory.
+ * `decoyN`: the cost of the check run for an unknown user (the configured N).
+ */
+export async function verifyPassword(password: string, stored: string | null, decoyN = SCRYPT_N_DEFAULT): Promise<boolean> {
+  let decoy = decoys.get(decoyN);
+  if (stored === null && !decoy) decoys.set(decoyN, decoy = hashPassword(randomBytes(16).toString('hex'), decoyN));
+  const parts = (stored ?? await decoy!).split('$');
   if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
   const [N, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (!(N >= 2 && N <= SCRYPT_N_MAX && (N & (N - 1)) === 0 && r >= 1 && r <= 32 && p >= 1 && p <= 4)) return false;
   const salt = Buffer.from(parts[4]!, 'base64');
   const expected = Buffer.from(parts[5]!, 'base64');
+  if (expected.length < 16 || expected.length > 64) return false;
   const key = await scrypt(password, salt, expected.length, { N, r, p });
   return timingSafeEqual(key, expected) && stored !== null;
 }
@@ -79,6 +104,27 @@ export function readCookie(header: string | undefined, name: string): string | u
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return undefined;
+}
+
+/**
+ * Whether a request's Host names this machine (localhost, 127.0.0.0/8, ::1): the
+ * only hosts where the console's cookie goes without Secure by default, since
+ * nothing between the browser and espf run can read it there.
+ */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase();
+  if (name === 'localhost' || name.endsWith('.localhost') || name === '::1') return true;
+  return isIP(name) === 4 && name.startsWith('127.');
+}
+
+/**
+ * Whether the session cookie gets Secure: `always` true (ESPF_CONSOLE_SECURE_COOKIE=1),
+ * false (=0: only when a proxy says https), or unset (the default: unless the Host is loopback).
+ */
+export function secureCookieFor(always: boolean | undefined, host: string | undefined, forwardedProto: string | string[] | undefined): boolean {
+  if (always === true || forwardedProto === 'https') return true;
+  return always === undefined && !isLoopbackHost(host);
 }
 
 export function sessionCookie(value: string, maxAgeS: number, secure: boolean): string {

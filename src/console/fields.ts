@@ -1,3 +1,4 @@
+import { hasMaskedPassword, MASK, redactUrl } from '../security/redact.ts';
 /**
  * The columns of espf.http_handlers as the console's handler form shows them,
  * each with its explanation (the same as the README's table of options).
@@ -44,6 +45,24 @@ export class FieldError extends Error {
 }
 
 /**
+ * The form shows each URL with its password as *** (src/security/redact.ts): a line
+ * that is still the shown form of a stored URL is that stored URL again, and a
+ * line whose password is *** but matches no stored URL is refused (the password
+ * was not typed).
+ */
+function restoreMaskedUrls(column: string, lines: string[], stored: unknown): string[] {
+  const shown = new Map((Array.isArray(stored) ? stored : []).filter((u): u is string => typeof u === 'string').map((u) => [redactUrl(u), u]));
+  return lines.map((line) => {
+    const was = shown.get(line);
+    if (was !== undefined) return was;
+    if (hasMaskedPassword(line)) {
+      throw new FieldError(column, `espf.http_handlers.${column}: ${line.slice(0, 80)} has its password shown as ${MASK}: type the password again, or remove it`);
+    }
+    return line;
+  });
+}
+
+/**
  * The values of a submitted form for the columns that changed, in the types of
  * the columns. A secret left empty keeps its value; "clear_<column>" sets null.
  * Only the syntax is checked here (a number must be a number); every rule is the
@@ -61,7 +80,7 @@ export function formValues(form: URLSearchParams, current: Record<string, unknow
     if (v === null) continue;
     let value: unknown;
     switch (f.kind) {
-      case 'urls': value = v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean); break;
+      case 'urls': value = restoreMaskedUrls(f.column, v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean), current[f.column]); break;
       case 'bool': value = v === 'true'; break;
       case 'json':
         try { value = JSON.parse(v.trim() === '' ? '{}' : v); } catch (err) {

@@ -55,13 +55,32 @@ export function checkOrigin(req: http.IncomingMessage): void {
   if (!own.includes(host)) throw new HttpRefusal(403, 'refused: a change must come from a console page (Origin is another site)');
 }
 
-/** Where to go after a login or a resend: a console path, else the overview. */
+/**
+ * Where to go after a login or a resend: a console path, else the overview. Only
+ * printable ASCII (what a Location header can carry): anything else, a non-Latin-1
+ * `next` among it, goes to the overview.
+ */
 export function safeNext(v: string | null | undefined): string {
-  return v && /^\/console\/[^\s\\]*$/.test(v) && !v.startsWith('//') ? v : '/console/';
+  return v && v.length <= 2000 && /^\/console\/[\x21-\x7e]*$/.test(v) && !v.includes('\\') ? v : '/console/';
 }
 
-/** (i_event, handler) keys of a form, written i_event|handler; malformed ones are left out. */
+/** A path segment of a console URL, decoded; a malformed %-escape is a 404 (not a 500). */
+export function pathName(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpRefusal(404, 'not found: the path has a malformed %-escape');
+  }
+}
+
+/** Deliveries one "Resend selected" may name: two pages of the subscriber timeline, many of the deliveries page. */
+export const MAX_KEYS = 1000;
+
+/** (i_event, handler) keys of a form, written i_event|handler; malformed ones are left out; more than MAX_KEYS are refused. */
 export function parseKeys(values: string[]): { i_event: number; handler: string }[] {
+  if (values.length > MAX_KEYS) {
+    throw new HttpRefusal(413, `refused: ${values.length} deliveries selected; one resend takes at most ${MAX_KEYS} (nothing was re-queued): select fewer, or use "Resend all matching"`);
+  }
   const out: { i_event: number; handler: string }[] = [];
   for (const v of values) {
     const m = /^(\d{1,15})\|(.{1,63})$/.exec(v);

@@ -69,18 +69,27 @@ export function stateBadge(s: string | null | undefined): Html {
   return s ? html`<span class="state ${s}">${s}</span>` : html``;
 }
 
-/** The notice after a change that redirected back (?done=…), or null. */
-export function doneMessage(q: URLSearchParams): string | null {
+/**
+ * The notice after a change that redirected back (?done=…), or null. The query
+ * string is anyone's to write (a link in a mail), so it only picks one of these
+ * fixed messages: a count must be a whole number, and a name is shown only when
+ * `known` (the page's own list from the database) has it; anything else shows nothing.
+ */
+export function doneMessage(q: URLSearchParams, known: (name: string) => boolean = () => false): string | null {
   const done = q.get('done');
   if (!done) return null;
   if (done === 'saved') return 'Saved.';
   if (done === 'resend') {
-    const n = Number(q.get('n') ?? 0);
+    const raw = q.get('n') ?? '';
+    if (!/^\d{1,9}$/.test(raw)) return null;
+    const n = Number(raw);
     return `${n} ${n === 1 ? 'delivery' : 'deliveries'} re-queued: the instance serving the handler sends again within about a second.`;
   }
-  const [kind, a, b] = done.split('|');
-  if (kind === 'type') return `Capture of ${a} switched ${b}.`;
-  if (kind === 'handler') return `Handler ${a} ${b === 'on' ? 'enabled' : 'disabled'}.`;
+  const [kind, a = '', b = ''] = done.split('|');
+  if (!known(a)) return null;
+  if (kind === 'type' && (b === 'on' || b === 'off')) return `Capture of ${a} switched ${b}.`;
+  if (kind === 'handler' && (b === 'on' || b === 'off')) return `Handler ${a} ${b === 'on' ? 'enabled' : 'disabled'}.`;
+  if (!known(b)) return null;
   if (kind === 'sub') return `${a} subscribed to ${b}.`;
   if (kind === 'unsub') return `${a} unsubscribed from ${b}.`;
   return null;

@@ -2,10 +2,14 @@ import type http from 'node:http';
 import type { Db } from '../db/connect.ts';
 import { oneLine, sqlState, SQLSTATE } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { COOKIE, LoginLimiter, readCookie, sameString, unsignSession } from './auth.ts';
+import { COOKIE, LoginLimiter, readCookie, sameString, SCRYPT_N_DEFAULT, secureCookieFor, unsignSession } from './auth.ts';
 import { checkOrigin, readForm, redirect, Refusal, send, serveStatic } from './http.ts';
 import { errorPage, login, offPage } from './pages/login.ts';
 import { ResendJobs } from './resend-jobs.ts';
+import { Cached, SETTINGS_TTL_MS, SettingsCache } from './settings.ts';
+import { RULE_CHECK_TTL_MS } from './pages/rules.ts';
+import { checkRules } from '../rules/rules.ts';
+import { AddressPolicy } from '../security/address-policy.ts';
 import { findRoute, ROUTES, type ConsoleDeps } from './routes.ts';
 import * as store from './store.ts';
 
@@ -14,8 +18,14 @@ export interface ConsoleOptions {
   readonly log: Logger;
   /** Where this instance's provisioning.log is (espf run passes ESPF_LOG_DIR; default ./log). */
   readonly logDir?: string;
-  /** Session cookies always Secure (espf run passes ESPF_CONSOLE_SECURE_COOKIE=1). */
+  /** Session cookies Secure: true always, false only behind https, unset unless the Host is loopback (ESPF_CONSOLE_SECURE_COOKIE). */
   readonly secureCookie?: boolean;
+  /** The scrypt cost of the check run for an unknown user name (ESPF_CONSOLE_SCRYPT_N; default SCRYPT_N_DEFAULT). */
+  readonly scryptN?: number;
+  /** ESPF_CONSOLE_TEST_EVENT_DENY: addresses, networks and names (loopback, private, link-local) no test event goes to. */
+  readonly testEventDeny?: readonly string[];
+  /** How long espf.console is kept between reads (default SETTINGS_TTL_MS; 0 reads it for every request). */
+  readonly settingsTtlMs?: number;
 }
 
 /**
@@ -26,17 +36,20 @@ export interface ConsoleOptions {
 export function createConsole(opts: ConsoleOptions) {
   const { db, log } = opts;
   const limiter = new LoginLimiter();
+  const settingsCache = new SettingsCache(db, opts.settingsTtlMs ?? SETTINGS_TTL_MS);
   const deps: ConsoleDeps = {
-    db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log),
-    secureCookie: (req) => opts.secureCookie === true || req.headers['x-forwarded-proto'] === 'https',
+    db, log, logDir: opts.logDir ?? 'log', jobs: new ResendJobs(db, log), scryptN: opts.scryptN ?? SCRYPT_N_DEFAULT,
+    testEventDeny: opts.testEventDeny?.length ? new AddressPolicy(opts.testEventDeny) : null,
+    ruleCheck: new Cached(() => checkRules(db), RULE_CHECK_TTL_MS),
+    secureCookie: (req) => secureCookieFor(opts.secureCookie, req.headers.host, req.headers['x-forwarded-proto']),
   };
 
-  async function serve(req: http.IncomingMessage, res: http.ServerResponse, p: string): Promise<void> {
+  async function serve(req: http.IncomingMessage, res: http.ServerResponse, p: string, seen: { user?: string }): Promise<void> {
     if (p === '/console') return redirect(res, '/console/');
     if (p.startsWith('/console/static/')) return serveStatic(res, p.slice('/console/static/'.length));
     let settings: store.ConsoleSettings | null;
     try {
-      settings = await store.readSettings(db);
+      settings = await settingsCache.get();
     } catch (err) {
       if (sqlState(err) === SQLSTATE.undefinedTable) return send(res, 404, offPage('The console is not installed in this database (espf.console is missing): run espf migrate.'));
       throw err;
@@ -47,6 +60,7 @@ export function createConsole(opts: ConsoleOptions) {
     if (p === '/console/login') return login({ req, res, query, settings }, deps, limiter);
 
     const session = await findSession(req, settings);
+    seen.user = session?.session.user;
     if (!session) {
       if (req.method === 'GET' || req.method === 'HEAD') {
         const next = p + (query.size ? `?${query}` : '');
@@ -88,10 +102,13 @@ export function createConsole(opts: ConsoleOptions) {
     /** Routes /console/…; returns false when the path is not the console's. */
     handle(req: http.IncomingMessage, res: http.ServerResponse, p: string): boolean {
       if (p !== '/console' && !p.startsWith('/console/')) return false;
-      serve(req, res, p).catch((err: unknown) => {
+      const seen: { user?: string } = {};
+      serve(req, res, p, seen).catch(async (err: unknown) => {
         if (res.headersSent) { res.destroy(); return; }
         if (err instanceof Refusal) {
           if (!req.complete) req.resume();
+          // A logged-in user's refused change (a viewer, a stale or foreign form) is audited.
+          if (err.status === 403 && seen.user) await store.auditRefusal(db, log, seen.user, p, err.status, err.message);
           return send(res, err.status, errorPage({ session: null, path: p }, err.status === 404 ? 'Not found' : 'Refused', err.message));
         }
         log.error({ err: oneLine(err), path: p }, 'console: request failed');

@@ -1,5 +1,7 @@
 import type { Queryable } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
+import { oneLine } from '../errors.ts';
+import type { Logger } from '../log/logger.ts';
 import { accountWithNames, findAccounts as billingFindAccounts } from '../db/billing.ts';
 import {
   audited as dbAudited, consoleSession, consoleSettings, consoleUser, createConsoleSession, deleteConsoleSession,
@@ -34,12 +36,17 @@ export function findUser(db: Db, name: string): Promise<{ name: string; role: Ro
 
 export interface Session { readonly user: string; readonly role: Role; readonly csrf: string }
 
+/** A session ends after this long without a request (docs/console.md, "Security"). */
+export const SESSION_IDLE_S = 30 * 60;
+
+/** A new session; the user's earlier sessions end. */
 export function createSession(db: Db, id: string, user: string, csrf: string, ttlS: number): Promise<void> {
-  return createConsoleSession(db, sessionKey(id), user, csrf, ttlS);
+  return createConsoleSession(db, sessionKey(id), user, csrf, ttlS, SESSION_IDLE_S);
 }
 
+/** The session, if it has not expired; the request counts as activity (the idle timeout starts again). */
 export function findSession(db: Db, id: string): Promise<Session | null> {
-  return consoleSession(db, sessionKey(id));
+  return consoleSession(db, sessionKey(id), SESSION_IDLE_S);
 }
 
 export function deleteSession(db: Db, id: string): Promise<void> {
@@ -73,6 +80,20 @@ export function audited<T>(db: Db, user: string, action: string, target: string,
 /** One row of espf.console_audit: something done that changed no configuration row (a test event, a login). */
 export function audit(db: Queryable, user: string, action: string, target: string | null, before: unknown, after: unknown): Promise<void> {
   return insertAudit(db, user, action, target, before, after);
+}
+
+/**
+ * A refused request of a logged-in user, in the audit: a viewer's change (403), a
+ * form without its CSRF token or from another Origin (403), a change the database
+ * refused (422). `reason` is the answer's one line (the database never quotes a
+ * secret in it); a failure to write the row is logged, never the request's answer.
+ */
+export async function auditRefusal(db: Db, log: Logger, user: string, path: string, status: number, reason: string): Promise<void> {
+  try {
+    await insertAudit(db, user, 'refused', path.slice(0, 200), null, { status, reason: reason.slice(0, 500) });
+  } catch (err) {
+    log.warn({ err: oneLine(err), user, path }, 'console: the refusal could not be audited');
+  }
 }
 
 /**

@@ -76,20 +76,33 @@ export async function removeConsoleUser(db: Queryable, name: string): Promise<bo
 
 export interface ConsoleSession { readonly user: string; readonly role: ConsoleRole; readonly csrf: string }
 
-/** A new session (expired ones removed in the same statement). */
-export async function createConsoleSession(db: Queryable, key: Buffer, user: string, csrf: string, ttlS: number): Promise<void> {
+/**
+ * A new session, which ends the user's earlier ones (and removes expired rows) in
+ * the same statement. It expires after `idleS` without a request, and at the
+ * latest `ttlS` after it began.
+ */
+export async function createConsoleSession(db: Queryable, key: Buffer, user: string, csrf: string, ttlS: number, idleS: number): Promise<void> {
   await db.query(sql`
-    WITH gone AS (DELETE FROM espf.console_sessions WHERE expires_at < now())
+    WITH gone AS (DELETE FROM espf.console_sessions WHERE expires_at < now() OR user_name = ${user})
     INSERT INTO espf.console_sessions (id_sha256, user_name, csrf_token, expires_at)
-    VALUES (${key}, ${user}, ${csrf}, now() + make_interval(secs => ${ttlS}))`);
+    VALUES (${key}, ${user}, ${csrf}, now() + make_interval(secs => least(${ttlS}::float8, ${idleS}::float8)))`);
 }
 
-/** The session of this key if it has not expired, with its user's role. */
-export async function consoleSession(db: Queryable, key: Buffer): Promise<ConsoleSession | null> {
+/**
+ * The session of this key if it has not expired, with its user's role; the
+ * request moves its end to `idleS` from now, never past created_at +
+ * espf.console.session_ttl.
+ */
+export async function consoleSession(db: Queryable, key: Buffer, idleS: number): Promise<ConsoleSession | null> {
   const [row] = await db.query(sql`
+    WITH s AS (
+      UPDATE espf.console_sessions s
+         SET expires_at = least(s.created_at + c.session_ttl, now() + make_interval(secs => ${idleS}::float8))
+        FROM espf.console c
+       WHERE s.id_sha256 = ${key} AND s.expires_at > now()
+      RETURNING s.user_name, s.csrf_token)
     SELECT u.name AS "user", u.role, s.csrf_token AS csrf
-      FROM espf.console_sessions s JOIN espf.console_users u ON u.name = s.user_name
-     WHERE s.id_sha256 = ${key} AND s.expires_at > now()`);
+      FROM s JOIN espf.console_users u ON u.name = s.user_name`);
   return row ?? null;
 }
 

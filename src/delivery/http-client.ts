@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import type { LookupFunction } from 'node:net';
+import { readEnv } from '../config/env.ts';
+import { readCaFile } from '../security/ca-file.ts';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, errors as undiciErrors, type Dispatcher } from 'undici';
 import type { HttpSettings } from '../config/snapshot.ts';
@@ -34,22 +36,36 @@ export class HttpClient {
   private agent: Agent | null = null;
   private caFile: string | null;
 
-  constructor(caFile: string | null) {
+  /** `connect`: extra socket options (the console's test events pass a `lookup` that refuses denied addresses). */
+  constructor(caFile: string | null, private readonly connect?: { readonly lookup?: LookupFunction }) {
     this.caFile = caFile;
   }
+
+  /** The agent while its ca_file is being read (src/security/ca-file.ts). */
+  private building: Promise<Agent> | null = null;
 
   /**
    * Built on first use, so a ca_file that cannot be read fails the attempt
    * (with a reason naming it) instead of the handler; read again until it works.
+   * The file is read asynchronously; once built, the agent is returned at once.
    */
-  private agentFor(caFile: string | null): Agent {
-    if (this.agent && caFile === this.caFile) return this.agent;
+  private agentFor(caFile: string | null): Agent | Promise<Agent> {
+    if (caFile === this.caFile) {
+      if (this.agent) return this.agent;
+      if (this.building) return this.building;
+    }
     const old = this.agent;
     this.agent = null;
     this.caFile = caFile;
     if (old) void old.close().catch(() => undefined);
-    this.agent = makeAgent(caFile);
-    return this.agent;
+    const building = makeAgent(caFile, this.connect);
+    this.building = building;
+    building.then((a) => {
+      if (this.building === building) { this.agent = a; this.building = null; } else void a.close().catch(() => undefined);
+    }, () => {
+      if (this.building === building) this.building = null;
+    });
+    return building;
   }
 
   /**
@@ -72,8 +88,10 @@ export class HttpClient {
       const auth = authHeaders(settings, date, message, body);
       for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
       const secrets = secretsIn(settings, auth);
+      const ready = this.agentFor(settings.ca_file);
+      const agent = ready instanceof Agent ? ready : await ready;
       const a = await new Promise<Answer>((resolve) => {
-        this.agentFor(settings.ca_file).dispatch({
+        agent.dispatch({
           origin: target.origin,
           path: target.path,
           method: 'POST',
@@ -120,8 +138,10 @@ export class HttpClient {
       const auth = authHeaders(settings, date, message, r.body ?? '');
       for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
       secrets = [...r.secrets, ...secretsIn(settings, auth)];
+      const ready = this.agentFor(settings.ca_file);
+      const agent = ready instanceof Agent ? ready : await ready;
       const a = await new Promise<Answer>((resolve) => {
-        this.agentFor(settings.ca_file).dispatch({
+        agent.dispatch({
           origin: r.origin, path: r.target, method: r.method as Dispatcher.HttpMethod, headers, body: r.body,
           headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
         }, new AnswerReader(MAX_OK_BODY, resolve, true));
@@ -139,7 +159,10 @@ export class HttpClient {
   }
 
   async close(): Promise<void> {
+    const building = this.building;
+    this.building = null;
     await this.agent?.close().catch(() => undefined);
+    await building?.then((a) => a.close()).catch(() => undefined);
   }
 }
 
@@ -154,22 +177,14 @@ export interface StepExchange {
   readonly durationMs: number;
 }
 
-function makeAgent(caFile: string | null): Agent {
-  let ca: Buffer | undefined;
-  if (caFile) {
-    try {
-      ca = readFileSync(caFile);
-    } catch (err) {
-      const e = err as { code?: string };
-      throw Object.assign(new Error(`ca_file ${caFile} cannot be read (${e.code ?? oneLine(err)})`), { code: 'ESPF_CA_FILE' });
-    }
-  }
+async function makeAgent(caFile: string | null, extra?: { readonly lookup?: LookupFunction }): Promise<Agent> {
+  const ca = caFile ? await readCaFile(caFile, readEnv().caDir) : undefined;
   return new Agent({
     keepAliveTimeout: 30_000,
     connections: 128,
     pipelining: 1,
     maxResponseSize: -1,
-    connect: ca ? { ca } : undefined,
+    connect: ca || extra ? { ...(ca ? { ca } : {}), ...extra } : undefined,
   });
 }
 

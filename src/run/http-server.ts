@@ -8,9 +8,14 @@ import type { Sender } from './sender.ts';
 import { handleStatusApi } from './status-api.ts';
 import { createConsole } from '../console/server.ts';
 
+/** Connections the kernel keeps waiting for this server to accept them (capped by net.core.somaxconn). */
+export const LISTEN_BACKLOG = 2048;
+
 export interface HttpServerOptions {
   readonly sender: Sender;
   readonly db: Db;
+  /** The console's own pool (src/run/pools.ts); without it the console shares `db`. */
+  readonly consoleDb?: Db;
   readonly log: Logger;
   readonly port: number;
   /** Address to listen on (default 127.0.0.1; espf run passes ESPF_HTTP_HOST). */
@@ -18,6 +23,12 @@ export interface HttpServerOptions {
   /** The console's provisioning.log folder and cookie setting (ESPF_LOG_DIR, ESPF_CONSOLE_SECURE_COOKIE). */
   readonly logDir?: string;
   readonly secureCookie?: boolean;
+  /** The scrypt cost of the console's check for an unknown user (ESPF_CONSOLE_SCRYPT_N). */
+  readonly consoleScryptN?: number;
+  /** ESPF_CONSOLE_TEST_EVENT_DENY (src/security/address-policy.ts). */
+  readonly consoleTestEventDeny?: readonly string[];
+  /** How long the console keeps its settings (src/console/settings.ts). */
+  readonly consoleSettingsTtlMs?: number;
   /** Served at /metrics when set. */
   readonly metrics?: Metrics;
   /** /healthz lists the handlers of other instances that wait on one that is not streaming. */
@@ -30,7 +41,7 @@ export interface HttpServerOptions {
  * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
-  const web = createConsole({ db: opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie });
+  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs, scryptN: opts.consoleScryptN, testEventDeny: opts.consoleTestEventDeny });
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -69,7 +80,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port, host, () => resolve());
+    // A burst of connections (a flood of console requests) waits in the kernel's queue rather than being reset: 2,048, not Node's 511.
+    server.listen({ port: opts.port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
   const port = (server.address() as { port: number }).port;
   opts.log.info({ host, port }, `http: /healthz, /metrics, the status API and /console/ on ${host}:${port}`);

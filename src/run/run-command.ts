@@ -1,5 +1,6 @@
 import type { EspfEnv } from '../config/env.ts';
-import { connect, ping, type Db } from '../db/connect.ts';
+import { ping, type Db } from '../db/connect.ts';
+import { openPools } from './pools.ts';
 import { assertMigrated } from '../db/migrated.ts';
 import { EspfError } from '../errors.ts';
 import { provisioningLog, serviceLogger } from '../log/logger.ts';
@@ -60,8 +61,9 @@ export async function runService(opts: RunOptions): Promise<void> {
         '',
       ].join('\n'));
     }
-    const db: Db = connect({ connectionString: url, poolSize: 6, applicationName: `espf run ${opts.instance}` });
-    started.push(bounded(() => db.dispose()));
+    const pools = openPools(url, opts.instance);
+    const db: Db = pools.db;
+    started.push(bounded(() => pools.dispose()));
     await ping(db, url);
     await assertMigrated(db, url);
     const shard = await resolveShard(db, opts.instance, opts.shard);
@@ -74,7 +76,7 @@ export async function runService(opts: RunOptions): Promise<void> {
     const sender = new Sender({ db, url, instance: opts.instance, slot, shard, log, plog, observe: metrics, window: env.window });
     metrics.bind(sender);
     const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
-    const server = await startHttpServer({ sender, db, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie })
+    const server = await startHttpServer({ sender, db, consoleDb: pools.consoleDb, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie, consoleScryptN: env.consoleScryptN, consoleTestEventDeny: env.consoleTestEventDeny })
       .catch((err: unknown) => {
         const e = err as { code?: string; message?: string };
         throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });

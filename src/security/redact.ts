@@ -43,6 +43,17 @@ function redactUrlOnce(url: string): string {
   return u.toString();
 }
 
+/** Whether a URL's password (user:password@, ?password=, ?sslpassword=) is the mask itself: a redacted URL, not one to use. */
+export function hasMaskedPassword(url: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  return u.password === MASK || [...u.searchParams].some(([k, v]) => SECRET_PARAMS.has(k.toLowerCase()) && v === MASK);
+}
+
 /** Text safe for a message: the given secrets and every URL password masked. */
 export function redactText(text: string, secrets: readonly string[] = []): string {
   let out = text;

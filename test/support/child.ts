@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnEspf } from './cli.ts';
+import { eventually } from './receiver.ts';
 
 /** `espf run` as a real child process (for kill -9, restarts and hot standby). */
 export class EspfProcess {
@@ -29,12 +30,12 @@ export class EspfProcess {
 
   /** Resolves when the instance logs that it streams. */
   async streaming(timeoutMs = 20_000): Promise<void> {
-    const until = Date.now() + timeoutMs;
-    while (!/streaming slot/.test(this.output)) {
+    await eventually(async () => {
       if (this.exitCode !== undefined) throw new Error(`espf run exited (${this.exitCode}) before streaming:\n${this.output}`);
-      if (Date.now() > until) throw new Error(`espf run did not stream within ${timeoutMs} ms:\n${this.output}`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
+      return /streaming slot/.test(this.output);
+    }, timeoutMs, 'espf run to stream').catch((err: Error) => {
+      throw this.exitCode !== undefined ? err : new Error(`${err.message}:\n${this.output}`);
+    });
   }
 
   /** The peak resident memory of the process so far, in MB (Linux: VmHWM). */

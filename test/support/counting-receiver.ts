@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { openConnections } from './receiver.ts';
 
 /**
  * A real HTTP receiver for hundreds of thousands of events: it answers 200 to
@@ -47,6 +48,9 @@ export class CountingReceiver {
   }
 
   get url(): string { return `http://127.0.0.1:${this.port}/events`; }
+
+  /** Connections open now (0 once a killed sender's are closed, with every request they carried counted). */
+  connections(): Promise<number> { return openConnections(this.server); }
 
   private note(type: string, iEvent: number, iAccount: number | undefined): void {
     this.requests++;

@@ -59,6 +59,9 @@ export class TestReceiver {
 
   get url(): string { return `http://127.0.0.1:${this.port}/events`; }
 
+  /** Connections open now (0 once a killed sender's are closed, with every request they carried counted). */
+  connections(): Promise<number> { return openConnections(this.server); }
+
   private check(): void {
     this.waiters = this.waiters.filter((w) => { if (w.pred()) { w.resolve(); return false; } return true; });
   }
@@ -79,6 +82,14 @@ export class TestReceiver {
     s.closeAllConnections();
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
+}
+
+/** The connections a server holds open now. */
+export function openConnections(server: http.Server | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (!server) resolve(0);
+    else server.getConnections((err, n) => (err ? reject(err) : resolve(n)));
+  });
 }
 
 /** Polls an async condition (for database state) until it holds. */

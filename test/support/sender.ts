@@ -34,6 +34,35 @@ export async function startSender(db: Db, url: string, instance = 'main', opts: 
   };
 }
 
+/**
+ * Resolves once the sender has read its configuration rows as they are now:
+ * after two new snapshots, the second of which began after the call (the
+ * first may have been read before a change just committed). Instead of
+ * sleeping for "two configuration polls".
+ */
+export async function configApplied(sender: Sender, timeoutMs = 15_000): Promise<void> {
+  let seen = sender.configuration;
+  let reads = 0;
+  await eventually(async () => {
+    if (sender.configuration !== seen) { seen = sender.configuration; reads++; }
+    return reads >= 2;
+  }, timeoutMs, 'the sender to read its configuration again');
+}
+
+/**
+ * Resolves once `slot` is acknowledged past everything committed before the
+ * call: the sender has handed out every event written so far and their
+ * outcomes are durable (a request it sent for them has arrived). Instead of
+ * sleeping to see that nothing is sent.
+ */
+export async function acknowledgedPastNow(db: Db, slot = 'espf_main', timeoutMs = 15_000): Promise<void> {
+  // The insert position, not the write position: that one may still be behind a commit (synchronous_commit off).
+  const [{ lsn }] = await db.query(sql`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
+  await eventually(async () => (await db.query(sql`
+    SELECT confirmed_flush_lsn >= ${lsn}::pg_lsn AS ok FROM pg_replication_slots
+     WHERE slot_name = ${slot} AND database = current_database()`))[0]?.ok === true, timeoutMs, `slot ${slot} acknowledged past ${lsn}`);
+}
+
 /** Points EventSender at a URL, enables it, subscribes it and enables the types. */
 export async function configureEventSender(db: Db, url: string | string[], types: string[], settings: Record<string, string | number | boolean> = {}): Promise<void> {
   const urls = Array.isArray(url) ? url : [url];

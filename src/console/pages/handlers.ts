@@ -1,7 +1,7 @@
 import { html, type Html } from '../html.ts';
 import { canChange, csrfField, doneMessage, layout, notice, type PageContext } from '../layout.ts';
 import { FieldError, formValues, HTTP_FIELDS } from '../fields.ts';
-import { redirect, Refusal, send } from '../http.ts';
+import { pathName, redirect, Refusal, send } from '../http.ts';
 import * as store from '../store.ts';
 import { sendTestEvent, type TestAnswer } from '../test-event.ts';
 import type { Route } from '../routes.ts';
@@ -24,7 +24,7 @@ export const handlerRoutes: readonly Route[] = [{
     const { db, log } = r.deps;
     const c = r.ctx;
     const user = r.session.user;
-    const name = decodeURIComponent(r.params[0]!);
+    const name = pathName(r.params[0]!);
     const row = await store.readHttpHandler(db, name);
     if (!row) {
       const [h] = (await store.handlerRows(db)).filter((x) => x.handler === name);
@@ -34,7 +34,7 @@ export const handlerRoutes: readonly Route[] = [{
     }
     if (r.get) return send(r.res, 200, handlerPage(c, name, row, { ok: doneMessage(r.query) }));
     if (r.params[1]) {
-      const answers = await sendTestEvent(row);
+      const answers = await sendTestEvent(row, r.deps.testEventDeny);
       log.info({ handler: name, user, answers: answers.map((a) => a.answer) }, 'console: test event sent');
       await store.audit(db, user, 'test event', name, null, { answers: answers.map((a) => ({ url: redactUrl(a.url), answer: a.answer })) });
       return send(r.res, 200, handlerPage(c, name, row, { test: answers }));
@@ -44,6 +44,7 @@ export const handlerRoutes: readonly Route[] = [{
       await store.updateHttpHandler(db, user, name, values);
       return redirect(r.res, `/console/handlers/${encodeURIComponent(name)}?done=saved`);
     } catch (err) {
+      await store.auditRefusal(db, log, user, r.path, 422, oneLine(err));
       const column = err instanceof FieldError ? err.column : columnOf(err);
       const submitted: Record<string, unknown> = {};
       for (const [k, v] of r.form) if (k !== '_csrf' && !k.startsWith('clear_')) submitted[k] = k === 'url' ? v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean) : v;
@@ -86,7 +87,7 @@ export function handlerPage(ctx: PageContext, name: string, row: Row, opts: {
     let input: Html;
     const value = v[f.column];
     switch (f.kind) {
-      case 'urls': input = html`<textarea rows="3"${common}>${(Array.isArray(value) ? value : []).join('\n')}</textarea>`; break;
+      case 'urls': input = html`<textarea rows="3"${common}>${(Array.isArray(value) ? value : []).map((u) => redactUrl(String(u))).join('\n')}</textarea>`; break;
       case 'json': input = html`<textarea rows="2"${common}>${typeof value === 'string' ? value : JSON.stringify(value ?? {})}</textarea>`; break;
       case 'bool': input = html`<select${common}><option value="true"${value === true || value === 'true' ? html` selected` : ''}>true</option><option value="false"${value === false || value === 'false' ? html` selected` : ''}>false</option></select>`; break;
       case 'choice': input = html`<select${common}>${f.choices!.map((c) => html`<option${c === value ? html` selected` : ''}>${c}</option>`)}</select>`; break;
@@ -108,7 +109,7 @@ ${notice('ok', opts.ok)}${notice('error', generalError)}
 <form method="post" action="/console/handlers/${encodeURIComponent(name)}/test">${csrfField(ctx)}
   <button type="submit"${dis}>Send a test event</button> <span class="muted">POSTs {"event_type": "espf/Test", …} to each URL with the handler's auth, and shows the answers.</span>
 </form>
-${opts.test ? html`<h2>Test answers</h2><div class="scroll"><table><thead><tr><th scope="col">URL</th><th scope="col">Answer</th><th scope="col" class="num">ms</th></tr></thead><tbody>${opts.test.map((t) => html`<tr class="${t.ok ? '' : 'bad'}"><td>${t.url}</td><td>${t.answer}</td><td class="num">${t.durationMs}</td></tr>`)}</tbody></table></div>` : ''}
+${opts.test ? html`<h2>Test answers</h2><div class="scroll"><table><thead><tr><th scope="col">URL</th><th scope="col">Answer</th><th scope="col" class="num">ms</th></tr></thead><tbody>${opts.test.map((t) => html`<tr class="${t.ok ? '' : 'bad'}"><td>${redactUrl(t.url)}</td><td>${t.answer}</td><td class="num">${t.durationMs}</td></tr>`)}</tbody></table></div>` : ''}
 <h2>Settings</h2>
 <form method="post" action="/console/handlers/${encodeURIComponent(name)}" novalidate>${csrfField(ctx)}
 ${fields}

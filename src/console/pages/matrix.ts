@@ -16,7 +16,7 @@ export const matrixRoutes: readonly Route[] = [{
     const { db } = r.deps;
     const user = r.session.user;
     let error: string | null = null;
-    let ok: string | null = doneMessage(r.query);
+    let ok: string | null = null;
     if (!r.get) {
       const [kind, a, b] = (r.form.get('op') ?? '').split('|');
       try {
@@ -27,10 +27,15 @@ export const matrixRoutes: readonly Route[] = [{
         return redirect(r.res, `/console/matrix?done=${encodeURIComponent(`${kind}|${a}|${b}`)}`);
       } catch (err) {
         error = oneLine(err);
+        await store.auditRefusal(db, r.deps.log, user, r.path, 422, error);
         ok = null;
       }
     }
     const [m, handlers] = await Promise.all([readMatrix(db), store.handlerRows(db)]);
+    if (!error) {
+      const names = new Set([...m.handlers, ...m.rows.map((row) => row.type)]);
+      ok = doneMessage(r.query, (n) => names.has(n));
+    }
     send(r.res, error ? 422 : 200, matrixPage(r.ctx, m, handlers, { ok, error }));
   },
 }];

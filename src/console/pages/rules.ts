@@ -1,20 +1,30 @@
 import { html, type Html } from '../html.ts';
 import { layout, notice, type PageContext } from '../layout.ts';
-import { Refusal, send } from '../http.ts';
+import { pathName, Refusal, send } from '../http.ts';
 import type { Route } from '../routes.ts';
-import { checkRules, listRules, readRule, type RuleDetail, type RuleProblem, type RuleSummary } from '../../rules/rules.ts';
+import { listRules, readRule, type RuleDetail, type RuleProblem, type RuleSummary } from '../../rules/rules.ts';
+
+/** What `espf rule check` found (espf.check_rules()). */
+export interface RuleCheck { readonly checked: number; readonly problems: readonly RuleProblem[] }
+
+/**
+ * The check compiles every rule again (DDL on temporary views): the rules page
+ * shares one check per instance for this long, so page views cannot run it
+ * over and over.
+ */
+export const RULE_CHECK_TTL_MS = 60_000;
 import { oneLine } from '../../errors.ts';
 
 export const rulesRoutes: readonly Route[] = [{
   path: '/console/rules', method: 'GET',
   async handle(r) {
-    const [rules, check] = await Promise.all([listRules(r.deps.db), checkRules(r.deps.db)]);
-    send(r.res, 200, rulesPage(r.ctx, rules, check));
+    const [rules, check] = await Promise.all([listRules(r.deps.db), r.deps.ruleCheck.get()]);
+    send(r.res, 200, rulesPage(r.ctx, rules, check, r.deps.ruleCheck.at));
   },
 }, {
   path: /^\/console\/rules\/(.+)$/, method: 'GET',
   async handle(r) {
-    const name = decodeURIComponent(r.params[0]!);
+    const name = pathName(r.params[0]!);
     try {
       return send(r.res, 200, rulePage(r.ctx, await readRule(r.deps.db, name)));
     } catch (err) {
@@ -25,12 +35,13 @@ export const rulesRoutes: readonly Route[] = [{
 }];
 
 /** Event rules (espf.event_rules): the list with `espf rule check`'s result, and one rule with its compiled trigger. */
-export function rulesPage(ctx: PageContext, rules: readonly RuleSummary[], check: { checked: number; problems: readonly RuleProblem[] }): Html {
+export function rulesPage(ctx: PageContext, rules: readonly RuleSummary[], check: RuleCheck, at: number | null): Html {
   const broken = new Map(check.problems.map((p) => [p.name, p.problem]));
+  const when = at === null ? '' : ` (checked at ${new Date(at).toISOString().slice(11, 19)} UTC; at most once every ${RULE_CHECK_TTL_MS / 1000} s)`;
   return layout(ctx, 'Event rules', html`
 ${check.problems.length === 0
-    ? html`<p class="notice ok" role="status">espf rule check: all ${check.checked} rules compile.</p>`
-    : notice('error', `espf rule check: ${check.problems.length} of ${check.checked} rules do not compile: ${check.problems.map((p) => p.name).join(', ')}`)}
+    ? html`<p class="notice ok" role="status">espf rule check: all ${check.checked} rules compile.${when}</p>`
+    : notice('error', `espf rule check: ${check.problems.length} of ${check.checked} rules do not compile: ${check.problems.map((p) => p.name).join(', ')}.${when}`)}
 <p class="muted">Capture rules are rows of espf.event_rules, each compiled into an AFTER ROW trigger on its table; change them with SQL (docs/dba.md). The same as <code>espf rule list</code> and <code>espf rule check</code>.</p>
 <div class="scroll"><table>
 <thead><tr><th scope="col">Rule</th><th scope="col">Event type</th><th scope="col">Table</th><th scope="col">Operations</th><th scope="col">Enabled</th><th scope="col">Origin</th><th scope="col">Check</th></tr></thead>

@@ -4,6 +4,7 @@ import { parseKeys, redirect, safeNext, send } from '../http.ts';
 import * as store from '../store.ts';
 import type { Route } from '../routes.ts';
 import { readAttempts, type LoggedAttempt } from '../../log/logger.ts';
+import { redactUrl } from '../../security/redact.ts';
 
 /** Subscribers: find an account, its statuses, timeline and attempts; resend one delivery (docs/console.md). */
 
@@ -23,7 +24,7 @@ export const subscriberRoutes: readonly Route[] = [{
   async handle(r) {
     const iAccount = Number(r.params[0]);
     const [d, attempts] = await Promise.all([store.accountTimeline(r.deps.db, iAccount), readAttempts(r.deps.logDir, iAccount)]);
-    send(r.res, 200, subscriberPage(r.ctx, d, iAccount, attempts, { ok: doneMessage(r.query), error: r.query.get('refused') }));
+    send(r.res, 200, subscriberPage(r.ctx, d, iAccount, attempts, { ok: doneMessage(r.query), error: null }));
   },
 }, {
   path: '/console/resend', method: 'POST',
@@ -70,6 +71,6 @@ ${d.statuses.length === 0 ? html`<p class="muted">No row in espf.account_provisi
 </tr>`)}</tbody></table></div>
 ${attempts.length ? html`<h2>Attempts (provisioning.log of this instance)</h2><div class="scroll"><table>
 <thead><tr><th scope="col">Time</th><th scope="col">Event</th><th scope="col">Handler</th><th scope="col">URL</th><th scope="col" class="num">Attempt</th><th scope="col">Answer</th><th scope="col" class="num">ms</th></tr></thead>
-<tbody>${attempts.map((t) => html`<tr class="${t.status !== null && t.status >= 200 && t.status < 300 ? '' : 'bad'}"><td>${when(t.time)}</td><td>${t.i_event} ${t.event_type}</td><td>${t.handler}</td><td>${t.url}</td><td class="num">${t.attempt}</td><td>${answer(t.status, t.error)}</td><td class="num">${t.duration_ms}</td></tr>`)}</tbody></table></div>` : ''}`);
+<tbody>${attempts.map((t) => html`<tr class="${t.status !== null && t.status >= 200 && t.status < 300 ? '' : 'bad'}"><td>${when(t.time)}</td><td>${t.i_event} ${t.event_type}</td><td>${t.handler}</td><td>${redactUrl(t.url)}</td><td class="num">${t.attempt}</td><td>${answer(t.status, t.error)}</td><td class="num">${t.duration_ms}</td></tr>`)}</tbody></table></div>` : ''}`);
 }
 
