@@ -56,7 +56,7 @@ export const backfill: Figure<BackfillParams> = {
         const before = await pgbench(p, url, dir);
         log(`  billing idle: ${round(before.tps, 0)} tps`);
         const t0 = Date.now();
-        const bf = runBackfill(db, { rule: 'Account/New', batchSize: p.batchSize, resume: false });
+        const bf = runBackfill(db, { rule: 'Account/New', batchSize: p.batchSize, resume: false, allHandlers: true });
         const during = await pgbench(p, url, dir);
         const done = await bf;
         const seconds = (Date.now() - t0) / 1000;

@@ -3,7 +3,10 @@
 -- of espf.event_deliveries and inserts what the dispatcher's views produce for
 -- the events it claimed. A replay of the same source events (after a crash)
 -- claims nothing and produces nothing, so children are never duplicated.
--- Only enabled event types are produced. Returns the number of events produced.
+-- Only enabled event types are produced. A produced event keeps the target of
+-- its source (espf.events.target_handler, a backfill with --handler): the events a
+-- targeted backfill fans out reach that handler only. Returns the number of
+-- events produced.
 CREATE OR REPLACE FUNCTION espf.dispatch(handler text, source_events bigint[], instance text,
                                          commit_lsn pg_lsn DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
@@ -36,13 +39,13 @@ BEGIN
      GROUP BY r.view_name
   LOOP
     EXECUTE format($q$
-      INSERT INTO espf.events (i_event, event_type, variables, source_i_event)
+      INSERT INTO espf.events (i_event, event_type, variables, source_i_event, target_handler)
       SELECT p.i_event, p.event_type,
              p.variables || jsonb_build_object('i_event', p.i_event, 'i_env', p.i_env,
                                                'event_time', espf.event_time()),
-             p.source_i_event
+             p.source_i_event, p.espf_source_target_handler
         FROM (SELECT nextval('espf.events_i_event_seq') AS i_event, v.*
-                FROM (SELECT v.* FROM espf.%I v
+                FROM (SELECT v.*, s.target_handler AS espf_source_target_handler FROM espf.%I v
                         JOIN espf.events s ON s.i_event = v.source_i_event
                         JOIN espf.event_types t ON t.name = v.event_type AND t.enabled
                        WHERE v.source_i_event = ANY ($1) AND s.event_type = ANY ($2)

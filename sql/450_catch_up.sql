@@ -160,6 +160,16 @@ $$;
 CREATE OR REPLACE TRIGGER handler_moved AFTER UPDATE OF instance ON espf.handlers
   FOR EACH ROW WHEN (OLD.instance IS DISTINCT FROM NEW.instance) EXECUTE FUNCTION espf.handler_moved();
 
+-- Whether an event with target `target` (espf.events.target_handler, a backfill
+-- with --handler; null: every subscribed handler) goes to handler `handler` of
+-- kind `kind`: an untargeted event to every handler, a targeted one to its
+-- target and to dispatchers (what they produce keeps the target). The route
+-- stage of espf run applies the same rule (src/pipeline/route.ts).
+CREATE OR REPLACE FUNCTION espf.event_targets(target text, handler text, kind text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT target IS NULL OR target = handler OR kind = 'dispatcher'
+$$;
+
 -- The order key of an event (as src/delivery/item.ts computes it): events of
 -- one key reach a handler in commit order.
 CREATE OR REPLACE FUNCTION espf.order_key(v jsonb, i_event bigint) RETURNS text
@@ -201,7 +211,8 @@ $$;
 
 -- The (handler, event) pairs instance `inst` (its shard `shard` of `shards`)
 -- must catch up: for each enabled handler of the instance that its slot does
--- not cover, the events of the shard of the types it is subscribed to, created
+-- not cover, the events of the shard of the types it is subscribed to (and that
+-- target it or every handler: espf.event_targets), created
 -- while it was enabled and subscribed, from espf.catch_up_from on, with no row
 -- in espf.event_deliveries for it.
 CREATE OR REPLACE FUNCTION espf.catch_up_candidates(inst text, slot_created boolean, shard int, shards int)
@@ -216,6 +227,7 @@ LANGUAGE sql STABLE AS $$
              JOIN espf.subscriptions s ON s.handler = h.name AND s.event_type = e.event_type
             WHERE e.created_at >= greatest(w.t, coalesce(h.enabled_at, '-infinity'))
               AND e.created_at >= s.created_at
+              AND espf.event_targets(e.target_handler, h.name, h.kind)
               AND espf.in_shard(e, catch_up_candidates.shard, catch_up_candidates.shards)
               AND NOT EXISTS (SELECT 1 FROM espf.event_deliveries d WHERE d.i_event = e.i_event AND d.handler = h.name)) e
    WHERE h.instance = inst AND h.enabled AND w.t IS NOT NULL

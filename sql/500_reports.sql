@@ -102,6 +102,7 @@ SELECT i.instance,
          JOIN espf.events e ON e.event_type = sub.event_type
                            AND e.created_at >= greatest(sub.created_at, coalesce(h.enabled_at, '-infinity'))
                            AND espf.in_shard(e, k, i.shards)
+                           AND espf.event_targets(e.target_handler, h.name, h.kind)
          LEFT JOIN espf.event_deliveries d ON d.i_event = e.i_event AND d.handler = h.name
         WHERE h.instance = i.instance AND h.enabled
           AND (d.state IS NULL OR d.state IN ('PENDING', 'RETRY'))) w;

@@ -17,8 +17,74 @@ LANGUAGE sql STABLE AS $$
   HAVING count(*) = 1
 $$;
 
--- Starts a backfill of a rule: checks it and records it; returns its id.
-CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int)
+-- The rule named `rule_name` if it can be backfilled now; raises why not (one line).
+CREATE OR REPLACE FUNCTION espf.backfill_rule(rule_name text) RETURNS espf.event_rules
+LANGUAGE plpgsql AS $$
+DECLARE
+  r espf.event_rules;
+BEGIN
+  SELECT * INTO r FROM espf.event_rules e WHERE e.name = rule_name;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'backfill: unknown rule % (espf rule list shows the rules)', quote_literal(rule_name) USING ERRCODE = '22023';
+  END IF;
+  PERFORM espf.backfill_check(r);
+  RETURN r;
+END
+$$;
+
+-- Who would receive a backfill of rule `rule_name` sent to every handler: the
+-- handlers subscribed to its type (a dispatcher passes it on to the handlers
+-- subscribed to what it produces), enabled or not. Raises as espf.backfill_rule.
+-- `espf backfill` without --handler names them and asks for --all-handlers.
+CREATE OR REPLACE FUNCTION espf.backfill_receivers(rule_name text)
+RETURNS TABLE (event_type text, receivers jsonb) LANGUAGE plpgsql AS $$
+DECLARE
+  r espf.event_rules := espf.backfill_rule(rule_name);
+BEGIN
+  RETURN QUERY
+    SELECT r.event_type,
+           coalesce(jsonb_agg(jsonb_build_object('handler', h.name, 'kind', h.kind, 'enabled', h.enabled)
+                              ORDER BY h.enabled DESC, h.kind DESC, h.name), '[]')
+      FROM espf.subscriptions s JOIN espf.handlers h ON h.name = s.handler
+     WHERE s.event_type = r.event_type;
+END
+$$;
+
+-- Why a backfill of rule r cannot go to handler `target` only (raises, one line):
+-- the handler must exist, be an enabled http handler, and get the rule's events:
+-- subscribed to its type, or to what a dispatcher subscribed to its type fans it
+-- out to (the dispatched events keep the target, sql/210_dispatch.sql).
+CREATE OR REPLACE FUNCTION espf.backfill_target_check(r espf.event_rules, target text) RETURNS void
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  hkind    text;     -- null: no such handler
+  henabled boolean;
+BEGIN
+  SELECT x.kind, x.enabled INTO hkind, henabled FROM espf.handlers x WHERE x.name = target;
+  IF hkind IS NULL THEN
+    RAISE EXCEPTION 'backfill: unknown handler % (espf status lists the handlers)', quote_literal(target) USING ERRCODE = '22023';
+  END IF;
+  IF hkind <> 'http' THEN
+    RAISE EXCEPTION 'backfill: handler % is a dispatcher: name the http handler that must receive the events', quote_literal(target)
+      USING ERRCODE = '22023';
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM espf.subscriptions s WHERE s.handler = target AND s.event_type = r.event_type)
+     AND NOT EXISTS (SELECT 1 FROM espf.subscriptions s JOIN espf.handlers d ON d.name = s.handler AND d.kind = 'dispatcher'
+                      WHERE s.event_type = r.event_type) THEN
+    RAISE EXCEPTION 'backfill: handler % is not subscribed to % (espf handler sub % %)',
+      quote_literal(target), r.event_type, target, r.event_type USING ERRCODE = '22023';
+  END IF;
+  IF NOT henabled THEN
+    RAISE EXCEPTION 'backfill: handler % is disabled: enable it first (espf handler enable %)', quote_literal(target), target
+      USING ERRCODE = '55000';
+  END IF;
+END
+$$;
+
+-- Starts a backfill of a rule: checks it (and its target handler, if one is given)
+-- and records it; returns its id.
+DROP FUNCTION IF EXISTS espf.start_backfill(text, text, int);
+CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int, handler_name text)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   r     espf.event_rules;
@@ -26,11 +92,10 @@ DECLARE
   total bigint;
   id    bigint;
 BEGIN
-  SELECT * INTO r FROM espf.event_rules e WHERE e.name = rule_name;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'backfill: unknown rule % (espf rule list shows the rules)', quote_literal(rule_name) USING ERRCODE = '22023';
+  r := espf.backfill_rule(rule_name);
+  IF handler_name IS NOT NULL THEN
+    PERFORM espf.backfill_target_check(r, handler_name);
   END IF;
-  PERFORM espf.backfill_check(r);
   key := espf.backfill_key(r.source);
   IF where_sql IS NOT NULL THEN
     PERFORM espf.rule_expression_check(rule_name, '--where', where_sql);
@@ -39,8 +104,8 @@ BEGIN
     RAISE EXCEPTION 'backfill: the batch size must be at least 1' USING ERRCODE = '22023';
   END IF;
   EXECUTE format('SELECT count(*) FROM %s AS new WHERE %s', r.source, coalesce(where_sql, 'true')) INTO total;
-  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total)
-  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total)
+  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total, target_handler)
+  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total, handler_name)
   RETURNING backfills.id INTO id;
   RETURN id;
 END
@@ -80,6 +145,7 @@ DECLARE
   r     espf.event_rules;
   ktype text;
   stmt  text;
+  keys  text[];
 BEGIN
   SELECT * INTO b FROM espf.backfills x WHERE x.id = backfill_id FOR UPDATE;
   SELECT * INTO r FROM espf.event_rules e WHERE e.name = b.rule;
@@ -93,34 +159,50 @@ BEGIN
   END IF;
   SELECT format_type(a.atttypid, a.atttypmod) INTO ktype
     FROM pg_attribute a WHERE a.attrelid = r.source AND a.attname = b.key_column;
-  -- keys: the batch, locked, in key order. src: NEW = the row, OLD = nulls; i_env
-  -- (which may lock an account) is evaluated before the i_event is taken.
-  stmt := format($q$
-    WITH keys AS MATERIALIZED (
+  -- The batch's keys, locked, in key order, in a statement of their own. The
+  -- statement that reads the rows comes after it and so takes a newer snapshot
+  -- (READ COMMITTED, a VOLATILE function): a billing write that held a row of the
+  -- batch committed before the lock was granted, and a read in the locking
+  -- statement itself would still see the row as it was before that write (its
+  -- snapshot predates the wait), so the snapshot event would carry values older
+  -- than a live event already committed for the account.
+  EXECUTE format($q$
+    SELECT coalesce(array_agg(k::text ORDER BY k), '{}') FROM (
       SELECT new.%1$I AS k FROM %2$s AS new
        WHERE (%3$L::%4$s IS NULL OR new.%1$I > %3$L::%4$s) AND (%5$s)
-       ORDER BY new.%1$I LIMIT %6$s FOR NO KEY UPDATE OF new),
-    src AS MATERIALIZED (
-      SELECT new.%1$I AS k, (%7$s)::int AS env, (%8$s) AS v
-        FROM %2$s AS new LEFT JOIN %2$s AS old ON false
-       WHERE new.%1$I = ANY (ARRAY(SELECT k FROM keys))  -- an index scan (a join to the CTE was planned as a scan of the table)
-       ORDER BY new.%1$I),
-    items AS MATERIALIZED (
-      SELECT s.k, s.env, e.v, e.n FROM src s, %9$s
-       WHERE e.v IS NOT NULL ORDER BY s.k, e.n),
-    numbered AS MATERIALIZED (
-      SELECT nextval('espf.events_i_event_seq') AS ev, i.env, i.v FROM items i),
-    ins AS (
-      INSERT INTO espf.events (i_event, event_type, variables)
-      SELECT n.ev, %10$L, jsonb_build_object('i_env', n.env, 'event_time', t.event_time) || n.v || jsonb_build_object('i_event', n.ev)
-        FROM numbered n, (SELECT espf.event_time() AS event_time) t  -- one time for the batch (one transaction)
-      RETURNING 1)
-    SELECT (SELECT count(*) FROM keys)::int, (SELECT count(*) FROM ins)::int, (SELECT max(k)::text FROM keys)$q$,
-    b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), b.batch_size,
-    r.i_env, r.variables,
-    CASE WHEN vtype = 'jsonb[]' THEN 'unnest(s.v) WITH ORDINALITY AS e(v, n)' ELSE 'LATERAL (SELECT s.v, 1) AS e(v, n)' END,
-    r.event_type);
-  EXECUTE stmt INTO rows_done, events, last_key;
+       ORDER BY new.%1$I LIMIT %6$s FOR NO KEY UPDATE OF new) keys$q$,
+    b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), b.batch_size)
+    INTO keys;
+  IF cardinality(keys) = 0 THEN
+    rows_done := 0;
+    events := 0;
+  ELSE
+    -- src: NEW = the row, OLD = nulls; i_env (which may lock an account) is
+    -- evaluated before the i_event is taken.
+    stmt := format($q$
+      WITH src AS MATERIALIZED (
+        SELECT new.%1$I AS k, (%3$s)::int AS env, (%4$s) AS v
+          FROM %2$s AS new LEFT JOIN %2$s AS old ON false
+         WHERE new.%1$I = ANY ($1::%7$s[])  -- an index scan (a join to a list was planned as a scan of the table)
+         ORDER BY new.%1$I),
+      items AS MATERIALIZED (
+        SELECT s.k, s.env, e.v, e.n FROM src s, %5$s
+         WHERE e.v IS NOT NULL ORDER BY s.k, e.n),
+      numbered AS MATERIALIZED (
+        SELECT nextval('espf.events_i_event_seq') AS ev, i.env, i.v FROM items i),
+      ins AS (
+        INSERT INTO espf.events (i_event, event_type, variables, target_handler)
+        SELECT n.ev, %6$L, jsonb_build_object('i_env', n.env, 'event_time', t.event_time) || n.v || jsonb_build_object('i_event', n.ev), $2
+          FROM numbered n, (SELECT espf.event_time() AS event_time) t  -- one time for the batch (one transaction)
+        RETURNING 1)
+      SELECT (SELECT count(*) FROM ins)::int$q$,
+      b.key_column, r.source, r.i_env, r.variables,
+      CASE WHEN vtype = 'jsonb[]' THEN 'unnest(s.v) WITH ORDINALITY AS e(v, n)' ELSE 'LATERAL (SELECT s.v, 1) AS e(v, n)' END,
+      r.event_type, ktype);
+    EXECUTE stmt INTO events USING keys, b.target_handler;
+    rows_done := cardinality(keys);
+    last_key := keys[cardinality(keys)];
+  END IF;
   IF rows_done = 0 THEN
     UPDATE espf.backfills x SET state = 'done', finished_at = now(), updated_at = now(), last_error = NULL WHERE x.id = backfill_id;
     last_key := b.last_key;
@@ -134,8 +216,8 @@ BEGIN
 END
 $$;
 
--- Backfills, latest first, as `espf status` shows them.
+-- Backfills, latest first, as `espf status` shows them (target_handler: its target, null: all handlers).
 CREATE OR REPLACE VIEW espf.report_backfills AS
 SELECT id, rule, event_type, state, rows_done, rows_total, events, last_key, batch_size, where_sql,
-       started_at, updated_at, finished_at, last_error
+       started_at, updated_at, finished_at, last_error, target_handler
   FROM espf.backfills;

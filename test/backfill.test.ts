@@ -85,7 +85,7 @@ describe('espf backfill', function () {
         }
       })();
       const progress: number[] = [];
-      const done = await runBackfill(t.db, { rule: 'Account/State', batchSize: 250, resume: false, onProgress: (p) => progress.push(p.rowsDone) });
+      const done = await runBackfill(t.db, { rule: 'Account/State', batchSize: 250, resume: false, allHandlers: true, onProgress: (p) => progress.push(p.rowsDone) });
       stopWrites = true;
       await writer;
       assert.equal(done.rowsDone, 10_000);
@@ -135,7 +135,7 @@ describe('espf backfill', function () {
     await addAccounts(t.db, ids, 10_000, 'kill-');
     await q(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Account/State'`);
     const where = "id LIKE 'kill-%'";
-    const child = spawnEspf(['backfill', 'Account/State', '--where', where, '--batch-size', '50'], { env: { DATABASE_URL: t.url, ESPF_HOME: home } });
+    const child = spawnEspf(['backfill', 'Account/State', '--all-handlers', '--where', where, '--batch-size', '50'], { env: { DATABASE_URL: t.url, ESPF_HOME: home } });
     let out = '';
     child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

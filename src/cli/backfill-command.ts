@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { EspfError } from '../errors.ts';
-import { runBackfill, type BackfillProgress } from '../rules/backfill.ts';
+import { DEFAULT_BATCH_SIZE, runBackfill, type BackfillProgress } from '../rules/backfill.ts';
 import { withDb } from './with-db.ts';
 
 type Out = { out: (s: string) => void; err: (s: string) => void };
@@ -33,25 +33,31 @@ function reporter(io: Out, tty: boolean): (p: BackfillProgress) => void {
   };
 }
 
-/** `espf backfill <rule> [--where …] [--batch-size N] [--resume]` (docs/cli.md). */
+/** `espf backfill <rule> (--handler NAME | --all-handlers) [--where …] [--batch-size N] [--resume]` (docs/cli.md). */
 export function registerBackfillCommand(program: Command, io: Out): Command {
   return program.command('backfill').argument('<rule>', 'a rule name (espf rule list)')
     .description("emit a rule's event for the rows that already exist in its table (their current values as NEW), in batches, resumable")
+    .option('--handler <name>', 'deliver the events to this handler only (the others subscribed to the type get nothing)')
+    .option('--all-handlers', 'deliver the events to every handler subscribed to the type')
     .option('--where <sql>', 'only rows of the source table for which this SQL condition holds')
-    .option('--batch-size <n>', 'rows per batch, each its own short transaction (1-100000)', batchSize, 1000)
-    .option('--resume', 'go on with the unfinished backfill of this rule from the last key done')
+    .option('--batch-size <n>', `rows per batch, each its own short transaction (1-100000, default ${DEFAULT_BATCH_SIZE})`, batchSize)
+    .option('--resume', 'go on with the unfinished backfill of this rule from the last key done, with its options')
     .addHelpText('after', `
-The rule's type must be enabled. Each batch locks its rows while it writes their
-events, so a live change of a row is never delivered before its snapshot. Progress
-is recorded in espf.backfills (espf status shows it); after Ctrl-C or a crash,
---resume goes on from the last key done, and every row is emitted exactly once.
+The rule's type must be enabled. A new backfill needs --handler NAME (the handler
+just connected: the events are still in the outbox, the others get nothing) or
+--all-handlers; without either it names the handlers that would receive the events
+and writes nothing. Each batch locks its rows while it writes their events, so a
+live change of a row is never delivered before its snapshot. Progress is recorded
+in espf.backfills (espf status shows it); after Ctrl-C or a crash, --resume goes on
+from the last key done with the stored options (others given with it must be the
+same), and every row is emitted exactly once.
 
 Examples:
-  espf backfill Account/New
-  espf backfill Account/New --where "i_customer = 42" --batch-size 5000
+  espf backfill Account/New --handler CRM
+  espf backfill Account/New --all-handlers --where "i_customer = 42" --batch-size 5000
   espf backfill Account/New --resume
 `)
-    .action(async (rule: string, o: { where?: string; batchSize: number; resume?: boolean }) => {
+    .action(async (rule: string, o: { where?: string; batchSize?: number; resume?: boolean; handler?: string; allHandlers?: boolean }) => {
       let stop = false;
       const onSigint = () => { stop = true; };
       process.on('SIGINT', onSigint);
@@ -59,8 +65,9 @@ Examples:
       try {
         const tty = Boolean(process.stderr.isTTY);
         const p = await withDb('espf backfill', (db) => runBackfill(db, {
-          rule, where: o.where, batchSize: o.batchSize, resume: Boolean(o.resume),
+          rule, where: o.where, batchSize: o.batchSize, resume: Boolean(o.resume), handler: o.handler, allHandlers: Boolean(o.allHandlers),
           onProgress: reporter(io, tty), stopRequested: () => stop,
+          onSettle: (s) => io.err(`backfill: the subscriptions or handlers changed moments ago; waiting ${s.toFixed(1)} s for running instances to read the change\n`),
         }));
         io.out(`backfill ${p.id} ${p.rule}: done, ${p.rowsDone} rows, ${p.events} events in ${(p.elapsedMs / 1000).toFixed(1)} s (${rate(p)} rows/s)\n`);
       } finally {

@@ -100,8 +100,8 @@ export function formatStatus(r: StatusReport, opts: StatusOptions): string {
       ['handler', 'event_type', 'skipped', 'last_at'], 'none')] : []),
     section('Superseded by a newer event of a coalescing type, last 24 hours (espf.event_types.coalesce)', r.superseded_24h,
       ['handler', 'event_type', 'superseded', 'last_at'], 'none'),
-    section('Backfills, latest 10 (espf.report_backfills)', r.backfills,
-      ['id', 'rule', 'state', 'rows_done', 'rows_total', 'events', 'last_key', 'started_at', 'updated_at'], 'none'),
+    section('Backfills, latest 10 (espf.report_backfills)', r.backfills.map((b) => ({ ...b, for: b.target_handler ?? 'all' })),
+      ['id', 'rule', 'state', 'rows_done', 'rows_total', 'events', 'last_key', 'started_at', 'updated_at', 'for'], 'none'),
     ...(r.shards.length ? [section('Shards (espf.report_shards)', r.shards.map((s) => ({
       ...s, shard: `${String(s.instance)} ${String(s.shard)} of ${String(s.shards)}`, state: s.streaming ? 'streaming' : 'not streaming',
       waiting: `${String(s.waiting_events)} waiting`,

@@ -42,10 +42,17 @@ export interface EspfEnv {
   readonly noColor: boolean;
   /** ESPF_WINDOW: deliveries of one http handler `espf run` holds in memory at most (docs/operations.md, "Memory"); undefined: the default. */
   readonly window: number | undefined;
+  /**
+   * ESPF_STOP_TIMEOUT: seconds from SIGTERM (or SIGINT) to the exit of `espf run`,
+   * as milliseconds (default 25 s: under the 30 s of Kubernetes and the 90 s of
+   * systemd); outcomes not recorded by then are counted, and replayed at the next start.
+   */
+  readonly stopTimeoutMs: number;
 }
 
 export const DEFAULT_HTTP_PORT = 9187;
 export const DEFAULT_PG_PORT = 54329;
+export const DEFAULT_STOP_TIMEOUT_S = 25;
 
 function refuse(name: string, value: string, rule: string): never {
   const chars = [...value];
@@ -90,6 +97,14 @@ function deliveryWindow(env: NodeJS.ProcessEnv): number | undefined {
   return n;
 }
 
+function stopTimeout(env: NodeJS.ProcessEnv): number {
+  const v = env.ESPF_STOP_TIMEOUT;
+  if (v === undefined) return DEFAULT_STOP_TIMEOUT_S * 1000;
+  const n = /^[0-9]{1,4}(\.[0-9]{1,3})?$/.test(v) ? Number(v) : NaN;
+  if (!(n >= 1 && n <= 3600)) refuse('ESPF_STOP_TIMEOUT', v, 'is not a number of seconds from 1 to 3600');
+  return Math.round(n * 1000);
+}
+
 /** Reads and checks the environment; throws EspfError ESPF_ENV naming the first bad variable. */
 export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
   const databaseUrl: string | undefined = env.DATABASE_URL || undefined;
@@ -119,5 +134,6 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): EspfEnv {
     caDir: env.ESPF_CA_DIR === undefined ? undefined : path.resolve(nonEmpty(env, 'ESPF_CA_DIR', '', 'a folder')),
     noColor: Boolean(env.NO_COLOR),
     window: deliveryWindow(env),
+    stopTimeoutMs: stopTimeout(env),
   };
 }

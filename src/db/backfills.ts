@@ -7,6 +7,8 @@ import { sql, type Queryable } from '@databases/pg';
 export interface BackfillRow {
   id: number; rule: string; state: string; where_sql: string | null; batch_size: number;
   rows_done: number; rows_total: number | null; events: number; last_key: string | null;
+  /** The one handler its events are for (`--handler`); null: every subscribed handler. */
+  target_handler: string | null;
 }
 
 /** Advisory lock key space of backfills (the second key is the backfill id). */
@@ -17,16 +19,45 @@ const numberOrNull = (v: unknown): number | null => (v === null || v === undefin
 /** The latest backfill of a rule that did not finish (running, interrupted or failed). */
 export async function unfinishedBackfill(db: Queryable, rule: string): Promise<BackfillRow | undefined> {
   const [row] = await db.query(sql`
-    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key FROM espf.backfills
+    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key, target_handler FROM espf.backfills
      WHERE rule = ${rule} AND state IN ('running', 'interrupted', 'failed') ORDER BY id DESC LIMIT 1`);
   return row ? { ...row, id: Number(row.id), rows_done: Number(row.rows_done), rows_total: numberOrNull(row.rows_total), events: Number(row.events) } : undefined;
 }
 
-/** Starts a backfill (espf.start_backfill checks the rule and counts the rows): its id and rows_total. */
-export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number): Promise<{ id: number; rowsTotal: number | null }> {
-  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}) AS id`);
+/**
+ * Starts a backfill (espf.start_backfill checks the rule and the target handler,
+ * and counts the rows): its id and rows_total.
+ */
+export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number, target: string | null): Promise<{ id: number; rowsTotal: number | null }> {
+  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}::int, ${target}::text) AS id`);
   const [t] = await db.query(sql`SELECT rows_total FROM espf.backfills WHERE id = ${id}`);
   return { id: Number(id), rowsTotal: numberOrNull(t.rows_total) };
+}
+
+/** A handler subscribed to the type of a rule: it would get the rule's backfilled events (a dispatcher passes them on). */
+export interface BackfillReceiver { readonly handler: string; readonly kind: 'http' | 'dispatcher'; readonly enabled: boolean }
+
+/** The type of a rule that can be backfilled now, and the handlers subscribed to it (espf.backfill_receivers raises why not). */
+export async function backfillReceivers(db: Queryable, rule: string): Promise<{ eventType: string; receivers: BackfillReceiver[] }> {
+  const [r] = await db.query(sql`SELECT event_type, receivers FROM espf.backfill_receivers(${rule})`);
+  return { eventType: r.event_type, receivers: r.receivers };
+}
+
+/** Raises (one line) when the events of `rule` cannot go to `handler` only (espf.backfill_target_check). */
+export async function backfillTargetCheck(db: Queryable, rule: string, handler: string): Promise<void> {
+  await db.query(sql`SELECT espf.backfill_target_check(r, ${handler}) FROM espf.event_rules r WHERE r.name = ${rule}`);
+}
+
+/**
+ * Seconds to wait before a backfill writes, so that running instances have read
+ * the latest change of subscriptions or enabled handlers (they read it within
+ * 2 s, src/config/watch.ts): `settleS` less the age of that change, at least 0.
+ */
+export async function configSettleWait(db: Queryable, settleS: number): Promise<number> {
+  const [r] = await db.query(sql`
+    SELECT greatest(0, ${settleS}::float8 - extract(epoch FROM clock_timestamp() - greatest(
+             (SELECT max(s.created_at) FROM espf.subscriptions s), (SELECT max(h.enabled_at) FROM espf.handlers h))))::float8 AS wait_s`);
+  return Number(r.wait_s ?? 0);
 }
 
 /** Takes the backfill's session lock on this connection; false when another process holds it. */

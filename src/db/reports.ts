@@ -73,10 +73,10 @@ export function accountsNotOk(db: Queryable, limit: number): Promise<View<'espf.
      ORDER BY updated_at DESC, i_account, handler LIMIT ${limit}`);
 }
 
-/** The latest backfills. */
-export function recentBackfills(db: Queryable, limit = 10): Promise<View<'espf.report_backfills', 'id' | 'rule' | 'state' | 'rows_done' | 'rows_total' | 'events' | 'last_key' | 'started_at' | 'updated_at'>[]> {
+/** The latest backfills (target_handler: the one handler they are for; null: all). */
+export function recentBackfills(db: Queryable, limit = 10): Promise<View<'espf.report_backfills', 'id' | 'rule' | 'state' | 'rows_done' | 'rows_total' | 'events' | 'last_key' | 'started_at' | 'updated_at' | 'target_handler'>[]> {
   return db.query(sql`
-    SELECT id, rule, state, rows_done, rows_total, events, last_key, started_at, updated_at
+    SELECT id, rule, state, rows_done, rows_total, events, last_key, started_at, updated_at, target_handler
       FROM espf.report_backfills ORDER BY id DESC LIMIT ${limit}`);
 }
 

@@ -43,6 +43,7 @@ export const SCHEMA = {
     updated_at: gen<Date>(),
     finished_at: col<Date | null>(),
     last_error: col<string | null>(),
+    target_handler: col<string | null>(),
   },
   'espf.builtin_event_rules': {
     name: col<string>(),
@@ -141,6 +142,7 @@ export const SCHEMA = {
     created_at: gen<Date>(),
     source_i_event: col<number | null>(),
     shard_key: col<number | null>(),
+    target_handler: col<string | null>(),
   },
   'espf.failure_notices': {
     i_event: col<number>(),
@@ -364,6 +366,7 @@ export const SCHEMA = {
     updated_at: col<Date | null>(),
     finished_at: col<Date | null>(),
     last_error: col<string | null>(),
+    target_handler: col<string | null>(),
   },
   'espf.report_waiting_handlers': {  // view
     handler: col<string | null>(),

@@ -18,8 +18,9 @@ export interface RouterDeps {
 
 /**
  * The route stage: each part of a committed transaction from the stream
- * becomes one item per (event, enabled subscribed handler of this instance),
- * handed to the deliver stage and held by the acknowledge stage until
+ * becomes one item per (event, enabled subscribed handler of this instance;
+ * for an event a targeted backfill wrote, its target and the dispatchers only:
+ * `targets`), handed to the deliver stage and held by the acknowledge stage until
  * durable. A transaction replayed after a restart skips the deliveries
  * already recorded; one the stream brings again after a reconnect in its
  * middle skips the events handed out before. The promise it returns holds
@@ -56,6 +57,7 @@ export class Router {
     const commitLsn = formatLsn(part.tx.commitLsn);
     for (const e of events) {
       for (const h of config.handlersFor(e.event_type)) {
+        if (!targets(e, h)) continue;
         if (recorded?.has(`${e.i_event}:${h.name}`)) continue;
         const item: Item = {
           event: e, handler: h.name, orderKey: orderKey(e), iAccount: accountOf(e),
@@ -77,4 +79,15 @@ export class Router {
   stop(): void {
     this.stopped = true;
   }
+}
+
+/**
+ * Whether event `e` goes to handler `h` (subscribed to its type): an event
+ * without a target goes to every one; one a backfill wrote with `--handler`
+ * (espf.events.target_handler) to that handler, and to dispatchers, whose events
+ * keep the target (sql/210_dispatch.sql). The catch-up applies the same rule
+ * (espf.event_targets, sql/450_catch_up.sql).
+ */
+export function targets(e: StreamEvent, h: HandlerConfig): boolean {
+  return e.target_handler == null || e.target_handler === h.name || h.kind === 'dispatcher';
 }

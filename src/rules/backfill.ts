@@ -1,6 +1,8 @@
 import {
-  backfillBatch, backfillCheck, startBackfill, stopBackfill, tryLockBackfill, unfinishedBackfill, unlockBackfill, type BackfillRow,
+  backfillBatch, backfillCheck, configSettleWait, backfillReceivers, backfillTargetCheck, startBackfill, stopBackfill, tryLockBackfill, unfinishedBackfill,
+  unlockBackfill, type BackfillReceiver, type BackfillRow,
 } from '../db/backfills.ts';
+import type { Queryable } from '@databases/pg';
 import type { Db } from '../db/connect.ts';
 import { EspfError } from '../errors.ts';
 
@@ -12,8 +14,15 @@ import { EspfError } from '../errors.ts';
 export interface BackfillOptions {
   readonly rule: string;
   readonly where?: string;
-  readonly batchSize: number;
+  /** Rows per batch; undefined: DEFAULT_BATCH_SIZE for a new backfill, the stored one for --resume. */
+  readonly batchSize?: number;
   readonly resume: boolean;
+  /** `--handler NAME`: the events go to that handler only (espf.events.target_handler). */
+  readonly handler?: string;
+  /** `--all-handlers`: the events go to every subscribed handler. A new backfill needs this or `handler`. */
+  readonly allHandlers?: boolean;
+  /** Called before the first batch when it waits for running instances to read a configuration change (seconds). */
+  readonly onSettle?: (seconds: number) => void;
   /** Called after every batch. */
   readonly onProgress?: (p: BackfillProgress) => void;
   /** When it returns true, the backfill stops after the current batch (Ctrl-C). */
@@ -33,27 +42,84 @@ export interface BackfillProgress {
 
 const quoteArg = (s: string) => (/^[\w/.:-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
+export const DEFAULT_BATCH_SIZE = 1000;
+
+/**
+ * A backfill writes nothing until this long after the latest change of a
+ * subscription or of an enabled handler: a running instance reads such a change
+ * within 2 s (docs/limits.md), and an event it routes before that misses the
+ * handler just subscribed. 5 s leaves room for a loaded machine.
+ */
+export const CONFIG_SETTLE_S = 5;
+
+/** The options a backfill was started with, as they are written on the command line. */
+function storedOptions(b: BackfillRow): string {
+  return [
+    b.target_handler === null ? '--all-handlers' : `--handler ${quoteArg(b.target_handler)}`,
+    ...(b.where_sql === null ? [] : [`--where ${quoteArg(b.where_sql)}`]),
+    `--batch-size ${b.batch_size}`,
+  ].join(' ');
+}
+
+/** The options given with --resume that differ from the stored ones (empty: none). */
+function differences(b: BackfillRow, o: BackfillOptions): string[] {
+  const d: string[] = [];
+  if (o.handler !== undefined && o.handler !== b.target_handler) d.push(`--handler ${quoteArg(o.handler)}`);
+  if (o.allHandlers && b.target_handler !== null) d.push('--all-handlers');
+  if (o.where !== undefined && o.where !== b.where_sql) d.push(`--where ${quoteArg(o.where)}`);
+  if (o.batchSize !== undefined && o.batchSize !== b.batch_size) d.push(`--batch-size ${o.batchSize}`);
+  return d;
+}
+
+const receiverName = (r: BackfillReceiver) =>
+  `${r.handler}${r.kind === 'dispatcher' ? ' (a dispatcher: and the handlers of what it produces)' : ''}${r.enabled ? '' : ' (disabled)'}`;
+
+/**
+ * Neither --handler nor --all-handlers: refused, naming the handlers that would
+ * receive the events (one line; nothing is written).
+ */
+async function refuseWithoutTarget(db: Queryable, rule: string): Promise<never> {
+  const { eventType, receivers } = await backfillReceivers(db, rule);
+  const who = receivers.length === 0
+    ? `no handler is subscribed to ${eventType} now`
+    : `${eventType} would go to every handler subscribed to it: ${receivers.map(receiverName).join(', ')}`;
+  throw new EspfError('ESPF_USAGE',
+    `backfill of rule '${rule}': ${who}; name the one that needs the events with --handler NAME, or give --all-handlers`);
+}
+
 export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillProgress> {
+  if (o.handler !== undefined && o.allHandlers) throw new EspfError('ESPF_USAGE', '--handler and --all-handlers: give one of them');
   return db.task(async (conn) => {
     let b: BackfillRow | undefined = await unfinishedBackfill(conn, o.rule);
     if (o.resume) {
       if (!b) throw new EspfError('ESPF_BACKFILL_REFUSED', `no unfinished backfill of rule '${o.rule}' to resume`);
-      if (o.where !== undefined && o.where !== b.where_sql) {
+      const differ = differences(b, o);
+      if (differ.length > 0) {
         throw new EspfError('ESPF_BACKFILL_REFUSED',
-          `backfill ${b.id} of rule '${o.rule}' runs with --where ${b.where_sql === null ? '(none)' : quoteArg(b.where_sql)}: resume it without --where`);
+          `backfill ${b.id} of rule '${o.rule}' runs with ${storedOptions(b)}, not ${differ.join(' ')}: resume it without options, or with the same ones`);
       }
+      // The target may have been removed, disabled or unsubscribed since it started.
+      if (b.target_handler !== null) await backfillTargetCheck(conn, o.rule, b.target_handler);
     } else if (b) {
       throw new EspfError('ESPF_BACKFILL_REFUSED',
         `backfill ${b.id} of rule '${o.rule}' stopped at key ${b.last_key ?? '(none yet)'} (${b.rows_done} of ${b.rows_total ?? '?'} rows): `
         + `espf backfill ${quoteArg(o.rule)} --resume goes on from there (or UPDATE espf.backfills SET state = 'abandoned' WHERE id = ${b.id})`);
     } else {
-      const { id, rowsTotal } = await startBackfill(conn, o.rule, o.where ?? null, o.batchSize);
-      b = { id, rule: o.rule, state: 'running', where_sql: o.where ?? null, batch_size: o.batchSize, rows_done: 0, rows_total: rowsTotal, events: 0, last_key: null };
+      if (o.handler === undefined && !o.allHandlers) await refuseWithoutTarget(conn, o.rule);
+      const batchSize = o.batchSize ?? DEFAULT_BATCH_SIZE;
+      const target = o.handler ?? null;
+      const { id, rowsTotal } = await startBackfill(conn, o.rule, o.where ?? null, batchSize, target);
+      b = { id, rule: o.rule, state: 'running', where_sql: o.where ?? null, batch_size: batchSize, rows_done: 0, rows_total: rowsTotal, events: 0, last_key: null, target_handler: target };
     }
     if (!(await tryLockBackfill(conn, b.id))) throw new EspfError('ESPF_BACKFILL_REFUSED', `backfill ${b.id} of rule '${o.rule}' is running in another process`);
     // Checked (and parsed) once for the run; each batch then only checks the type is still enabled.
     const vtype = await backfillCheck(conn, o.rule);
     if (vtype === undefined) throw new EspfError('ESPF_BACKFILL_REFUSED', `rule '${o.rule}' no longer exists`);
+    const settle = await configSettleWait(conn, CONFIG_SETTLE_S);
+    if (settle > 0) {
+      o.onSettle?.(settle);
+      await new Promise((r) => setTimeout(r, Math.ceil(settle * 1000)));
+    }
     const started = Date.now();
     let rowsDone = b.rows_done;
     let events = b.events;

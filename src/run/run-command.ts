@@ -33,9 +33,13 @@ export async function runService(opts: RunOptions): Promise<void> {
   const stopAll = async () => {
     for (const stop of started.splice(0).reverse()) await stop().catch(() => undefined);
   };
-  // A stop ends even when the database does not answer: these steps wait a little, not for ever.
+  // The stop ends by `stopBy`: ESPF_STOP_TIMEOUT after the signal (or the failed
+  // start-up), even when the database does not answer (docs/operations.md, "Stopping").
+  let stopBy = Infinity;
+  const stopLeft = () => Math.max(0, stopBy - Date.now());
+  // These steps wait a little, not for ever, and never past stopBy.
   const bounded = (stop: () => Promise<unknown>) => () =>
-    Promise.race([stop().then(() => undefined), new Promise<void>((r) => setTimeout(r, 2000).unref())]);
+    Promise.race([stop().then(() => undefined), new Promise<void>((r) => setTimeout(r, Math.min(2000, stopLeft())).unref())]);
   let unrecorded = 0;
   try {
     let url = env.databaseUrl;
@@ -79,8 +83,8 @@ export async function runService(opts: RunOptions): Promise<void> {
       });
     started.push(bounded(() => server.close()));
     started.push(bounded(() => registry.stop()));   // after the sender's stop: its last beat says how far it processed
-    // Within max_wait_time; outcomes the database did not take by then are counted.
-    started.push(async () => { unrecorded = (await sender.stop()).unrecorded; });
+    // By stopBy, less what the steps after it need; outcomes the database did not take by then are counted.
+    started.push(async () => { unrecorded = (await sender.stop(stopBy - afterSenderMs(env.stopTimeoutMs))).unrecorded; });
     await sender.start();
     registry.start();
     const maintenance = startMaintenance({ db, log, instance: opts.instance, slot: sender.slot });
@@ -91,20 +95,33 @@ export async function runService(opts: RunOptions): Promise<void> {
         log.info({ signal: sig }, 'stopping: finishing requests in flight');
         process.off('SIGTERM', onSignal);
         process.off('SIGINT', onSignal);
+        stopBy = Date.now() + env.stopTimeoutMs - EXIT_MARGIN_MS;
         resolve();
       };
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
     });
   } finally {
+    if (stopBy === Infinity) stopBy = Date.now() + env.stopTimeoutMs - EXIT_MARGIN_MS; // a failed start-up
     // Maintenance, then the sender, the HTTP server, the log, the pool, the embedded cluster.
     await stopAll();
-    // Nothing left should keep the process alive; if something does, it must not hold the exit.
-    setTimeout(() => process.exit(process.exitCode ?? 1), 3000).unref();
+    // Nothing left should keep the process alive; if something does, it must not hold the exit past stopBy.
+    setTimeout(() => process.exit(process.exitCode ?? 1), Math.min(3000, stopLeft())).unref();
   }
   if (unrecorded > 0) {
     throw new EspfError('ESPF_UNRECORDED',
-      `stopped with ${unrecorded} outcome(s) that could not be recorded (the database did not answer); they were not acknowledged, so the next start will replay them`);
+      `stopped with ${unrecorded} outcome(s) that could not be recorded (the database did not answer) within ESPF_STOP_TIMEOUT=${env.stopTimeoutMs / 1000} s; they were not acknowledged, so the next start will replay them`);
   }
   log.info('stopped');
+}
+
+/** Kept from the stop timeout for the process to exit once everything stopped. */
+const EXIT_MARGIN_MS = 200;
+
+/**
+ * Of the stop timeout, what is kept for the steps after the sender's stop (the
+ * last heartbeat, the HTTP server, the log, the pool): a fifth, at most 2 s.
+ */
+export function afterSenderMs(stopTimeoutMs: number): number {
+  return Math.min(2000, stopTimeoutMs / 5);
 }

@@ -1,3 +1,4 @@
+import { DEFAULT_STOP_TIMEOUT_S } from '../config/env.ts';
 import type { ConfigSnapshot } from '../config/snapshot.ts';
 import { ConfigWatcher } from '../config/watch.ts';
 import type { Db } from '../db/connect.ts';
@@ -245,25 +246,32 @@ export class Sender {
   }
 
   /**
-   * Graceful stop, within max_wait_time: no new events; requests on the wire
-   * finish; what still waits is recorded; the slot is acknowledged. Outcomes
-   * the database does not take by then are given up (and counted): they are
-   * not acknowledged, and the next start replays them.
+   * Graceful stop, by `deadline` (epoch ms; ESPF_STOP_TIMEOUT after the signal,
+   * src/run/run-command.ts): no new events; requests on the wire finish (for at
+   * most what is left less the time kept to record, `recordShareMs`); what
+   * still waits is recorded until the deadline; the slot is acknowledged.
+   * Outcomes the database does not take by then are given up (and counted):
+   * they are not acknowledged, and the next start replays them.
    */
-  async stop(): Promise<StopResult> {
+  async stop(deadline: number = Date.now() + DEFAULT_STOP_TIMEOUT_S * 1000): Promise<StopResult> {
     if (this.stopped) return { unrecorded: 0 };
     this.stopped = true;
-    const started = Date.now();
     this.router.stop();
     this.config.stop();
     this.waiting.stop();
-    const handlers = [...this.config.current.handlers.values()];
-    const maxWaitMs = Math.min(...handlers.map((h) => (h.http?.max_wait_time ?? 600) * 1000), 600_000);
-    await this.deliverers.stop(maxWaitMs);
-    // What is left of max_wait_time, and at least a second, to record what waits.
-    const unrecorded = await this.writer.close(Math.max(started + maxWaitMs, Date.now() + 1000));
-    await Promise.race([this.stream.stop(), new Promise((r) => setTimeout(r, 2000).unref())]);
+    const left = () => Math.max(0, deadline - Date.now());
+    // A handler's stop parks what waits once its requests are given up; closing its
+    // connections may wait longer for a request on the wire: not the deadline.
+    const requestsMs = Math.max(0, left() - recordShareMs(left()));
+    await Promise.race([this.deliverers.stop(requestsMs), new Promise((r) => setTimeout(r, requestsMs + 100).unref())]);
+    const unrecorded = await this.writer.close(deadline);
+    await Promise.race([this.stream.stop(), new Promise((r) => setTimeout(r, Math.min(2000, left())).unref())]);
     this.ack.releaseWaiters();
     return { unrecorded };
   }
+}
+
+/** Of `leftMs` to stop in, what is kept to record what waits once requests on the wire are given up: half, at most 5 s. */
+export function recordShareMs(leftMs: number): number {
+  return Math.min(5000, leftMs / 2);
 }

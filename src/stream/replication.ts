@@ -17,6 +17,8 @@ export interface StreamEvent {
   readonly event_type: string;
   readonly variables: Record<string, unknown>;
   readonly source_i_event: number | null;
+  /** espf.events.target_handler: the one handler a targeted backfill wrote it for; null or absent: every subscribed handler. */
+  readonly target_handler?: string | null;
   /**
    * Its created_at (to the millisecond): with i_event, its identity, which the
    * record stage checks (an i_event may be handed out again after a failover).
@@ -270,6 +272,7 @@ export class ReplicationStream {
           event_type: row.event_type as string,
           variables: row.variables as Record<string, unknown>,
           source_i_event: row.source_i_event == null ? null : Number(row.source_i_event),
+          target_handler: (row.target_handler as string | null | undefined) ?? null,
           ...(row.created_at instanceof Date ? { created_at: row.created_at } : {}),
         });
         if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;

@@ -3,7 +3,10 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { connect, type Db } from '../../src/db/connect.ts';
+import { migrate } from '../../src/migrate/migrate.ts';
 import { ROOT } from '../../src/paths.ts';
+import { createTestDatabase } from './database.ts';
 
 /**
  * migrations/ and sql/ as they were just before `migration` was added (HEAD
@@ -53,4 +56,27 @@ export async function releaseBeforeChangeOf(file: string): Promise<ReleasedCode 
     rev, migrations: path.join(dir, 'migrations'), repeatable: path.join(dir, 'sql'), migrate: mod.migrate,
     remove: () => rm(dir, { recursive: true, force: true }),
   };
+}
+
+/**
+ * An empty test database migrated as the previous release (`previousRelease`)
+ * left it, with a pool on it: `dispose()` closes the pool and drops the
+ * database. Null outside a git checkout.
+ */
+export async function databaseAtPreviousRelease(migration: string, sqlFiles: readonly string[] = []): Promise<{ db: Db; dispose(): Promise<void> } | null> {
+  const prev = await previousRelease(migration, sqlFiles);
+  if (!prev) return null;
+  const e = await createTestDatabase({ empty: true });
+  const db = connect({ connectionString: e.url, poolSize: 2 });
+  const dispose = async () => {
+    await db.dispose();
+    await e.drop();
+  };
+  try {
+    await migrate(db, prev);
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { db, dispose };
 }
