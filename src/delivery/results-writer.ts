@@ -114,6 +114,7 @@ export class ResultsWriter {
     this.reported++;
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING' || outcome.intermediate === true;
+    const finished = outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' || outcome.state === 'SKIPPED';
     const row: Row = {
       i_event: item.event.i_event,
       handler: item.handler,
@@ -130,9 +131,10 @@ export class ResultsWriter {
       committed_at: item.committedAt ? item.committedAt.getTime() : null,
       first_attempt_at: outcome.firstAttemptAt ? outcome.firstAttemptAt.getTime() : null,
       last_attempt_at: attempted ? at : null,
-      finished_at: outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' || outcome.state === 'SKIPPED' ? at : null,
+      finished_at: finished ? at : null,
       steps_done: outcome.stepsDone ?? 0,
-      step_answers: outcome.stepAnswers && outcome.stepAnswers.length > 0 ? outcome.stepAnswers : null,
+      // Kept while the delivery waits (its later steps read them); a finished one needs them no more (a resend starts at step 1).
+      step_answers: !finished && outcome.stepAnswers && outcome.stepAnswers.length > 0 ? outcome.stepAnswers : null,
       created_at: item.event.created_at ? item.event.created_at.getTime() : null,
     };
     const key = `${row.i_event}\u0000${row.handler}`;

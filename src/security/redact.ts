@@ -56,6 +56,8 @@ export function hasMaskedPassword(url: string): boolean {
 
 /** Text safe for a message: the given secrets and every URL password masked. */
 export function redactText(text: string, secrets: readonly string[] = []): string {
+  // Neither pattern can match without an "@" or an "=" (the common case of a URL without credentials).
+  if (secrets.length === 0 && !text.includes('@') && !text.includes('=')) return text;
   let out = text;
   // Longest first, so a secret that contains another is masked whole.
   for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s) out = out.split(s).join(MASK);

@@ -11,6 +11,9 @@ export type StepVerdict =
   /** Anything else: retried with the handler's backoff; `rule` names a rule that failed to evaluate. */
   | { readonly kind: 'retry'; readonly rule: string | null };
 
+const DONE: StepVerdict = { kind: 'done', exists: false };
+const RETRY: StepVerdict = { kind: 'retry', rule: null };
+
 /**
  * The success rules of a step, in this order: exists_when, success_when
  * (null: any 2xx), refuse_when. Each sees the step's input document with
@@ -18,6 +21,8 @@ export type StepVerdict =
  * true. A rule that fails to evaluate makes the answer a retry, with why.
  */
 export async function judge(step: CompiledStep, answer: StepAnswer, input: Record<string, unknown>): Promise<StepVerdict> {
+  // No rule: any 2xx is done, and no document is built.
+  if (!step.exists && !step.success && !step.refuse) return answer.status >= 200 && answer.status < 300 ? DONE : RETRY;
   const doc = { ...input, status: answer.status, headers: answer.headers, body: answer.body };
   try {
     if (step.exists && await step.exists.evaluate(doc) === true) return { kind: 'done', exists: true };

@@ -48,11 +48,11 @@ export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: H
       const why = err instanceof RenderError ? err.message : String(err);
       return { ok: false, status: null, reason: `${label} ${step.pathText}: ${why}`, retryAfterMs: null, durationMs: 0 };
     }
-    const where = `${label} ${redactText(req.path || '/', req.secrets)}`;
+    const where = () => `${label} ${redactText(req.path || '/', req.secrets)}`;
     const x = await deps.request(req, s, step.number);
     const url = redactText(`${req.origin}${req.target}`, x.secrets);
     if (x.status === null || x.error !== null) {
-      last = { ok: false, status: x.status, reason: `${where}: ${redactText(x.error ?? 'no answer', x.secrets)}`, retryAfterMs: null, durationMs: x.durationMs };
+      last = { ok: false, status: x.status, reason: `${where()}: ${redactText(x.error ?? 'no answer', x.secrets)}`, retryAfterMs: null, durationMs: x.durationMs };
       deps.answered(d, url, last);
       return last;
     }
@@ -69,7 +69,7 @@ export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: H
     const snippet = redactText(x.text, x.secrets).replace(/\s+/g, ' ').trim().slice(0, MAX_SNIPPET);
     const rule = v.kind === 'refused' ? ' (refuse_when: failed for good)' : v.rule ? ` (a rule failed: ${v.rule})` : '';
     last = {
-      ok: false, status: x.status, reason: `${where}: ${x.status}${snippet ? ` ${snippet}` : ''}${rule}`,
+      ok: false, status: x.status, reason: `${where()}: ${x.status}${snippet ? ` ${snippet}` : ''}${rule}`,
       retryAfterMs: x.status === 429 || x.status === 503 ? parseRetryAfter(x.headers['retry-after']) : null,
       durationMs: x.durationMs, permanent: v.kind === 'refused',
     };
