@@ -17,6 +17,13 @@ export const RESENDABLE_STATES = ['DELIVERED', 'FAILED'] as const satisfies read
 /** A row that will not change again unless it is re-sent (sql/600_maintenance.sql purges these). */
 export const FINAL_STATES = ['DELIVERED', 'FAILED', 'DISPATCHED', 'SUPERSEDED', 'SKIPPED'] as const satisfies readonly DeliveryState[];
 
+const FINAL: ReadonlySet<DeliveryState> = new Set(FINAL_STATES);
+
+/** Whether a row in this state is finished (has its finished_at). */
+export function isFinalState(s: DeliveryState): boolean {
+  return FINAL.has(s);
+}
+
 export function isDeliveryState(s: string): s is DeliveryState {
   return (DELIVERY_STATES as readonly string[]).includes(s);
 }

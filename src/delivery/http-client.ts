@@ -76,32 +76,12 @@ export class HttpClient {
   async post(url: string, body: string, settings: HttpSettings, message: MessageRef): Promise<PostResult> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
-    // max_wait_time bounds how long an async handler waits for a reply; request_timeout bounds every request.
-    const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     const target = targetOf(url);
     if (target.problem !== null) {
       return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${target.problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
     }
     try {
-      const date = httpDate();
-      const headers: Record<string, string> = { 'content-type': 'application/json', date };
-      const auth = authHeaders(settings, date, message, body);
-      for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
-      const secrets = secretsIn(settings, auth);
-      const ready = this.agentFor(settings.ca_file);
-      const agent = ready instanceof Agent ? ready : await ready;
-      const a = await new Promise<Answer>((resolve) => {
-        agent.dispatch({
-          origin: target.origin,
-          path: target.path,
-          method: 'POST',
-          headers,
-          body,
-          // No answer, or an answer that stops coming, for request_timeout: the attempt fails.
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-        }, new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
-      });
+      const { answer: a, secrets } = await this.exchange(target.origin, target.path, 'POST', { 'content-type': 'application/json' }, body, settings, message, false);
       if (a.status === null) return { ok: false, status: null, reason: describeError(a.broken, settings.request_timeout), retryAfterMs: null, durationMs: elapsed() };
       if (a.status >= 200 && a.status < 300) {
         // At most 64 KiB of the answer is read, the rest dropped (with the connection if it is longer).
@@ -130,22 +110,11 @@ export class HttpClient {
   async request(r: StepRequest, settings: HttpSettings, message: MessageRef): Promise<StepExchange> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
-    const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     let secrets: readonly string[] = r.secrets;
     try {
-      const date = httpDate();
-      const headers: Record<string, string> = { ...r.headers, date };
-      const auth = authHeaders(settings, date, message, r.body ?? '');
-      for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
-      secrets = [...r.secrets, ...secretsIn(settings, auth)];
-      const ready = this.agentFor(settings.ca_file);
-      const agent = ready instanceof Agent ? ready : await ready;
-      const a = await new Promise<Answer>((resolve) => {
-        agent.dispatch({
-          origin: r.origin, path: r.target, method: r.method as Dispatcher.HttpMethod, headers, body: r.body,
-          headersTimeout: timeoutMs, bodyTimeout: timeoutMs,
-        }, new AnswerReader(MAX_OK_BODY, resolve, true));
-      });
+      const x = await this.exchange(r.origin, r.target, r.method as Dispatcher.HttpMethod, { ...r.headers }, r.body, settings, message, true);
+      const a = x.answer;
+      secrets = [...r.secrets, ...x.secrets];
       if (a.status === null || a.broken !== null) {
         const why = describeError(a.broken, settings.request_timeout);
         return { status: a.status, headers: {}, text: '', error: a.status === null ? why : `HTTP ${a.status} but the answer did not complete: ${why}`, secrets, durationMs: elapsed() };
@@ -156,6 +125,31 @@ export class HttpClient {
     } catch (err) {
       return { status: null, headers: {}, text: '', error: describeError(err, settings.request_timeout), secrets, durationMs: elapsed() };
     }
+  }
+
+  /**
+   * Sends one request with the Date header and the handler's auth headers
+   * added to `headers`. max_wait_time bounds how long an async handler waits
+   * for a reply; request_timeout bounds every request (no answer, or one that
+   * stops coming). `whole`: up to 64 KiB of any answer is read; otherwise
+   * only what an error message quotes. Returns the answer and the secrets the
+   * request carried (masked wherever the answer is quoted).
+   */
+  private async exchange(origin: string, path: string, method: Dispatcher.HttpMethod, headers: Record<string, string>,
+    body: string | undefined, settings: HttpSettings, message: MessageRef, whole: boolean): Promise<{ answer: Answer; secrets: string[] }> {
+    const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
+    const date = httpDate();
+    headers.date = date;
+    const auth = authHeaders(settings, date, message, body ?? '');
+    for (let i = 0; i < auth.length; i++) headers[auth[i]![0]] = auth[i]![1];
+    const secrets = secretsIn(settings, auth);
+    const ready = this.agentFor(settings.ca_file);
+    const agent = ready instanceof Agent ? ready : await ready;
+    const answer = await new Promise<Answer>((resolve) => {
+      agent.dispatch({ origin, path, method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
+        whole ? new AnswerReader(MAX_OK_BODY, resolve, true) : new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
+    });
+    return { answer, secrets };
   }
 
   async close(): Promise<void> {

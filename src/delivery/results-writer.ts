@@ -4,7 +4,7 @@ import { recordDeliveries } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AttemptState, Item } from './item.ts';
-import type { DeliveryState as AnyDeliveryState } from '../db/delivery-states.ts';
+import { isFinalState, type DeliveryState as AnyDeliveryState } from '../db/delivery-states.ts';
 
 /** The states an http handler records (src/db/delivery-states.ts has every state; DISPATCHED is a dispatcher's). */
 export type DeliveryState = Exclude<AnyDeliveryState, 'DISPATCHED'>;
@@ -114,7 +114,7 @@ export class ResultsWriter {
     this.reported++;
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING' || outcome.intermediate === true;
-    const finished = outcome.state === 'DELIVERED' || outcome.state === 'FAILED' || outcome.state === 'SUPERSEDED' || outcome.state === 'SKIPPED';
+    const finished = isFinalState(outcome.state);
     const row: Row = {
       i_event: item.event.i_event,
       handler: item.handler,
