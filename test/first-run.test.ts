@@ -71,7 +71,8 @@ describe('first run: nothing lost before an instance first streams', function ()
   before(() => { ({ t, rx } = f); });
   after(async () => { await rx2?.close(); });
 
-  it('delivers events written between migrate + configuration and the first espf run, in per-account order, once each (a dispatcher\'s too)', async () => {
+  it('delivers events written between migrate + configuration and the first espf run, in per-account order, once each (a dispatcher\'s too)', async function () {
+    this.timeout(180_000);  // the writers run for as long as start-up takes: a loaded machine writes more
     // Configure, as a DBA would after espf migrate; one request at a time, so that arrival order is send order.
     await configureEventSender(t.db, rx.url, TYPES, { async_mode: false });
     await t.db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Customer/Blocked'`);
@@ -111,7 +112,7 @@ describe('first run: nothing lost before an instance first streams', function ()
       const dispatched = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.events WHERE source_i_event IS NOT NULL`);
       return dispatched[0].n === 3 ? evs : undefined;
     }, 15_000, 'the dispatcher to run on the customer block');
-    await rx.waitFor(() => new Set(rx.received.map((r) => r.json.variables.i_event)).size >= expected.length, 30_000, `${expected.length} events`);
+    await rx.waitWhileArriving(() => new Set(rx.received.map((r) => r.json.variables.i_event)).size >= expected.length, 15_000, `${expected.length} events`);
     // A last event, committed after everything: with one request at a time, a duplicate would arrive before it.
     await flip(t.db, [accounts[0]!]);
     const [marker] = await t.db.query(sql`SELECT max(i_event)::int AS i FROM espf.events`);

@@ -75,6 +75,22 @@ export class TestReceiver {
     });
   }
 
+  /**
+   * Waits until `pred` holds, for as long as 2xx answers keep arriving: fails only when
+   * none has arrived for stallMs (a slow, loaded machine still passes; a stuck sender does not).
+   */
+  async waitWhileArriving(pred: () => boolean, stallMs = 15_000, what = 'condition'): Promise<void> {
+    for (;;) {
+      const seen = this.received.length;
+      try {
+        await this.waitFor(pred, stallMs, what);
+        return;
+      } catch (err) {
+        if (this.received.length === seen) throw err;
+      }
+    }
+  }
+
   async close(): Promise<void> {
     if (!this.server) return;
     const s = this.server;
