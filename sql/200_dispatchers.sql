@@ -162,7 +162,7 @@ $$;
 CREATE OR REPLACE FUNCTION espf.dispatcher_rules_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF TG_OP = 'DELETE' OR (OLD.handler, OLD.event_type) IS DISTINCT FROM (NEW.handler, NEW.event_type) THEN
+  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.handler, OLD.event_type) IS DISTINCT FROM (NEW.handler, NEW.event_type)) THEN
     EXECUTE format('DROP FUNCTION IF EXISTS espf.%I(bigint[])', espf.dispatcher_function_name(OLD.handler, OLD.event_type));
   END IF;
   IF TG_OP = 'DELETE' THEN
