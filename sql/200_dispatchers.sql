@@ -125,7 +125,10 @@ $$;
 
 -- ── compiling ──────────────────────────────────────────────────────────────
 -- The function a rule compiles to. It returns the rows of its query for the
--- source events of its type among `source_events`, their rows locked.
+-- source events of its type among `source_events` whose produced type is
+-- enabled, with the source's target (espf.events.target_handler), their rows
+-- locked, in (source event, i_account) order: espf.dispatch gives them their
+-- i_event in the order they come.
 CREATE OR REPLACE FUNCTION espf.dispatcher_rule_sql(r espf.dispatcher_rules)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
   SELECT concat(
@@ -133,10 +136,11 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
     format(E'-- dispatcher rule %s (generated from espf.dispatcher_rules: change the row, not this)\n',
            regexp_replace(espf.dispatcher_rule_name(r.handler, r.event_type), '[\r\n]', ' ', 'g')),
     format(E'CREATE OR REPLACE FUNCTION espf.%I(source_events bigint[])\n', espf.dispatcher_function_name(r.handler, r.event_type)),
-    E'RETURNS TABLE (source_i_event bigint, event_type text, i_env int, i_account bigint, variables jsonb)\n',
+    E'RETURNS TABLE (source_i_event bigint, event_type text, i_env int, i_account bigint, variables jsonb, target_handler text)\n',
     E'LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $espf_rule$\n',
-    E'  SELECT source.i_event, q.event_type::text, q.i_env::int, q.i_account::bigint, q.variables\n',
+    E'  SELECT source.i_event, q.event_type::text, q.i_env::int, q.i_account::bigint, q.variables, source.target_handler\n',
     format(E'    FROM espf.events source CROSS JOIN LATERAL (%s) q\n', r.query),
+    E'    JOIN espf.event_types t ON t.name = q.event_type AND t.enabled\n',
     format(E'   WHERE source.i_event = ANY (source_events) AND source.event_type = %L\n', r.event_type),
     E'   ORDER BY source.i_event, q.i_account\n',
     E'     FOR NO KEY UPDATE OF q\n',
@@ -150,6 +154,8 @@ RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM espf.check_dispatcher_rule(r);
   BEGIN
+    -- (dropped first: a function made by an earlier release may return other columns)
+    EXECUTE format('DROP FUNCTION IF EXISTS espf.%I(bigint[])', espf.dispatcher_function_name(r.handler, r.event_type));
     EXECUTE espf.dispatcher_rule_sql(r);
   EXCEPTION WHEN OTHERS THEN
     PERFORM espf.refuse_dispatcher_rule(r, 'query', SQLERRM, SQLSTATE);

@@ -33,29 +33,31 @@ BEGIN
   END IF;
 
   -- One statement for the batch, over the functions of the rules of the types
-  -- in it (sql/200_dispatchers.sql): each locks the rows its query reads, then
-  -- the produced events take their i_event in (source event, i_account) order,
-  -- so that an account's events from two sources of one batch follow the sources.
-  SELECT string_agg(format('SELECT * FROM espf.%I($1)', espf.dispatcher_function_name(r.handler, r.event_type)),
-                    ' UNION ALL ' ORDER BY r.event_type)
+  -- in it (sql/200_dispatchers.sql): each locks the rows its query reads and
+  -- returns them in (source event, i_account) order; the produced events take
+  -- their i_event in that order (the rows of several functions merged in it),
+  -- so that an account's events from two sources of one batch follow the
+  -- sources. espf adds i_account (unless null), source_i_event, i_event, i_env
+  -- and event_time to the rule's variables, in one jsonb_build_object.
+  SELECT CASE WHEN count(*) = 0 THEN NULL WHEN count(*) = 1 THEN min(f)
+              ELSE format('SELECT * FROM (%s) u ORDER BY u.source_i_event, u.i_account', string_agg(f, ' UNION ALL ' ORDER BY f)) END
     INTO parts
-    FROM espf.dispatcher_rules r
-   WHERE r.handler = dispatch.handler
-     AND r.event_type IN (SELECT e.event_type FROM espf.events e WHERE e.i_event = ANY (claimed));
+    FROM (SELECT format('SELECT * FROM espf.%I($1)', espf.dispatcher_function_name(r.handler, r.event_type)) AS f
+            FROM espf.dispatcher_rules r
+           WHERE r.handler = dispatch.handler
+             AND r.event_type IN (SELECT e.event_type FROM espf.events e WHERE e.i_event = ANY (claimed))) x;
   IF parts IS NULL THEN
     RETURN 0;
   END IF;
   EXECUTE format($q$
     INSERT INTO espf.events (i_event, event_type, variables, source_i_event, target_handler)
     SELECT p.i_event, p.event_type,
-           espf.dispatched_variables(p.variables, p.i_account, p.source_i_event)
-             || jsonb_build_object('i_event', p.i_event, 'i_env', p.i_env, 'event_time', espf.event_time()),
-           p.source_i_event, p.espf_source_target_handler
-      FROM (SELECT nextval('espf.events_i_event_seq') AS i_event, v.*
-              FROM (SELECT v.*, s.target_handler AS espf_source_target_handler FROM (%s) v
-                      JOIN espf.events s ON s.i_event = v.source_i_event
-                      JOIN espf.event_types t ON t.name = v.event_type AND t.enabled
-                     ORDER BY v.source_i_event, v.i_account) v) p
+           p.variables || CASE WHEN p.i_account IS NULL
+             THEN jsonb_build_object('source_i_event', p.source_i_event, 'i_event', p.i_event, 'i_env', p.i_env, 'event_time', espf.event_time())
+             ELSE jsonb_build_object('i_account', p.i_account, 'source_i_event', p.source_i_event, 'i_event', p.i_event, 'i_env', p.i_env,
+                                     'event_time', espf.event_time()) END,
+           p.source_i_event, p.target_handler
+      FROM (SELECT nextval('espf.events_i_event_seq') AS i_event, v.* FROM (%s) v) p
   $q$, parts) USING claimed;
   GET DIAGNOSTICS produced = ROW_COUNT;
   RETURN produced;
