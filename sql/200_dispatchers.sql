@@ -168,14 +168,14 @@ $$;
 CREATE OR REPLACE FUNCTION espf.dispatcher_rules_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND (OLD.handler, OLD.event_type) IS DISTINCT FROM (NEW.handler, NEW.event_type)) THEN
+  -- A deleted or renamed rule's function goes (NEW is null for a DELETE).
+  IF TG_OP <> 'INSERT' AND (OLD.handler, OLD.event_type) IS DISTINCT FROM (NEW.handler, NEW.event_type) THEN
     EXECUTE format('DROP FUNCTION IF EXISTS espf.%I(bigint[])', espf.dispatcher_function_name(OLD.handler, OLD.event_type));
   END IF;
-  IF TG_OP = 'DELETE' THEN
-    RETURN OLD;
+  IF TG_OP <> 'DELETE' THEN
+    PERFORM espf.compile_dispatcher_rule(NEW);
   END IF;
-  PERFORM espf.compile_dispatcher_rule(NEW);
-  RETURN NEW;
+  RETURN coalesce(NEW, OLD);
 END
 $$;
 REVOKE EXECUTE ON FUNCTION espf.dispatcher_rules_changed() FROM PUBLIC;
