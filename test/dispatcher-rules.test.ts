@@ -206,6 +206,22 @@ describe('dispatcher rules: checked when written', () => {
       assert.equal(all.stdout.match(/^name: /gm)?.length, 7, 'the seven types it consumes');
     });
 
+    it('espf migrate keeps a built-in dispatcher rule a DBA changed and says so; rule list shows it changed', async () => {
+      const CHANGED = 'CustomerToAccountsDispatcher: Customer/Blocked';
+      await t.db.query(sql`UPDATE espf.dispatcher_rules SET query = replace(query, 'THEN NOT a.blocked', 'THEN true')
+                            WHERE handler = 'CustomerToAccountsDispatcher' AND event_type = 'Customer/Blocked'`);
+      const r = await espf('migrate');
+      assert.equal(r.code, 0, show(r));
+      assert.match(r.stdout, new RegExp(`^kept built-in rule ${CHANGED} as changed by a DBA`, 'm'));
+      const [row] = await t.db.query(sql`SELECT query LIKE '%THEN true%' AS kept, query <> shipped_query AS changed FROM espf.dispatcher_rules
+                                          WHERE handler = 'CustomerToAccountsDispatcher' AND event_type = 'Customer/Blocked'`);
+      assert.deepEqual(row, { kept: true, changed: true });
+      const list = await espf('rule', 'list');
+      assert.ok(list.stdout.split('\n').some((l) => l.startsWith(`${CHANGED} `) && l.endsWith('built-in, changed')), show(list));
+      await t.db.query(sql`UPDATE espf.dispatcher_rules SET query = shipped_query WHERE handler = 'CustomerToAccountsDispatcher'`);
+      assert.doesNotMatch((await espf('migrate')).stdout, /kept built-in rule Customer/);
+    });
+
     it('check: a rule whose column was renamed, or whose table was dropped, is reported (exit 1, naming it)', async () => {
       const ok = await espf('rule', 'check');
       assert.equal(ok.code, 0, show(ok));

@@ -113,9 +113,20 @@ export function checkRules(db: Queryable): Promise<{ checked: number; problems: 
   });
 }
 
-/** Built-in rules a DBA changed (sql/100_builtin_rules.sql keeps them as they are); none before the rules exist. */
+/**
+ * Built-in capture and dispatcher rules a DBA changed (sql/100_builtin_rules.sql and
+ * sql/200_dispatchers.sql keep them as they are); none before the rules exist.
+ */
 export async function changedBuiltinRules(db: Queryable): Promise<string[]> {
-  const [{ rules }] = await db.query(sql`SELECT to_regclass('espf.event_rule_status') IS NOT NULL AS rules`);
-  if (!rules) return [];
-  return (await db.query(sql`SELECT name FROM espf.event_rule_status WHERE changed ORDER BY name`)).map((r) => r.name as string);
+  const [{ rules, dispatchers }] = await db.query(sql`
+    SELECT to_regclass('espf.event_rule_status') IS NOT NULL AS rules,
+           EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('espf.dispatcher_rules') AND attname = 'shipped_query') AS dispatchers`);
+  const names: string[] = [];
+  if (rules) names.push(...(await db.query(sql`SELECT name FROM espf.event_rule_status WHERE changed ORDER BY name`)).map((r) => r.name as string));
+  if (dispatchers) {
+    names.push(...(await db.query(sql`
+      SELECT espf.dispatcher_rule_name(handler, event_type) AS name FROM espf.dispatcher_rules
+       WHERE shipped_query IS NOT NULL AND query <> shipped_query ORDER BY handler, event_type`)).map((r) => r.name as string));
+  }
+  return names;
 }
