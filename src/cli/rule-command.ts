@@ -34,13 +34,14 @@ Examples:
     .description('compile every rule again against its table (changes nothing); exits 1 naming each rule that does not compile')
     .action(async () => {
       const r = await withDb('espf rule', checkRules);
+      const checked = r.checked + r.dispatcherRules;
       if (r.problems.length === 0) {
-        io.out(`${r.checked} rules compile\n`);
+        io.out(`${checked} rules compile\n`);
         return;
       }
       for (const p of r.problems) io.out(`${p.problem}\n`);
       throw new EspfError('ESPF_RULES_BROKEN',
-        `${r.problems.length} of ${r.checked} rules do not compile: ${r.problems.map((p) => p.name).join(', ')}`);
+        `${r.problems.length} of ${checked} rules do not compile: ${r.problems.map((p) => p.name).join(', ')}`);
     });
   return rule;
 }

@@ -104,12 +104,16 @@ export function compiledDispatcherRule(db: Queryable, handler: string, eventType
   });
 }
 
-/** Checks every capture and dispatcher rule again (espf.check_rules); changes nothing. */
-export function checkRules(db: Queryable): Promise<{ checked: number; problems: RuleProblem[] }> {
+/**
+ * Checks every capture and dispatcher rule again (espf.check_rules); changes
+ * nothing. `checked` counts the capture rules, `dispatcherRules` the dispatcher
+ * rules; `problems` holds both kinds.
+ */
+export function checkRules(db: Queryable): Promise<{ checked: number; dispatcherRules: number; problems: RuleProblem[] }> {
   return db.tx(async (tx) => {
-    const [{ n }] = await tx.query(sql`SELECT (SELECT count(*) FROM espf.event_rules) + (SELECT count(*) FROM espf.dispatcher_rules) AS n`);
+    const [{ n, d }] = await tx.query(sql`SELECT (SELECT count(*)::int FROM espf.event_rules) AS n, (SELECT count(*)::int FROM espf.dispatcher_rules) AS d`);
     const problems: RuleProblem[] = await tx.query(sql`SELECT name, problem, code FROM espf.check_rules()`);
-    return { checked: Number(n), problems };
+    return { checked: Number(n), dispatcherRules: Number(d), problems };
   });
 }
 
