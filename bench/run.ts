@@ -38,6 +38,7 @@ const runs = Math.max(1, Number(process.env.BENCH_RUNS ?? (quick ? 1 : 3)));
 const budgetScale = Number(process.env.BENCH_BUDGET_SCALE ?? 1);
 const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim())) : undefined;
 const outFile = process.env.BENCH_OUT ?? path.join(BENCH_DIR, 'results', 'latest.json');
+const fanoutAccounts = process.env.BENCH_FANOUT_ACCOUNTS ? Number(process.env.BENCH_FANOUT_ACCOUNTS) : undefined;
 
 const FIGURES: Figure<any>[] = [httpCeiling, captureOverhead, e2e, e2eShaped, latency, fanout, bigtx, rateAccuracy, backlog, outage, backfill, consolePages, shards];
 
@@ -232,6 +233,10 @@ async function main(): Promise<void> {
   const loadAtStart = os.loadavg();
   // The big customer's accounts serve fanout (its block) and bigtx (one UPDATE of them all), each in its own clone.
   const sizes = quick ? { fanoutAccounts: 20_000, accounts: 10_000 } : { fanoutAccounts: 1_000_000, accounts: 100_000 };
+  if (fanoutAccounts !== undefined) {
+    if (!Number.isInteger(fanoutAccounts) || fanoutAccounts < 1) throw new Error(`BENCH_FANOUT_ACCOUNTS: a positive integer, not '${process.env.BENCH_FANOUT_ACCOUNTS}'`);
+    sizes.fanoutAccounts = fanoutAccounts;
+  }
   let server: Server | undefined;
   let receiver: Receiver | undefined;
   const template = `espf_bench_tpl_${process.pid}`;

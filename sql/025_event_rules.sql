@@ -471,7 +471,7 @@ SELECT r.name, r.event_type, r.source, r.operations, r.watch, r.condition, r.var
 
 -- Checks every rule again without changing anything; one row per rule that no
 -- longer compiles (e.g. a column it uses was dropped), or whose type is enabled
--- but whose trigger is missing.
+-- but whose trigger is missing; then the dispatcher rules' rows.
 CREATE OR REPLACE FUNCTION espf.check_rules()
 RETURNS TABLE (name text, problem text, code text) LANGUAGE plpgsql AS $$
 DECLARE
@@ -490,5 +490,7 @@ BEGIN
       RETURN NEXT;
     END;
   END LOOP;
+  -- The dispatcher rules (sql/200_dispatchers.sql).
+  RETURN QUERY SELECT d.name, d.problem, d.code FROM espf.check_dispatcher_rules() d;
 END
 $$;

@@ -92,7 +92,8 @@ export const SCHEMA = {
   'espf.dispatcher_rules': {
     handler: col<string>(),
     event_type: col<string>(),
-    view_name: col<string>(),
+    query: col<string>(),
+    shipped_query: col<string | null>(),
   },
   'espf.event_deliveries': {
     i_event: col<number>(),

@@ -11,9 +11,11 @@ const MAX_BATCH = 1000;
 /**
  * The deliver stage of one dispatcher: batches of source events go to
  * espf.dispatch() (one transaction per batch), which records them DISPATCHED
- * and inserts the events the dispatcher's views produce; those come back
- * through the stream like any other event. A committed batch is reported to
- * `durable` (the acknowledge stage).
+ * and inserts the events the dispatcher's rules (espf.dispatcher_rules,
+ * sql/200_dispatchers.sql) produce; those come back through the stream like
+ * any other event. A committed batch is reported to `durable` (the
+ * acknowledge stage). A rule that fails (its table dropped: `espf rule check`
+ * names it) fails the batch, which is retried with backoff.
  */
 export class DispatcherRunner {
   private queue: Item[] = [];

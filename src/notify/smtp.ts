@@ -1,4 +1,4 @@
-import nodemailer from 'nodemailer';
+import type { TransportOptions } from 'nodemailer';
 import { oneLine } from '../errors.ts';
 import { redactText } from '../security/redact.ts';
 import { resolveSecret } from '../security/secret-ref.ts';
@@ -42,6 +42,8 @@ export interface Mail {
 
 /** Sends one e-mail; the error thrown, if any, has its secrets masked. */
 export async function sendMail(target: SmtpTarget, mail: Mail): Promise<{ messageId: string }> {
+  // Loaded on the first e-mail, not at start: most runs never send one (docs/operations.md, "Memory").
+  const { default: nodemailer } = await import('nodemailer');
   const transport = nodemailer.createTransport({
     url: target.url,
     connectionTimeout: 10_000,
@@ -49,7 +51,7 @@ export async function sendMail(target: SmtpTarget, mail: Mail): Promise<{ messag
     socketTimeout: 30_000,
     logger: false,
     debug: false,
-  } as nodemailer.TransportOptions);
+  } as TransportOptions);
   try {
     const info = await transport.sendMail({ from: mail.from, to: [...mail.to], subject: mail.subject, text: mail.text });
     return { messageId: String(info.messageId) };
