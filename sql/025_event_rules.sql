@@ -272,28 +272,7 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- The shard_key of an event (v: its variables, ev: its i_event) as an
--- expression of the generated INSERT: espf.shard_key (migrations/0013_shards.sql)
--- written out. A call of espf.shard_key is not inlined (its 'e:' || i_event is
--- the stable anytextcat), and would cost a SQL function call per event;
--- test/event-rules.test.ts checks that both agree.
-CREATE OR REPLACE FUNCTION espf.rule_shard_key_sql() RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-  SELECT $k$(hashtextextended(CASE
-      WHEN v ->> 'i_account' IS NOT NULL THEN 'a:' || (v ->> 'i_account')
-      WHEN v ->> 'i_customer' IS NOT NULL THEN 'c:' || (v ->> 'i_customer')
-      WHEN v ->> 'i_product' IS NOT NULL THEN 'p:' || (v ->> 'i_product')
-      WHEN jsonb_typeof(v -> 'owner_type') = 'string' AND v ->> 'owner_id' IS NOT NULL
-        THEN left(v ->> 'owner_type', 1) || ':' || (v ->> 'owner_id')
-      ELSE 'e:' || ev::text
-    END, 0) & 2147483647)::int$k$
-$$;
-
--- The body of a rule's trigger function (between its dollar quotes). Each
--- event is one INSERT that also writes shard_key (espf.rule_shard_key_sql), so
--- the outbox's BEFORE trigger events_shard_key (migrations/0013_shards.sql,
--- WHEN shard_key IS NULL since migrations/0025_capture_shard_key.sql) is not
--- called for a captured event: one PL/pgSQL call per captured event, not two.
+-- The body of a rule's trigger function (between its dollar quotes).
 CREATE OR REPLACE FUNCTION espf.rule_function_body(r espf.event_rules, vtype text DEFAULT 'jsonb')
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
@@ -308,13 +287,13 @@ BEGIN
       E'DECLARE\n',
       CASE WHEN env = 'env' THEN format(E'  env int := (%s);\n', r.i_env) END,
       E'  ev bigint := nextval(''espf.events_i_event_seq'');\n',
-      CASE WHEN args IS NOT NULL
-        THEN format(E'  v jsonb := jsonb_build_object(\n    ''i_env'', %s, ''event_time'', espf.event_time(),\n    %s,\n    ''i_event'', ev);\n', env, btrim(args))
-        ELSE format(E'  v jsonb := jsonb_build_object(''i_env'', %s, ''event_time'', espf.event_time())\n    || (%s)\n    || jsonb_build_object(''i_event'', ev);\n', env, r.variables)
-      END,
       E'BEGIN\n',
-      E'  INSERT INTO espf.events (i_event, event_type, variables, shard_key)\n',
-      format(E'  VALUES (ev, %s, v, %s);\n', events, espf.rule_shard_key_sql()),
+      E'  INSERT INTO espf.events (i_event, event_type, variables)\n',
+      format(E'  VALUES (ev, %s, ', events),
+      CASE WHEN args IS NOT NULL
+        THEN format(E'jsonb_build_object(\n    ''i_env'', %s, ''event_time'', espf.event_time(),\n    %s,\n    ''i_event'', ev));\n', env, btrim(args))
+        ELSE format(E'jsonb_build_object(''i_env'', %s, ''event_time'', espf.event_time())\n    || (%s)\n    || jsonb_build_object(''i_event'', ev));\n', env, r.variables)
+      END,
       E'  RETURN NULL;\nEND\n');
   END IF;
   RETURN concat(
@@ -325,9 +304,8 @@ BEGIN
     format(E'  FOREACH v IN ARRAY coalesce((%s), ''{}''::jsonb[]) LOOP\n', r.variables),
     E'    CONTINUE WHEN v IS NULL;\n',
     E'    ev := nextval(''espf.events_i_event_seq'');\n',
-    E'    v := jsonb_build_object(''i_env'', env, ''event_time'', espf.event_time()) || v || jsonb_build_object(''i_event'', ev);\n',
-    E'    INSERT INTO espf.events (i_event, event_type, variables, shard_key)\n',
-    format(E'    VALUES (ev, %s, v, %s);\n', events, espf.rule_shard_key_sql()),
+    E'    INSERT INTO espf.events (i_event, event_type, variables)\n',
+    format(E'    VALUES (ev, %s, jsonb_build_object(''i_env'', env, ''event_time'', espf.event_time()) || v || jsonb_build_object(''i_event'', ev));\n', events),
     E'  END LOOP;\n',
     E'  RETURN NULL;\nEND\n');
 END
