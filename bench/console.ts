@@ -93,9 +93,13 @@ export const consolePages: Figure<ConsoleParams> = {
     try {
       await db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES ('bench', 'viewer', ${await hashPassword('bench password')}) ON CONFLICT DO NOTHING`);
       await db.query(sql`UPDATE espf.console SET enabled = true`);
+      // As a browser logs in: the login form's token and its cookie first, then the form from this Origin.
+      const form = await fetch(`${srv.base}/console/login`);
+      const token = /name="_login" value="([^"]*)"/.exec(await form.text())?.[1] ?? '';
       const login = await fetch(`${srv.base}/console/login`, {
-        method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: 'user=bench&password=bench+password',
+        method: 'POST', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: (form.headers.get('set-cookie') ?? '').split(';')[0]!, origin: srv.base },
+        body: new URLSearchParams({ _login: token, user: 'bench', password: 'bench password' }).toString(),
       });
       const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
       if (login.status !== 303 || !cookie) throw new Error(`console_ms: login failed (${login.status})`);

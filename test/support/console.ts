@@ -89,7 +89,7 @@ export function consoleHttp(base: () => string) {
  * Holds `table` locked (ACCESS EXCLUSIVE) in a transaction of its own until
  * released: every read of it waits meanwhile (a slow or blocked console read).
  */
-export async function holdLock(db: Db, table: 'espf.console' | 'billing.account'): Promise<{ release(): Promise<void> }> {
+export async function holdLock(db: Db, table: 'espf.console' | 'espf.status_api' | 'billing.account'): Promise<{ release(): Promise<void> }> {
   let release!: () => void;
   let locked!: () => void;
   const isLocked = new Promise<void>((r) => { locked = r; });
