@@ -8,9 +8,8 @@ import { provisioningLog } from '../src/log/logger.ts';
 import { startHttpServer } from '../src/run/http-server.ts';
 import { HTTP_POOL_SIZE, openPools, type Pools } from '../src/run/pools.ts';
 import { Sender } from '../src/run/sender.ts';
-import { holdLock } from './support/console.ts';
+import { holdLock, lockWaiters } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
-import { eventually } from './support/receiver.ts';
 
 /**
  * The status API runs on a pool of its own (src/run/pools.ts, wired as espf run
@@ -44,12 +43,7 @@ describe('http pools: the status API waits on its own pool, never on the sender\
       body: JSON.stringify({ status: 'OK', group: 'HSS' }),
     }).then((r) => r.status)));
     try {
-      const waiting = await eventually(async () => {
-        const rows = await t.db.query(sql`SELECT application_name FROM pg_stat_activity
-                                           WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%espf.status_api%'`);
-        return rows.length > 0 ? rows : undefined;
-      }, 15_000, 'the status API read to wait on the lock');
-      assert.deepEqual([...new Set(waiting.map((w) => w.application_name))], ['espf run main http']);
+      assert.deepEqual(await lockWaiters(t.db, 'espf.status_api', 'the status API read to wait on the lock'), ['espf run main http']);
       const [c] = await t.db.query(sql`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'espf run main http'`);
       assert.ok(c.n <= HTTP_POOL_SIZE, `${c.n} connections of the http pool`);
       const [one] = await pools.db.query(sql`SELECT 1 AS one`);
