@@ -92,8 +92,8 @@ CREATE OR REPLACE TRIGGER delivery_minutes_truncate AFTER TRUNCATE ON espf.event
 -- Once, at the first migrate with this file: the deliveries finished in the
 -- last 25 hours are counted (the overview's longest window is 24 hours), in
 -- this transaction, which holds the triggers' lock on espf.event_deliveries
--- (writes of deliveries wait while it counts: about a second per million
--- deliveries of those 25 hours). Older minutes are not kept.
+-- (writes of deliveries wait while it counts: about 3 s per million
+-- deliveries of those 25 hours, docs/console.md). Older minutes are not kept.
 DO $$
 BEGIN
   IF (SELECT built FROM espf.delivery_minutes_state) THEN
