@@ -1,12 +1,12 @@
 /**
- * console_ms: server time of two console pages with BENCH_CONSOLE_ROWS (default
+ * console_ms: server time of three console pages with BENCH_CONSOLE_ROWS (default
  * 10,000,000; quick 200,000) rows in espf.event_deliveries (and as many events):
+ * the overview (its counts from espf.delivery_minutes, sql/420_delivery_minutes.sql),
  * the subscriber page of a random account (about 100 deliveries each) and the
  * failures page (state=FAILED&handler=EventSender, also filtered by type, by a
  * one-day window, and a page deep in the keyset). Server time = from the request
  * reaching the console to the end of its answer, in this process over loopback;
- * 200 requests of each page after 20 of warm-up, one at a time; p50/p95. The
- * overview page is timed too (20 requests, in the details; no goal).
+ * 200 requests of each page after 20 of warm-up, one at a time; p50/p95.
  * The data are generated once per `make bench` (bench/console-data.sql) and kept
  * for the later runs; the database is dropped with the throwaway cluster.
  */
@@ -93,9 +93,13 @@ export const consolePages: Figure<ConsoleParams> = {
     try {
       await db.query(sql`INSERT INTO espf.console_users (name, role, password_hash) VALUES ('bench', 'viewer', ${await hashPassword('bench password')}) ON CONFLICT DO NOTHING`);
       await db.query(sql`UPDATE espf.console SET enabled = true`);
+      // As a browser logs in: the login form's token and its cookie first, then the form from this Origin.
+      const form = await fetch(`${srv.base}/console/login`);
+      const token = /name="_login" value="([^"]*)"/.exec(await form.text())?.[1] ?? '';
       const login = await fetch(`${srv.base}/console/login`, {
-        method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: 'user=bench&password=bench+password',
+        method: 'POST', redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: (form.headers.get('set-cookie') ?? '').split(';')[0]!, origin: srv.base },
+        body: new URLSearchParams({ _login: token, user: 'bench', password: 'bench password' }).toString(),
       });
       const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
       if (login.status !== 303 || !cookie) throw new Error(`console_ms: login failed (${login.status})`);
@@ -118,28 +122,31 @@ export const consolePages: Figure<ConsoleParams> = {
       // Check what is measured: the pages hold rows.
       if (!/data-delivery=/.test(await get('check', `/console/subscribers/${account()}`))) throw new Error('console_ms: a subscriber page without deliveries');
       if (!/state FAILED/.test(await get('check', failures[0]!))) throw new Error('console_ms: a failures page without failures');
+      if (!/EventSender delivered, last 6 hours: [1-9]/.test(await get('check', '/console/'))) throw new Error('console_ms: an overview without deliveries');
       for (let i = 0; i < p.warmup; i++) {
+        await get('warmup', '/console/');
         await get('warmup', `/console/subscribers/${account()}`);
         await get('warmup', failures[i % failures.length]!);
       }
       for (let i = 0; i < p.requests; i++) {
+        await get('overview', '/console/');
         await get('subscriber', `/console/subscribers/${account()}`);
         await get(`failures ${i % failures.length}`, failures[i % failures.length]!);
       }
       srv.times.set('failures', failures.flatMap((_f, k) => srv.times.get(`failures ${k}`) ?? []));
-      // Not a goal: the overview (it scans the last 6 hours of finished deliveries for its charts).
-      for (let i = 0; i < 20; i++) await get('overview', '/console/');
       const stat = (k: string) => {
         const s = Float64Array.from(srv.times.get(k) ?? []).sort();
         return { p50: round(percentile(s, 50), 1), p95: round(percentile(s, 95), 1), max: round(s[s.length - 1] ?? NaN, 1), n: s.length };
       };
+      const over = stat('overview');
       const sub = stat('subscriber');
       const fail = stat('failures');
       const [{ n }] = await db.query(sql`SELECT count(*)::bigint AS n FROM espf.event_deliveries`);
       return {
-        values: { console_ms: Math.max(sub.p95, fail.p95), subscriber_p95: sub.p95, failures_p95: fail.p95, subscriber_p50: sub.p50, failures_p50: fail.p50 },
-        details: { rows: Number(n), generate_s: round(data.seconds, 0), subscriber: sub, failures: fail,
-          failures_by_url: failures.map((url, k) => ({ url, ...stat(`failures ${k}`) })), overview: stat('overview') },
+        values: { console_ms: Math.max(over.p95, sub.p95, fail.p95), overview_p95: over.p95, subscriber_p95: sub.p95, failures_p95: fail.p95,
+          overview_p50: over.p50, subscriber_p50: sub.p50, failures_p50: fail.p50 },
+        details: { rows: Number(n), generate_s: round(data.seconds, 0), overview: over, subscriber: sub, failures: fail,
+          failures_by_url: failures.map((url, k) => ({ url, ...stat(`failures ${k}`) })) },
       };
     } finally {
       await srv.close();

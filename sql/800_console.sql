@@ -1,9 +1,14 @@
 -- Reads of the web console (src/console/, docs/console.md). Plain views and
 -- functions over what espf records; a DBA may SELECT from them too.
 
--- One row per handler: what waits, what was delivered in the last 5 minutes
--- (per minute), what failed for good in the last 24 hours, the latest error,
--- and how many of its URLs the circuit breaker holds down (espf.target_states).
+-- One row per handler: what waits, what was delivered lately (per minute),
+-- what failed for good in the last 24 hours, the latest error, and how many of
+-- its URLs the circuit breaker holds down (espf.target_states). The finished
+-- counts come from espf.delivery_minutes (sql/420_delivery_minutes.sql), whole
+-- minutes of finished_at: delivered_per_min is the deliveries of the minutes
+-- from the one that began 5 minutes ago up to now, divided by that span in
+-- minutes (5 to 6); failed_24h counts the minutes from the one that began 24
+-- hours ago.
 CREATE OR REPLACE VIEW espf.console_overview AS
 SELECT h.name AS handler,
        h.kind,
@@ -13,12 +18,9 @@ SELECT h.name AS handler,
        coalesce(w.pending, 0)      AS pending,
        coalesce(w.retry, 0)        AS retry,
        w.oldest_age_s,
-       (SELECT count(*) FROM espf.event_deliveries d
-         WHERE d.handler = h.name AND d.finished_at >= now() - interval '5 minutes'
-           AND d.state IN ('DELIVERED', 'DISPATCHED'))::float8 / 5 AS delivered_per_min,
-       (SELECT count(*) FROM espf.event_deliveries d
-         WHERE d.handler = h.name AND d.state = 'FAILED'
-           AND d.finished_at >= now() - interval '24 hours') AS failed_24h,
+       coalesce(m.delivered_5, 0)::float8
+         / (extract(epoch FROM now() - date_trunc('minute', now() - interval '5 minutes'))::float8 / 60) AS delivered_per_min,
+       coalesce(m.failed_24h, 0)::bigint AS failed_24h,
        CASE WHEN f.at IS NULL OR (r.at IS NOT NULL AND r.at >= f.at) THEN r.last_error ELSE f.last_error END AS last_error,
        CASE WHEN f.at IS NULL OR (r.at IS NOT NULL AND r.at >= f.at) THEN r.at ELSE f.at END AS last_error_at,
        (SELECT count(*) FROM espf.target_states ts WHERE ts.handler = h.name AND NOT ts.up) AS targets_down
@@ -30,6 +32,11 @@ SELECT h.name AS handler,
                extract(epoch FROM now() - min(coalesce(d.committed_at, d.created_at)))::float8 AS oldest_age_s
           FROM espf.event_deliveries d
          WHERE d.handler = h.name AND d.state IN ('PENDING', 'RETRY')) w ON true
+  LEFT JOIN LATERAL (
+        SELECT sum(x.delivered) FILTER (WHERE x.minute >= date_trunc('minute', now() - interval '5 minutes')) AS delivered_5,
+               sum(x.failed) AS failed_24h
+          FROM espf.delivery_minutes x
+         WHERE x.handler = h.name AND x.minute >= date_trunc('minute', now() - interval '24 hours')) m ON true
   -- the latest error of a waiting delivery, and of one that failed for good in the last 24 hours
   LEFT JOIN LATERAL (
         SELECT d.last_error, d.last_attempt_at AS at FROM espf.event_deliveries d
@@ -38,6 +45,7 @@ SELECT h.name AS handler,
   LEFT JOIN LATERAL (
         SELECT d.last_error, d.finished_at AS at FROM espf.event_deliveries d
          WHERE d.handler = h.name AND d.state = 'FAILED' AND d.finished_at >= now() - interval '24 hours'
+           AND coalesce(m.failed_24h, 0) > 0   -- no failure to look for: no scan
          ORDER BY d.finished_at DESC LIMIT 1) f ON true;
 
 -- Each instance named in espf.handlers, with its replication slot, how much
@@ -59,16 +67,18 @@ SELECT i.instance,
   LEFT JOIN espf.instances r ON r.name = i.instance;
 
 -- Finished deliveries per handler in `buckets` equal slices of the last `hours`
--- hours (bucket 0 is the oldest): delivered (or dispatched) and failed for good.
+-- hours (bucket 0 is the oldest): delivered (or dispatched) and failed for good,
+-- from espf.delivery_minutes: a minute counts in the slice its start falls in
+-- (the minute that began before the first slice, in the first).
 CREATE OR REPLACE FUNCTION espf.console_series(hours int DEFAULT 6, buckets int DEFAULT 36)
 RETURNS TABLE (handler text, bucket int, delivered bigint, failed bigint)
 LANGUAGE sql STABLE AS $$
-  SELECT d.handler,
-         least(buckets - 1, floor(extract(epoch FROM d.finished_at - (now() - make_interval(hours => hours)))
-                                  / (hours * 3600.0 / buckets)))::int AS bucket,
-         count(*) FILTER (WHERE d.state IN ('DELIVERED', 'DISPATCHED')) AS delivered,
-         count(*) FILTER (WHERE d.state = 'FAILED') AS failed
-    FROM espf.event_deliveries d
-   WHERE d.finished_at >= now() - make_interval(hours => hours)
+  SELECT m.handler,
+         greatest(0, least(buckets - 1, floor(extract(epoch FROM m.minute - (now() - make_interval(hours => hours)))
+                                              / (hours * 3600.0 / buckets))))::int AS bucket,
+         sum(m.delivered)::bigint AS delivered,
+         sum(m.failed)::bigint AS failed
+    FROM espf.delivery_minutes m
+   WHERE m.minute >= date_trunc('minute', now() - make_interval(hours => hours))
    GROUP BY 1, 2
 $$;

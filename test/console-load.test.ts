@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { sql } from '@databases/pg';
 import pino from 'pino';
-import { ADMIN, enableConsole, holdLock } from './support/console.ts';
+import { ADMIN, enableConsole, holdLock, lockWaiters } from './support/console.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
@@ -88,12 +88,7 @@ describe('console: an anonymous flood leaves delivery running', function () {
     const flood = Promise.all(Array.from({ length: 2000 }, (_, i) => anonymous(i)));
     try {
       // The console's read waits on the lock, on a connection of the console's pool.
-      const waiting = await eventually(async () => {
-        const rows = await t.db.query(sql`SELECT application_name FROM pg_stat_activity
-                                           WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM espf.console%'`);
-        return rows.length > 0 ? rows : undefined;
-      }, 15_000, 'the console read to wait on the lock');
-      assert.deepEqual([...new Set(waiting.map((w) => w.application_name))], ['espf run main console']);
+      assert.deepEqual(await lockWaiters(t.db, 'FROM espf.console', 'the console read to wait on the lock'), ['espf run main console']);
       const before = await delivered();
       await addAccounts(t.db, ids, 2000, 'locked-');
       await eventually(async () => (await delivered()) - before >= 2000 || undefined, 120_000, '2,000 deliveries recorded while the console waits');

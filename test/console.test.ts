@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from '@databases/pg';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { ROOT } from '../src/paths.ts';
+import { CHROMIUM, launchChromium, warnNoChromium } from './support/chromium.ts';
 import { ADMIN, enableConsole, startConsoleServer, VIEWER } from './support/console.ts';
 import type { TestDatabase } from './support/database.ts';
 import { deliveryFixture } from './support/fixture.ts';
@@ -17,8 +18,6 @@ import { addAccounts, seedCustomer } from './support/sender.ts';
  * HTTP server, a real sender and a real receiver on 127.0.0.1.
  * Screenshots go to docs/console-*.png with ESPF_CONSOLE_SCREENSHOTS=1 (docs/console.md).
  */
-const CANDIDATES = [process.env.CHROMIUM_PATH, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
-const CHROMIUM = CANDIDATES.find((p): p is string => Boolean(p) && existsSync(p!));
 const SHOTS = process.env.ESPF_CONSOLE_SCREENSHOTS === '1' ? path.join(ROOT, 'docs') : mkdtempSync(path.join(os.tmpdir(), 'espf-shots-'));
 
 describe('console in a real browser (headless Chromium)', function () {
@@ -36,14 +35,7 @@ describe('console in a real browser (headless Chromium)', function () {
 
   before(function () {
     if (!CHROMIUM) {
-      process.stderr.write([
-        '',
-        '#'.repeat(78),
-        '# BROWSER TESTS SKIPPED: no Chromium found (looked for CHROMIUM_PATH, /usr/bin/chromium, …).',
-        '# Install Debian\'s browser: apt-get install -y chromium   (.ci/run does it on CI)',
-        '#'.repeat(78),
-        '',
-      ].join('\n') + '\n');
+      warnNoChromium();
       this.skip();
     }
   });
@@ -79,11 +71,7 @@ describe('console in a real browser (headless Chromium)', function () {
     }, 20_000, 'the delivery to fail at the receiver');
     failedEvent = d.i_event;
     await eventually(async () => (await t.db.query(sql`SELECT 1 FROM espf.event_deliveries WHERE state = 'DELIVERED'`)).length === 3, 20_000, 'three deliveries');
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
-    });
+    browser = await launchChromium();
     admin = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     page = await admin.newPage();
   });

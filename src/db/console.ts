@@ -122,13 +122,19 @@ export async function insertAudit(db: Queryable, user: string, action: string, t
                      VALUES (${user}, ${action}, ${target}, ${json(before)}::jsonb, ${json(after)}::jsonb)`);
 }
 
+/** The role every console change runs under (migrations/0021_console_role.sql, docs/security.md). */
+export const CONSOLE_ROLE = 'espf_console';
+
 /**
- * Runs a change and its espf.console_audit row in one transaction: nothing is
- * recorded when the database refuses the change.
+ * Runs a change and its espf.console_audit row in one transaction, as the role
+ * espf_console (`SET LOCAL ROLE`: the login role of espf run is its member
+ * WITH INHERIT FALSE, so it holds these rights only here): nothing is recorded
+ * when the database refuses the change, or the role (42501).
  */
 export function audited<T>(db: Queryable, user: string, action: string, target: string,
   change: (tx: Queryable) => Promise<AuditedChange<T>>): Promise<T> {
   return db.tx(async (tx) => {
+    await tx.query(sql`SET LOCAL ROLE ${sql.ident(CONSOLE_ROLE)}`);
     const r = await change(tx);
     await insertAudit(tx, user, action, target, r.before, r.after);
     return r.result;

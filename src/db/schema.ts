@@ -89,6 +89,18 @@ export const SCHEMA = {
     created_at: gen<Date>(),
     updated_at: gen<Date>(),
   },
+  'espf.delivery_minutes': {
+    handler: col<string>(),
+    minute: col<Date>(),
+    delivered: gen<number>(),
+    failed: gen<number>(),
+  },
+  'espf.delivery_minutes_state': {
+    id: gen<boolean>(),
+    built: gen<boolean>(),
+    kept_from: gen<Date>(),
+    built_at: col<Date | null>(),
+  },
   'espf.dispatcher_rules': {
     handler: col<string>(),
     event_type: col<string>(),

@@ -16,6 +16,8 @@ export interface HttpServerOptions {
   readonly db: Db;
   /** The console's own pool (src/run/pools.ts); without it the console shares `db`. */
   readonly consoleDb?: Db;
+  /** The pool of the status API (src/run/pools.ts); without it the status API shares `db`. */
+  readonly httpDb?: Db;
   readonly log: Logger;
   readonly port: number;
   /** Address to listen on (default 127.0.0.1; espf run passes ESPF_HTTP_HOST). */
@@ -72,7 +74,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
       );
       return;
     }
-    if (handleStatusApi(req, res, path, { db: opts.db, log: opts.log })) return;
+    if (handleStatusApi(req, res, path, { db: opts.httpDb ?? opts.db, log: opts.log })) return;
     if (web.handle(req, res, path)) return;
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: 'not found' }));

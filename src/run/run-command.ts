@@ -69,14 +69,14 @@ export async function runService(opts: RunOptions): Promise<void> {
     const shard = await resolveShard(db, opts.instance, opts.shard);
     const plog = provisioningLog(env.logDir);
     started.push(() => plog.flush());
-    const metrics = new Metrics({ db, shard });
+    const metrics = new Metrics({ db: pools.httpDb, shard });
     const slot = await shardSlot(db, opts.instance, shard);
     // A slot of this name made by another database of the server: refused before anything starts or is written.
     refuseOtherDatabase(slot, await slotState(db, slot));
     const sender = new Sender({ db, url, instance: opts.instance, slot, shard, log, plog, observe: metrics, window: env.window });
     metrics.bind(sender);
     const registry = new InstanceRegistry({ db, instance: opts.instance, sender, log });
-    const server = await startHttpServer({ sender, db, consoleDb: pools.consoleDb, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie, consoleScryptN: env.consoleScryptN, consoleTestEventDeny: env.consoleTestEventDeny })
+    const server = await startHttpServer({ sender, db, consoleDb: pools.consoleDb, httpDb: pools.httpDb, log, metrics, registry, port: env.httpPort, host: env.httpHost, logDir: env.logDir, secureCookie: env.consoleSecureCookie, consoleScryptN: env.consoleScryptN, consoleTestEventDeny: env.consoleTestEventDeny })
       .catch((err: unknown) => {
         const e = err as { code?: string; message?: string };
         throw new EspfError('ESPF_ENV', `ESPF_HTTP_HOST=${env.httpHost} ESPF_HTTP_PORT=${env.httpPort}: cannot listen there (${e.code ?? e.message ?? String(err)})`, { cause: err });

@@ -6,6 +6,7 @@ import { sql } from '@databases/pg';
 import { hashPassword, SCRYPT_N_MIN } from '../../src/console/auth.ts';
 import type { Db } from '../../src/db/connect.ts';
 import { createTestDatabase, type TestDatabase } from './database.ts';
+import { eventually } from './receiver.ts';
 import { provisioningLog } from '../../src/log/logger.ts';
 import { startHttpServer } from '../../src/run/http-server.ts';
 import { Sender } from '../../src/run/sender.ts';
@@ -89,7 +90,7 @@ export function consoleHttp(base: () => string) {
  * Holds `table` locked (ACCESS EXCLUSIVE) in a transaction of its own until
  * released: every read of it waits meanwhile (a slow or blocked console read).
  */
-export async function holdLock(db: Db, table: 'espf.console' | 'billing.account'): Promise<{ release(): Promise<void> }> {
+export async function holdLock(db: Db, table: 'espf.console' | 'espf.status_api' | 'billing.account'): Promise<{ release(): Promise<void> }> {
   let release!: () => void;
   let locked!: () => void;
   const isLocked = new Promise<void>((r) => { locked = r; });
@@ -100,4 +101,17 @@ export async function holdLock(db: Db, table: 'espf.console' | 'billing.account'
   });
   await Promise.race([isLocked, held]);
   return { release: async () => { release(); await held; } };
+}
+
+/**
+ * The application_name of each connection of this database that waits on a lock
+ * in a statement whose text contains `like` (once there is one; 15 s at most).
+ */
+export async function lockWaiters(db: Db, like: string, what: string): Promise<string[]> {
+  const rows = await eventually(async () => {
+    const r = await db.query(sql`SELECT application_name FROM pg_stat_activity
+                                  WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE ${`%${like}%`}`);
+    return r.length > 0 ? r : undefined;
+  }, 15_000, what);
+  return [...new Set(rows.map((w) => String(w.application_name)))];
 }
