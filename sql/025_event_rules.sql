@@ -272,21 +272,19 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
--- The SQL a rule compiles to (its trigger function, then its trigger).
-CREATE OR REPLACE FUNCTION espf.rule_sql(r espf.event_rules, vtype text DEFAULT 'jsonb')
+-- The body of a rule's trigger function (between its dollar quotes).
+CREATE OR REPLACE FUNCTION espf.rule_function_body(r espf.event_rules, vtype text DEFAULT 'jsonb')
 RETURNS text LANGUAGE plpgsql STABLE AS $$
 DECLARE
-  fn     text := format('espf.%I', espf.rule_function_name(r.name));
   events text := format('%L', r.event_type);
   simple_env boolean := r.i_env ~* '^\s*((new|old)\.[a-z_][a-z0-9_]*|[0-9]+)\s*$';
   args   text := espf.rule_build_object_args(r.variables);
   env    text;
-  body   text;
-  ops    text;
 BEGIN
   env := CASE WHEN simple_env AND vtype = 'jsonb' THEN btrim(r.i_env) ELSE 'env' END;
   IF vtype = 'jsonb' THEN
-    body := concat(
+    RETURN concat(
+      E'DECLARE\n',
       CASE WHEN env = 'env' THEN format(E'  env int := (%s);\n', r.i_env) END,
       E'  ev bigint := nextval(''espf.events_i_event_seq'');\n',
       E'BEGIN\n',
@@ -295,19 +293,31 @@ BEGIN
       CASE WHEN args IS NOT NULL
         THEN format(E'jsonb_build_object(\n    ''i_env'', %s, ''event_time'', espf.event_time(),\n    %s,\n    ''i_event'', ev));\n', env, btrim(args))
         ELSE format(E'jsonb_build_object(''i_env'', %s, ''event_time'', espf.event_time())\n    || (%s)\n    || jsonb_build_object(''i_event'', ev));\n', env, r.variables)
-      END);
-  ELSE
-    body := concat(
-      format(E'  env int := (%s);\n', r.i_env),
-      E'  v jsonb;\n  ev bigint;\n',
-      E'BEGIN\n',
-      format(E'  FOREACH v IN ARRAY coalesce((%s), ''{}''::jsonb[]) LOOP\n', r.variables),
-      E'    CONTINUE WHEN v IS NULL;\n',
-      E'    ev := nextval(''espf.events_i_event_seq'');\n',
-      E'    INSERT INTO espf.events (i_event, event_type, variables)\n',
-      format(E'    VALUES (ev, %s, jsonb_build_object(''i_env'', env, ''event_time'', espf.event_time()) || v || jsonb_build_object(''i_event'', ev));\n', events),
-      E'  END LOOP;\n');
+      END,
+      E'  RETURN NULL;\nEND\n');
   END IF;
+  RETURN concat(
+    E'DECLARE\n',
+    format(E'  env int := (%s);\n', r.i_env),
+    E'  v jsonb;\n  ev bigint;\n',
+    E'BEGIN\n',
+    format(E'  FOREACH v IN ARRAY coalesce((%s), ''{}''::jsonb[]) LOOP\n', r.variables),
+    E'    CONTINUE WHEN v IS NULL;\n',
+    E'    ev := nextval(''espf.events_i_event_seq'');\n',
+    E'    INSERT INTO espf.events (i_event, event_type, variables)\n',
+    format(E'    VALUES (ev, %s, jsonb_build_object(''i_env'', env, ''event_time'', espf.event_time()) || v || jsonb_build_object(''i_event'', ev));\n', events),
+    E'  END LOOP;\n',
+    E'  RETURN NULL;\nEND\n');
+END
+$$;
+
+-- The SQL a rule compiles to (its trigger function, then its trigger).
+CREATE OR REPLACE FUNCTION espf.rule_sql(r espf.event_rules, vtype text DEFAULT 'jsonb')
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+  fn     text := format('espf.%I', espf.rule_function_name(r.name));
+  ops    text;
+BEGIN
   SELECT string_agg(CASE WHEN o = 'UPDATE' AND r.watch IS NOT NULL
                          THEN 'UPDATE OF ' || (SELECT string_agg(format('%I', w), ', ') FROM unnest(r.watch) w)
                          ELSE o END, ' OR ' ORDER BY array_position(ARRAY['INSERT', 'UPDATE', 'DELETE'], o))
@@ -316,9 +326,9 @@ BEGIN
     -- (names on one line: a line break in a name must not end the comment)
     format(E'-- rule %s: %s on %s (generated from espf.event_rules: change the row, not this)\n',
            regexp_replace(r.name, '[\r\n]', ' ', 'g'), regexp_replace(r.event_type, '[\r\n]', ' ', 'g'), r.source),
-    format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $espf_rule$\nDECLARE\n', fn),
-    body,
-    E'  RETURN NULL;\nEND\n$espf_rule$;\n',
+    format(E'CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $espf_rule$\n', fn),
+    espf.rule_function_body(r, vtype),
+    E'$espf_rule$;\n',
     format(E'CREATE OR REPLACE TRIGGER %I\n  AFTER %s ON %s FOR EACH ROW\n', espf.rule_trigger_name(r.name), ops, r.source),
     CASE WHEN r.condition IS NOT NULL THEN format(E'  WHEN (%s)\n', r.condition) END,
     format(E'  EXECUTE FUNCTION %s(%L);\n', fn, r.event_type));
@@ -355,6 +365,45 @@ BEGIN
   END;
 END
 $$;
+
+-- Brings the function of every compiled rule up to what this release's
+-- compiler writes (espf migrate, sql/990_sync_capture.sql): a function whose
+-- body differs is replaced. CREATE OR REPLACE FUNCTION locks no table, so this
+-- runs while billing writes; the triggers (and their WHEN clauses) are left as
+-- they are. A rule that no longer compiles is left to espf rule check.
+CREATE OR REPLACE FUNCTION espf.refresh_rule_functions() RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE
+  x     record;
+  r     espf.event_rules;
+  src   text;
+  body  text;
+  n     int := 0;
+BEGIN
+  FOR x IN SELECT e AS rule, f.prosrc AS src FROM espf.event_rules e
+             JOIN pg_proc f ON f.proname = espf.rule_function_name(e.name) AND f.pronamespace = 'espf'::regnamespace
+            WHERE EXISTS (SELECT 1 FROM pg_trigger g WHERE g.tgrelid = e.source AND g.tgname = espf.rule_trigger_name(e.name))
+            ORDER BY e.name LOOP
+    r := x.rule;
+    src := x.src;
+    -- Up to date as either kind of rule: nothing to check (check_rule parses
+    -- every expression, which takes a while for every rule on every migrate).
+    CONTINUE WHEN src IN (E'\n' || espf.rule_function_body(r, 'jsonb'), E'\n' || espf.rule_function_body(r, 'jsonb[]'));
+    BEGIN
+      body := E'\n' || espf.rule_function_body(r, espf.check_rule(r));  -- as rule_sql writes it
+    EXCEPTION WHEN OTHERS THEN
+      CONTINUE;
+    END;
+    IF body IS DISTINCT FROM src THEN
+      EXECUTE format(E'CREATE OR REPLACE FUNCTION espf.%I() RETURNS trigger LANGUAGE plpgsql AS $espf_rule$%s$espf_rule$',
+                     espf.rule_function_name(r.name), body);
+      n := n + 1;
+    END IF;
+  END LOOP;
+  RETURN n;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION espf.refresh_rule_functions() FROM PUBLIC;
 
 -- The trigger on espf.event_rules. It runs with its owner's (the espf owner's)
 -- rights: creating a trigger needs rights on the source table that writers of
