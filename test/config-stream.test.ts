@@ -191,6 +191,11 @@ describe('configuration in the stream: a handler moved between two running insta
       return r.length === accounts.length && r.every((x) => x.state === 'DELIVERED') ? r : undefined;
     }, 30_000, `${accounts.length} delivered rows`);
     assert.ok(rows.every((r) => r.n === 1), JSON.stringify(rows.filter((r) => r.n !== 1)));
+    // Both instances sent: each took the handler at the move's place in its stream.
+    const per = await db.query(sql`SELECT instance, count(*)::int AS n FROM espf.event_deliveries
+                                    WHERE handler = 'EventSender' AND i_account = ANY(${accounts}::bigint[]) GROUP BY instance ORDER BY instance`);
+    assert.deepEqual(per.map((r) => r.instance), ['main', 'other'], JSON.stringify(per));
+    assert.ok(per.every((r) => r.n >= 20), JSON.stringify(per));
   });
 });
 
