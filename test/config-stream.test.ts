@@ -4,13 +4,22 @@
 // after it. No test here waits for the sender to read its configuration: the
 // event is committed right after the change.
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { sql } from '@databases/pg';
+import pino from 'pino';
 import type { Db } from '../src/db/connect.ts';
 import { configVersion } from '../src/db/config.ts';
 import { ConfigWatcher } from '../src/config/watch.ts';
+import { provisioningLog } from '../src/log/logger.ts';
+import { migrate } from '../src/migrate/migrate.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { deliveryFixture } from './support/fixture.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { configApplied } from './support/sender.ts';
+import { configApplied, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { releaseBeforeChangeOf, type ReleasedCode } from './support/upgrade.ts';
 
 const TYPES = ['Account/New'];
 
@@ -220,5 +229,82 @@ describe('configuration in the stream: every shard process', function () {
     assert.equal(n, 2, 'the events fell on both shards');
     const version = await configVersion(db);
     for (const s of shards) assert.equal(s.sender.configuration.version, version);
+  });
+});
+
+describe('configuration in the stream: upgrade from the previous release (migrations/0020_config_stream.sql)', function () {
+  this.timeout(180_000);
+  let prev: ReleasedCode | null = null;
+  let e: TestDatabase | undefined;
+  const rx = new TestReceiver();
+  const rx2 = new TestReceiver();
+  before(async () => { await rx.listen(); await rx2.listen(); });
+  after(async () => {
+    await prev?.remove();
+    await rx.close();
+    await rx2.close();
+    await e?.drop();
+  });
+
+  it('migrated while the previous release\'s sender streams: its events keep flowing; the new sender applies a change at its commit position', async function () {
+    prev = await releaseBeforeChangeOf('sql/042_config_stream.sql');
+    if (!prev) this.skip(); // not a git checkout
+    e = await createTestDatabase({ empty: true });
+    const { db } = e;
+    await prev.migrate(db, { migrations: prev.migrations, repeatable: prev.repeatable });
+    const [{ t }] = await db.query(sql`SELECT to_regclass('espf.config_version') AS t`);
+    assert.equal(t, null, 'the previous release has no espf.config_version');
+    await configureEventSender(db, rx.url, TYPES);
+    const ids = await seedCustomer(db);
+    // Events and deliveries of that release: 30 events, 20 of them delivered, 10 waiting (its sender sends them).
+    await db.query(sql`INSERT INTO espf.events (event_type, variables)
+                       SELECT 'Account/Blocked', jsonb_build_object('i_account', 1000000 + g) FROM generate_series(1, 30) g`);
+    await db.query(sql`INSERT INTO espf.event_deliveries (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts)
+                       SELECT i_event, 'EventSender', CASE WHEN row_number() OVER (ORDER BY i_event) <= 20 THEN 'DELIVERED' ELSE 'PENDING' END,
+                              event_type, 'a:' || (variables->>'i_account'), (variables->>'i_account')::bigint, 'main', '0/1'::pg_lsn, 1
+                         FROM espf.events`);
+
+    // The previous release's sender (its own src/), streaming.
+    const { Sender: OldSender } = await import(pathToFileURL(path.join(prev.migrations, '..', 'src', 'run', 'sender.ts')).href) as { Sender: new (o: Record<string, unknown>) => { start(): Promise<void>; stop(): Promise<unknown>; isStreaming: boolean } };
+    const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
+    const plog = provisioningLog(logDir);
+    const old = new OldSender({ db, url: e.url, instance: 'main', log: pino({ level: 'silent' }), plog, configPollMs: 200, heartbeatMs: 500 });
+    await old.start();
+    await eventually(async () => old.isStreaming, 30_000, 'the previous release\'s sender to stream');
+    const first = await newAccount(db, ids, 'upgrade-before');
+    await rx.waitFor(() => rx.received.some((r) => r.json.variables.i_account === first), 30_000, 'an event before the upgrade');
+    // It sent the 10 waiting deliveries of that release.
+    await rx.waitFor(() => rx.received.filter((x) => Number(x.json.variables.i_account) > 1000000).length >= 10, 30_000, 'the 10 waiting deliveries');
+    const before = await eventually(async () => {
+      const rows = await db.query(sql`SELECT to_jsonb(d) AS d, state FROM espf.event_deliveries d WHERE i_event <= 30 ORDER BY i_event`);
+      return rows.every((x) => x.state === 'DELIVERED') ? rows : undefined;
+    }, 30_000, 'the 30 deliveries of that release recorded DELIVERED');
+
+    // espf migrate of this release, while that sender streams and events commit.
+    let writing = true;
+    const during: number[] = [];
+    const writer = (async () => { for (let i = 0; writing; i++) during.push(await newAccount(db, ids, `upgrade-during-${i}`)); })();
+    const r = await migrate(db);
+    writing = false;
+    await writer;
+    assert.ok(r.applied.includes('0020_config_stream.sql'), `applied ${r.applied.join(', ')}`);
+    assert.deepEqual(await db.query(sql`SELECT to_jsonb(d) AS d, state FROM espf.event_deliveries d WHERE i_event <= 30 ORDER BY i_event`), before);
+    const after = await newAccount(db, ids, 'upgrade-after');
+    await rx.waitFor(() => [...during, after].every((a) => rx.received.some((x) => x.json.variables.i_account === a)), 30_000,
+      `the ${during.length + 1} events committed during and after the upgrade, by the previous release's sender`);
+    await old.stop();
+    await plog.flush();
+
+    // This release's sender: the change and the event right after it.
+    const run = await startSender(db, e.url);
+    try {
+      assert.equal(run.sender.configuration.version, await configVersion(db));
+      await db.query(sql`UPDATE espf.http_handlers SET url = ${[rx2.url]}::text[] WHERE handler = 'EventSender'`);
+      const moved = await newAccount(db, ids, 'upgrade-new-url');
+      await rx2.waitFor(() => rx2.received.some((x) => x.json.variables.i_account === moved), 30_000, 'the event after the change at the new URL');
+      assert.equal(rx.arrived.filter((x) => x.json.variables.i_account === moved).length, 0, 'sent to the old URL');
+    } finally {
+      await run.stop();
+    }
   });
 });
