@@ -8,7 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { sql } from '@databases/pg';
+import { sql, type Queryable } from '@databases/pg';
 import pino from 'pino';
 import type { Db } from '../src/db/connect.ts';
 import { configVersion } from '../src/db/config.ts';
@@ -18,13 +18,13 @@ import { migrate } from '../src/migrate/migrate.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { deliveryFixture } from './support/fixture.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
-import { configApplied, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { acknowledgedPastNow, configApplied, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
 import { releaseBeforeChangeOf, type ReleasedCode } from './support/upgrade.ts';
 
 const TYPES = ['Account/New'];
 
 /** One account (one Account/New event) in its own transaction; its i_account. */
-async function newAccount(db: Db, ids: { i_product: number; i_customer: number }, id: string): Promise<number> {
+async function newAccount(db: Queryable, ids: { i_product: number; i_customer: number }, id: string): Promise<number> {
   const [a] = await db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) VALUES (${id}, ${ids.i_customer}, ${ids.i_product}) RETURNING i_account`);
   return a.i_account;
 }
@@ -131,6 +131,34 @@ describe('configuration in the stream: subscriptions, settings', function () {
       await to.waitFor(() => to.received.some((r) => r.json.variables.i_account === a), 15_000, `account ${a} at the new URL`);
       assert.equal(away.arrived.filter((r) => r.json.variables.i_account === a).length, 0, `round ${i}: sent to the old URL`);
     }
+  });
+
+  it('a change and events in one transaction: the events before the change is noted follow the configuration before it, those after it the new one', async () => {
+    const { db } = f.t;
+    await db.query(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'EventSender'`);
+    const ids = f.ids;
+    const [before, after] = await db.tx(async (tx) => {
+      const b = await newAccount(tx, ids, 'same-tx-before');
+      await tx.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
+      // The change is noted (its message written) here, not at the commit: what follows goes by it.
+      await tx.query(sql`SET CONSTRAINTS ALL IMMEDIATE`);
+      const a = await newAccount(tx, ids, 'same-tx-after');
+      return [b, a];
+    });
+    // Committed with the enable at its end (the usual case): before it, like the first event above.
+    const [atEnd] = await db.tx(async (tx) => {
+      await tx.query(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'EventSender'`);
+      const e1 = await newAccount(tx, ids, 'same-tx-disable');
+      return [e1];
+    });
+    const last = await newAccount(db, ids, 'same-tx-last');
+    await db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
+    const next = await newAccount(db, ids, 'same-tx-next');
+    await f.rx.waitFor(() => [after, atEnd, next].every((a) => f.rx.received.some((r) => r.json.variables.i_account === a)), 15_000, 'the events after each change');
+    await acknowledgedPastNow(db, f.run.sender.slot);
+    const m = arrivalsByAccount(f.rx);
+    assert.equal(m.get(before), undefined, 'the event before the enable in its transaction was sent');
+    assert.equal(m.get(last), undefined, 'the event after the disable was sent');
   });
 
   it('the sender starts from the version it read; a change made while it was stopped is in force for the events after it', async () => {
