@@ -80,7 +80,7 @@ describe('espf run: modes, URLs and live configuration', function () {
 
   async function setHandler(changes: string): Promise<void> {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET ${sql.__dangerous__rawValue(changes)} WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
   }
 
   it('token bucket: from the write on, at most its capacity plus token_rate per second, and throttled', async () => {
@@ -144,7 +144,7 @@ describe('espf run: modes, URLs and live configuration', function () {
   it('a URL change applies to a running sender within 2 seconds', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET url = ARRAY[${rx2.url}] WHERE handler = 'EventSender'`);
     const changed = Date.now();
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const before1 = f.rx.received.length;
     const [acc] = await addAccounts(f.t.db, f.ids, 1, 'moved-');
     await rx2.waitFor(() => rx2.received.some((r) => r.json.variables.i_account === acc), 5000, 'the event at the new URL');
@@ -155,7 +155,7 @@ describe('espf run: modes, URLs and live configuration', function () {
   it('a handler disabled while running stops receiving; enabled again it resumes with what waited', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET url = ARRAY[${f.rx.url}] WHERE handler = 'EventSender'`);
     await f.t.db.query(sql`UPDATE espf.handlers SET enabled = false WHERE name = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const before = f.rx.received.length;
     await addAccounts(f.t.db, f.ids, 3, 'paused-');
     // While disabled, new events are not handed to it at all: once the slot is
@@ -163,7 +163,7 @@ describe('espf run: modes, URLs and live configuration', function () {
     await acknowledgedPastNow(f.t.db);
     assert.equal(f.rx.received.length, before);
     await f.t.db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const [acc] = await addAccounts(f.t.db, f.ids, 1, 'resumed-');
     await f.rx.waitFor(() => f.rx.received.some((r) => r.json.variables.i_account === acc), 5000, 'an event after re-enabling');
   });

@@ -71,21 +71,21 @@ describe('espf run: auth methods', function () {
 
   it('Basic: base64(user:key) in the auth header', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET auth_method = 'Basic', basic_auth_user = 'hss', basic_auth_key = 's3cret' WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const r = await newAccount('basic-1');
     assert.equal(r.headers.authorization, `Basic ${Buffer.from('hss:s3cret').toString('base64')}`);
   });
 
   it('Custom: <type> <credentials> in a custom header', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET auth_method = 'Custom', auth_header = 'X-Auth', custom_auth_type = 'Token', custom_auth_credentials = 'abc123' WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const r = await newAccount('custom-1');
     assert.equal(r.headers['x-auth'], 'Token abc123');
   });
 
   it('Signature: draft-cavage hmac-sha1 over the Date header', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET auth_method = 'Signature', auth_header = 'Authorization', signature_auth_key_id = 'key-1', signature_auth_key = 'k3y' WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const r = await newAccount('sig-1');
     const m = /^Signature keyId="([^"]+)",algorithm="hmac-sha1",headers="date",signature="([^"]+)"$/.exec(String(r.headers.authorization));
     assert.ok(m, `signature header form: ${r.headers.authorization}`);

@@ -87,7 +87,7 @@ describe('example receiver end to end: espf run → examples/receiver', function
 
   it('Signature with a wrong key: 401 from the receiver, retried (the account waits) until the row is fixed', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET signature_auth_key = 'not-the-key' WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const a = await newAccount('+15550002');
     await eventually(async () => {
       const [row] = await f.t.db.query(sql`SELECT state, attempts, last_http_status FROM espf.event_deliveries WHERE handler = 'EventSender' AND i_account = ${a}`);
@@ -117,7 +117,7 @@ describe('example receiver end to end: espf run → examples/receiver', function
                             SET url = ${[basic.url]}::text[], auth_method = 'Basic',
                                 basic_auth_user = 'hss', basic_auth_key = 'env:ESPF_SECRET_E2E_BASIC_KEY'
                           WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const a = await newAccount('+15550003');
     const d = await delivered(a, 'Account/New');
     assert.equal(d.attempts, 1);

@@ -55,7 +55,7 @@ describe('faults: retries, failure for good, and order', function () {
 
   it("while an account's event is failing its later events wait; other accounts go on; order is kept", async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET max_attempts = 1000 WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const [a, b] = await addAccounts(f.t.db, f.ids, 2, 'order-');
     await f.rx.waitFor(() => f.rx.received.filter((r) => String(r.json.variables.id).startsWith('order-')).length >= 2);
     let failing = true;
@@ -88,7 +88,7 @@ describe('faults: retries, failure for good, and order', function () {
 
   it('a receiver that sleeps past request_timeout: the attempt fails with a clear reason and is retried', async () => {
     await f.t.db.query(sql`UPDATE espf.http_handlers SET request_timeout = 1 WHERE handler = 'EventSender'`);
-    await configApplied(f.run.sender);
+    await configApplied(f.t.db, f.run.sender);
     const [acc] = await addAccounts(f.t.db, f.ids, 1, 'slow-');
     let first = true;
     f.rx.respond = (r) => {

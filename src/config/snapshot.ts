@@ -1,5 +1,4 @@
-import type { Db } from '../db/connect.ts';
-import { handlersOfInstance, type StepRow } from '../db/config.ts';
+import type { InstanceHandlerRow, StepRow } from '../db/config.ts';
 
 /** The settings of an http handler (a row of espf.http_handlers). Secrets may be `env:NAME`. */
 export interface HttpSettings {
@@ -44,6 +43,8 @@ export interface HandlerConfig {
 }
 
 export interface ConfigSnapshot {
+  /** The version of the configuration (espf.config_version, sql/042_config_stream.sql). */
+  readonly version: number;
   /** Every handler of this instance, enabled or not. */
   readonly handlers: ReadonlyMap<string, HandlerConfig>;
   /** Enabled handlers of this instance subscribed to a type. */
@@ -52,12 +53,12 @@ export interface ConfigSnapshot {
   readonly httpHandlerNames: readonly string[];
 }
 
-/** Reads the configuration rows of one instance in one query. */
-export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapshot> {
-  const rows = await handlersOfInstance(db, instance);
+/** The configuration of one instance, from the document of every instance (espf.config_document()) at `version`. */
+export function snapshotOf(version: number, rows: readonly InstanceHandlerRow[], instance: string): ConfigSnapshot {
   const handlers = new Map<string, HandlerConfig>();
   const byType = new Map<string, HandlerConfig[]>();
   for (const r of rows) {
+    if (r.instance !== instance) continue;
     const http = r.http ? normaliseHttp(r.http) : null;
     const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), coalesce: new Set(r.coalesce), http, steps: r.steps };
     handlers.set(h.name, h);
@@ -70,7 +71,7 @@ export async function loadConfig(db: Db, instance: string): Promise<ConfigSnapsh
   }
   const none: readonly HandlerConfig[] = [];
   const httpHandlerNames = [...handlers.values()].filter((h) => h.kind === 'http').map((h) => h.name);
-  return { handlers, handlersFor: (t) => byType.get(t) ?? none, httpHandlerNames };
+  return { version, handlers, handlersFor: (t) => byType.get(t) ?? none, httpHandlerNames };
 }
 
 export function normaliseHttp(j: Record<string, unknown>): HttpSettings {

@@ -9,7 +9,7 @@ import { SCHEMA, type Row } from './schema.ts';
 
 export type HandlerRow = Pick<Row<'espf.handlers'>, 'name' | 'kind' | 'enabled' | 'instance'> & { readonly kind: 'http' | 'dispatcher' };
 
-/** A handler of an instance with its subscribed types and, for http, its settings row as JSON. */
+/** A handler with its subscribed types and, for http, its settings row as JSON (an element of espf.config_document()). */
 export interface InstanceHandlerRow extends HandlerRow {
   readonly types: string[];
   /** The subscribed types whose espf.event_types.coalesce is on. */
@@ -23,17 +23,21 @@ export interface InstanceHandlerRow extends HandlerRow {
 /** A row of espf.http_steps (sql/035_request_steps.sql checks its structure). */
 export type StepRow = Omit<Row<'espf.http_steps'>, 'updated_at'>;
 
-/** One row per handler of an instance (espf run polls it, src/config/watch.ts). */
-export function handlersOfInstance(db: Queryable, instance: string): Promise<InstanceHandlerRow[]> {
-  return db.query(sql`
-    SELECT h.name, h.kind, h.enabled, h.instance,
-           coalesce((SELECT array_agg(s.event_type ORDER BY s.event_type) FROM espf.subscriptions s WHERE s.handler = h.name),
-                    '{}'::text[]) AS types,
-           coalesce((SELECT array_agg(s.event_type) FROM espf.subscriptions s JOIN espf.event_types t ON t.name = s.event_type
-                      WHERE s.handler = h.name AND t."coalesce"), '{}'::text[]) AS "coalesce",
-           (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name) AS http,
-           (SELECT jsonb_agg(to_jsonb(st) ORDER BY st.event_type, st.step) FROM espf.steps_of(ARRAY[h.name]) st) AS steps
-      FROM espf.handlers h WHERE h.instance = ${instance}`);
+/**
+ * The configuration of every instance and its version, in one snapshot
+ * (espf.config_in_force, sql/042_config_stream.sql): what espf run starts
+ * from; each later change comes through the stream as the same document
+ * (src/config/watch.ts).
+ */
+export async function configInForce(db: Queryable): Promise<{ version: number; handlers: InstanceHandlerRow[] }> {
+  const [row] = await db.query(sql`SELECT version, handlers FROM espf.config_in_force()`);
+  return { version: Number(row.version), handlers: row.handlers as InstanceHandlerRow[] };
+}
+
+/** The version of the configuration committed now (espf.config_version). */
+export async function configVersion(db: Queryable): Promise<number> {
+  const [row] = await db.query(sql`SELECT version FROM espf.config_version`);
+  return Number(row.version);
 }
 
 /** The request steps of these handlers (espf.http_steps, sql/035_request_steps.sql), in order. */

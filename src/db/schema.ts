@@ -55,6 +55,10 @@ export const SCHEMA = {
     variables: col<string>(),
     i_env: col<string>(),
   },
+  'espf.config_version': {
+    one: gen<boolean>(),
+    version: gen<number>(),
+  },
   'espf.console': {
     id: gen<boolean>(),
     enabled: gen<boolean>(),

@@ -9,6 +9,8 @@ import type { Acknowledger, Admission } from './acknowledge.ts';
 export interface RouterDeps {
   readonly db: Db;
   readonly config: () => ConfigSnapshot;
+  /** A configuration change the stream brought (src/config/watch.ts `apply`): in force before the events after it. */
+  readonly configure: (content: Uint8Array) => void;
   readonly ack: Acknowledger;
   /** The deliver stage. */
   readonly deliver: (h: HandlerConfig, item: Item) => void;
@@ -25,7 +27,9 @@ export interface RouterDeps {
  * already recorded; one the stream brings again after a reconnect in its
  * middle skips the events handed out before. The promise it returns holds
  * the stream while too much is not yet durable, also between two parts of
- * one transaction.
+ * one transaction. A configuration change in the stream is put in force
+ * (and the deliver stage synced to it) before the events after it are
+ * routed: each event follows the configuration of its commit position.
  */
 export class Router {
   private stopped = false;
@@ -34,6 +38,7 @@ export class Router {
 
   onPart(part: StreamPart): Promise<void> | undefined {
     if (this.stopped) return new Promise(() => undefined); // hold the stream: nothing new after stop
+    if (part.config) this.deps.configure(part.config);
     const admitted = this.deps.ack.admit(part.tx.commitLsn);
     if (!admitted) return undefined;
     const skip = admitted.handedOut - part.offset;

@@ -38,7 +38,7 @@ export interface SenderOptions {
   readonly shard?: Shard;
   readonly log: Logger;
   readonly plog: ProvisioningLog;
-  readonly configPollMs?: number;      // default 1000: changes (and requeued deliveries) apply within 2 s
+  readonly pollMs?: number;            // default 1000: requeued deliveries are taken within 2 s
   readonly heartbeatMs?: number;       // default 10000: an idle slot still advances
   readonly maxUnsettled?: number;      // items not yet durable before the stream is held (back-pressure)
   readonly window?: number;            // deliveries of one http handler held in memory at most (default 12,000)
@@ -95,7 +95,7 @@ export class Sender {
     // Until start() has the database's name for it (a second database on the server has another).
     this.slotName = opts.slot ?? classicSlotName(instance, shard);
     const onDbError = (err: unknown) => this.stream.connectionLost(err);
-    this.config = new ConfigWatcher({ db, instance, log, onDbError, changed: (c) => this.deliverers.sync(c) });
+    this.config = new ConfigWatcher({ db, instance, changed: (c) => this.deliverers.sync(c) });
     this.ack = new Acknowledger((lsn) => this.stream.acknowledge(lsn), opts.maxUnsettled);
     this.writer = new ResultsWriter(db, instance, log, (items) => this.ack.durable(items), onDbError);
     this.deliverers = new Deliverers({
@@ -109,6 +109,9 @@ export class Sender {
     });
     this.router = new Router({
       db, ack: this.ack, config: () => this.config.current, captured: observe?.captured,
+      configure: (content) => {
+        if (this.config.apply(content)) log.info({ instance, version: this.config.current.version }, `configuration version ${this.config.current.version} in force`);
+      },
       deliver: (h, item) => this.deliverers.deliver(h, item),
     });
     this.waiting = new WaitingDeliveries({
@@ -139,7 +142,7 @@ export class Sender {
   /** The replication slot it streams: espf_<instance> unless that name is another database's (sql/015_shards.sql, "Slot names"). */
   get slot(): string { return this.slotName; }
   get isStreaming(): boolean { return this.streaming; }
-  /** The configuration in force (read from the rows at start and on every poll). */
+  /** The configuration in force (read from the rows at start, then changed at each change's place in the stream). */
   get configuration(): ConfigSnapshot { return this.config.current; }
   get durableLsn(): bigint { return this.ack.durableLsn; }
   get httpHandlers(): ReadonlyMap<string, HttpHandler> { return this.deliverers.http; }
@@ -149,12 +152,13 @@ export class Sender {
   get servedHandlers(): string[] { return [...this.config.current.handlers.values()].filter((h) => h.enabled).map((h) => h.name); }
 
   async start(): Promise<void> {
-    const pollMs = this.opts.configPollMs ?? 1000;
+    const pollMs = this.opts.pollMs ?? 1000;
     if (this.opts.slot === undefined) this.slotName = await shardSlot(this.opts.db, this.opts.instance, this.shard);
-    await this.config.start(pollMs);
     // Make the slot, then catch up what no slot carried (recorded as waiting rows, resumed just below).
     // A shard catches up the events of its shard only.
     const caught = await this.catchUp(true);
+    // The slot exists: a configuration change this read does not see comes through it.
+    await this.config.read();
     // A target that was down when the last run stopped is still probed, not flooded.
     for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
       this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);
@@ -227,6 +231,8 @@ export class Sender {
       log.warn({ instance, queued: this.writer.queued }, 'outcomes reported before the slot was found missing are not all recorded yet; catching up anyway (what has no row is sent again)');
     }
     const r = await this.catchUp(false);
+    // A configuration change committed while there was no slot is in these rows.
+    await this.config.read();
     this.ack.newSlot(r.horizon);
     await this.waiting.resume();
     this.readPagesAfterReplay();
@@ -257,7 +263,6 @@ export class Sender {
     if (this.stopped) return { unrecorded: 0 };
     this.stopped = true;
     this.router.stop();
-    this.config.stop();
     this.waiting.stop();
     const left = () => Math.max(0, deadline - Date.now());
     // A handler's stop parks what waits once its requests are given up; closing its

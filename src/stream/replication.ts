@@ -10,6 +10,8 @@ import { parseLsn } from './lsn.ts';
 import { shardPublication, type Shard } from '../db/shards.ts';
 
 export const HEARTBEAT_PREFIX = 'espf_heartbeat';
+/** The prefix of the transactional message a configuration change commits with (sql/042_config_stream.sql). */
+export const CONFIG_PREFIX = 'espf_config';
 
 /** One row of espf.events as it comes out of the stream. */
 export interface StreamEvent {
@@ -51,6 +53,12 @@ export interface StreamPart {
   readonly events: StreamEvent[];
   /** On the last part: the commit's end (acknowledging it means "done with this transaction"); null before. */
   readonly endLsn: bigint | null;
+  /**
+   * A configuration change the transaction committed (the content of its
+   * espf_config message): in force before this part's events, after the
+   * events of earlier parts (src/config/watch.ts reads it).
+   */
+  readonly config?: Uint8Array;
 }
 
 /** Events of one transaction handed on at once at most, by default. */
@@ -112,7 +120,7 @@ export class ReplicationStream {
   private busy = false;
   /** Ends the current connection (src: streamOnce): the one way to reconnect. */
   private drop?: (err: Error) => void;
-  private current?: { tx: StreamTxHead; offset: number; events: StreamEvent[] };
+  private current?: { tx: StreamTxHead; offset: number; events: StreamEvent[]; config?: Uint8Array };
   private readonly opts: ReplicationOptions;
   private loop?: Promise<void>;
   private readonly backoff: Backoff;
@@ -277,23 +285,35 @@ export class ReplicationStream {
         });
         if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;
         // A large transaction: hand on what came so far; the rest follows.
-        const part: StreamPart = { tx: c.tx, offset: c.offset, events: c.events, endLsn: null };
-        c.offset += c.events.length;
-        c.events = [];
-        return this.opts.handlers.onPart(part);
+        return this.handOn(c);
       }
       case 'commit': {
         const c = this.current;
         this.current = undefined;
         if (!c || !msg.commitEndLsn) return;
-        return this.opts.handlers.onPart({ tx: c.tx, offset: c.offset, events: c.events, endLsn: parseLsn(msg.commitEndLsn) });
+        return this.opts.handlers.onPart({ tx: c.tx, offset: c.offset, events: c.events, endLsn: parseLsn(msg.commitEndLsn), ...(c.config ? { config: c.config } : {}) });
       }
-      case 'message':
+      case 'message': {
         if (msg.prefix === HEARTBEAT_PREFIX && !msg.transactional) this.opts.handlers.onHeartbeat(parseLsn(msg.messageLsn ?? lsn));
-        return;
+        const c = this.current;
+        if (msg.prefix !== CONFIG_PREFIX || !msg.transactional || !c) return;
+        // A configuration change at this position: the events before it go on first, with the configuration before it.
+        const before = c.events.length > 0 || c.config ? this.handOn(c) : undefined;
+        c.config = msg.content;
+        return before;
+      }
       default:
         return;
     }
+  }
+
+  /** Hands on the part gathered so far of the current transaction (not its last). */
+  private handOn(c: NonNullable<ReplicationStream['current']>): void | Promise<void> | undefined {
+    const part: StreamPart = { tx: c.tx, offset: c.offset, events: c.events, endLsn: null, ...(c.config ? { config: c.config } : {}) };
+    c.offset += c.events.length;
+    c.events = [];
+    c.config = undefined;
+    return this.opts.handlers.onPart(part);
   }
 
   /** Tell the server that everything up to `lsn` is durable (the acknowledge stage gives it). */

@@ -11,14 +11,15 @@ import { InstanceRegistry } from '../../src/run/instances.ts';
 import { Sender } from '../../src/run/sender.ts';
 import { shardSlot, WHOLE } from '../../src/run/shard.ts';
 import { eventually } from './receiver.ts';
+import { configVersion } from '../../src/db/config.ts';
 
-/** An in-process sender on a test database, with a fast configuration poll (and metrics, when given). */
+/** An in-process sender on a test database, with a fast poll of requeued deliveries (and metrics, when given). */
 export async function startSender(db: Db, url: string, instance = 'main', opts: { metrics?: Metrics; window?: number; shard?: Shard } = {}): Promise<{ sender: Sender; logDir: string; log: Logger; registry: InstanceRegistry; stop(): Promise<void> }> {
   const logDir = mkdtempSync(path.join(os.tmpdir(), 'espf-log-'));
   const log = pino({ level: process.env.ESPF_TEST_LOG ?? 'silent' });
   const plog = provisioningLog(logDir);
   const slot = await shardSlot(db, instance, opts.shard ?? WHOLE);
-  const sender = new Sender({ db, url, instance, slot, shard: opts.shard, log, plog, configPollMs: 200, heartbeatMs: 500, observe: opts.metrics, window: opts.window });
+  const sender = new Sender({ db, url, instance, slot, shard: opts.shard, log, plog, pollMs: 200, heartbeatMs: 500, observe: opts.metrics, window: opts.window });
   opts.metrics?.bind(sender);
   const registry = new InstanceRegistry({ db, instance, sender, log, intervalMs: 200 });
   await sender.start();
@@ -35,18 +36,13 @@ export async function startSender(db: Db, url: string, instance = 'main', opts: 
 }
 
 /**
- * Resolves once the sender has read its configuration rows as they are now:
- * after two new snapshots, the second of which began after the call (the
- * first may have been read before a change just committed). Instead of
- * sleeping for "two configuration polls".
+ * Resolves once the configuration in force in the sender is the one committed
+ * now (or newer): its version has reached espf.config_version as read at the
+ * call (the change came through the stream, src/config/watch.ts).
  */
-export async function configApplied(sender: Sender, timeoutMs = 15_000): Promise<void> {
-  let seen = sender.configuration;
-  let reads = 0;
-  await eventually(async () => {
-    if (sender.configuration !== seen) { seen = sender.configuration; reads++; }
-    return reads >= 2;
-  }, timeoutMs, 'the sender to read its configuration again');
+export async function configApplied(db: Db, sender: Sender, timeoutMs = 15_000): Promise<void> {
+  const version = await configVersion(db);
+  await eventually(async () => sender.configuration.version >= version, timeoutMs, `the sender to apply configuration version ${version}`);
 }
 
 /**
