@@ -102,12 +102,14 @@ function yieldPace(s: PaceState, sample: BatchSample, batchSize: number, rows: n
   // batch costs no less per row, so this errs on the side of yielding).
   const known = baselines.get(size) ?? [...baselines].filter(([k]) => k >= size).sort((a, b) => a[0] - b[0])[0]?.[1];
   const slowdown = known === undefined ? 0 : perRow / known - 1;
-  // A full batch of this size sets its baseline (the last one, short, does not).
-  if (sample.rows === size) baselines.set(size, Math.min(perRow, baselines.get(size) ?? Infinity));
+  const lockWait = slowdown >= LOCK_WAIT_FACTOR - 1;
+  // A full batch of this size sets its baseline (the last one, short, does not;
+  // nor does one that waited for locks: the baseline is the idle latency).
+  if (sample.rows === size && !lockWait) baselines.set(size, Math.min(perRow, baselines.get(size) ?? Infinity));
   const slow = slowdown > SLOW_LIMIT;
   const duty = slow ? Math.max(DUTY_MIN, s.duty * DUTY_DECREASE) : Math.min(1, s.duty + DUTY_INCREASE);
   let next = size;
-  if (slowdown >= LOCK_WAIT_FACTOR - 1) next = Math.max(Math.min(MIN_BATCH, batchSize), Math.floor(size / 2));
+  if (lockWait) next = Math.max(Math.min(MIN_BATCH, batchSize), Math.floor(size / 2));
   else if (!slow && size < batchSize) next = Math.min(batchSize, size * 2);
   // Working `duty` of the time: after a batch of `ms`, a pause of ms × (1 − duty) ÷ duty.
   const pauseMs = duty >= 1 ? 0 : (sample.ms * (1 - duty)) / duty;
