@@ -145,20 +145,23 @@ $$;
 -- One batch of a backfill, in the caller's transaction: the next batch_limit rows
 -- (null: the backfill's batch_size) after last_key (locked), their events, the
 -- progress. Returns the rows done in this batch (0 = finished; the backfill is
--- then marked done), and the other client sessions running a statement when it
--- ends (what billing is doing, for the progress line; -1 when this role may not
+-- then marked done), the milliseconds its locking statement took (waits for
+-- billing's row locks included: src/rules/backfill-pace.ts tells a lock wait from
+-- a slow machine by it), and the other client sessions running a statement when
+-- it ends (what billing is doing, for the progress line; -1 when this role may not
 -- see them). `vtype` is what espf.backfill_check returned when the run began (the
 -- rule is then not parsed again for every batch); null: check it now.
 DROP FUNCTION IF EXISTS espf.backfill_batch(bigint);
 DROP FUNCTION IF EXISTS espf.backfill_batch(bigint, text);
 CREATE OR REPLACE FUNCTION espf.backfill_batch(backfill_id bigint, vtype text DEFAULT NULL, batch_limit int DEFAULT NULL)
-RETURNS TABLE (rows_done int, events int, last_key text, active_sessions int) LANGUAGE plpgsql AS $$
+RETURNS TABLE (rows_done int, events int, last_key text, lock_ms float8, active_sessions int) LANGUAGE plpgsql AS $$
 DECLARE
   b     espf.backfills;
   r     espf.event_rules;
   ktype text;
   stmt  text;
   keys  text[];
+  t0    timestamptz;
 BEGIN
   SELECT * INTO b FROM espf.backfills x WHERE x.id = backfill_id FOR UPDATE;
   SELECT * INTO r FROM espf.event_rules e WHERE e.name = b.rule;
@@ -179,6 +182,7 @@ BEGIN
   -- statement itself would still see the row as it was before that write (its
   -- snapshot predates the wait), so the snapshot event would carry values older
   -- than a live event already committed for the account.
+  t0 := clock_timestamp();
   EXECUTE format($q$
     SELECT coalesce(array_agg(k::text ORDER BY k), '{}') FROM (
       SELECT new.%1$I AS k FROM %2$s AS new
@@ -186,6 +190,7 @@ BEGIN
        ORDER BY new.%1$I LIMIT %6$s FOR NO KEY UPDATE OF new) keys$q$,
     b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), coalesce(batch_limit, b.batch_size))
     INTO keys;
+  lock_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
   IF cardinality(keys) = 0 THEN
     rows_done := 0;
     events := 0;

@@ -82,13 +82,14 @@ export async function backfillCheck(db: Queryable, rule: string): Promise<string
 
 /**
  * One batch of at most `limit` rows in its own transaction: the rows it did (0:
- * finished), the events it wrote, the last key, and the other client sessions
- * running a statement as it ended (-1: this role may not see them).
+ * finished), the events it wrote, the last key, the milliseconds it took to lock
+ * its rows (waits included), and the other client sessions running a statement
+ * as it ended (-1: this role may not see them).
  */
 export async function backfillBatch(db: Queryable, id: number, vtype: string, limit: number)
-  : Promise<{ rows_done: number; events: number; last_key: string | null; active_sessions: number }> {
-  const [r] = await db.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key, active_sessions FROM espf.backfill_batch(${id}, ${vtype}, ${limit}::int)`));
-  return r;
+  : Promise<{ rows_done: number; events: number; last_key: string | null; lock_ms: number; active_sessions: number }> {
+  const [r] = await db.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key, lock_ms, active_sessions FROM espf.backfill_batch(${id}, ${vtype}, ${limit}::int)`));
+  return { ...r, lock_ms: Number(r.lock_ms) };
 }
 
 /** Marks a backfill interrupted (resumable) or failed (with its error). */

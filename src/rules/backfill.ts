@@ -166,7 +166,7 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
         events += r.events;
         lastKey = r.last_key;
         const finished = r.rows_done === 0;
-        paceState = nextPace(pace, paceState, { rows: r.rows_done, ms: t1 - t0, activeSessions: r.active_sessions, atMs: t1 - paceStarted }, b.batch_size);
+        paceState = nextPace(pace, paceState, { rows: r.rows_done, ms: t1 - t0, lockMs: r.lock_ms, activeSessions: r.active_sessions, atMs: t1 - paceStarted }, b.batch_size);
         o.onProgress?.(progress(finished));
         if (finished) return progress(true);
         if (paceState.pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, paceState.pauseMs));

@@ -4,17 +4,22 @@ import {
   DUTY_DECREASE, DUTY_INCREASE, DUTY_MIN, DUTY_START, initialPace, MIN_BATCH, nextPace, type BatchSample, type Pace, type PaceState,
 } from '../../src/rules/backfill-pace.ts';
 
-const batch = (rows: number, ms: number, atMs = 0, activeSessions = 0): BatchSample => ({ rows, ms, atMs, activeSessions });
+/** A batch whose locking statement took a tenth of it (no wait), or `lockMs`. */
+const batch = (rows: number, ms: number, atMs = 0, activeSessions = 0, lockMs = ms / 10): BatchSample => ({ rows, ms, lockMs, atMs, activeSessions });
 
-/** Runs batches through a pace; each batch takes `msPerRow` a row. */
-function run(pace: Pace, batchSize: number, msPerRow: readonly number[], sessions = 0): PaceState[] {
+/**
+ * Runs batches through a pace; each batch takes `msPerRow` a row. A batch's
+ * locking statement takes a tenth of it, or, for a batch whose ms a row is in
+ * `waited`, all but a tenth (it waited for a row lock).
+ */
+function run(pace: Pace, batchSize: number, msPerRow: readonly number[], sessions = 0, waited: ReadonlySet<number> = new Set()): PaceState[] {
   const states: PaceState[] = [];
   let s = initialPace(pace, batchSize);
   let at = 0;
   for (const m of msPerRow) {
     const ms = s.batchSize * m;
     at += s.pauseMs + ms;
-    s = nextPace(pace, s, batch(s.batchSize, ms, at, sessions), batchSize);
+    s = nextPace(pace, s, batch(s.batchSize, ms, at, sessions, waited.has(m) ? ms * 0.9 : ms / 10), batchSize);
     states.push(s);
   }
   return states;
@@ -77,10 +82,11 @@ describe('unit: backfill pace', function () {
     assert.ok(Math.abs(states[1]!.slowdown - 0.5) < 1e-9);
     const last = states.at(-1)!;
     assert.equal(last.duty, DUTY_MIN);
-    // Working a fifth of the time: a 30 ms batch is followed by 120 ms of pause.
+    // Working a third of the time: a 30 ms batch is followed by 60 ms of pause.
     assert.ok(Math.abs(last.pauseMs - 30 * (1 - DUTY_MIN) / DUTY_MIN) < 1e-9);
+    assert.ok(Math.abs(last.pauseMs - 60) < 1e-9);
     assert.equal(last.batchSize, 1000, 'slower, not waiting for locks: the batch size stays');
-    assert.equal(last.reason, 'yielding: batch latency +50% over idle, 3 other sessions active; working 20% of the time');
+    assert.equal(last.reason, 'yielding: batch latency +50% over idle, 3 other sessions active; working 33% of the time');
   });
 
   it('yield: slightly slower batches (+20%) do not count as billing feeling it', () => {
@@ -88,20 +94,28 @@ describe('unit: backfill pace', function () {
     assert.ok(states.every((s, i) => i === 0 || s.duty > states[i - 1]!.duty || s.duty === 1));
   });
 
-  it('yield: a batch that waited for row locks halves the batch size (down to MIN_BATCH); fast batches double it back', () => {
-    const states = run({ kind: 'yield' }, 1000, [0.02, 0.02, 0.5, 0.5, 0.5, 0.5, 0.5]);
+  it('yield: a batch that waited for row locks halves the batch size (down to MIN_BATCH); batches that did not wait double it back', () => {
+    const states = run({ kind: 'yield' }, 1000, [0.02, 0.02, 0.5, 0.5, 0.5, 0.5, 0.5], 0, new Set([0.5]));
     assert.deepEqual(states.map((s) => s.batchSize), [1000, 1000, 500, 250, 125, 62, MIN_BATCH]);
-    assert.match(states.at(-1)!.reason, /^yielding: batch latency \+\d+% over idle; working \d+% of the time, batches of 50 rows$/);
-    // The small size's own baseline is now known (0.5 ms a row, as slow as it went); faster batches grow it back.
+    assert.match(states.at(-1)!.reason, /^yielding: batch latency \+2400% over idle; working \d+% of the time; it waited for row locks: batches of 50 rows$/);
+    assert.deepEqual([...states.at(-1)!.baselineMsPerRow.keys()], [1000], 'a batch that waited sets no baseline');
+    // Batches that do not wait grow it back, slow (a loaded machine) or not.
     let s = states.at(-1)!;
     const sizes: number[] = [];
-    for (let i = 0; i < 6; i++) {
-      s = nextPace({ kind: 'yield' }, s, batch(s.batchSize, s.batchSize * 0.02, 0), 1000);
+    for (const m of [0.05, 0.05, 0.02, 0.02, 0.02, 0.02]) {
+      s = nextPace({ kind: 'yield' }, s, batch(s.batchSize, s.batchSize * m), 1000);
       sizes.push(s.batchSize);
     }
     assert.deepEqual(sizes, [100, 200, 400, 800, 1000, 1000]);
+    assert.match(s.reason, /^yielding: .*; working \d+% of the time$/);
     // A backfill whose batch size is below MIN_BATCH keeps it.
-    assert.equal(run({ kind: 'yield' }, 10, [0.02, 1]).at(-1)!.batchSize, 10);
+    assert.equal(run({ kind: 'yield' }, 10, [0.02, 1], 0, new Set([1])).at(-1)!.batchSize, 10);
+  });
+
+  it('yield: a slow batch that did not wait for locks (a loaded machine) keeps the batch size', () => {
+    const states = run({ kind: 'yield' }, 1000, [0.02, 0.5, 0.5]);
+    assert.deepEqual(states.map((s) => s.batchSize), [1000, 1000, 1000]);
+    assert.equal(states.at(-1)!.duty, DUTY_MIN);
   });
 
   it('yield: the last, short batch sets no baseline; an empty one changes nothing', () => {
