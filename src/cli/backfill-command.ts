@@ -72,7 +72,7 @@ just connected: the events are still in the outbox, the others get nothing) or
 and writes nothing. Each batch locks its rows while it writes their events, so a
 live change of a row is never delivered before its snapshot. By default it yields
 to billing: it measures its batches' latency against their idle latency and works
-less of the time (down to a fifth) while billing slows them, full speed while it
+less of the time (down to a third) while billing slows them, full speed while it
 does not; --rate N or --fast set the pace instead. Progress is recorded
 in espf.backfills (espf status shows it); after Ctrl-C or a crash, --resume goes on
 from the last key done with the stored options (others given with it must be the
