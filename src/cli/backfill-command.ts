@@ -21,7 +21,7 @@ function rateOption(v: string): number {
 }
 
 /** --rate and --fast as a pace; neither: undefined (the default, or the stored pace with --resume). */
-export function paceOption(o: { rate?: number; fast?: boolean }): Pace | undefined {
+function paceOption(o: { rate?: number; fast?: boolean }): Pace | undefined {
   if (o.rate !== undefined && o.fast) throw new EspfError('ESPF_USAGE', '--rate and --fast: give one of them');
   return o.rate !== undefined ? { kind: 'rate', rowsPerS: o.rate } : o.fast ? { kind: 'fast' } : undefined;
 }
