@@ -147,9 +147,9 @@ $$;
 -- progress. Returns the rows done in this batch (0 = finished; the backfill is
 -- then marked done), the milliseconds its locking statement took (waits for
 -- billing's row locks included: src/rules/backfill-pace.ts tells a lock wait from
--- a slow machine by it), and the other client sessions running a statement when
--- it ends (what billing is doing, for the progress line; -1 when this role may not
--- see them). `vtype` is what espf.backfill_check returned when the run began (the
+-- a slow machine by it), and the other client sessions, but espf's own, running a
+-- statement when it ends (billing at work, in any database of the server; -1 when
+-- this role may not see other roles' sessions). `vtype` is what espf.backfill_check returned when the run began (the
 -- rule is then not parsed again for every batch); null: check it now.
 DROP FUNCTION IF EXISTS espf.backfill_batch(bigint);
 DROP FUNCTION IF EXISTS espf.backfill_batch(bigint, text);
@@ -232,7 +232,8 @@ BEGIN
   END IF;
   -- A session of another role shows a null state unless this role may read all statistics.
   SELECT CASE WHEN bool_or(a.state IS NULL) THEN -1 ELSE count(*) FILTER (WHERE a.state = 'active') END INTO active_sessions
-    FROM pg_stat_activity a WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid();
+    FROM pg_stat_activity a
+   WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND a.application_name NOT LIKE 'espf%';
   RETURN NEXT;
 END
 $$;

@@ -6,12 +6,15 @@
  * - `yield` (the default) paces itself by what billing feels. Its measure is its
  *   own batch latency against the idle baseline of a batch of the same size (the
  *   fastest one seen): billing's transactions compete for the same CPU, WAL and
- *   account rows, so they make the batches slower. AIMD on the share of the time
- *   it works (the duty): a batch slower than idle by more than SLOW_LIMIT
- *   multiplies the duty by DUTY_DECREASE (down to DUTY_MIN), any other adds
- *   DUTY_INCREASE (up to 1: full speed while billing is quiet). Under a billing
- *   load that saturates the machine every batch is slow, so DUTY_MIN is the pace
- *   then: chosen with `make bench` (the backfill figure, docs/benchmarks.md) so
+ *   account rows, so they make the batches slower. Its baseline is wrong when
+ *   billing was never quiet since it began, so it also counts, like gh-ost's
+ *   max-load, the sessions running a statement as a batch ends (pg_stat_activity,
+ *   espf's own left out). AIMD on the share of the time it works (the duty): a
+ *   batch slower than idle by more than SLOW_LIMIT, or with BUSY_SESSIONS
+ *   sessions at work, multiplies the duty by DUTY_DECREASE (down to DUTY_MIN),
+ *   any other adds DUTY_INCREASE (up to 1: full speed while billing is quiet).
+ *   Under a billing load that saturates the machine nearly every batch is slow or
+ *   sees sessions at work, so DUTY_MIN is the pace then: chosen with `make bench` (the backfill figure, docs/benchmarks.md) so
  *   that billing keeps at least 0.7 of its throughput. A batch that spent most of
  *   its time (LOCK_WAIT_SHARE) locking its rows and was slow waited for billing's
  *   row locks (and billing for its): it halves the batch size, down to MIN_BATCH,
@@ -61,6 +64,7 @@ export const DUTY_MIN = 1 / 3;
 export const DUTY_INCREASE = 0.02;
 export const DUTY_DECREASE = 0.7;
 export const SLOW_LIMIT = 0.25;
+export const BUSY_SESSIONS = 2;
 export const LOCK_WAIT_SHARE = 0.5;
 export const MIN_BATCH = 50;
 /** A rate's batch: at most this share of a second of rows. */
@@ -108,11 +112,12 @@ function yieldPace(s: PaceState, sample: BatchSample, batchSize: number, rows: n
   const known = baselines.get(size) ?? [...baselines].filter(([k]) => k >= size).sort((a, b) => a[0] - b[0])[0]?.[1];
   const slowdown = known === undefined ? 0 : perRow / known - 1;
   const slow = slowdown > SLOW_LIMIT;
+  const busy = slow || sample.activeSessions >= BUSY_SESSIONS;
   const lockWait = slow && sample.lockMs > LOCK_WAIT_SHARE * sample.ms;
   // A full batch of this size sets its baseline (the last one, short, does not;
   // nor does one that waited for locks: the baseline is the idle latency).
   if (sample.rows === size && !lockWait) baselines.set(size, Math.min(perRow, baselines.get(size) ?? Infinity));
-  const duty = slow ? Math.max(DUTY_MIN, s.duty * DUTY_DECREASE) : Math.min(1, s.duty + DUTY_INCREASE);
+  const duty = busy ? Math.max(DUTY_MIN, s.duty * DUTY_DECREASE) : Math.min(1, s.duty + DUTY_INCREASE);
   let next = size;
   if (lockWait) next = Math.max(Math.min(MIN_BATCH, batchSize), Math.floor(size / 2));
   else if (size < batchSize) next = Math.min(batchSize, size * 2);

@@ -1,7 +1,7 @@
 // Pure unit tests (no database): the pace of `espf backfill` (src/rules/backfill-pace.ts).
 import assert from 'node:assert/strict';
 import {
-  DUTY_DECREASE, DUTY_INCREASE, DUTY_MIN, DUTY_START, initialPace, MIN_BATCH, nextPace, type BatchSample, type Pace, type PaceState,
+  BUSY_SESSIONS, DUTY_DECREASE, DUTY_INCREASE, DUTY_MIN, DUTY_START, initialPace, MIN_BATCH, nextPace, type BatchSample, type Pace, type PaceState,
 } from '../../src/rules/backfill-pace.ts';
 
 /** A batch whose locking statement took a tenth of it (no wait), or `lockMs`. */
@@ -76,7 +76,7 @@ describe('unit: backfill pace', function () {
   });
 
   it('yield: batches 50% slower than idle cut the share of time it works multiplicatively, down to the floor, and pause', () => {
-    const states = run({ kind: 'yield' }, 1000, [0.02, 0.03, 0.03, 0.03, ...Array(20).fill(0.03)], 3);
+    const states = run({ kind: 'yield' }, 1000, [0.02, 0.03, 0.03, 0.03, ...Array(20).fill(0.03)], 1);
     assert.equal(states[0]!.duty, DUTY_START + DUTY_INCREASE);
     assert.ok(Math.abs(states[1]!.duty - (DUTY_START + DUTY_INCREASE) * DUTY_DECREASE) < 1e-9);
     assert.ok(Math.abs(states[1]!.slowdown - 0.5) < 1e-9);
@@ -86,7 +86,17 @@ describe('unit: backfill pace', function () {
     assert.ok(Math.abs(last.pauseMs - 30 * (1 - DUTY_MIN) / DUTY_MIN) < 1e-9);
     assert.ok(Math.abs(last.pauseMs - 60) < 1e-9);
     assert.equal(last.batchSize, 1000, 'slower, not waiting for locks: the batch size stays');
-    assert.equal(last.reason, 'yielding: batch latency +50% over idle, 3 other sessions active; working 33% of the time');
+    assert.equal(last.reason, 'yielding: batch latency +50% over idle, 1 other session active; working 33% of the time');
+  });
+
+  it('yield: BUSY_SESSIONS other sessions at work count as billing busy, even when the baseline was never idle', () => {
+    const busy = run({ kind: 'yield' }, 1000, Array(10).fill(0.02), BUSY_SESSIONS);
+    assert.equal(busy.at(-1)!.duty, DUTY_MIN);
+    assert.equal(busy.at(-1)!.reason, `yielding: batch latency +0% over idle, ${BUSY_SESSIONS} other sessions active; working 33% of the time`);
+    for (const sessions of [BUSY_SESSIONS - 1, -1]) {  // fewer, or not visible to this role: the latency alone decides
+      const quiet = run({ kind: 'yield' }, 1000, Array(30).fill(0.02), sessions);
+      assert.equal(quiet.at(-1)!.duty, 1, `${sessions} sessions`);
+    }
   });
 
   it('yield: slightly slower batches (+20%) do not count as billing feeling it', () => {
