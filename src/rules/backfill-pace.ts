@@ -21,7 +21,8 @@
  *   since a smaller batch holds its account locks for a shorter time; a batch
  *   that did not wait doubles it back, up to the batch size of the backfill.
  * - `rate` keeps to N rows per second: batches of at most a tenth of a second of
- *   rows, each started no earlier than its rows are due.
+ *   rows, each started no earlier than the previous one's rows take at N a second
+ *   after its start (a batch that was late is not made up for with a burst).
  * - `fast` runs batches of the backfill's size back to back (an off-peak run).
  */
 
@@ -94,8 +95,8 @@ export function nextPace(pace: Pace, s: PaceState, sample: BatchSample, batchSiz
   switch (pace.kind) {
     case 'fast': return { ...s, rows, pauseMs: 0 };
     case 'rate': {
-      // The next batch starts when the rows done so far are due.
-      const dueMs = (rows / pace.rowsPerS) * 1000;
+      // The next batch starts when this one's rows are due, counted from its start.
+      const dueMs = sample.atMs - sample.ms + (sample.rows / pace.rowsPerS) * 1000;
       return { ...s, rows, batchSize: rateBatch(pace.rowsPerS, batchSize), pauseMs: Math.max(0, dueMs - sample.atMs) };
     }
     case 'yield': return yieldPace(s, sample, batchSize, rows);

@@ -35,7 +35,7 @@ describe('unit: backfill pace', function () {
     }
   });
 
-  it('rate: batches of a tenth of a second of rows, each started when its rows are due', () => {
+  it('rate: batches of a tenth of a second of rows, each started when the previous one\'s rows are due; no burst after a late one', () => {
     const pace: Pace = { kind: 'rate', rowsPerS: 2000 };
     let s = initialPace(pace, 1000);
     assert.equal(s.batchSize, 200);
@@ -43,9 +43,12 @@ describe('unit: backfill pace', function () {
     // 200 rows in 10 ms: the next 200 are due at 100 ms, so a pause of 90 ms.
     s = nextPace(pace, s, batch(200, 10, 10), 1000);
     assert.equal(s.pauseMs, 90);
-    // Late (the batch ended at 250 ms, 400 rows were due by 200 ms): no pause.
+    // A batch of 150 ms, started at 100 ms: late (its rows were due at 200 ms), no pause.
     s = nextPace(pace, s, batch(200, 150, 250), 1000);
     assert.equal(s.pauseMs, 0);
+    // The next one, started at 250 ms after a stall, is not followed by a burst: its rows are due at 350 ms.
+    s = nextPace(pace, s, batch(200, 10, 260), 1000);
+    assert.equal(s.pauseMs, 90);
     // A rate below ten rows a second still takes one row a batch; the batch size bounds it from above.
     assert.equal(initialPace({ kind: 'rate', rowsPerS: 3 }, 1000).batchSize, 1);
     assert.equal(initialPace({ kind: 'rate', rowsPerS: 100_000 }, 500).batchSize, 500);
