@@ -104,8 +104,9 @@ export function nextPace(pace: Pace, s: PaceState, sample: BatchSample, batchSiz
 }
 
 function yieldPace(s: PaceState, sample: BatchSample, batchSize: number, rows: number): PaceState {
-  if (sample.rows <= 0 || sample.ms <= 0) return { ...s, rows, pauseMs: 0 };
   const size = s.batchSize;
+  // The last batch, short (or empty), says nothing of billing: the next one finds no rows.
+  if (sample.rows < size || sample.ms <= 0) return { ...s, rows, pauseMs: 0 };
   const perRow = sample.ms / sample.rows;
   const baselines = new Map(s.baselineMsPerRow);
   // A size not seen yet is compared with the nearest larger size seen (a smaller
@@ -115,9 +116,8 @@ function yieldPace(s: PaceState, sample: BatchSample, batchSize: number, rows: n
   const slow = slowdown > SLOW_LIMIT;
   const busy = slow || sample.activeSessions >= BUSY_SESSIONS;
   const lockWait = slow && sample.lockMs > LOCK_WAIT_SHARE * sample.ms;
-  // A full batch of this size sets its baseline (the last one, short, does not;
-  // nor does one that waited for locks: the baseline is the idle latency).
-  if (sample.rows === size && !lockWait) baselines.set(size, Math.min(perRow, baselines.get(size) ?? Infinity));
+  // A batch sets the baseline of its size, unless it waited for locks (the baseline is the idle latency).
+  if (!lockWait) baselines.set(size, Math.min(perRow, baselines.get(size) ?? Infinity));
   const duty = busy ? Math.max(DUTY_MIN, s.duty * DUTY_DECREASE) : Math.min(1, s.duty + DUTY_INCREASE);
   let next = size;
   if (lockWait) next = Math.max(Math.min(MIN_BATCH, batchSize), Math.floor(size / 2));

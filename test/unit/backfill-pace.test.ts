@@ -131,12 +131,12 @@ describe('unit: backfill pace', function () {
     assert.equal(states.at(-1)!.duty, DUTY_MIN);
   });
 
-  it('yield: the last, short batch sets no baseline; an empty one changes nothing', () => {
-    let s = initialPace({ kind: 'yield' }, 1000);
-    s = nextPace({ kind: 'yield' }, s, batch(10, 0.01, 0), 1000);
-    assert.equal(s.baselineMsPerRow.size, 0);
-    const same = nextPace({ kind: 'yield' }, s, batch(0, 1, 0), 1000);
-    assert.equal(same.duty, s.duty);
-    assert.equal(same.pauseMs, 0);
+  it('yield: the last, short batch and the empty one change nothing but the rows done', () => {
+    const s = run({ kind: 'yield' }, 1000, [0.02, 0.05]).at(-1)!;
+    for (const b of [batch(10, 5), batch(0, 1)]) {
+      const same = nextPace({ kind: 'yield' }, s, b, 1000);
+      assert.deepEqual({ ...same, rows: 0 }, { ...s, rows: 0, pauseMs: 0 });
+      assert.equal(same.rows, s.rows + b.rows);
+    }
   });
 });
