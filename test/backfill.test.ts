@@ -6,7 +6,7 @@ import { sql } from '@databases/pg';
 import { EspfError } from '../src/errors.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { runBackfill, type BackfillProgress } from '../src/rules/backfill.ts';
-import { MIN_BATCH } from '../src/rules/backfill-pace.ts';
+import { DUTY_DECREASE, DUTY_MIN, MIN_BATCH } from '../src/rules/backfill-pace.ts';
 import { runEspf } from './support/child.ts';
 import { spawnEspf } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
@@ -266,11 +266,12 @@ describe('espf backfill', function () {
     assert.equal(seen[i]!.rowsDone, 600, 'the batch that waited');
     assert.equal(before.batchSize, 100);
     assert.equal(after.batchSize, Math.max(MIN_BATCH, 50), 'the batch size halves');
-    assert.ok(after.duty < before.duty, `it works less of the time (${before.duty} → ${after.duty})`);
+    // It works less of the time (or as little as it may already: a loaded machine slows the batches before).
+    assert.ok(after.duty <= Math.max(DUTY_MIN, before.duty * DUTY_DECREASE) + 1e-9, `it works less of the time (${before.duty} → ${after.duty})`);
     assert.ok(after.pauseMs > 0, 'and pauses');
     assert.ok(after.slowdown >= 3, `the batch took ${after.slowdown + 1} times its idle latency`);
     assert.match(after.reason, /^yielding: batch latency \+\d+% over idle.*; working \d+% of the time; it waited for row locks: batches of 50 rows$/);
-    assert.equal(seen[i + 1]!.pace.batchSize, 100, 'the next batch did not wait: back to 100');
+    assert.ok(seen.slice(i + 1).some((p) => p.pace.batchSize === 100), 'batches that did not wait: back to 100');
   });
 
   it('--resume keeps the pace it was started with and refuses another; --fast runs batches back to back', async () => {
