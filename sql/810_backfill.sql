@@ -82,9 +82,12 @@ END
 $$;
 
 -- Starts a backfill of a rule: checks it (and its target handler, if one is given)
--- and records it; returns its id.
+-- and records it with its pace ('yield', 'rate' with rate_rows_s, or 'fast':
+-- src/rules/backfill-pace.ts); returns its id.
 DROP FUNCTION IF EXISTS espf.start_backfill(text, text, int);
-CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int, handler_name text)
+DROP FUNCTION IF EXISTS espf.start_backfill(text, text, int, text);
+CREATE OR REPLACE FUNCTION espf.start_backfill(rule_name text, where_sql text, batch_size int, handler_name text,
+                                               pace text DEFAULT 'yield', rate_rows_s int DEFAULT NULL)
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE
   r     espf.event_rules;
@@ -103,9 +106,16 @@ BEGIN
   IF batch_size IS NULL OR batch_size < 1 THEN
     RAISE EXCEPTION 'backfill: the batch size must be at least 1' USING ERRCODE = '22023';
   END IF;
+  IF pace IS NULL OR pace NOT IN ('yield', 'rate', 'fast') THEN
+    RAISE EXCEPTION 'backfill: unknown pace % (yield, rate or fast)', coalesce(quote_literal(pace), 'null') USING ERRCODE = '22023';
+  END IF;
+  IF (pace = 'rate') <> (rate_rows_s IS NOT NULL) OR rate_rows_s NOT BETWEEN 1 AND 10000000 THEN
+    RAISE EXCEPTION 'backfill: a rate (from 1 to 10000000 rows a second) goes with the pace rate only, not % with rate %',
+      pace, coalesce(rate_rows_s::text, 'null') USING ERRCODE = '22023';
+  END IF;
   EXECUTE format('SELECT count(*) FROM %s AS new WHERE %s', r.source, coalesce(where_sql, 'true')) INTO total;
-  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total, target_handler)
-  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total, handler_name)
+  INSERT INTO espf.backfills (rule, event_type, source, key_column, where_sql, batch_size, rows_total, target_handler, pace, rate_rows_s)
+  VALUES (r.name, r.event_type, r.source::text, key, where_sql, batch_size, total, handler_name, start_backfill.pace, start_backfill.rate_rows_s)
   RETURNING backfills.id INTO id;
   RETURN id;
 END
@@ -132,20 +142,26 @@ BEGIN
 END
 $$;
 
--- One batch of a backfill, in the caller's transaction: the next batch_size rows
--- after last_key (locked), their events, the progress. Returns the rows done in
--- this batch (0 = finished; the backfill is then marked done). `vtype` is what
--- espf.backfill_check returned when the run began (the rule is then not parsed
--- again for every batch); null: check it now.
+-- One batch of a backfill, in the caller's transaction: the next batch_limit rows
+-- (null: the backfill's batch_size) after last_key (locked), their events, the
+-- progress. Returns the rows done in this batch (0 = finished; the backfill is
+-- then marked done), the milliseconds its locking statement took (waits for
+-- billing's row locks included: src/rules/backfill-pace.ts tells a lock wait from
+-- a slow machine by it), and the other client sessions, but espf's own, running a
+-- statement when it ends (billing at work, in any database of the server; -1 when
+-- this role may not see other roles' sessions). `vtype` is what espf.backfill_check returned when the run began (the
+-- rule is then not parsed again for every batch); null: check it now.
 DROP FUNCTION IF EXISTS espf.backfill_batch(bigint);
-CREATE OR REPLACE FUNCTION espf.backfill_batch(backfill_id bigint, vtype text DEFAULT NULL)
-RETURNS TABLE (rows_done int, events int, last_key text) LANGUAGE plpgsql AS $$
+DROP FUNCTION IF EXISTS espf.backfill_batch(bigint, text);
+CREATE OR REPLACE FUNCTION espf.backfill_batch(backfill_id bigint, vtype text DEFAULT NULL, batch_limit int DEFAULT NULL)
+RETURNS TABLE (rows_done int, events int, last_key text, lock_ms float8, active_sessions int) LANGUAGE plpgsql AS $$
 DECLARE
   b     espf.backfills;
   r     espf.event_rules;
   ktype text;
   stmt  text;
   keys  text[];
+  t0    timestamptz;
 BEGIN
   SELECT * INTO b FROM espf.backfills x WHERE x.id = backfill_id FOR UPDATE;
   SELECT * INTO r FROM espf.event_rules e WHERE e.name = b.rule;
@@ -166,13 +182,15 @@ BEGIN
   -- statement itself would still see the row as it was before that write (its
   -- snapshot predates the wait), so the snapshot event would carry values older
   -- than a live event already committed for the account.
+  t0 := clock_timestamp();
   EXECUTE format($q$
     SELECT coalesce(array_agg(k::text ORDER BY k), '{}') FROM (
       SELECT new.%1$I AS k FROM %2$s AS new
        WHERE (%3$L::%4$s IS NULL OR new.%1$I > %3$L::%4$s) AND (%5$s)
        ORDER BY new.%1$I LIMIT %6$s FOR NO KEY UPDATE OF new) keys$q$,
-    b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), b.batch_size)
+    b.key_column, r.source, b.last_key, ktype, coalesce(b.where_sql, 'true'), coalesce(batch_limit, b.batch_size))
     INTO keys;
+  lock_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
   IF cardinality(keys) = 0 THEN
     rows_done := 0;
     events := 0;
@@ -212,6 +230,10 @@ BEGIN
            events = x.events + backfill_batch.events, state = 'running', updated_at = now()
      WHERE x.id = backfill_id;
   END IF;
+  -- A session of another role shows a null state unless this role may read all statistics.
+  SELECT CASE WHEN bool_or(a.state IS NULL) THEN -1 ELSE count(*) FILTER (WHERE a.state = 'active') END INTO active_sessions
+    FROM pg_stat_activity a
+   WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid() AND a.application_name NOT LIKE 'espf%';
   RETURN NEXT;
 END
 $$;

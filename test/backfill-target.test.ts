@@ -9,6 +9,7 @@ import { EspfProcess, runEspf } from './support/child.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { eventually, TestReceiver } from './support/receiver.ts';
 import { addAccounts, configureEventSender, seedCustomer, startSender } from './support/sender.ts';
+import { seedUnfinishedBackfill } from './support/backfill-upgrade.ts';
 import { databaseAtPreviousRelease } from './support/upgrade.ts';
 
 /**
@@ -239,24 +240,8 @@ describe('espf backfill --handler: upgrade from the previous release (migrations
     if (!old) this.skip(); // not a git checkout
     const { db } = old!;
     try {
-      await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables)
-                         SELECT g, 'Account/Blocked', jsonb_build_object('i_event', g, 'i_account', g) FROM generate_series(1, 50) g`);
-      await db.query(sql`SELECT setval('espf.events_i_event_seq', 50)`);
-      await db.query(sql`INSERT INTO espf.event_deliveries (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts)
-                         SELECT g, 'EventSender', CASE WHEN g <= 20 THEN 'DELIVERED' WHEN g <= 30 THEN 'RETRY' ELSE 'PENDING' END,
-                                'Account/Blocked', 'a:' || g, g, 'main', ('0/' || to_hex(1000 + g))::pg_lsn, CASE WHEN g <= 30 THEN 1 ELSE 0 END
-                           FROM generate_series(1, 50) g`);
       // A backfill the previous release left interrupted, over accounts that exist.
-      const [c] = await db.query(sql`INSERT INTO billing.customer (name) VALUES ('Up') RETURNING i_customer`);
-      const [p] = await db.query(sql`INSERT INTO billing.product (name) VALUES ('Up') RETURNING i_product`);
-      await db.query(sql`INSERT INTO billing.account (id, i_customer, i_product) SELECT 'up-' || g, ${c.i_customer}, ${p.i_product} FROM generate_series(1, 20) g`);
-      await db.query(sql`UPDATE espf.event_types SET enabled = true WHERE name = 'Account/New'`);
-      const [bf] = await db.query(sql`INSERT INTO espf.backfills (rule, event_type, source, key_column, batch_size, state, rows_total)
-                                      VALUES ('Account/New', 'Account/New', 'billing.account', 'i_account', 10, 'interrupted', 20) RETURNING id`);
-      const events = await db.query(sql`SELECT to_jsonb(e) AS e FROM espf.events e ORDER BY i_event`);
-      const deliveries = await db.query(sql`SELECT to_jsonb(d) AS d FROM espf.event_deliveries d ORDER BY i_event`);
-      const files = async () => db.query(sql`SELECT relname, pg_relation_filenode(oid::regclass) AS f FROM pg_class WHERE oid IN ('espf.events'::regclass, 'espf.backfills'::regclass) ORDER BY relname`);
-      const before = await files();
+      const { id: bfId, events, deliveries, files, filesBefore: before } = await seedUnfinishedBackfill(db);
       const r = await migrate(db);
       assert.ok(r.applied.includes('0017_backfill_target.sql'), `applied ${r.applied.join(', ')}`);
       assert.deepEqual(await files(), before, 'no table rewritten');
@@ -268,7 +253,7 @@ describe('espf backfill --handler: upgrade from the previous release (migrations
       // The old backfill resumes as it was started: to every handler (no --handler stored).
       await assert.rejects(runBackfill(db, { rule: 'Account/New', resume: true, handler: 'EventSender' }), /runs with --all-handlers --batch-size 10, not --handler EventSender/);
       const done = await runBackfill(db, { rule: 'Account/New', resume: true });
-      assert.equal(done.id, Number(bf.id));
+      assert.equal(done.id, bfId);
       assert.equal(done.events, 20);
       const [w] = await db.query(sql`SELECT count(*)::int AS n FROM espf.events WHERE event_type = 'Account/New' AND target_handler IS NULL`);
       assert.equal(w.n, 20);

@@ -9,6 +9,9 @@ export interface BackfillRow {
   rows_done: number; rows_total: number | null; events: number; last_key: string | null;
   /** The one handler its events are for (`--handler`); null: every subscribed handler. */
   target_handler: string | null;
+  /** How it was started: yield (the default), rate (at `rate_rows_s`) or fast; null: before migrations/0024_backfill_pace.sql. */
+  pace: 'yield' | 'rate' | 'fast' | null;
+  rate_rows_s: number | null;
 }
 
 /** Advisory lock key space of backfills (the second key is the backfill id). */
@@ -19,17 +22,18 @@ const numberOrNull = (v: unknown): number | null => (v === null || v === undefin
 /** The latest backfill of a rule that did not finish (running, interrupted or failed). */
 export async function unfinishedBackfill(db: Queryable, rule: string): Promise<BackfillRow | undefined> {
   const [row] = await db.query(sql`
-    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key, target_handler FROM espf.backfills
+    SELECT id, rule, state, where_sql, batch_size, rows_done, rows_total, events, last_key, target_handler, pace, rate_rows_s FROM espf.backfills
      WHERE rule = ${rule} AND state IN ('running', 'interrupted', 'failed') ORDER BY id DESC LIMIT 1`);
   return row ? { ...row, id: Number(row.id), rows_done: Number(row.rows_done), rows_total: numberOrNull(row.rows_total), events: Number(row.events) } : undefined;
 }
 
 /**
- * Starts a backfill (espf.start_backfill checks the rule and the target handler,
- * and counts the rows): its id and rows_total.
+ * Starts a backfill (espf.start_backfill checks the rule, the target handler and
+ * the pace, and counts the rows): its id and rows_total.
  */
-export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number, target: string | null): Promise<{ id: number; rowsTotal: number | null }> {
-  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}::int, ${target}::text) AS id`);
+export async function startBackfill(db: Queryable, rule: string, where: string | null, batchSize: number, target: string | null,
+  pace: 'yield' | 'rate' | 'fast', rateRowsS: number | null): Promise<{ id: number; rowsTotal: number | null }> {
+  const [{ id }] = await db.query(sql`SELECT espf.start_backfill(${rule}, ${where}, ${batchSize}::int, ${target}::text, ${pace}::text, ${rateRowsS}::int) AS id`);
   const [t] = await db.query(sql`SELECT rows_total FROM espf.backfills WHERE id = ${id}`);
   return { id: Number(id), rowsTotal: numberOrNull(t.rows_total) };
 }
@@ -76,10 +80,16 @@ export async function backfillCheck(db: Queryable, rule: string): Promise<string
   return checked?.vtype;
 }
 
-/** One batch in its own transaction: the rows it did (0: finished), the events it wrote and the last key. */
-export async function backfillBatch(db: Queryable, id: number, vtype: string): Promise<{ rows_done: number; events: number; last_key: string | null }> {
-  const [r] = await db.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key FROM espf.backfill_batch(${id}, ${vtype})`));
-  return r;
+/**
+ * One batch of at most `limit` rows in its own transaction: the rows it did (0:
+ * finished), the events it wrote, the last key, the milliseconds it took to lock
+ * its rows (waits included), and the other client sessions running a statement
+ * as it ended (-1: this role may not see them).
+ */
+export async function backfillBatch(db: Queryable, id: number, vtype: string, limit: number)
+  : Promise<{ rows_done: number; events: number; last_key: string | null; lock_ms: number; active_sessions: number }> {
+  const [r] = await db.tx((tx) => tx.query(sql`SELECT rows_done, events, last_key, lock_ms, active_sessions FROM espf.backfill_batch(${id}, ${vtype}, ${limit}::int)`));
+  return { ...r, lock_ms: Number(r.lock_ms) };
 }
 
 /** Marks a backfill interrupted (resumable) or failed (with its error). */

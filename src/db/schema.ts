@@ -44,6 +44,8 @@ export const SCHEMA = {
     finished_at: col<Date | null>(),
     last_error: col<string | null>(),
     target_handler: col<string | null>(),
+    pace: col<'yield' | 'rate' | 'fast' | null>(),
+    rate_rows_s: col<number | null>(),
   },
   'espf.builtin_event_rules': {
     name: col<string>(),
