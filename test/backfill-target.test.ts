@@ -130,9 +130,9 @@ describe('espf backfill --handler: one receiver', function () {
     }
   });
 
-  it('started right after subscribing a new handler: it waits for running instances to read the change, and the handler gets every event', async () => {
+  it('started right after subscribing a new handler, without waiting: the handler gets every event (the change travels in the stream)', async () => {
     const crm2 = await new TestReceiver().listen();
-    // espf run as deployed: it reads the configuration every second.
+    // espf run as deployed: a configuration change reaches it at its place in the stream.
     const s = new EspfProcess(t.url);
     try {
       await s.streaming();
@@ -142,10 +142,7 @@ describe('espf backfill --handler: one receiver', function () {
       await q(sql`INSERT INTO espf.http_handlers (handler, url, token_rate, token_burstiness) VALUES ('Crm2', ${[crm2.url]}::text[], 1000000, 1000000)`);
       await q(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'Crm2'`);
       await q(sql`INSERT INTO espf.subscriptions (handler, event_type) VALUES ('Crm2', 'Account/State')`);
-      const settled: number[] = [];
-      const done = await runBackfill(t.db, { rule: 'Account/State', handler: 'Crm2', where: "id LIKE 'tg-%'", batchSize: 10, resume: false, onSettle: (x) => settled.push(x) });
-      assert.equal(settled.length, 1);
-      assert.ok(settled[0]! > 3 && settled[0]! <= 5, `waited ${settled[0]} s`);
+      const done = await runBackfill(t.db, { rule: 'Account/State', handler: 'Crm2', where: "id LIKE 'tg-%'", batchSize: 10, resume: false });
       assert.equal(done.events, 300);
       await crm2.waitFor(() => crm2.received.length >= 300, 60_000, 'every event at Crm2');
       await eventually(async () => (await count(sql`SELECT count(*) AS n FROM espf.event_deliveries WHERE handler = 'Crm2' AND state = 'DELIVERED'`)) === 300 || undefined,

@@ -95,7 +95,6 @@ Examples:
         const p = await withDb('espf backfill', (db) => runBackfill(db, {
           rule, where: o.where, batchSize: o.batchSize, pace, resume: Boolean(o.resume), handler: o.handler, allHandlers: Boolean(o.allHandlers),
           onProgress: reporter(io, tty), stopRequested: () => stop,
-          onSettle: (s) => io.err(`backfill: the subscriptions or handlers changed moments ago; waiting ${s.toFixed(1)} s for running instances to read the change\n`),
         }));
         io.out(`backfill ${p.id} ${p.rule}: done, ${p.rowsDone} rows, ${p.events} events in ${(p.elapsedMs / 1000).toFixed(1)} s (${rate(p)} rows/s)\n`);
       } finally {

@@ -52,18 +52,6 @@ export async function backfillTargetCheck(db: Queryable, rule: string, handler: 
   await db.query(sql`SELECT espf.backfill_target_check(r, ${handler}) FROM espf.event_rules r WHERE r.name = ${rule}`);
 }
 
-/**
- * Seconds to wait before a backfill writes, so that running instances have read
- * the latest change of subscriptions or enabled handlers (they read it within
- * 2 s, src/config/watch.ts): `settleS` less the age of that change, at least 0.
- */
-export async function configSettleWait(db: Queryable, settleS: number): Promise<number> {
-  const [r] = await db.query(sql`
-    SELECT greatest(0, ${settleS}::float8 - extract(epoch FROM clock_timestamp() - greatest(
-             (SELECT max(s.created_at) FROM espf.subscriptions s), (SELECT max(h.enabled_at) FROM espf.handlers h))))::float8 AS wait_s`);
-  return Number(r.wait_s ?? 0);
-}
-
 /** Takes the backfill's session lock on this connection; false when another process holds it. */
 export async function tryLockBackfill(db: Queryable, id: number): Promise<boolean> {
   const [{ locked }] = await db.query(sql`SELECT pg_try_advisory_lock(${BACKFILL_LOCK}, ${id}::int) AS locked`);

@@ -1,5 +1,5 @@
 import {
-  backfillBatch, backfillCheck, configSettleWait, backfillReceivers, backfillTargetCheck, startBackfill, stopBackfill, tryLockBackfill, unfinishedBackfill,
+  backfillBatch, backfillCheck, backfillReceivers, backfillTargetCheck, startBackfill, stopBackfill, tryLockBackfill, unfinishedBackfill,
   unlockBackfill, type BackfillReceiver, type BackfillRow,
 } from '../db/backfills.ts';
 import type { Queryable } from '@databases/pg';
@@ -24,8 +24,6 @@ export interface BackfillOptions {
   readonly handler?: string;
   /** `--all-handlers`: the events go to every subscribed handler. A new backfill needs this or `handler`. */
   readonly allHandlers?: boolean;
-  /** Called before the first batch when it waits for running instances to read a configuration change (seconds). */
-  readonly onSettle?: (seconds: number) => void;
   /** Called after every batch. */
   readonly onProgress?: (p: BackfillProgress) => void;
   /** When it returns true, the backfill stops after the current batch (Ctrl-C). */
@@ -48,14 +46,6 @@ export interface BackfillProgress {
 const quoteArg = (s: string) => (/^[\w/.:-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 export const DEFAULT_BATCH_SIZE = 1000;
-
-/**
- * A backfill writes nothing until this long after the latest change of a
- * subscription or of an enabled handler: a running instance reads such a change
- * within 2 s (docs/limits.md), and an event it routes before that misses the
- * handler just subscribed. 5 s leaves room for a loaded machine.
- */
-export const CONFIG_SETTLE_S = 5;
 
 /** The pace a backfill was started with (started before paces were stored: the default). */
 const storedPace = (b: BackfillRow): Pace =>
@@ -134,11 +124,6 @@ export async function runBackfill(db: Db, o: BackfillOptions): Promise<BackfillP
     // Checked (and parsed) once for the run; each batch then only checks the type is still enabled.
     const vtype = await backfillCheck(conn, o.rule);
     if (vtype === undefined) throw new EspfError('ESPF_BACKFILL_REFUSED', `rule '${o.rule}' no longer exists`);
-    const settle = await configSettleWait(conn, CONFIG_SETTLE_S);
-    if (settle > 0) {
-      o.onSettle?.(settle);
-      await new Promise((r) => setTimeout(r, Math.ceil(settle * 1000)));
-    }
     const started = Date.now();
     let rowsDone = b.rows_done;
     let events = b.events;
