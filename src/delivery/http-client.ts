@@ -225,8 +225,9 @@ function httpDate(): string {
 interface Answer {
   /** The HTTP status; null when no answer came (then `broken` says why). */
   readonly status: number | null;
+  /** The answer's headers as undici gives them (names in lower case; a repeated one as an array): of an answer that is not 2xx, or of every answer of a request step; otherwise empty. */
   readonly headers: IncomingHttpHeaders;
-  /** The start of the body of an answer that is not 2xx (for the error message). */
+  /** The start of the body of an answer that is not 2xx (for the error message); of a request step, up to 64 KiB of any answer. */
   readonly text: string;
   /** The error that broke the answer off, or null when it completed (or was cut short by us). */
   readonly broken: unknown;
@@ -238,59 +239,98 @@ const TOO_LONG = Object.assign(new Error(`the answer is longer than ${MAX_OK_BOD
 /** Dropping the rest of a long answer: not an error of the attempt. */
 const DROPPED = Object.assign(new Error('the rest of the answer is dropped'), { code: 'ESPF_ANSWER_DROPPED' });
 
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
+
 /**
- * Reads one answer as undici delivers it (its dispatch handler interface), with
- * no stream in between: a 2xx body is counted up to MAX_OK_BODY bytes and not
- * kept; of another answer the first `keep` characters are kept. Past either
- * limit the rest is dropped with the connection.
+ * The raw header lines of an answer (name, value, name, value, …) as an
+ * object, as undici's own parseHeaders makes it: names in lower case, values
+ * as latin1 text, a repeated header as an array of its values.
+ */
+export function headersObject(raw: readonly (Buffer | string)[]): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const had = Object.hasOwn(out, key) ? out[key] : undefined;
+    if (had === undefined) {
+      if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, configurable: true, writable: true });
+      else out[key] = value;
+    } else if (typeof had === 'string') out[key] = [had, value];
+    else had.push(value);
+  }
+  return out;
+}
+
+/**
+ * Reads one answer as undici delivers it, with no stream in between: a 2xx
+ * body is counted up to MAX_OK_BODY bytes and not kept; of another answer the
+ * first `keep` characters are kept. Past either limit the rest is dropped with
+ * the connection.
+ *
+ * It implements the handler interface undici's client calls itself (onConnect,
+ * onHeaders, onData, onComplete, onError): a handler of the newer one
+ * (onRequestStart, onResponseStart, …) is wrapped per request in an adapter
+ * that also turns every answer's raw headers into an object. Here the headers
+ * become an object only for an answer that is not 2xx (Retry-After, Location)
+ * or one a request step reads.
  */
 class AnswerReader implements Dispatcher.DispatchHandler {
   private status: number | null = null;
-  private headers: IncomingHttpHeaders = {};
+  private headers: IncomingHttpHeaders = NO_HEADERS;
   private bytes = 0;
   private text = '';
   private settled = false;
+  private abort: ((err?: Error) => void) | null = null;
 
   /** `all`: keep the headers and up to MAX_OK_BODY characters of every answer (a request step reads them); a longer one breaks off. */
   constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void, private readonly all = false) {}
 
-  // undici takes a handler for this interface by the presence of this method.
-  onRequestStart(): void { /* nothing to do before the request goes */ }
-
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200) return; // 1xx: the answer is still to come
-    this.status = statusCode;
-    if (statusCode >= 300 || this.all) this.headers = headers;
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
   }
 
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.settled) return;
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode < 200) return true; // 1xx: the answer is still to come
+    this.status = statusCode;
+    if (statusCode >= 300 || this.all) this.headers = headersObject(rawHeaders);
+    return true;
+  }
+
+  /** false pauses the connection: past a limit nothing more is read. */
+  onData(chunk: Buffer): boolean {
+    if (this.settled) return false;
     this.bytes += chunk.length;
     if (this.all) {
       this.text += chunk.toString('utf8');
       if (this.bytes > MAX_OK_BODY) {
         this.settle(TOO_LONG);
-        c.pause();
-        setImmediate(() => c.abort(DROPPED));
+        this.drop();
+        return false;
       }
-      return;
+      return true;
     }
     const ok = this.status !== null && this.status < 300;
     if (!ok) this.text += chunk.toString('utf8');
     if (ok ? this.bytes > MAX_OK_BODY : this.text.length >= this.keep) {
       this.settle(null);
-      // Stop reading now; drop the connection outside undici's parser callback.
-      c.pause();
-      setImmediate(() => c.abort(DROPPED));
+      this.drop();
+      return false;
     }
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.settle(null);
   }
 
-  onResponseError(_c: Dispatcher.DispatchController | undefined, err: Error): void {
+  onError(err: Error): void {
     this.settle(err);
+  }
+
+  /** Drops the connection outside undici's parser callback. */
+  private drop(): void {
+    const abort = this.abort;
+    setImmediate(() => abort?.(DROPPED));
   }
 
   private settle(broken: unknown): void {
