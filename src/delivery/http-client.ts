@@ -9,6 +9,7 @@ import { oneLine } from '../errors.ts';
 import { redactText, redactUrl } from '../security/redact.ts';
 import { authHeaders, secretsIn } from './auth.ts';
 import type { MessageRef } from './standard-webhooks.ts';
+import type { AnswerNeeds } from './steps/plan.ts';
 import type { StepRequest } from './steps/render.ts';
 
 /** The outcome of one POST to one URL. */
@@ -81,7 +82,7 @@ export class HttpClient {
       return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${target.problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
     }
     try {
-      const { answer: a, secrets } = await this.exchange(target.origin, target.path, 'POST', { 'content-type': 'application/json' }, body, settings, message, false);
+      const { answer: a, secrets } = await this.exchange(target.origin, target.path, 'POST', { 'content-type': 'application/json' }, body, settings, message, null);
       if (a.status === null) return { ok: false, status: null, reason: describeError(a.broken, settings.request_timeout), retryAfterMs: null, durationMs: elapsed() };
       if (a.status >= 200 && a.status < 300) {
         // At most 64 KiB of the answer is read, the rest dropped (with the connection if it is longer).
@@ -105,22 +106,28 @@ export class HttpClient {
    * One request of a request step (src/delivery/steps/run.ts): its method,
    * headers and body, with the handler's auth headers (`message`: the
    * webhook-id of StandardWebhooks, one per step); the answer's status,
-   * headers and up to 64 KiB of its body are read whatever the status.
+   * headers and up to 64 KiB of its body are read whatever the status
+   * (`needs`: of a 2xx answer, its headers and text only when they are read;
+   * a longer answer fails the step all the same).
    */
-  async request(r: StepRequest, settings: HttpSettings, message: MessageRef): Promise<StepExchange> {
+  async request(r: StepRequest, settings: HttpSettings, message: MessageRef, needs: AnswerNeeds = WHOLE): Promise<StepExchange> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
     let secrets: readonly string[] = r.secrets;
     try {
-      const x = await this.exchange(r.origin, r.target, r.method as Dispatcher.HttpMethod, { ...r.headers }, r.body, settings, message, true);
+      // r.headers is this request's own (rendered for it): the Date and auth headers are added to it.
+      const x = await this.exchange(r.origin, r.target, r.method as Dispatcher.HttpMethod, r.headers, r.body, settings, message, needs);
       const a = x.answer;
-      secrets = [...r.secrets, ...x.secrets];
+      if (x.secrets.length > 0) secrets = [...r.secrets, ...x.secrets];
       if (a.status === null || a.broken !== null) {
         const why = describeError(a.broken, settings.request_timeout);
         return { status: a.status, headers: {}, text: '', error: a.status === null ? why : `HTTP ${a.status} but the answer did not complete: ${why}`, secrets, durationMs: elapsed() };
       }
-      const h: Record<string, string> = {};
-      for (const [k, v] of Object.entries(a.headers)) if (v !== undefined) h[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+      let h: Record<string, string> = NONE;
+      if (a.headers !== NO_HEADERS) {
+        h = {};
+        for (const [k, v] of Object.entries(a.headers)) if (v !== undefined) h[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+      }
       return { status: a.status, headers: h, text: a.text, error: null, secrets, durationMs: elapsed() };
     } catch (err) {
       return { status: null, headers: {}, text: '', error: describeError(err, settings.request_timeout), secrets, durationMs: elapsed() };
@@ -131,12 +138,13 @@ export class HttpClient {
    * Sends one request with the Date header and the handler's auth headers
    * added to `headers`. max_wait_time bounds how long an async handler waits
    * for a reply; request_timeout bounds every request (no answer, or one that
-   * stops coming). `whole`: up to 64 KiB of any answer is read; otherwise
-   * only what an error message quotes. Returns the answer and the secrets the
-   * request carried (masked wherever the answer is quoted).
+   * stops coming). `step`: an answer of a request step, up to 64 KiB of any
+   * answer is read (of a 2xx what it needs); otherwise only what an error
+   * message quotes. Returns the answer and the secrets the request carried
+   * (masked wherever the answer is quoted).
    */
   private async exchange(origin: string, path: string, method: Dispatcher.HttpMethod, headers: Record<string, string>,
-    body: string | undefined, settings: HttpSettings, message: MessageRef, whole: boolean): Promise<{ answer: Answer; secrets: string[] }> {
+    body: string | undefined, settings: HttpSettings, message: MessageRef, step: AnswerNeeds | null): Promise<{ answer: Answer; secrets: string[] }> {
     const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     const date = httpDate();
     headers.date = date;
@@ -147,7 +155,7 @@ export class HttpClient {
     const agent = ready instanceof Agent ? ready : await ready;
     const answer = await new Promise<Answer>((resolve) => {
       agent.dispatch({ origin, path, method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
-        whole ? new AnswerReader(MAX_OK_BODY, resolve, true) : new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
+        step ? new AnswerReader(MAX_OK_BODY, resolve, step) : new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
     });
     return { answer, secrets };
   }
@@ -239,7 +247,12 @@ const TOO_LONG = Object.assign(new Error(`the answer is longer than ${MAX_OK_BOD
 /** Dropping the rest of a long answer: not an error of the attempt. */
 const DROPPED = Object.assign(new Error('the rest of the answer is dropped'), { code: 'ESPF_ANSWER_DROPPED' });
 
+/** The headers of an answer whose headers are not read. */
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
+/** A step answer's headers when they are not read. */
+const NONE: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** Everything of a step's answer is read (a caller that does not say). */
+const WHOLE: AnswerNeeds = { headers: true, body: true, text: true };
 
 /**
  * The raw header lines of an answer (name, value, name, value, …) as an
@@ -282,8 +295,15 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   private settled = false;
   private abort: ((err?: Error) => void) | null = null;
 
-  /** `all`: keep the headers and up to MAX_OK_BODY characters of every answer (a request step reads them); a longer one breaks off. */
-  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void, private readonly all = false) {}
+  /** Of a request step's answer (`step`): any answer is read up to MAX_OK_BODY bytes, a longer one breaks off; of a 2xx the headers and text are kept as `step` says. */
+  private readonly all: boolean;
+  /** Keep the text of a 2xx (a request step's that is read). */
+  private readonly okText: boolean;
+
+  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void, private readonly step: AnswerNeeds | null = null) {
+    this.all = step !== null;
+    this.okText = step !== null && step.text;
+  }
 
   onConnect(abort: (err?: Error) => void): void {
     this.abort = abort;
@@ -292,7 +312,7 @@ class AnswerReader implements Dispatcher.DispatchHandler {
   onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
     if (statusCode < 200) return true; // 1xx: the answer is still to come
     this.status = statusCode;
-    if (statusCode >= 300 || this.all) this.headers = headersObject(rawHeaders);
+    if (statusCode >= 300 || this.step?.headers === true) this.headers = headersObject(rawHeaders);
     return true;
   }
 
@@ -301,7 +321,7 @@ class AnswerReader implements Dispatcher.DispatchHandler {
     if (this.settled) return false;
     this.bytes += chunk.length;
     if (this.all) {
-      this.text += chunk.toString('utf8');
+      if (this.okText || this.status === null || this.status >= 300) this.text += chunk.toString('utf8');
       if (this.bytes > MAX_OK_BODY) {
         this.settle(TOO_LONG);
         this.drop();
