@@ -2,8 +2,14 @@
  * http_ceiling_rps: what a bare undici client reaches against the same receiver
  * process espf sends to, with a body of the same size as an espf event: a Pool of
  * keep-alive connections, one request in flight per connection, for a few seconds.
+ *
+ * cpu_us_client: the CPU time of this bare client per request (user + system of
+ * the bench process over the measured seconds, which does nothing else then), the
+ * reference for espf's CPU per event (bench/run.ts: espf ÷ bare client); and
+ * cpu_us_receiver, the receiver's per request.
  */
 import { Pool } from 'undici';
+import { cpuSeconds } from './lib/cpu.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { round, sleep } from './lib/util.ts';
 
@@ -57,18 +63,26 @@ export const httpCeiling: Figure<HttpCeilingParams> = {
     await rx.reset();
     const workers = Array.from({ length: p.connections }, worker);
     await sleep(p.warmupSeconds * 1000);
+    const rx0 = cpuSeconds(rx.child.pid!);
+    const cpu0 = process.cpuUsage();
     measuring = true;
     const t0 = performance.now();
     await sleep(p.seconds * 1000);
     measuring = false;
     const elapsed = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const rx1 = cpuSeconds(rx.child.pid!);
     stop = true;
     await Promise.all(workers);
     await pool.close();
     const stats = await rx.stats();
     await rx.reset();
     return {
-      values: { http_ceiling_rps: round(ok / elapsed, 0) },
+      values: {
+        http_ceiling_rps: round(ok / elapsed, 0),
+        cpu_us_client: round((cpu.user + cpu.system) / Math.max(1, ok + failed), 1),
+        ...(rx0 !== null && rx1 !== null ? { cpu_us_receiver: round(((rx1 - rx0) * 1e6) / Math.max(1, ok + failed), 1) } : {}),
+      },
       details: { ok, failed, elapsed_s: round(elapsed, 3), receiver_requests: stats.requests, receiver_bad_bodies: stats.badBodies },
     };
   },

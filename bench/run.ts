@@ -106,6 +106,13 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   };
   const ceiling = v('http_ceiling', 'http_ceiling_rps');
   add('http_ceiling_rps', 'http_ceiling', ceiling, ' req/s', '(the ceiling)', undefined);
+  const bareCpu = v('http_ceiling', 'cpu_us_client');
+  add('http_ceiling cpu per request: bare client', 'http_ceiling', bareCpu, ' us', '(the reference)', undefined);
+  // What espf costs per event beside what a bare client costs per request (both need http_ceiling in the run).
+  const perBare = (fig: string) => {
+    const cpu = v(fig, 'cpu_us_espf');
+    return cpu !== undefined && bareCpu ? round(cpu / bareCpu, 2) : undefined;
+  };
   const e2eEps = v('e2e', 'e2e_eps');
   const e2eGoal = Math.max(4000, 0.6 * (ceiling ?? 0));
   add('e2e_eps', 'e2e', e2eEps, ' ev/s', `>= ${round(e2eGoal, 0)} (0.6 x ceiling, and >= 4000)`, e2eEps === undefined ? undefined : e2eEps >= e2eGoal);
@@ -114,12 +121,14 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   for (const part of ['espf', 'postgres', 'receiver'] as const) {
     add(`e2e cpu per event: ${part}`, 'e2e', v('e2e', `cpu_us_${part}`), ' us', '(the cost split)', undefined);
   }
+  add('e2e cpu per event: espf / bare client', 'e2e', perBare('e2e'), ' x', '-', undefined);
   const shapedEps = v('e2e_shaped', 'e2e_eps');
   add('e2e_shaped_eps', 'e2e_shaped', shapedEps, ' ev/s', '- (one-step shaped body)', undefined);
   const plainCpu = v('e2e', 'cpu_us_espf');
   const shapedCpu = v('e2e_shaped', 'cpu_us_espf');
   add('e2e_shaped cpu per event: espf', 'e2e_shaped', shapedCpu, ' us', '-', undefined);
   const shapedRatio = plainCpu && shapedCpu !== undefined ? round(shapedCpu / plainCpu, 2) : undefined;
+  add('e2e_shaped cpu per event: espf / bare client', 'e2e_shaped', perBare('e2e_shaped'), ' x', '-', undefined);
   add('e2e_shaped / e2e cpu per event (espf)', 'e2e_shaped', shapedRatio, ' x', '<= 1.15', shapedRatio === undefined ? undefined : shapedRatio <= 1.15);
   const p50 = v('latency', 'p50');
   add('latency_ms.p50', 'latency', p50, ' ms', '<= 10', p50 === undefined ? undefined : p50 <= 10);
@@ -187,9 +196,11 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
     fig[key] = o.status === 'ok' ? pick(o.values) : { status: o.status, reason: o.reason };
   };
   put('http_ceiling_rps', 'http_ceiling', (v) => v.http_ceiling_rps);
+  put('http_ceiling_cpu_us', 'http_ceiling', (v) => ({ client: v.cpu_us_client, receiver: v.cpu_us_receiver }));
   put('capture_overhead_ratio', 'capture_overhead', (v) => v.capture_overhead_ratio);
   put('e2e_eps', 'e2e', (v) => v.e2e_eps);
-  put('e2e_shaped', 'e2e_shaped', (v) => ({ e2e_eps: v.e2e_eps, cpu_us_espf: v.cpu_us_espf }));
+  put('e2e_cpu_us', 'e2e', (v) => ({ espf: v.cpu_us_espf, postgres: v.cpu_us_postgres, receiver: v.cpu_us_receiver }));
+  put('e2e_shaped', 'e2e_shaped', (v) => ({ e2e_eps: v.e2e_eps, cpu_us_espf: v.cpu_us_espf, cpu_us_postgres: v.cpu_us_postgres }));
   put('latency_ms', 'latency', (v) => ({ p50: v.p50, p95: v.p95, p99: v.p99 }));
   put('fanout_s', 'fanout', (v) => v.fanout_s);
   put('fanout_peak_rss_mb', 'fanout', (v) => v.fanout_peak_rss_mb);

@@ -178,7 +178,7 @@ export class Attempter {
       request: (r, settings, step) => {
         if (!client.request) throw new Error('this client cannot send request steps');
         // StandardWebhooks: one webhook-id per step (docs/handlers.md), the same for each retry of it.
-        return client.request(r, settings, { handler: d.item.handler, event: { i_event: `${d.item.event.i_event}-${step}` } });
+        return client.request(r, settings, { handler: d.item.handler, event: { i_event: `${d.item.event.i_event}-${step.number}` } }, step.answer);
       },
       answered: (dd, shown, r) => {
         this.logAttempt(dd, redactUrl(shown), r, true);

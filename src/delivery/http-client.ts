@@ -9,6 +9,7 @@ import { oneLine } from '../errors.ts';
 import { redactText, redactUrl } from '../security/redact.ts';
 import { authHeaders, secretsIn } from './auth.ts';
 import type { MessageRef } from './standard-webhooks.ts';
+import type { AnswerNeeds } from './steps/plan.ts';
 import type { StepRequest } from './steps/render.ts';
 
 /** The outcome of one POST to one URL. */
@@ -81,7 +82,7 @@ export class HttpClient {
       return { ok: false, status: null, reason: `url ${redactUrl(url)} cannot be used: ${target.problem}`, retryAfterMs: null, durationMs: 0, permanent: true };
     }
     try {
-      const { answer: a, secrets } = await this.exchange(target.origin, target.path, 'POST', { 'content-type': 'application/json' }, body, settings, message, false);
+      const { answer: a, secrets } = await this.exchange(target.origin, target.path, 'POST', { 'content-type': 'application/json' }, body, settings, message, null);
       if (a.status === null) return { ok: false, status: null, reason: describeError(a.broken, settings.request_timeout), retryAfterMs: null, durationMs: elapsed() };
       if (a.status >= 200 && a.status < 300) {
         // At most 64 KiB of the answer is read, the rest dropped (with the connection if it is longer).
@@ -105,22 +106,28 @@ export class HttpClient {
    * One request of a request step (src/delivery/steps/run.ts): its method,
    * headers and body, with the handler's auth headers (`message`: the
    * webhook-id of StandardWebhooks, one per step); the answer's status,
-   * headers and up to 64 KiB of its body are read whatever the status.
+   * headers and up to 64 KiB of its body are read whatever the status
+   * (`needs`: of a 2xx answer, its headers and text only when they are read;
+   * a longer answer fails the step all the same).
    */
-  async request(r: StepRequest, settings: HttpSettings, message: MessageRef): Promise<StepExchange> {
+  async request(r: StepRequest, settings: HttpSettings, message: MessageRef, needs: AnswerNeeds = WHOLE): Promise<StepExchange> {
     const started = performance.now();
     const elapsed = () => Math.round((performance.now() - started) * 10) / 10;
     let secrets: readonly string[] = r.secrets;
     try {
-      const x = await this.exchange(r.origin, r.target, r.method as Dispatcher.HttpMethod, { ...r.headers }, r.body, settings, message, true);
+      // r.headers is this request's own (rendered for it): the Date and auth headers are added to it.
+      const x = await this.exchange(r.origin, r.target, r.method as Dispatcher.HttpMethod, r.headers, r.body, settings, message, needs);
       const a = x.answer;
-      secrets = [...r.secrets, ...x.secrets];
+      if (x.secrets.length > 0) secrets = [...r.secrets, ...x.secrets];
       if (a.status === null || a.broken !== null) {
         const why = describeError(a.broken, settings.request_timeout);
         return { status: a.status, headers: {}, text: '', error: a.status === null ? why : `HTTP ${a.status} but the answer did not complete: ${why}`, secrets, durationMs: elapsed() };
       }
-      const h: Record<string, string> = {};
-      for (const [k, v] of Object.entries(a.headers)) if (v !== undefined) h[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+      let h: Record<string, string> = NONE;
+      if (a.headers !== NO_HEADERS) {
+        h = {};
+        for (const [k, v] of Object.entries(a.headers)) if (v !== undefined) h[k.toLowerCase()] = Array.isArray(v) ? v.join(', ') : v;
+      }
       return { status: a.status, headers: h, text: a.text, error: null, secrets, durationMs: elapsed() };
     } catch (err) {
       return { status: null, headers: {}, text: '', error: describeError(err, settings.request_timeout), secrets, durationMs: elapsed() };
@@ -131,12 +138,13 @@ export class HttpClient {
    * Sends one request with the Date header and the handler's auth headers
    * added to `headers`. max_wait_time bounds how long an async handler waits
    * for a reply; request_timeout bounds every request (no answer, or one that
-   * stops coming). `whole`: up to 64 KiB of any answer is read; otherwise
-   * only what an error message quotes. Returns the answer and the secrets the
-   * request carried (masked wherever the answer is quoted).
+   * stops coming). `step`: an answer of a request step, up to 64 KiB of any
+   * answer is read (of a 2xx what it needs); otherwise only what an error
+   * message quotes. Returns the answer and the secrets the request carried
+   * (masked wherever the answer is quoted).
    */
   private async exchange(origin: string, path: string, method: Dispatcher.HttpMethod, headers: Record<string, string>,
-    body: string | undefined, settings: HttpSettings, message: MessageRef, whole: boolean): Promise<{ answer: Answer; secrets: string[] }> {
+    body: string | undefined, settings: HttpSettings, message: MessageRef, step: AnswerNeeds | null): Promise<{ answer: Answer; secrets: string[] }> {
     const timeoutMs = Math.min(settings.request_timeout, settings.async_mode ? settings.max_wait_time : Infinity) * 1000;
     const date = httpDate();
     headers.date = date;
@@ -147,7 +155,7 @@ export class HttpClient {
     const agent = ready instanceof Agent ? ready : await ready;
     const answer = await new Promise<Answer>((resolve) => {
       agent.dispatch({ origin, path, method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs },
-        whole ? new AnswerReader(MAX_OK_BODY, resolve, true) : new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
+        step ? new AnswerReader(MAX_OK_BODY, resolve, step) : new AnswerReader(MAX_ERROR_BODY + Math.max(0, ...secrets.map((x) => x.length)), resolve));
     });
     return { answer, secrets };
   }
@@ -225,8 +233,9 @@ function httpDate(): string {
 interface Answer {
   /** The HTTP status; null when no answer came (then `broken` says why). */
   readonly status: number | null;
+  /** The answer's headers as undici gives them (names in lower case; a repeated one as an array): of an answer that is not 2xx, or of every answer of a request step; otherwise empty. */
   readonly headers: IncomingHttpHeaders;
-  /** The start of the body of an answer that is not 2xx (for the error message). */
+  /** The start of the body of an answer that is not 2xx (for the error message); of a request step, up to 64 KiB of any answer. */
   readonly text: string;
   /** The error that broke the answer off, or null when it completed (or was cut short by us). */
   readonly broken: unknown;
@@ -238,59 +247,110 @@ const TOO_LONG = Object.assign(new Error(`the answer is longer than ${MAX_OK_BOD
 /** Dropping the rest of a long answer: not an error of the attempt. */
 const DROPPED = Object.assign(new Error('the rest of the answer is dropped'), { code: 'ESPF_ANSWER_DROPPED' });
 
+/** The headers of an answer whose headers are not read. */
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
+/** A step answer's headers when they are not read. */
+const NONE: Record<string, string> = Object.freeze({}) as Record<string, string>;
+/** Everything of a step's answer is read (a caller that does not say). */
+const WHOLE: AnswerNeeds = { headers: true, body: true, text: true };
+
 /**
- * Reads one answer as undici delivers it (its dispatch handler interface), with
- * no stream in between: a 2xx body is counted up to MAX_OK_BODY bytes and not
- * kept; of another answer the first `keep` characters are kept. Past either
- * limit the rest is dropped with the connection.
+ * The raw header lines of an answer (name, value, name, value, …) as an
+ * object, as undici's own parseHeaders makes it: names in lower case, values
+ * as latin1 text, a repeated header as an array of its values.
+ */
+export function headersObject(raw: readonly (Buffer | string)[]): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const key = raw[i]!.toString('latin1').toLowerCase();
+    const value = raw[i + 1]!.toString('latin1');
+    const had = Object.hasOwn(out, key) ? out[key] : undefined;
+    if (had === undefined) {
+      if (key === '__proto__') Object.defineProperty(out, key, { value, enumerable: true, configurable: true, writable: true });
+      else out[key] = value;
+    } else if (typeof had === 'string') out[key] = [had, value];
+    else had.push(value);
+  }
+  return out;
+}
+
+/**
+ * Reads one answer as undici delivers it, with no stream in between: a 2xx
+ * body is counted up to MAX_OK_BODY bytes and not kept; of another answer the
+ * first `keep` characters are kept. Past either limit the rest is dropped with
+ * the connection.
+ *
+ * It implements the handler interface undici's client calls itself (onConnect,
+ * onHeaders, onData, onComplete, onError): a handler of the newer one
+ * (onRequestStart, onResponseStart, …) is wrapped per request in an adapter
+ * that also turns every answer's raw headers into an object. Here the headers
+ * become an object only for an answer that is not 2xx (Retry-After, Location)
+ * or one a request step reads.
  */
 class AnswerReader implements Dispatcher.DispatchHandler {
   private status: number | null = null;
-  private headers: IncomingHttpHeaders = {};
+  private headers: IncomingHttpHeaders = NO_HEADERS;
   private bytes = 0;
   private text = '';
   private settled = false;
+  private abort: ((err?: Error) => void) | null = null;
 
-  /** `all`: keep the headers and up to MAX_OK_BODY characters of every answer (a request step reads them); a longer one breaks off. */
-  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void, private readonly all = false) {}
+  /** Of a request step's answer (`step`): any answer is read up to MAX_OK_BODY bytes, a longer one breaks off; of a 2xx the headers and text are kept as `step` says. */
+  private readonly all: boolean;
+  /** Keep the text of a 2xx (a request step's that is read). */
+  private readonly okText: boolean;
 
-  // undici takes a handler for this interface by the presence of this method.
-  onRequestStart(): void { /* nothing to do before the request goes */ }
-
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    if (statusCode < 200) return; // 1xx: the answer is still to come
-    this.status = statusCode;
-    if (statusCode >= 300 || this.all) this.headers = headers;
+  constructor(private readonly keep: number, private readonly resolve: (a: Answer) => void, private readonly step: AnswerNeeds | null = null) {
+    this.all = step !== null;
+    this.okText = step !== null && step.text;
   }
 
-  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.settled) return;
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[]): boolean {
+    if (statusCode < 200) return true; // 1xx: the answer is still to come
+    this.status = statusCode;
+    if (statusCode >= 300 || this.step?.headers === true) this.headers = headersObject(rawHeaders);
+    return true;
+  }
+
+  /** false pauses the connection: past a limit nothing more is read. */
+  onData(chunk: Buffer): boolean {
+    if (this.settled) return false;
     this.bytes += chunk.length;
     if (this.all) {
-      this.text += chunk.toString('utf8');
+      if (this.okText || this.status === null || this.status >= 300) this.text += chunk.toString('utf8');
       if (this.bytes > MAX_OK_BODY) {
         this.settle(TOO_LONG);
-        c.pause();
-        setImmediate(() => c.abort(DROPPED));
+        this.drop();
+        return false;
       }
-      return;
+      return true;
     }
     const ok = this.status !== null && this.status < 300;
     if (!ok) this.text += chunk.toString('utf8');
     if (ok ? this.bytes > MAX_OK_BODY : this.text.length >= this.keep) {
       this.settle(null);
-      // Stop reading now; drop the connection outside undici's parser callback.
-      c.pause();
-      setImmediate(() => c.abort(DROPPED));
+      this.drop();
+      return false;
     }
+    return true;
   }
 
-  onResponseEnd(): void {
+  onComplete(): void {
     this.settle(null);
   }
 
-  onResponseError(_c: Dispatcher.DispatchController | undefined, err: Error): void {
+  onError(err: Error): void {
     this.settle(err);
+  }
+
+  /** Drops the connection outside undici's parser callback. */
+  private drop(): void {
+    const abort = this.abort;
+    setImmediate(() => abort?.(DROPPED));
   }
 
   private settle(broken: unknown): void {

@@ -6,6 +6,7 @@ import type { HttpSettings } from '../../src/config/snapshot.ts';
 import type { Db } from '../../src/db/connect.ts';
 import type { StepRow } from '../../src/db/config.ts';
 import type { Item } from '../../src/delivery/item.ts';
+import { headersObject } from '../../src/delivery/http-client.ts';
 import { ResultsWriter } from '../../src/delivery/results-writer.ts';
 import type { Logger } from '../../src/log/logger.ts';
 import { Expression, ExpressionError } from '../../src/delivery/steps/expression.ts';
@@ -114,6 +115,46 @@ describe('request steps (pure)', () => {
     assert.match((v as { rule: string }).rule, /D3030/);
     assert.equal(parseBody('not json'), 'not json');
     assert.equal(parseBody(''), null);
+  });
+});
+
+describe('request steps: what of an answer is read (pure)', () => {
+  it('mayRead: false only for paths, literals and operators that do not name the field', () => {
+    const reads = (text: string) => [Expression.compile(text).mayRead('body'), Expression.compile(text).mayRead('headers')];
+    assert.deepEqual(reads('status = 200'), [false, false]);
+    assert.deepEqual(reads('status in [200, 201] and steps[0].status = 200 ? true : false'), [false, false]);
+    assert.deepEqual(reads('{"a": status, "b": variables.x}'), [false, false]);
+    assert.deepEqual(reads('body.result = "exists"'), [true, false]);
+    assert.deepEqual(reads('headers.`x-id` = "1"'), [false, true]);
+    assert.deepEqual(reads('steps[0].body.id'), [true, false]); // conservative: the name is anywhere
+    // Anything that may read the input without naming the field: every one is assumed to read it.
+    for (const text of ['$.body', '$$.body', '$eval("body")', '$lookup($, "body")', '*.ok', '**.ok', '$keys()', '$string() = "x"', 'status ~> $string()',
+      '$x := 1', 'steps^(status)', 'function($v){$v}(1)']) {
+      assert.deepEqual(reads(text), [true, true], text);
+    }
+  });
+
+  it('a step followed by another reads its whole answer; the last one what its rules may read', () => {
+    const plan = StepPlan.compile([
+      row({ step: 1, name: 'one' }),
+      row({ step: 2 }),
+      row({ event_type: 'Account/Blocked', step: 1, success_when: 'status = 204' }),
+      row({ event_type: 'Account/Deleted', step: 1, success_when: 'status = 200 and body.ok', refuse_when: 'headers.x = "no"' }),
+    ]);
+    assert.deepEqual(plan.stepsFor('Account/New').map((s) => s.answer), [{ headers: true, body: true, text: true }, { headers: false, body: false, text: false }]);
+    assert.deepEqual(plan.stepsFor('Account/Blocked')[0]!.answer, { headers: false, body: false, text: true });
+    assert.deepEqual(plan.stepsFor('Account/Deleted')[0]!.answer, { headers: true, body: true, text: true });
+  });
+
+  it("an answer's headers as an object: as undici's parseHeaders makes it", async () => {
+    // undici's own (internal) function, the one its newer handler interface applied to every answer.
+    const { parseHeaders } = await import('undici/lib/core/util.js' as string) as { parseHeaders: (raw: Buffer[]) => Record<string, unknown> };
+    const raw = ['Content-Type', 'application/json', 'Set-Cookie', 'a=1', 'set-cookie', 'b=2', 'X-Ünï', 'caf\u00e9', 'Retry-After', '5', 'SET-COOKIE', 'c=3']
+      .map((t) => Buffer.from(t, 'latin1'));
+    const ours = headersObject(raw);
+    assert.deepEqual(ours, parseHeaders(raw));
+    assert.deepEqual(ours['set-cookie'], ['a=1', 'b=2', 'c=3']);
+    assert.deepEqual(Object.keys(headersObject([Buffer.from('__proto__'), Buffer.from('x')])), Object.keys(parseHeaders([Buffer.from('__proto__'), Buffer.from('x')])));
   });
 });
 

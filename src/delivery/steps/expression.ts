@@ -65,6 +65,20 @@ export class Expression {
     return new Expression(text, compiled);
   }
 
+  /**
+   * Whether the expression may read the top-level field `name` of its input
+   * (a static check of its syntax tree, conservative: true when unsure).
+   * False only for an expression made of paths, literals and operators that
+   * never names `name`, and uses no variable ($, $$, a function: $string()
+   * reads the context), wildcard (*, **) or parent (%).
+   */
+  mayRead(name: string): boolean {
+    this.names ??= namesRead(this.compiled.ast());
+    return this.names === ANY_NAME || this.names.has(name);
+  }
+
+  private names: ReadonlySet<string> | typeof ANY_NAME | undefined;
+
   /** True when evaluate() never enters the JSONata evaluator for a plain input. */
   get isFast(): boolean { return this.fast !== null; }
 
@@ -91,6 +105,30 @@ export class Expression {
 function plain(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(plain);
   return v;
+}
+
+const ANY_NAME = Symbol('any name');
+
+/** The node types whose meaning is fixed by the names they hold (a name reads a field; the others compute). */
+const PLAIN_TYPES = new Set(['path', 'name', 'string', 'number', 'value', 'regex', 'binary', 'unary', 'condition', 'filter', 'block']);
+
+/** Every name an expression's tree holds, or ANY_NAME when a node may read fields it does not name. */
+function namesRead(ast: jsonata.ExprNode): ReadonlySet<string> | typeof ANY_NAME {
+  const names = new Set<string>();
+  const visit = (v: unknown): boolean => {
+    if (Array.isArray(v)) return v.every(visit);
+    if (v === null || typeof v !== 'object') return true;
+    const n = v as { type?: unknown; value?: unknown };
+    if (n.type !== undefined) {
+      if (typeof n.type !== 'string' || !PLAIN_TYPES.has(n.type)) return false;
+      if (n.type === 'name') {
+        if (typeof n.value !== 'string') return false;
+        names.add(n.value);
+      }
+    }
+    return Object.values(v).every(visit);
+  };
+  return visit(ast) ? names : ANY_NAME;
 }
 
 type Node = Omit<jsonata.ExprNode, 'type'> & { type: string; lhs?: unknown; steps?: Node[] };

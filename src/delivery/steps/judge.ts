@@ -20,9 +20,13 @@ const RETRY: StepVerdict = { kind: 'retry', rule: null };
  * the answer's `status`, `headers` and `body`; a rule holds when it gives
  * true. A rule that fails to evaluate makes the answer a retry, with why.
  */
-export async function judge(step: CompiledStep, answer: StepAnswer, input: Record<string, unknown>): Promise<StepVerdict> {
-  // No rule: any 2xx is done, and no document is built.
+export function judge(step: CompiledStep, answer: StepAnswer, input: Record<string, unknown>): StepVerdict | Promise<StepVerdict> {
+  // No rule: any 2xx is done, at once, and no document is built.
   if (!step.exists && !step.success && !step.refuse) return answer.status >= 200 && answer.status < 300 ? DONE : RETRY;
+  return judgeByRules(step, answer, input);
+}
+
+async function judgeByRules(step: CompiledStep, answer: StepAnswer, input: Record<string, unknown>): Promise<StepVerdict> {
   const doc = { ...input, status: answer.status, headers: answer.headers, body: answer.body };
   try {
     if (step.exists && await step.exists.evaluate(doc) === true) return { kind: 'done', exists: true };

@@ -28,6 +28,35 @@ export interface CompiledStep {
   readonly success: Expression | null;
   readonly refuse: Expression | null;
   readonly exists: Expression | null;
+  /** What of its answer is read: everything for a step a later one follows (its answer is kept, and read as steps[…]). */
+  readonly answer: AnswerNeeds;
+}
+
+/**
+ * What of a step's answer is read beyond its status (src/delivery/steps/run.ts).
+ * A step a later step follows keeps its whole answer (espf.event_deliveries
+ * step_answers; the later steps read it). Of the last step only its rules
+ * read it: its headers and parsed body when a rule may read `headers` or
+ * `body` (Expression.mayRead, conservative), its text when it has a rule (a
+ * 2xx that a rule does not accept is quoted in the error). An answer that is
+ * not 2xx is always read whole (quoted in the error; Retry-After).
+ */
+export interface AnswerNeeds {
+  readonly headers: boolean;
+  readonly body: boolean;
+  readonly text: boolean;
+}
+
+const WHOLE_ANSWER: AnswerNeeds = { headers: true, body: true, text: true };
+
+function answerNeeds(last: boolean, rules: readonly (Expression | null)[]): AnswerNeeds {
+  if (!last) return WHOLE_ANSWER;
+  const set = rules.filter((e): e is Expression => e !== null);
+  return {
+    headers: set.some((e) => e.mayRead('headers')),
+    body: set.some((e) => e.mayRead('body')),
+    text: set.length > 0,
+  };
 }
 
 /** An expression of a step that does not compile. */
@@ -66,7 +95,7 @@ export class StepPlan {
     }
     const byType = new Map<string, CompiledStep[]>();
     for (const [type, group] of groups) {
-      byType.set(type, group.map((r, index) => compileStep(r, index, (field, message) =>
+      byType.set(type, group.map((r, index) => compileStep(r, index, index === group.length - 1, (field, message) =>
         problems.push({ handler: r.handler, eventType: type, step: r.step, field, message }))));
     }
     return new StepPlan(byType, problems);
@@ -87,7 +116,7 @@ function brokenExpression(): Expression {
   return broken ??= Expression.compile('$error("does not compile")');
 }
 
-function compileStep(r: StepRow, index: number, problem: (field: string, message: string) => void): CompiledStep {
+function compileStep(r: StepRow, index: number, last: boolean, problem: (field: string, message: string) => void): CompiledStep {
   const expr = (field: string, text: string | null): Expression | null => {
     if (text === null) return null;
     try {
@@ -111,10 +140,14 @@ function compileStep(r: StepRow, index: number, problem: (field: string, message
     if (ENV_REF.test(text)) headers.push([name, { secret: text }]);
     else headers.push([name, { expr: expr(`headers.${name}`, text) ?? brokenExpression() }]);
   }
+  const body = expr('body', r.body); // compiled in this order: problems are reported in it
+  const success = expr('success_when', r.success_when);
+  const refuse = expr('refuse_when', r.refuse_when);
+  const exists = expr('exists_when', r.exists_when);
   return {
     index, number: r.step, name: r.name, method: r.method, pathText: r.path, path, headers,
-    body: expr('body', r.body), form: r.content_type === 'application/x-www-form-urlencoded', contentType: r.content_type,
-    success: expr('success_when', r.success_when), refuse: expr('refuse_when', r.refuse_when), exists: expr('exists_when', r.exists_when),
+    body, form: r.content_type === 'application/x-www-form-urlencoded', contentType: r.content_type,
+    success, refuse, exists, answer: answerNeeds(last, [success, refuse, exists]),
   };
 }
 

@@ -29,6 +29,7 @@ export interface StepEvent {
  */
 export function stepInput(event: StepEvent, settings: Readonly<Record<string, unknown>>, plan: readonly CompiledStep[],
                           answers: readonly StepAnswer[]): Record<string, unknown> {
+  if (answers.length === 0) return { event_type: event.event_type, variables: event.variables, settings, steps: answers, step: NO_ANSWERS };
   const named: Record<string, StepAnswer> = {};
   for (let i = 0; i < answers.length; i++) {
     const n = plan[i]?.name;
@@ -36,6 +37,9 @@ export function stepInput(event: StepEvent, settings: Readonly<Record<string, un
   }
   return { event_type: event.event_type, variables: event.variables, settings, steps: answers, step: named };
 }
+
+/** `step` of the first step's input: no answer by name yet. */
+const NO_ANSWERS: Readonly<Record<string, StepAnswer>> = Object.freeze({});
 
 /** The handler's settings an expression may read (never a secret; URL passwords masked). */
 export function publicSettings(handler: string, s: HttpSettings): Record<string, unknown> {
@@ -83,9 +87,7 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
       return v;
     },
   };
-  const evaluate = async (e: Expression, where: string): Promise<unknown> => {
-    const v = e.fastValue(input);
-    if (v !== NOT_FAST) return v;
+  const slow = async (e: Expression, where: string): Promise<unknown> => {
     try {
       return await e.evaluate(input, e.isFast ? undefined : bind());
     } catch (err) {
@@ -93,10 +95,16 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
       throw new RenderError(`${where}: ${msg}`);
     }
   };
+  // The walker's value at once (no promise per expression); JSONata's through `slow`.
+  const evaluate = (e: Expression, where: string): unknown => {
+    const v = e.fastValue(input);
+    return v !== NOT_FAST ? v : slow(e, where);
+  };
   let path = '';
   for (const part of step.path) {
     if (typeof part === 'string') { path += part; continue; }
-    const v = await evaluate(part, `path {${part.text}}`);
+    let v = evaluate(part, `path {${part.text}}`);
+    if (v instanceof Promise) v = await v;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new RenderError(`path {${part.text}}: ${v === undefined ? 'has no value' : `is ${describe(v)}, not a string or number`}`);
     }
@@ -113,7 +121,8 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
       }
       secrets.push(v as string);
     } else {
-      v = await evaluate(h.expr, `header ${name}`);
+      v = evaluate(h.expr, `header ${name}`);
+      if (v instanceof Promise) v = await v;
     }
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new RenderError(`header ${name}: is ${describe(v)}, not a string`);
@@ -123,7 +132,8 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
   }
   let body: string | undefined;
   if (step.body) {
-    const v = await evaluate(step.body, 'body');
+    let v = evaluate(step.body, 'body');
+    if (v instanceof Promise) v = await v;
     if (v !== undefined) {
       body = step.form ? formBody(v) : JSON.stringify(v);
       if (body.length > MAX_BODY) throw new RenderError(`body: longer than ${MAX_BODY} characters`);

@@ -10,7 +10,7 @@ import { publicSettings, renderStep, RenderError, stepInput, type StepAnswer, ty
 export interface StepsDeps {
   readonly handler: string;
   /** Sends one step's request (src/delivery/http-client.ts `request`); `step`: its step number. */
-  readonly request: (r: StepRequest, s: HttpSettings, step: number) => Promise<StepExchange>;
+  readonly request: (r: StepRequest, s: HttpSettings, step: CompiledStep) => Promise<StepExchange>;
   /** After each step: provisioning.log, metrics, the target's circuit breaker. */
   readonly answered: (d: Delivery, url: string, r: PostResult) => void;
   /**
@@ -24,6 +24,17 @@ export interface StepsDeps {
 
 const MAX_SNIPPET = 200;
 
+/** The settings expressions see, made once per handler and settings object (a new one comes with a change of configuration). */
+const shownSettings = new WeakMap<HttpSettings, { readonly handler: string; readonly settings: Readonly<Record<string, unknown>> }>();
+
+function publicSettingsOf(handler: string, s: HttpSettings): Readonly<Record<string, unknown>> {
+  const known = shownSettings.get(s);
+  if (known?.handler === handler) return known.settings;
+  const settings = publicSettings(handler, s);
+  shownSettings.set(s, { handler, settings });
+  return settings;
+}
+
 /**
  * The request steps of one attempt of `d` (docs/handlers.md, "Request
  * steps"): from the first step not done (`d.stepsDone`, with the answers of
@@ -34,7 +45,7 @@ const MAX_SNIPPET = 200;
  */
 export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: HttpSettings, deps: StepsDeps): Promise<PostResult> {
   const base = s.url[0]!;
-  const settings = publicSettings(deps.handler, s);
+  const settings = publicSettingsOf(deps.handler, s);
   let last: PostResult = { ok: true, status: 0, durationMs: 0 };
   while (d.stepsDone < steps.length) {
     const step = steps[d.stepsDone]!;
@@ -49,15 +60,17 @@ export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: H
       return { ok: false, status: null, reason: `${label} ${step.pathText}: ${why}`, retryAfterMs: null, durationMs: 0 };
     }
     const where = () => `${label} ${redactText(req.path || '/', req.secrets)}`;
-    const x = await deps.request(req, s, step.number);
+    const x = await deps.request(req, s, step);
     const url = redactText(`${req.origin}${req.target}`, x.secrets);
     if (x.status === null || x.error !== null) {
       last = { ok: false, status: x.status, reason: `${where()}: ${redactText(x.error ?? 'no answer', x.secrets)}`, retryAfterMs: null, durationMs: x.durationMs };
       deps.answered(d, url, last);
       return last;
     }
-    const answer: StepAnswer = { status: x.status, headers: x.headers, body: parseBody(x.text) };
-    const v = await judge(step, answer, input);
+    // Of the last step's 2xx answer the body is parsed only when a rule may read it (CompiledStep.answer).
+    const answer: StepAnswer = { status: x.status, headers: x.headers, body: step.answer.body ? parseBody(x.text) : null };
+    const judged = judge(step, answer, input);
+    const v = judged instanceof Promise ? await judged : judged;
     if (v.kind === 'done') {
       last = { ok: true, status: x.status, durationMs: x.durationMs };
       deps.answered(d, url, last);
