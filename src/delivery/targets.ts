@@ -14,6 +14,8 @@ export interface TargetState {
   readonly nextProbeAt: Date | null;
   readonly lastHttpStatus: number | null;
   readonly lastError: string | null;
+  /** The environment whose settings the target belongs to (espf.http_handler_envs); null or absent: the default row. */
+  readonly iEnv?: number | null;
 }
 
 /** A change of a target: it went up or down, or a probe failed (the next one is later). */
