@@ -173,6 +173,27 @@ describe('settings per environment: delivery', function () {
     assert.equal(rxA.received.length, 0);
   });
 
+  it('after a restart, deliveries read back from the database go to their environment\'s receiver, and only its target is restored down', async () => {
+    const { db } = f.t;
+    rxA.respond = () => ({ status: 503 });
+    await db.query(sql`INSERT INTO espf.http_handler_envs (handler, i_env, url, breaker_failures, probe_delay, probe_max_delay, retry_delay)
+                       VALUES ('EventSender', 2, ${[rxA.url]}::text[], 1, 0.5, 0.5, 0.05)`);
+    const a = await newAccount(db, f.ids, 'restart-a', 2);
+    await eventually(async () => {
+      const [r] = await db.query(sql`SELECT up FROM espf.target_states WHERE handler = 'EventSender' AND i_env = 2`);
+      return r?.up === false;
+    }, 15_000, 'the target of env 2 down in espf.target_states');
+    await f.run.stop();
+    const [w] = await db.query(sql`SELECT state FROM espf.event_deliveries WHERE i_account = ${a}`);
+    assert.ok(['PENDING', 'RETRY'].includes(w.state), `the delivery waits in the database (${w.state})`);
+    rxA.respond = () => ({ status: 200 });
+    const run = await f.startSender();
+    const states = run.sender.httpHandlers.get('EventSender')!.targetStates.map((t) => ({ iEnv: t.iEnv, up: t.up }));
+    assert.deepEqual(states, [{ iEnv: null, up: true }, { iEnv: 2, up: false }], 'env 2 restored down, the default up');
+    await rxA.waitFor(() => rxA.received.some((r) => r.json.variables.i_account === a), 15_000, 'the waiting delivery at the receiver of env 2');
+    assert.equal(f.rx.arrived.filter((r) => r.json.variables.i_account === a).length, 0, 'sent to the default receiver');
+  });
+
   it('a low token rate in one environment does not slow another', async () => {
     const { db } = f.t;
     await db.query(sql`UPDATE espf.http_handlers SET token_rate = 1000, token_burstiness = 1000 WHERE handler = 'EventSender'`);
