@@ -129,6 +129,7 @@ export class HttpHandler {
       observer: this.laneObserver(key),
       config: key === null ? d.config : () => this.envConfig(key),
       target: (state, event) => d.target?.(this, { ...state, iEnv: key }, event),
+      iEnv: key,
     });
     this.lanes.set(key, l);
     return l;

@@ -27,6 +27,8 @@ export interface HttpLaneDeps {
   readonly target?: (state: TargetState, event: TargetEvent) => void;
   /** The requests (a test gives its own; default src/delivery/http-client.ts). */
   readonly client?: Poster;
+  /** The environment of the lane (espf.http_handler_envs), for log lines; null or absent: the default row. */
+  readonly iEnv?: number | null;
 }
 
 /** The record of a delivery fresh from the stream that goes to the database only: never attempted. */
@@ -74,7 +76,7 @@ export class HttpLane {
     this.observer = deps.observer;
     this.queue = new KeyedQueue({ ready: () => this.pump(), superseded: (d) => this.superseded(d) });
     this.attempter = new Attempter(name, deps.config()?.http?.ca_file ?? null, {
-      instance: deps.instance, plog: deps.plog, log: deps.log, observer: deps.observer, client: deps.client,
+      instance: deps.instance, plog: deps.plog, log: deps.log, observer: deps.observer, client: deps.client, iEnv: deps.iEnv,
       tokens: () => this.pump(),
       checkpoint: (d) => this.record(d, 'PENDING', null, null, null, true),
       target: (state, event) => {
