@@ -13,6 +13,8 @@ import { acknowledgedPastNow } from './support/sender.ts';
 import { espf, show } from './support/cli.ts';
 import { consoleHttp, enableConsole, startConsoleServer, ADMIN, VIEWER } from './support/console.ts';
 import { previousRelease } from './support/upgrade.ts';
+import { Metrics } from '../src/metrics/metrics.ts';
+import { formatStatus, readStatus } from '../src/cli/status-command.ts';
 
 const TYPES = ['Account/New'];
 const basic = (user: string, key: string) => `Basic ${Buffer.from(`${user}:${key}`).toString('base64')}`;
@@ -117,7 +119,10 @@ describe('settings per environment: the rows and their checks', function () {
 
 describe('settings per environment: delivery', function () {
   this.timeout(60_000);
-  const f = deliveryFixture({ types: TYPES, each: true, settings: { basic_auth_user: 'global', basic_auth_key: 'global-key', auth_method: 'Basic' } });
+  const f = deliveryFixture({
+    types: TYPES, each: true, settings: { basic_auth_user: 'global', basic_auth_key: 'global-key', auth_method: 'Basic' },
+    metrics: () => new Metrics({ processMetrics: false }),
+  });
   let rxA: TestReceiver;
   let rxB: TestReceiver;
   beforeEach(async () => {
@@ -171,6 +176,13 @@ describe('settings per environment: delivery', function () {
       return rows.some((r) => r.i_env === 2 && r.up === false) ? rows : undefined;
     }, 10_000, 'espf.target_states row of env 2 down');
     assert.equal(rxA.received.length, 0);
+    const text = await f.metrics!.text();
+    assert.match(text, new RegExp(`^espf_target_up\\{handler="EventSender",url="${rxA.url}",i_env="2"\\} 0$`, 'm'));
+    assert.match(text, new RegExp(`^espf_target_up\\{handler="EventSender",url="${rxB.url}",i_env="3"\\} 1$`, 'm'));
+    assert.match(text, new RegExp(`^espf_target_up\\{handler="EventSender",url="${f.rx.url}"\\} 1$`, 'm'));
+    const status = formatStatus(await readStatus(db, { hours: 1, limit: 5 }), { hours: 1, limit: 5 });
+    assert.match(status, /^handler +i_env +url +state/m);
+    assert.match(status, new RegExp(`^EventSender +2 +${rxA.url.replace(/[.]/g, '\\.')} +DOWN `, 'm'));
   });
 
   it('after a restart, deliveries read back from the database go to their environment\'s receiver, and only its target is restored down', async () => {
