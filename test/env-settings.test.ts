@@ -4,7 +4,6 @@
 // environment has its own token bucket and circuit breakers.
 import assert from 'node:assert/strict';
 import { sql, type Queryable } from '@databases/pg';
-import { connect } from '../src/db/connect.ts';
 import { migrate } from '../src/migrate/migrate.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { deliveryFixture } from './support/fixture.ts';
@@ -12,7 +11,7 @@ import { eventually, TestReceiver } from './support/receiver.ts';
 import { acknowledgedPastNow } from './support/sender.ts';
 import { espf, show } from './support/cli.ts';
 import { consoleHttp, enableConsole, startConsoleServer, ADMIN, VIEWER } from './support/console.ts';
-import { previousRelease } from './support/upgrade.ts';
+import { databaseAtPreviousRelease } from './support/upgrade.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { formatStatus, readStatus } from '../src/cli/status-command.ts';
 
@@ -346,12 +345,10 @@ describe('settings per environment: the console\'s handler form', function () {
 describe('settings per environment: upgrade from the previous release (migrations/0025_http_handler_envs.sql)', function () {
   it('keeps events, deliveries, settings and target states; target states get i_env null and a key per environment', async function () {
     this.timeout(60_000);
-    const prev = await previousRelease('0025_http_handler_envs.sql', ['026_http_handler_envs.sql']);
-    if (!prev) this.skip(); // not a git checkout
-    const e = await createTestDatabase({ empty: true });
-    const db = connect({ connectionString: e.url, poolSize: 2 });
+    const at = await databaseAtPreviousRelease('0025_http_handler_envs.sql', ['026_http_handler_envs.sql']);
+    if (!at) this.skip(); // not a git checkout
+    const { db } = at!;
     try {
-      await migrate(db, prev!);
       await db.query(sql`UPDATE espf.http_handlers SET url = '{http://127.0.0.1:9/x}', token_rate = 7 WHERE handler = 'EventSender'`);
       await db.query(sql`UPDATE espf.handlers SET enabled = true WHERE name = 'EventSender'`);
       await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables)
@@ -379,8 +376,7 @@ describe('settings per environment: upgrade from the previous release (migration
       assert.equal(doc.url, '["http://127.0.0.1:9/two"]');
       assert.deepEqual((await migrate(db)).applied, [], 'a second migrate applies nothing');
     } finally {
-      await db.dispose();
-      await e.drop();
+      await at!.dispose();
     }
   });
 });
