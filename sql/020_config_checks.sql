@@ -191,8 +191,9 @@ $$;
 CREATE OR REPLACE TRIGGER check_subscription BEFORE INSERT OR UPDATE ON espf.subscriptions
   FOR EACH ROW EXECUTE FUNCTION espf.check_subscription();
 
--- espf.http_handlers
-CREATE OR REPLACE FUNCTION espf.check_http_handler() RETURNS trigger LANGUAGE plpgsql AS $$
+-- espf.http_handlers: the rules of one handler's settings, for its row and for
+-- each environment's settings merged with it (sql/026_http_handler_envs.sql).
+CREATE OR REPLACE FUNCTION espf.check_http_settings(r espf.http_handlers) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   u text;
   k text;
@@ -200,85 +201,85 @@ DECLARE
   problem text;
   col text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM espf.handlers WHERE name = NEW.handler AND kind = 'http') THEN
-    PERFORM espf.refuse('espf.http_handlers.handler', format('%L is not an http handler of espf.handlers (insert it there with kind = ''http'' first)', NEW.handler), '23503');
+  IF NOT EXISTS (SELECT 1 FROM espf.handlers WHERE name = r.handler AND kind = 'http') THEN
+    PERFORM espf.refuse('espf.http_handlers.handler', format('%L is not an http handler of espf.handlers (insert it there with kind = ''http'' first)', r.handler), '23503');
   END IF;
-  IF NEW.url IS NULL THEN
+  IF r.url IS NULL THEN
     PERFORM espf.refuse('espf.http_handlers.url', 'must be a list of http(s) URLs, not null (use ''{}'' for none)');
   END IF;
-  IF array_ndims(NEW.url) > 1 THEN
-    PERFORM espf.refuse('espf.http_handlers.url', format('must be a one-dimensional list of URLs (''{http://a/x,http://b/y}''), not %s-dimensional', array_ndims(NEW.url)));
+  IF array_ndims(r.url) > 1 THEN
+    PERFORM espf.refuse('espf.http_handlers.url', format('must be a one-dimensional list of URLs (''{http://a/x,http://b/y}''), not %s-dimensional', array_ndims(r.url)));
   END IF;
-  FOREACH u IN ARRAY NEW.url LOOP
+  FOREACH u IN ARRAY r.url LOOP
     problem := espf.http_url_problem(u);
     IF problem IS NOT NULL THEN
       PERFORM espf.refuse('espf.http_handlers.url', format('%s is not an http(s) URL (http://host[:port][/path]): %s', espf.quote_short(u), problem));
     END IF;
   END LOOP;
-  IF cardinality(NEW.url) = 0 AND EXISTS (SELECT 1 FROM espf.handlers WHERE name = NEW.handler AND enabled) THEN
-    PERFORM espf.refuse('espf.http_handlers.url', format('cannot be empty while handler %s is enabled; disable it first', NEW.handler));
+  IF cardinality(r.url) = 0 AND EXISTS (SELECT 1 FROM espf.handlers WHERE name = r.handler AND enabled) THEN
+    PERFORM espf.refuse('espf.http_handlers.url', format('cannot be empty while handler %s is enabled; disable it first', r.handler));
   END IF;
-  IF NEW.auth_header IS NULL OR NEW.auth_header !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,100}$' THEN
-    PERFORM espf.refuse('espf.http_handlers.auth_header', format('%s is not a valid HTTP header name', espf.quote_short(NEW.auth_header)));
+  IF r.auth_header IS NULL OR r.auth_header !~ '^[!#$%&''*+.^_`|~0-9A-Za-z-]{1,100}$' THEN
+    PERFORM espf.refuse('espf.http_handlers.auth_header', format('%s is not a valid HTTP header name', espf.quote_short(r.auth_header)));
   END IF;
   -- Headers the sender sets itself, or that change how the request is framed or routed.
-  IF lower(NEW.auth_header) IN ('host', 'content-length', 'content-type', 'content-encoding', 'transfer-encoding', 'te', 'trailer',
+  IF lower(r.auth_header) IN ('host', 'content-length', 'content-type', 'content-encoding', 'transfer-encoding', 'te', 'trailer',
                                 'connection', 'keep-alive', 'upgrade', 'expect', 'date', 'proxy-connection') THEN
-    PERFORM espf.refuse('espf.http_handlers.auth_header', format('%L cannot carry the credentials: the sender sets it or it frames the request (use Authorization or a header of your own)', NEW.auth_header));
+    PERFORM espf.refuse('espf.http_handlers.auth_header', format('%L cannot carry the credentials: the sender sets it or it frames the request (use Authorization or a header of your own)', r.auth_header));
   END IF;
-  IF NEW.auth_method IS NULL OR NEW.auth_method NOT IN ('None', 'Basic', 'Custom', 'Signature', 'StandardWebhooks') THEN
-    PERFORM espf.refuse('espf.http_handlers.auth_method', format('%L is not an auth method (None, Basic, Custom, Signature or StandardWebhooks)', NEW.auth_method));
+  IF r.auth_method IS NULL OR r.auth_method NOT IN ('None', 'Basic', 'Custom', 'Signature', 'StandardWebhooks') THEN
+    PERFORM espf.refuse('espf.http_handlers.auth_method', format('%L is not an auth method (None, Basic, Custom, Signature or StandardWebhooks)', r.auth_method));
   END IF;
   FOREACH col IN ARRAY ARRAY['basic_auth_user', 'basic_auth_key', 'custom_auth_type', 'custom_auth_credentials', 'signature_auth_key_id', 'signature_auth_key'] LOOP
-    problem := espf.env_ref_problem(to_jsonb(NEW) ->> col);
+    problem := espf.env_ref_problem(to_jsonb(r) ->> col);
     IF problem IS NOT NULL THEN
       PERFORM espf.refuse('espf.http_handlers.' || col, problem);
     END IF;
   END LOOP;
-  IF NEW.auth_method = 'Basic' AND (coalesce(NEW.basic_auth_user, '') = '' OR coalesce(NEW.basic_auth_key, '') = '') THEN
+  IF r.auth_method = 'Basic' AND (coalesce(r.basic_auth_user, '') = '' OR coalesce(r.basic_auth_key, '') = '') THEN
     PERFORM espf.refuse('espf.http_handlers.basic_auth_user', 'Basic auth needs both basic_auth_user and basic_auth_key');
   END IF;
-  IF NEW.auth_method = 'Basic' AND position(':' IN NEW.basic_auth_user) > 0 THEN
+  IF r.auth_method = 'Basic' AND position(':' IN r.basic_auth_user) > 0 THEN
     PERFORM espf.refuse('espf.http_handlers.basic_auth_user', 'a Basic auth user cannot contain ":"');
   END IF;
-  IF NEW.auth_method = 'Custom' AND (coalesce(NEW.custom_auth_type, '') = '' OR coalesce(NEW.custom_auth_credentials, '') = '') THEN
+  IF r.auth_method = 'Custom' AND (coalesce(r.custom_auth_type, '') = '' OR coalesce(r.custom_auth_credentials, '') = '') THEN
     PERFORM espf.refuse('espf.http_handlers.custom_auth_type', 'Custom auth needs both custom_auth_type and custom_auth_credentials');
   END IF;
-  IF NEW.auth_method = 'Signature' AND (coalesce(NEW.signature_auth_key_id, '') = '' OR coalesce(NEW.signature_auth_key, '') = '') THEN
+  IF r.auth_method = 'Signature' AND (coalesce(r.signature_auth_key_id, '') = '' OR coalesce(r.signature_auth_key, '') = '') THEN
     PERFORM espf.refuse('espf.http_handlers.signature_auth_key_id', 'Signature auth needs both signature_auth_key_id and signature_auth_key');
   END IF;
-  IF NEW.auth_method = 'StandardWebhooks' THEN
-    problem := espf.webhook_secret_problem(NEW.signature_auth_key);
+  IF r.auth_method = 'StandardWebhooks' THEN
+    problem := espf.webhook_secret_problem(r.signature_auth_key);
     IF problem IS NOT NULL THEN
       PERFORM espf.refuse('espf.http_handlers.signature_auth_key', problem);
     END IF;
   END IF;
-  IF NEW.max_wait_time IS NULL OR NOT NEW.max_wait_time BETWEEN 1 AND espf.max_timeout() THEN
-    PERFORM espf.refuse('espf.http_handlers.max_wait_time', format('must be > 0 and at most %s seconds, not %s', espf.max_timeout(), coalesce(NEW.max_wait_time::text, 'null')));
+  IF r.max_wait_time IS NULL OR NOT r.max_wait_time BETWEEN 1 AND espf.max_timeout() THEN
+    PERFORM espf.refuse('espf.http_handlers.max_wait_time', format('must be > 0 and at most %s seconds, not %s', espf.max_timeout(), coalesce(r.max_wait_time::text, 'null')));
   END IF;
-  IF NEW.request_timeout IS NULL OR NOT NEW.request_timeout BETWEEN 1 AND espf.max_timeout() THEN
-    PERFORM espf.refuse('espf.http_handlers.request_timeout', format('must be > 0 and at most %s seconds, not %s', espf.max_timeout(), coalesce(NEW.request_timeout::text, 'null')));
+  IF r.request_timeout IS NULL OR NOT r.request_timeout BETWEEN 1 AND espf.max_timeout() THEN
+    PERFORM espf.refuse('espf.http_handlers.request_timeout', format('must be > 0 and at most %s seconds, not %s', espf.max_timeout(), coalesce(r.request_timeout::text, 'null')));
   END IF;
-  IF NEW.token_rate IS NULL OR NOT (NEW.token_rate > 0 AND NEW.token_rate <= espf.max_token_rate()) THEN
-    PERFORM espf.refuse('espf.http_handlers.token_rate', format('must be > 0 and at most %s requests per second, not %s', espf.max_token_rate(), coalesce(NEW.token_rate::text, 'null')));
+  IF r.token_rate IS NULL OR NOT (r.token_rate > 0 AND r.token_rate <= espf.max_token_rate()) THEN
+    PERFORM espf.refuse('espf.http_handlers.token_rate', format('must be > 0 and at most %s requests per second, not %s', espf.max_token_rate(), coalesce(r.token_rate::text, 'null')));
   END IF;
-  IF NEW.token_burstiness IS NULL OR NEW.token_burstiness < 1 THEN
-    PERFORM espf.refuse('espf.http_handlers.token_burstiness', format('must be >= 1 request, not %s', coalesce(NEW.token_burstiness::text, 'null')));
+  IF r.token_burstiness IS NULL OR r.token_burstiness < 1 THEN
+    PERFORM espf.refuse('espf.http_handlers.token_burstiness', format('must be >= 1 request, not %s', coalesce(r.token_burstiness::text, 'null')));
   END IF;
-  IF NEW.max_attempts IS NULL OR NEW.max_attempts < 1 THEN
-    PERFORM espf.refuse('espf.http_handlers.max_attempts', format('must be >= 1, not %s', coalesce(NEW.max_attempts::text, 'null')));
+  IF r.max_attempts IS NULL OR r.max_attempts < 1 THEN
+    PERFORM espf.refuse('espf.http_handlers.max_attempts', format('must be >= 1, not %s', coalesce(r.max_attempts::text, 'null')));
   END IF;
-  IF NEW.retry_delay IS NULL OR NOT (NEW.retry_delay > 0 AND NEW.retry_delay <= espf.max_retry_delay()) THEN
-    PERFORM espf.refuse('espf.http_handlers.retry_delay', format('must be > 0 and at most %s seconds (7 days), not %s', espf.max_retry_delay(), coalesce(NEW.retry_delay::text, 'null')));
+  IF r.retry_delay IS NULL OR NOT (r.retry_delay > 0 AND r.retry_delay <= espf.max_retry_delay()) THEN
+    PERFORM espf.refuse('espf.http_handlers.retry_delay', format('must be > 0 and at most %s seconds (7 days), not %s', espf.max_retry_delay(), coalesce(r.retry_delay::text, 'null')));
   END IF;
-  IF NEW.retry_max_delay IS NULL OR NOT (NEW.retry_max_delay >= NEW.retry_delay AND NEW.retry_max_delay <= espf.max_retry_delay()) THEN
-    PERFORM espf.refuse('espf.http_handlers.retry_max_delay', format('must be >= retry_delay (%s) and at most %s seconds (7 days), not %s', NEW.retry_delay, espf.max_retry_delay(), coalesce(NEW.retry_max_delay::text, 'null')));
+  IF r.retry_max_delay IS NULL OR NOT (r.retry_max_delay >= r.retry_delay AND r.retry_max_delay <= espf.max_retry_delay()) THEN
+    PERFORM espf.refuse('espf.http_handlers.retry_max_delay', format('must be >= retry_delay (%s) and at most %s seconds (7 days), not %s', r.retry_delay, espf.max_retry_delay(), coalesce(r.retry_max_delay::text, 'null')));
   END IF;
   -- The names the receiver knows types by: {"<espf type>": "<its name>", …}.
-  IF NEW.event_names IS NULL OR jsonb_typeof(NEW.event_names) <> 'object' THEN
-    PERFORM espf.refuse('espf.http_handlers.event_names', format('must be a JSON object {"<espf event type>": "<the receiver''s name>"}, not %s', coalesce(NEW.event_names::text, 'null')));
+  IF r.event_names IS NULL OR jsonb_typeof(r.event_names) <> 'object' THEN
+    PERFORM espf.refuse('espf.http_handlers.event_names', format('must be a JSON object {"<espf event type>": "<the receiver''s name>"}, not %s', coalesce(r.event_names::text, 'null')));
   END IF;
-  FOR k, v IN SELECT j.key, j.value FROM jsonb_each(NEW.event_names) j ORDER BY j.key LOOP
+  FOR k, v IN SELECT j.key, j.value FROM jsonb_each(r.event_names) j ORDER BY j.key LOOP
     IF NOT EXISTS (SELECT 1 FROM espf.event_types t WHERE t.name = k) THEN
       PERFORM espf.refuse('espf.http_handlers.event_names', format('key %L is not an espf event type (not a row of espf.event_types)', k));
     END IF;
@@ -286,6 +287,12 @@ BEGIN
       PERFORM espf.refuse('espf.http_handlers.event_names', format('key %L maps to %s: the receiver''s name must be a non-empty string', k, CASE WHEN jsonb_typeof(v) = 'string' THEN 'an empty name' ELSE v::text END));
     END IF;
   END LOOP;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION espf.check_http_handler() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM espf.check_http_settings(NEW);
   RETURN NEW;
 END
 $$;

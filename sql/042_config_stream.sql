@@ -11,7 +11,9 @@
 
 -- The configuration of every instance as espf run reads it (src/config/snapshot.ts):
 -- one object per handler with its subscribed types, its coalesced types, its
--- espf.http_handlers row and its request steps.
+-- espf.http_handlers row, the merged settings of each environment with a row of
+-- espf.http_handler_envs (by i_env; sql/026_http_handler_envs.sql) and its
+-- request steps.
 CREATE OR REPLACE FUNCTION espf.config_document() RETURNS jsonb
 LANGUAGE sql STABLE AS $$
   SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -22,6 +24,8 @@ LANGUAGE sql STABLE AS $$
                                    FROM espf.subscriptions s JOIN espf.event_types t ON t.name = s.event_type
                                   WHERE s.handler = h.name AND t."coalesce"), '[]'::jsonb),
            'http', (SELECT to_jsonb(x) - 'handler' FROM espf.http_handlers x WHERE x.handler = h.name),
+           'envs', (SELECT jsonb_object_agg(e.i_env::text, to_jsonb(espf.merged_http_settings(x, e)) - 'handler' ORDER BY e.i_env)
+                      FROM espf.http_handlers x JOIN espf.http_handler_envs e ON e.handler = x.handler WHERE x.handler = h.name),
            'steps', (SELECT jsonb_agg(to_jsonb(st) ORDER BY st.event_type, st.step) FROM espf.steps_of(ARRAY[h.name]) st)
          ) ORDER BY h.name), '[]'::jsonb)
     FROM espf.handlers h
@@ -63,7 +67,7 @@ REVOKE EXECUTE ON FUNCTION espf.note_config_change() FROM PUBLIC, espf_sender;
 DO $$
 DECLARE t text;
 BEGIN
-  FOREACH t IN ARRAY ARRAY['handlers', 'http_handlers', 'subscriptions', 'event_types', 'http_steps'] LOOP
+  FOREACH t IN ARRAY ARRAY['handlers', 'http_handlers', 'http_handler_envs', 'subscriptions', 'event_types', 'http_steps'] LOOP
     EXECUTE format('DROP TRIGGER IF EXISTS note_config_change ON espf.%I', t);
     EXECUTE format('CREATE CONSTRAINT TRIGGER note_config_change AFTER INSERT OR UPDATE OR DELETE ON espf.%I
                       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION espf.note_config_change()', t);

@@ -100,20 +100,29 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The breaker state of a target, as the sender reports it: one row per
--- (handler, url), replaced on every change.
+-- (handler, url, i_env), replaced on every change. i_env: the environment whose
+-- settings the target belongs to (espf.http_handler_envs), null for the default row.
 CREATE OR REPLACE FUNCTION espf.note_target_state(handler text, url text, instance text, up boolean, since timestamptz,
-  failures int, probes int, next_probe_at timestamptz, last_http_status int, last_error text)
+  failures int, probes int, next_probe_at timestamptz, last_http_status int, last_error text, i_env int)
 RETURNS void LANGUAGE sql AS $$
-  INSERT INTO espf.target_states AS t (handler, url, instance, up, since, failures, probes, next_probe_at,
+  INSERT INTO espf.target_states AS t (handler, url, i_env, instance, up, since, failures, probes, next_probe_at,
                                        last_http_status, last_error, updated_at)
-  SELECT note_target_state.handler, note_target_state.url, note_target_state.instance, note_target_state.up,
+  SELECT note_target_state.handler, note_target_state.url, note_target_state.i_env, note_target_state.instance, note_target_state.up,
          note_target_state.since, note_target_state.failures, note_target_state.probes, note_target_state.next_probe_at,
          note_target_state.last_http_status, note_target_state.last_error, now()
    WHERE EXISTS (SELECT 1 FROM espf.handlers h WHERE h.name = note_target_state.handler)
-  ON CONFLICT ON CONSTRAINT target_states_pkey DO UPDATE SET
+  ON CONFLICT ON CONSTRAINT target_states_target_key DO UPDATE SET
          instance = excluded.instance, up = excluded.up, since = excluded.since, failures = excluded.failures,
          probes = excluded.probes, next_probe_at = excluded.next_probe_at,
          last_http_status = excluded.last_http_status, last_error = excluded.last_error, updated_at = now();
+$$;
+
+-- As an espf run of a release before migrations/0025_http_handler_envs.sql calls
+-- it (during a rolling upgrade): the default row's target.
+CREATE OR REPLACE FUNCTION espf.note_target_state(handler text, url text, instance text, up boolean, since timestamptz,
+  failures int, probes int, next_probe_at timestamptz, last_http_status int, last_error text)
+RETURNS void LANGUAGE sql AS $$
+  SELECT espf.note_target_state(handler, url, instance, up, since, failures, probes, next_probe_at, last_http_status, last_error, NULL::int)
 $$;
 
 -- Targets the circuit breaker holds down for longer than `older_than`, shaped as

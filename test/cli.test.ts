@@ -166,7 +166,7 @@ describe('espf CLI (child process)', function () {
       [['bogus'], /^espf: unknown command 'bogus' \(see: espf --help\)$/m],
       [['matrx'], /^espf: unknown command 'matrx' \(Did you mean matrix\?\)/],
       [['--bogus'], /^espf: unknown option '--bogus'/],
-      [['handler'], /^espf handler: missing command: enable, disable, sub, unsub or check \(see: espf handler --help\)$/m],
+      [['handler'], /^espf handler: missing command: enable, disable, sub, unsub, check, set or show \(see: espf handler --help\)$/m],
       [['handler', 'bogus'], /^espf handler: unknown command 'bogus'/],
       [['handler', 'enable'], /^espf handler enable: missing required argument 'handler' \(see: espf handler enable --help\)$/m],
       [['handler', 'sub', 'EventSender'], /^espf handler sub: missing required argument 'type'/],

@@ -93,7 +93,7 @@ describe('outage: a receiver that goes down and comes back', function () {
     // espf status and the failure e-mail show it.
     const report = await readStatus(t.db, { hours: 1, limit: 5 });
     assert.equal(report.targets[0]?.state, 'DOWN');
-    assert.match(formatStatus(report, { hours: 1, limit: 5 }), /^Targets: circuit breaker per URL[^\n]*\nhandler +url +state[^\n]*\n[- ]+\nEventSender +http:\/\/127\.0\.0\.1:\d+\/events +DOWN /m);
+    assert.match(formatStatus(report, { hours: 1, limit: 5 }), /^Targets: circuit breaker per URL[^\n]*\nhandler +i_env +url +state[^\n]*\n[- ]+\nEventSender +http:\/\/127\.0\.0\.1:\d+\/events +DOWN /m);
     const down: UnreachableTarget[] = await t.db.query(sql`SELECT * FROM espf.down_targets('0 seconds')`);
     assert.equal(down.length, 1);
     assert.equal(Number(down[0]!.failing), 150);

@@ -13,6 +13,7 @@ import { registerRuleCommand } from './rule-command.ts';
 import { registerBackfillCommand } from './backfill-command.ts';
 import { registerShardsCommand } from './shards-command.ts';
 import { registerHandlerCheck } from './handler-check-command.ts';
+import { registerHandlerSettings } from './handler-settings-command.ts';
 import { withDb } from './with-db.ts';
 
 /** Exit codes: 0 done, 1 refused or failed, 2 bad usage. */
@@ -121,12 +122,14 @@ Example:
       await runService({ instance: opts.instance, shard: opts.shard === undefined ? undefined : Number(opts.shard), out: io.out, env: readEnv() });
     });
 
-  const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions); check request steps');
+  const handler = group(program, 'handler', 'enable, disable, subscribe and unsubscribe handlers (espf.handlers, espf.subscriptions); set and show an http handler\'s settings, per environment too; check request steps');
   handler.addHelpText('after', `
 Examples:
   espf handler sub EventSender Account/Blocked
   espf handler sub CustomerToAccountsDispatcher all
-  espf handler enable EventSender      (needs a URL: UPDATE espf.http_handlers SET url = '{https://…}')
+  espf handler enable EventSender      (needs a URL: espf handler set EventSender url=https://…)
+  espf handler set EventSender --env 2 url=https://hss.brand2.example/events
+  espf handler show EventSender
 `);
   for (const action of ['enable', 'disable'] as const) {
     handler.command(action).argument('<handler>', 'a handler name (a row of espf.handlers)')
@@ -155,6 +158,7 @@ Examples:
   }
 
   registerHandlerCheck(handler, io);
+  registerHandlerSettings(handler, io);
 
   const type = group(program, 'type', 'switch capture of event types on and off (espf.event_types.enabled)');
   type.addHelpText('after', `

@@ -38,6 +38,12 @@ export interface HandlerConfig {
   /** Subscribed types whose espf.event_types.coalesce is on: only the newest waiting event of one is sent. */
   readonly coalesce?: ReadonlySet<string>;
   readonly http: HttpSettings | null;
+  /**
+   * The settings of each environment (variables.i_env) with a row of
+   * espf.http_handler_envs, merged with the default row by the database
+   * (sql/026_http_handler_envs.sql); an environment not in it uses `http`.
+   */
+  readonly envs?: ReadonlyMap<number, HttpSettings>;
   /** Request steps (espf.http_steps) of an http handler, in order; null: none, the EventSender body (docs/handlers.md). */
   readonly steps?: readonly StepRow[] | null;
 }
@@ -60,7 +66,8 @@ export function snapshotOf(version: number, rows: readonly InstanceHandlerRow[],
   for (const r of rows) {
     if (r.instance !== instance) continue;
     const http = r.http ? normaliseHttp(r.http) : null;
-    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), coalesce: new Set(r.coalesce), http, steps: r.steps };
+    const envs = r.envs ? new Map(Object.entries(r.envs).map(([env, j]) => [Number(env), normaliseHttp(j)] as const)) : undefined;
+    const h: HandlerConfig = { name: r.name, kind: r.kind, enabled: r.enabled, instance: r.instance, types: new Set(r.types), coalesce: new Set(r.coalesce), http, envs, steps: r.steps };
     handlers.set(h.name, h);
     if (!h.enabled) continue;
     for (const t of r.types) {

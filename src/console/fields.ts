@@ -64,13 +64,14 @@ function restoreMaskedUrls(column: string, lines: string[], stored: unknown): st
 
 /**
  * The values of a submitted form for the columns that changed, in the types of
- * the columns. A secret left empty keeps its value; "clear_<column>" sets null.
+ * the columns (of `fields`, default every field; `inherit`: the form of an
+ * environment, where an empty field is null, inherited from the default row). A secret left empty keeps its value; "clear_<column>" sets null.
  * Only the syntax is checked here (a number must be a number); every rule is the
  * database's.
  */
-export function formValues(form: URLSearchParams, current: Record<string, unknown>): Record<string, unknown> {
+export function formValues(form: URLSearchParams, current: Record<string, unknown>, opts: { fields?: readonly Field[]; inherit?: boolean } = {}): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const f of HTTP_FIELDS) {
+  for (const f of opts.fields ?? HTTP_FIELDS) {
     if (f.kind === 'secret') {
       if (form.get(`clear_${f.column}`) === 'on') out[f.column] = null;
       else if ((form.get(f.column) ?? '') !== '') out[f.column] = form.get(f.column);
@@ -79,7 +80,9 @@ export function formValues(form: URLSearchParams, current: Record<string, unknow
     const v = form.get(f.column);
     if (v === null) continue;
     let value: unknown;
-    switch (f.kind) {
+    // An environment's row (espf.http_handler_envs): an empty field inherits the default row.
+    if (opts.inherit && v.trim() === '') value = null;
+    else switch (f.kind) {
       case 'urls': value = restoreMaskedUrls(f.column, v.split(/\r?\n/).map((s) => s.trim()).filter(Boolean), current[f.column]); break;
       case 'bool': value = v === 'true'; break;
       case 'json':

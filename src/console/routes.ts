@@ -10,6 +10,7 @@ import type { ConsoleSettings, Session } from './store.ts';
 import { auditRoutes } from './pages/audit.ts';
 import { deliveriesRoutes } from './pages/deliveries.ts';
 import { handlerRoutes } from './pages/handlers.ts';
+import { handlerEnvRoutes } from './pages/handler-envs.ts';
 import { jobRoutes } from './pages/jobs.ts';
 import { logoutRoutes } from './pages/login.ts';
 import { matrixRoutes } from './pages/matrix.ts';
@@ -67,6 +68,7 @@ export const ROUTES: readonly Route[] = [
   ...overviewRoutes,
   ...matrixRoutes,
   ...handlerRoutes,
+  ...handlerEnvRoutes,
   ...subscriberRoutes,
   ...deliveriesRoutes,
   ...jobRoutes,

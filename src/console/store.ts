@@ -10,6 +10,7 @@ import {
 import {
   deleteSubscriptions, dispatcherSourceTypes, eventTypeNames, insertSubscriptions, listHandlers, lockHttpHandler,
   readHttpHandler as dbReadHttpHandler, setHttpHandlerColumns, stepsOfHandlers, switchHandler, switchTypes, type StepRow,
+  deleteHttpHandlerEnv, handlerEnvs, readHttpHandlerEnv, setHttpHandlerEnvColumns,
 } from '../db/config.ts';
 import { accountDeliveries, checkTime, deliveryPage, type DeliveryFilter as DbDeliveryFilter } from '../db/deliveries.ts';
 import { accountStatuses, failingStatusCounts } from '../db/statuses.ts';
@@ -162,6 +163,52 @@ export async function updateHttpHandler(db: Db, user: string, handler: string, v
     if (Object.keys(values).length === 0) return { before: maskSecrets(old), after: maskSecrets(old), result: false };
     const row = await setHttpHandlerColumns(tx, handler, values);
     return { before: maskSecrets(old), after: maskSecrets(row), result: true };
+  });
+}
+
+/** The environments of an http handler with a row of espf.http_handler_envs. */
+export function handlerEnvList(db: Queryable, handler: string): Promise<number[]> {
+  return handlerEnvs(db, handler);
+}
+
+/** An environment's row as stored (null where inherited) and its merged settings; null when it has none. */
+export async function readHttpHandlerEnvRow(db: Queryable, handler: string, env: number)
+  : Promise<{ own: Record<string, unknown>; merged: Record<string, unknown> } | null> {
+  return (await readHttpHandlerEnv(db, handler, env)) ?? null;
+}
+
+/**
+ * Sets the given columns of an environment's row of espf.http_handler_envs
+ * (made when missing; null inherits), audited. As for the default row, a URL
+ * of a new host needs the secrets the environment is delivered with typed
+ * again (or inherited from nothing) in the same save.
+ */
+export async function updateHttpHandlerEnv(db: Db, user: string, handler: string, env: number, values: Record<string, unknown>): Promise<boolean> {
+  return audited(db, user, 'http handler environment update', `${handler} i_env ${env}`, async (tx) => {
+    const def = await lockHttpHandler(tx, handler);
+    if (!def) throw new NotFound(`unknown http handler ${handler}`);
+    const old = await readHttpHandlerEnv(tx, handler, env);
+    const merged = old?.merged ?? def;
+    if (Array.isArray(values.url)) {
+      const added = newOrigins(merged.url, values.url);
+      const kept = SECRET_COLUMNS.filter((c) => merged[c] !== null && merged[c] !== '' && values[c] === undefined);
+      if (added.length > 0 && kept.length > 0) {
+        throw new FieldError('url', `espf.http_handler_envs.url: ${added.join(', ')} is a new host for the ${kept.join(', ')} this environment is delivered with: `
+          + 'type the secret again in the same save, so that a stored secret never goes to a host it was not typed for');
+      }
+    }
+    if (old && Object.keys(values).length === 0) return { before: maskSecrets(old.own), after: maskSecrets(old.own), result: false };
+    const row = await setHttpHandlerEnvColumns(tx, handler, env, values);
+    return { before: maskSecrets(old?.own), after: maskSecrets(row), result: true };
+  });
+}
+
+/** Drops an environment's row (its events use the default row again), audited: whether there was one. */
+export function deleteHttpHandlerEnvRow(db: Db, user: string, handler: string, env: number): Promise<boolean> {
+  return audited(db, user, 'http handler environment drop', `${handler} i_env ${env}`, async (tx) => {
+    const old = await readHttpHandlerEnv(tx, handler, env);
+    const dropped = await deleteHttpHandlerEnv(tx, handler, env);
+    return { before: maskSecrets(old?.own), after: null, result: dropped };
   });
 }
 

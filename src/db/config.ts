@@ -16,6 +16,8 @@ export interface InstanceHandlerRow extends HandlerRow {
   readonly coalesce: string[];
   /** The espf.http_handlers row without `handler`; null for a dispatcher. */
   readonly http: Record<string, unknown> | null;
+  /** By i_env: the settings of each environment with a row of espf.http_handler_envs, merged with `http`; null when none (absent in a document of an earlier release). */
+  readonly envs?: Record<string, Record<string, unknown>> | null;
   /** Its request steps (espf.http_steps), in order; null when it has none. */
   readonly steps: StepRow[] | null;
 }
@@ -172,4 +174,51 @@ export async function setHttpHandlerColumns(db: Queryable, handler: string, valu
     ? await db.query(sql`SELECT * FROM espf.http_handlers WHERE handler = ${handler}`)
     : await db.query(sql`UPDATE espf.http_handlers SET ${sql.join(sets, ', ')} WHERE handler = ${handler} RETURNING *`);
   return row;
+}
+
+/** The columns of espf.http_handler_envs an environment may set (`handler` and `i_env` are the key); NULL inherits the default row. */
+export const HTTP_ENV_COLUMNS: readonly string[] = Object.keys(SCHEMA['espf.http_handler_envs']).filter((c) => c !== 'handler' && c !== 'i_env');
+
+/** The environments with a row of espf.http_handler_envs for this handler, in order. */
+export async function handlerEnvs(db: Queryable, handler: string): Promise<number[]> {
+  return (await db.query(sql`SELECT i_env FROM espf.http_handler_envs WHERE handler = ${handler} ORDER BY i_env`)).map((r) => r.i_env as number);
+}
+
+/**
+ * An environment's row of espf.http_handler_envs (`own`: the columns as
+ * stored, NULL where inherited) and the settings its events are delivered
+ * with (`merged`: espf.merged_http_settings); undefined when it has no row.
+ */
+export async function readHttpHandlerEnv(db: Queryable, handler: string, env: number)
+  : Promise<{ own: Record<string, unknown>; merged: Record<string, unknown> } | undefined> {
+  const [row] = await db.query(sql`
+    SELECT to_jsonb(e) AS own, to_jsonb(espf.merged_http_settings(x, e)) AS merged
+      FROM espf.http_handler_envs e JOIN espf.http_handlers x ON x.handler = e.handler
+     WHERE e.handler = ${handler} AND e.i_env = ${env}`);
+  return row;
+}
+
+/**
+ * Sets columns of an environment's row of espf.http_handler_envs, made when
+ * missing (null: inherit the default row): the row after. A name that is
+ * not one of HTTP_ENV_COLUMNS is refused (ESPF_USAGE) before anything runs;
+ * the database checks the merged settings (sql/026_http_handler_envs.sql).
+ */
+export async function setHttpHandlerEnvColumns(db: Queryable, handler: string, env: number, values: Readonly<Record<string, unknown>>)
+  : Promise<Record<string, unknown>> {
+  const unknown = Object.keys(values).filter((c) => !HTTP_ENV_COLUMNS.includes(c));
+  if (unknown.length > 0) throw new EspfError('ESPF_USAGE', `not a column of espf.http_handler_envs one can set: ${unknown.join(', ')}`);
+  const cols = Object.keys(values);
+  const names = [sql.ident('handler'), sql.ident('i_env'), ...cols.map((c) => sql.ident(c))];
+  const vals = [sql`${handler}`, sql`${env}`, ...cols.map((c) => sql`${values[c]}`)];
+  const sets = cols.length === 0 ? [sql`i_env = excluded.i_env`] : cols.map((c) => sql`${sql.ident(c)} = excluded.${sql.ident(c)}`);
+  const [row] = await db.query(sql`
+    INSERT INTO espf.http_handler_envs (${sql.join(names, ', ')}) VALUES (${sql.join(vals, ', ')})
+    ON CONFLICT (handler, i_env) DO UPDATE SET ${sql.join(sets, ', ')} RETURNING *`);
+  return row;
+}
+
+/** Drops an environment's row (its events use the default row again): whether there was one. */
+export async function deleteHttpHandlerEnv(db: Queryable, handler: string, env: number): Promise<boolean> {
+  return (await db.query(sql`DELETE FROM espf.http_handler_envs WHERE handler = ${handler} AND i_env = ${env} RETURNING i_env`)).length > 0;
 }

@@ -41,16 +41,18 @@ export interface TargetStateRow {
   readonly handler: string; readonly url: string; readonly instance: string; readonly up: boolean; readonly since: Date;
   readonly failures: number; readonly probes: number; readonly nextProbeAt: Date | null;
   readonly lastHttpStatus: number | null; readonly lastError: string | null;
+  /** The environment whose settings the target belongs to (espf.http_handler_envs); null: the default row. */
+  readonly iEnv?: number | null;
 }
 
 /** Targets of these handlers that were down when last reported. */
-export function downTargets(db: Db, handlers: readonly string[]): Promise<{ handler: string; url: string; since: Date; probes: number }[]> {
-  return db.query(sql`SELECT handler, url, since, probes FROM espf.target_states WHERE NOT up AND handler = ANY(${handlers})`);
+export function downTargets(db: Db, handlers: readonly string[]): Promise<{ handler: string; url: string; i_env: number | null; since: Date; probes: number }[]> {
+  return db.query(sql`SELECT handler, url, i_env, since, probes FROM espf.target_states WHERE NOT up AND handler = ANY(${handlers})`);
 }
 
 export async function noteTargetState(db: Db, t: TargetStateRow): Promise<void> {
   await db.query(sql`SELECT espf.note_target_state(${t.handler}, ${t.url}, ${t.instance}, ${t.up}, ${t.since}, ${t.failures},
-                                                   ${t.probes}, ${t.nextProbeAt}, ${t.lastHttpStatus}, ${t.lastError})`);
+                                                   ${t.probes}, ${t.nextProbeAt}, ${t.lastHttpStatus}, ${t.lastError}, ${t.iEnv ?? null})`);
 }
 
 /** The last commit position with an outcome of this instance: a replay up to it may meet recorded deliveries. */

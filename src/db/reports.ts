@@ -18,16 +18,16 @@ export function backlog(db: Queryable): Promise<BacklogRow[]> {
       FROM espf.report_backlog ORDER BY handler`);
 }
 
-export type TargetRow = View<'espf.target_states', 'handler' | 'url' | 'instance' | 'since' | 'failures' | 'probes' | 'next_probe_at' | 'last_http_status' | 'last_error' | 'updated_at'>
+export type TargetRow = View<'espf.target_states', 'handler' | 'i_env' | 'url' | 'instance' | 'since' | 'failures' | 'probes' | 'next_probe_at' | 'last_http_status' | 'last_error' | 'updated_at'>
   & { readonly state: 'up' | 'DOWN'; readonly for_s: number };
 
 /** The circuit breaker of each target URL (espf.target_states), the ones down first. */
 export function targets(db: Queryable): Promise<TargetRow[]> {
   return db.query(sql`
-    SELECT handler, url, instance, CASE WHEN up THEN 'up' ELSE 'DOWN' END AS state, since,
+    SELECT handler, i_env, url, instance, CASE WHEN up THEN 'up' ELSE 'DOWN' END AS state, since,
            round(extract(epoch FROM now() - since))::bigint AS for_s,
            failures, probes, next_probe_at, last_http_status, last_error, updated_at
-      FROM espf.target_states ORDER BY up, handler, url`);
+      FROM espf.target_states ORDER BY up, handler, i_env NULLS FIRST, url`);
 }
 
 export function failures24h(db: Queryable): Promise<View<'espf.report_failures_24h', 'event_type' | 'handler' | 'failures' | 'accounts' | 'last_failed_at' | 'last_http_status' | 'last_error'>[]> {

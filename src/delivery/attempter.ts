@@ -37,6 +37,8 @@ export interface AttempterDeps {
   readonly client?: Poster;
   /** Request steps: makes a done step's answer durable before the next step goes (src/delivery/steps/run.ts). */
   readonly checkpoint?: (d: Delivery) => Promise<void>;
+  /** The environment whose settings these attempts use (espf.http_handler_envs), for log lines; null: the default row. */
+  readonly iEnv?: number | null;
 }
 
 const NO_URL: PostResult = { ok: false, status: null, reason: 'handler has no URL', retryAfterMs: null, durationMs: 0 };
@@ -59,7 +61,7 @@ export class Attempter {
 
   constructor(readonly handler: string, caFile: string | null, private readonly deps: AttempterDeps) {
     this.client = deps.client ?? new HttpClient(caFile);
-    this.targets = new Targets(handler, deps.log, deps.target);
+    this.targets = new Targets(handler, deps.log, deps.target, deps.iEnv ?? null);
   }
 
   /** Requests on the wire. */

@@ -1,304 +1,167 @@
-import type { HandlerConfig, HttpSettings } from '../config/snapshot.ts';
-import type { Logger, ProvisioningLog } from '../log/logger.ts';
-import { Attempter, type Poster } from './attempter.ts';
-import { DurableBatches } from './durability.ts';
-import type { PostResult } from './http-client.ts';
+import type { HandlerConfig } from '../config/snapshot.ts';
+import type { StreamEvent } from '../stream/replication.ts';
+import { HttpLane, type HttpLaneDeps } from './http-lane.ts';
 import type { Item } from './item.ts';
-import { deliveryOf, KeyedQueue, type Delivery } from './keyed-queue.ts';
 import type { DeliveryObserver } from './observer.ts';
-import { decide } from './outcome-policy.ts';
-import type { DeliveryState, Outcome } from './results-writer.ts';
+import type { StepProblem } from './steps/plan.ts';
 import type { TargetEvent, TargetState } from './targets.ts';
-import { describeProblem, StepPlan, type StepProblem } from './steps/plan.ts';
 import type { SpillWindow } from './window.ts';
 
-export interface HttpHandlerDeps {
-  readonly instance: string;
-  /** The record stage: every state a delivery reaches goes here; resolves when it is committed. */
-  readonly record: (item: Item, outcome: Outcome) => Promise<void>;
-  readonly plog: ProvisioningLog;
-  readonly log: Logger;
-  /** The handler's current configuration (live). */
-  readonly config: () => HandlerConfig | undefined;
-  readonly observer: DeliveryObserver;
-  /** The handler's memory window, owned by the waiting deliveries (src/pipeline/waiting.ts). */
-  readonly window: SpillWindow;
-  /** A target URL went up or down, or was probed. */
+export interface HttpHandlerDeps extends Omit<HttpLaneDeps, 'target'> {
+  /** A target URL went up or down, or was probed (`state.iEnv`: its environment, null for the default row). */
   readonly target?: (h: HttpHandler, state: TargetState, event: TargetEvent) => void;
-  /** The requests (a test gives its own; default src/delivery/http-client.ts). */
-  readonly client?: Poster;
 }
 
-/** The record of a delivery fresh from the stream that goes to the database only: never attempted. */
-const SPILLED: Outcome = { state: 'PENDING', attempts: 0, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null };
+/** The lane of the default row; an environment's lane is keyed by its i_env. */
+type LaneKey = number | null;
+
+/** The environment of an event (variables.i_env), when it is a whole number. */
+export function envOf(e: StreamEvent): number | null {
+  const v = e.variables.i_env;
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d{1,9}$/.test(v) ? Number(v) : NaN;
+  return Number.isInteger(n) ? n : null;
+}
 
 /**
- * The deliver stage of one http handler, wired from parts with one job each:
- * the keyed queue (src/delivery/keyed-queue.ts: per-account order,
- * coalescing, retry timers), the attempter (src/delivery/attempter.ts: token
- * bucket, circuit breakers, the requests of one attempt), the outcome policy
- * (src/delivery/outcome-policy.ts) and the memory window
- * (src/delivery/window.ts, owned by the waiting deliveries). What is left
- * here: what waits long is made durable (parked: recorded PENDING, or RETRY
- * behind a probe) so the slot moves on, the one probe of a down target, and
- * the graceful stop. It reports outcomes to the record stage and knows
- * nothing of WAL positions.
+ * ③ One http handler: its deliveries split into lanes by environment
+ * (docs/handlers.md, "Settings per environment"). An event whose i_env has a
+ * row of espf.http_handler_envs goes to that environment's lane, delivered
+ * with the merged settings; every other event to the lane of the default row.
+ * Each lane (src/delivery/http-lane.ts) has its own keyed queue, token bucket
+ * and circuit breakers: an environment whose receiver is down, or whose bucket
+ * is empty, does not hold up another's deliveries. The lanes share the
+ * handler's memory window; what they publish is summed up here under the
+ * handler's name (targets with their i_env).
  *
- * Long outages (docs/operations.md, "A receiver is down"): a target that
- * keeps failing is only probed; attempts refused by a down target do not
- * count towards max_attempts. Memory is bounded by the window: past it,
- * deliveries wait in the database only and come back page by page.
+ * Per-account order holds within a lane. An account's events share its i_env;
+ * when its i_env changes, or an override row of its environment is added or
+ * removed, while earlier deliveries of it are still held, its later events go
+ * to the other lane and may reach their receiver before those
+ * (docs/handlers.md, "Settings per environment").
  */
 export class HttpHandler {
   readonly name: string;
-  private readonly queue: KeyedQueue;
-  private readonly attempter: Attempter;
-  /** The memory window it was given (owned by the waiting deliveries). */
   readonly window: SpillWindow;
-  private readonly observer: DeliveryObserver;
-  private readonly records = new DurableBatches();
-  /** The delivery of the last probe that failed: the next probe. */
-  private probeEntry: Delivery | null = null;
-  private wake?: NodeJS.Timeout;
-  private stopping = false;
-  private drained: (() => void)[] = [];
-  /** Request steps compiled for the rows in force (`key`: those rows as JSON); null: none, the EventSender body. */
-  private steps: { readonly key: string; readonly plan: StepPlan } | null = null;
+  private readonly lanes = new Map<LaneKey, HttpLane>();
+  private readonly held = new Map<LaneKey, number>();
+  private readonly onWire = new Map<LaneKey, number>();
+  private readonly oldest = new Map<LaneKey, () => Date | null>();
+  private readonly targets = new Map<LaneKey, readonly TargetState[]>();
+  /** An environment's configuration, made once per configuration in force. */
+  private readonly configs = new Map<number, { readonly from: HandlerConfig; readonly config: HandlerConfig }>();
 
   constructor(name: string, private readonly deps: HttpHandlerDeps) {
     this.name = name;
     this.window = deps.window;
-    this.observer = deps.observer;
-    this.queue = new KeyedQueue({ ready: () => this.pump(), superseded: (d) => this.superseded(d) });
-    this.attempter = new Attempter(name, deps.config()?.http?.ca_file ?? null, {
-      instance: deps.instance, plog: deps.plog, log: deps.log, observer: deps.observer, client: deps.client,
-      tokens: () => this.pump(),
-      checkpoint: (d) => this.record(d, 'PENDING', null, null, null, true),
-      target: (state, event) => {
-        if (event === 'down') this.parkAll(); // waiting may be long: make everything durable so the slot moves on
-        deps.target?.(this, state, event);
-        this.publishTargets();
-        if (event === 'up') this.pump();
-      },
+    deps.observer.oldestWaiting(name, () => {
+      let min: Date | null = null;
+      for (const read of this.oldest.values()) {
+        const d = read();
+        if (d && (!min || d < min)) min = d;
+      }
+      return min;
     });
-    this.compileSteps();
-    this.observer.held(name, 0);
-    this.observer.inFlight(name, 0);
-    this.observer.oldestWaiting(name, () => this.queue.oldestSince());
-    this.publishTargets();
+    this.lane(null);
+    for (const env of deps.config()?.envs?.keys() ?? []) this.lane(env);
   }
 
-  /** Items held in memory (queued, in flight or waiting for a retry). */
-  get size(): number { return this.queue.size; }
-  /** The state of each target URL of the handler (as configured now). */
-  get targetStates(): TargetState[] { return this.attempter.targetStates(this.deps.config()?.http?.url); }
+  /** Items held in memory (queued, in flight or waiting for a retry), in every lane. */
+  get size(): number {
+    let n = 0;
+    for (const l of this.lanes.values()) n += l.size;
+    return n;
+  }
 
-  /** A delivery fresh from the stream: into memory, or past the window to the database only (PENDING). */
+  /** The state of each target URL: the default row's, then each environment's (as configured now), with its i_env. */
+  get targetStates(): TargetState[] {
+    const live = this.liveKeys();
+    return [...this.lanes].filter(([k]) => live.has(k)).flatMap(([k, l]) => l.targetStates.map((s) => ({ ...s, iEnv: k })));
+  }
+
+  /** Why the handler's request steps cannot be used (the same for every lane); empty when none. */
+  get stepProblems(): readonly StepProblem[] { return this.lane(null).stepProblems; }
+
+  /** A delivery fresh from the stream, to the lane of its environment. */
   enqueue(item: Item): void {
-    if (this.window.mustSpill(item.orderKey)) {
-      this.observer.outcome(item, 'PENDING');
-      this.window.spill(item.orderKey, this.deps.record(item, SPILLED));
-      return;
-    }
-    this.add(deliveryOf(item));
+    this.laneOf(item).enqueue(item);
   }
 
-  /** A delivery that waits in the database (a page, a requeued one); false when it is here already. */
+  /** A delivery that waits in the database (a page, a requeued one); false when a lane holds it already. */
   enqueueWaiting(item: Item): boolean {
-    if (this.queue.holds(item.event.i_event)) return false;
-    this.add(deliveryOf(item));
-    return true;
+    for (const l of this.lanes.values()) if (l.holds(item.event.i_event)) return false;
+    return this.laneOf(item).enqueueWaiting(item);
   }
 
-  /** At start: a target URL (as espf.target_states shows it, credentials hidden) the last run saw down. */
-  restoreDown(shownUrl: string, since: Date, probes: number): void {
-    const s = this.deps.config()?.http;
-    if (!s) return;
-    this.attempter.restoreDown(shownUrl, s, since, probes);
-    this.publishTargets();
+  /** At start: a target URL of environment `iEnv` (null: the default row) the last run saw down. */
+  restoreDown(shownUrl: string, iEnv: number | null, since: Date, probes: number): void {
+    if (iEnv !== null && !this.deps.config()?.envs?.has(iEnv)) return; // its override is gone
+    this.lane(iEnv).restoreDown(shownUrl, since, probes);
   }
 
-  /** Why the handler's request steps cannot be used (an expression does not compile): its deliveries wait; empty when none. */
-  get stepProblems(): readonly StepProblem[] { return this.steps?.plan.problems ?? []; }
-
-  /** The request steps compiled once per change of their rows, never per event. */
-  private compileSteps(): void {
-    const rows = this.deps.config()?.steps;
-    if (!rows || rows.length === 0) { this.steps = null; return; }
-    const key = JSON.stringify(rows);
-    if (this.steps?.key === key) return;
-    const plan = StepPlan.compile(rows);
-    this.steps = { key, plan };
-    for (const p of plan.problems) {
-      this.deps.log.error({ handler: this.name, event_type: p.eventType, step: p.step, field: p.field }, `request steps do not compile, the handler's deliveries wait: ${describeProblem(p)}`);
-    }
-  }
-
-  /** Configuration changed (enabled again, new rate, other URLs): resume. */
+  /** Configuration changed: lanes for new environments, new settings for all. */
   reconfigure(): void {
-    const h = this.deps.config();
-    this.attempter.reconfigure(h?.http ?? undefined);
-    this.compileSteps();
-    // Disabled, deleted, moved to another instance, or steps that do not compile: what waits here is recorded, so nothing holds the slot.
-    if (!h || !h.enabled || this.stepProblems.length > 0) this.parkAll();
+    for (const env of this.deps.config()?.envs?.keys() ?? []) this.lane(env);
+    for (const l of this.lanes.values()) l.reconfigure();
     this.publishTargets();
-    this.pump();
   }
 
-  private add(d: Delivery): void {
-    this.window.entered();
-    const place = this.queue.add(d, this.deps.config()?.coalesce?.has(d.item.event.event_type) ?? false);
-    // Behind a failing event, a target that is down or steps that do not compile, it may wait long: make it durable now so the slot moves on.
-    if (place === 'behind-retry' || this.attempter.anyDown || this.stepProblems.length > 0) this.park(d);
-    this.observer.held(this.name, this.queue.size);
-    if (place === 'head') this.pump();
+  /** Stops every lane (requests on the wire finish within `maxWaitMs`; what waits is recorded). */
+  async stop(maxWaitMs: number): Promise<void> {
+    await Promise.all([...this.lanes.values()].map((l) => l.stop(maxWaitMs)));
   }
 
-  private superseded(d: Delivery): void {
-    const durable = this.record(d, 'SUPERSEDED', null, null, null);
-    this.window.finished(d.item.event.i_event, durable);
+  private laneOf(item: Item): HttpLane {
+    const env = envOf(item.event);
+    return this.lane(env !== null && this.deps.config()?.envs?.has(env) ? env : null);
   }
 
-  private settings(): HttpSettings | null {
-    const h = this.deps.config();
-    // Steps that do not compile: nothing is sent (as for a disabled handler), nothing is lost.
-    return h && h.enabled && h.http && h.http.url.length > 0 && this.stepProblems.length === 0 ? h.http : null;
+  /** The lanes whose settings are in force: the default row's and those of the environments with a row now. */
+  private liveKeys(): Set<LaneKey> {
+    return new Set<LaneKey>([null, ...(this.deps.config()?.envs?.keys() ?? [])]);
   }
 
-  private pump(): void {
-    if (this.stopping || (this.queue.readyCount === 0 && !this.probeEntry)) return;
-    const s = this.settings();
-    if (!s) return; // disabled: items wait (durably) until it is enabled again
-    const probeWait = this.attempter.probeWaitMs(s.url);
-    if (probeWait !== null) {
-      this.probe(probeWait);
-      return;
-    }
-    if (this.probeEntry) { // the target came back while the last probe waited: it goes first
-      this.queue.requeue(this.probeEntry);
-      this.probeEntry = null;
-    }
-    const n = this.attempter.slots(this.queue.readyCount, s);
-    for (let i = 0; i < n; i++) void this.send(this.queue.next()!, false);
-  }
-
-  /** A target is down: one probe at a time (the oldest waiting delivery), when its interval has passed. */
-  private probe(waitMs: number): void {
-    if (this.attempter.probing) return;
-    if (waitMs > 0) {
-      if (Number.isFinite(waitMs)) this.wakeIn(waitMs);
-      return;
-    }
-    const d = this.probeEntry ?? this.queue.next();
-    if (!d) return;
-    this.probeEntry = null;
-    void this.send(d, true);
-  }
-
-  private wakeIn(ms: number): void {
-    clearTimeout(this.wake);
-    this.wake = setTimeout(() => { this.wake = undefined; this.pump(); }, Math.min(Math.max(ms, 1), 2 ** 31 - 1));
-  }
-
-  private async send(d: Delivery, probe: boolean): Promise<void> {
-    const s = this.settings();
-    const steps = s && this.steps ? this.steps.plan.stepsFor(d.item.event.event_type) : null;
-    if (steps && steps.length === 0) {
-      // The handler has steps, none for this type (nor '*'): recorded, not sent.
-      this.finish(d, 'SKIPPED', { ok: false, status: null, reason: `no request steps for ${d.item.event.event_type}: skipped`, retryAfterMs: null, durationMs: 0 });
-      this.pump();
-      return;
-    }
-    const o = await this.attempter.attempt(d, s, probe, steps);
-    const v = decide(o, s, d.attempts);
-    const r = o.last;
-    if (v.kind === 'delivered') {
-      this.finish(d, 'DELIVERED', r);
-    } else if (v.kind === 'failed') {
-      this.finish(d, 'FAILED', r);
-    } else if (v.kind === 'parked') {
-      this.waitForTarget(d, s!, r, probe);
-    } else {
-      this.retry(d, v.delayMs, r);
-    }
-    if (this.attempter.inFlight === 0) for (const f of this.drained.splice(0)) f();
-    this.pump();
-  }
-
-  /** Delivered, failed for good or skipped: record it and let the key's next event go. */
-  private finish(d: Delivery, state: 'DELIVERED' | 'FAILED' | 'SKIPPED', r: PostResult): void {
-    const durable = this.record(d, state, null, r.status, state !== 'DELIVERED' ? errorText(r) : null);
-    this.queue.done(d);
-    this.window.finished(d.item.event.i_event, durable);
-    this.observer.held(this.name, this.queue.size);
-  }
-
-  /** Another attempt after `delayMs`; the events behind it are parked meanwhile. */
-  private retry(d: Delivery, delayMs: number, r: PostResult): void {
-    const at = new Date(Date.now() + delayMs);
-    this.record(d, 'RETRY', at, r.status, errorText(r));
-    for (const behind of this.queue.behind(d)) this.park(behind);
-    this.queue.retryAt(d, at);
-  }
-
-  /**
-   * The attempt met a target that is down: it does not count towards
-   * max_attempts. The delivery is recorded RETRY (with the error, and the next
-   * probe as its next attempt) and waits; a failed probe stays the next probe.
-   */
-  private waitForTarget(d: Delivery, s: HttpSettings, r: PostResult, wasProbe: boolean): void {
-    const wait = this.attempter.probeWaitMs(s.url);
-    this.record(d, 'RETRY', wait !== null && Number.isFinite(wait) ? new Date(Date.now() + wait) : null, r.status, errorText(r));
-    if (wasProbe && !this.probeEntry) this.probeEntry = d;
-    else this.queue.requeue(d);
-  }
-
-  private record(d: Delivery, state: DeliveryState, nextAttemptAt: Date | null, httpStatus: number | null, error: string | null,
-                 intermediate = false): Promise<void> {
-    const { item } = d;
-    if (!intermediate) this.observer.outcome(item, state);
-    const durable = this.deps.record(item, {
-      state, attempts: d.attempts, urlsDone: d.urlsDone, firstAttemptAt: d.firstAttemptAt, nextAttemptAt, httpStatus, error,
-      stepsDone: d.stepsDone, stepAnswers: d.stepAnswers, intermediate,
+  private lane(key: LaneKey): HttpLane {
+    let l = this.lanes.get(key);
+    if (l) return l;
+    const d = this.deps;
+    l = new HttpLane(this.name, {
+      ...d,
+      observer: this.laneObserver(key),
+      config: key === null ? d.config : () => this.envConfig(key),
+      target: (state, event) => d.target?.(this, { ...state, iEnv: key }, event),
+      iEnv: key,
     });
-    // Once a record of it has committed, a row holds it (a newer record only changes the row).
-    if (!d.record?.done) d.record = this.records.of(durable);
-    return durable;
+    this.lanes.set(key, l);
+    return l;
   }
 
-  /** Make a waiting delivery durable (PENDING) so that a restart resumes it and it no longer holds the slot. */
-  private park(d: Delivery): void {
-    if (d.record?.done) return;
-    this.record(d, 'PENDING', null, null, null);
+  /** The handler's configuration with environment `env`'s settings (the default row's once its override is gone). */
+  private envConfig(env: number): HandlerConfig | undefined {
+    const h = this.deps.config();
+    const s = h?.envs?.get(env);
+    if (!h || !s) return h;
+    const cached = this.configs.get(env);
+    if (cached?.from === h) return cached.config;
+    const config: HandlerConfig = { ...h, http: s };
+    this.configs.set(env, { from: h, config });
+    return config;
   }
 
-  private parkAll(): void {
-    for (const d of this.queue.entries()) this.park(d);
+  /** What a lane publishes, summed up over the lanes under the handler's name. */
+  private laneObserver(key: LaneKey): DeliveryObserver {
+    const o = this.deps.observer;
+    const sum = (m: Map<LaneKey, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+    return {
+      ...o,
+      held: (_h, n) => { this.held.set(key, n); o.held(this.name, sum(this.held)); },
+      inFlight: (_h, n) => { this.onWire.set(key, n); o.inFlight(this.name, sum(this.onWire)); },
+      oldestWaiting: (_h, read) => { this.oldest.set(key, read); },
+      targets: (_h, states) => { this.targets.set(key, states); this.publishTargets(); },
+    };
   }
 
   private publishTargets(): void {
-    this.observer.targets(this.name, this.targetStates);
+    const live = this.liveKeys();
+    this.deps.observer.targets(this.name, [...this.targets].filter(([k]) => live.has(k)).flatMap(([k, states]) => states.map((s) => ({ ...s, iEnv: k }))));
   }
-
-  /**
-   * Stops taking items; waits up to `maxWaitMs` for requests on the wire; then
-   * records everything still waiting as PENDING so a restart resumes it.
-   */
-  async stop(maxWaitMs: number): Promise<void> {
-    this.stopping = true;
-    if (this.attempter.inFlight > 0) {
-      await Promise.race([
-        new Promise<void>((r) => this.drained.push(r)),
-        new Promise<void>((r) => setTimeout(r, maxWaitMs).unref()),
-      ]);
-    }
-    this.queue.stop();
-    clearTimeout(this.wake);
-    this.parkAll();
-    await this.attempter.close();
-  }
-}
-
-function errorText(r: PostResult): string {
-  return r.ok ? '' : r.reason;
 }

@@ -14,6 +14,8 @@ export interface TargetState {
   readonly nextProbeAt: Date | null;
   readonly lastHttpStatus: number | null;
   readonly lastError: string | null;
+  /** The environment whose settings the target belongs to (espf.http_handler_envs); null or absent: the default row. */
+  readonly iEnv?: number | null;
 }
 
 /** A change of a target: it went up or down, or a probe failed (the next one is later). */
@@ -28,11 +30,19 @@ export class Targets {
   private readonly breakers = new Map<string, { breaker: CircuitBreaker; status: number | null; error: string | null }>();
   private readonly created = new Date();
 
+  /** The handler as log lines name it: with the environment of its lane, when not the default row's. */
+  private readonly who: string;
+  private readonly env: { readonly i_env?: number };
+
   constructor(
     private readonly handler: string,
     private readonly log: Logger,
     private readonly report: (state: TargetState, event: TargetEvent) => void,
-  ) {}
+    iEnv: number | null = null,
+  ) {
+    this.who = iEnv === null ? handler : `${handler} (i_env ${iEnv})`;
+    this.env = iEnv === null ? {} : { i_env: iEnv };
+  }
 
   /** The breaker of a URL (up until attempts say otherwise), with the handler's current settings. */
   breaker(url: string, s: HttpSettings): CircuitBreaker {
@@ -47,8 +57,8 @@ export class Targets {
   restoreDown(url: string, s: HttpSettings, since: Date, probes: number): void {
     if (this.breakers.has(url)) return;
     this.breaker(url, s).restoreDown(Date.now(), since.getTime(), probes);
-    this.log.warn({ handler: this.handler, url: redactUrl(url), since },
-      `target down: ${this.handler} ${redactUrl(url)} was down when espf run last stopped; its deliveries wait, one probe at a time`);
+    this.log.warn({ handler: this.handler, ...this.env, url: redactUrl(url), since },
+      `target down: ${this.who} ${redactUrl(url)} was down when espf run last stopped; its deliveries wait, one probe at a time`);
   }
 
   /** The soonest a probe may go to one of these URLs that is down (ms, Infinity while one is on the wire); null when none is down. */
@@ -80,11 +90,11 @@ export class Targets {
     if (!change && !probe) return null; // the usual case: an answer from a target that is up
     const state = this.stateOf(url, t);
     if (change === 'down') {
-      this.log.warn({ handler: this.handler, url: state.url, failures: state.failures, last_status: state.lastHttpStatus, last_error: state.lastError, next_probe_at: state.nextProbeAt },
-        `target down: ${this.handler} ${state.url} failed ${state.failures} times in a row; its deliveries wait, one probe at a time`);
+      this.log.warn({ handler: this.handler, ...this.env, url: state.url, failures: state.failures, last_status: state.lastHttpStatus, last_error: state.lastError, next_probe_at: state.nextProbeAt },
+        `target down: ${this.who} ${state.url} failed ${state.failures} times in a row; its deliveries wait, one probe at a time`);
     } else if (change === 'up') {
-      this.log.info({ handler: this.handler, url: state.url },
-        `target up: ${this.handler} ${state.url} answers again; its waiting deliveries go out`);
+      this.log.info({ handler: this.handler, ...this.env, url: state.url },
+        `target up: ${this.who} ${state.url} answers again; its waiting deliveries go out`);
     }
     if (change) this.report(state, change);
     else if (probe) this.report(state, 'probe');

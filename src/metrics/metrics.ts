@@ -138,12 +138,12 @@ export class Metrics implements SenderObserver {
       },
     });
     new Gauge({
-      name: 'espf_target_up', help: 'Circuit breaker of each target URL of an http handler: 1 up, 0 down (only probed; its deliveries wait). Credentials in the URL are shown as ***.',
-      labelNames: ['handler', 'url'], registers,
+      name: 'espf_target_up', help: 'Circuit breaker of each target URL of an http handler: 1 up, 0 down (only probed; its deliveries wait). Credentials in the URL are shown as ***; i_env: the environment whose settings it belongs to (none for the default row).',
+      labelNames: ['handler', 'url', 'i_env'], registers,
       collect() {
         this.reset();
         for (const [handler, states] of self.targets$) {
-          for (const t of states) this.set({ handler, url: t.url }, t.up ? 1 : 0);
+          for (const t of states) this.set(t.iEnv == null ? { handler, url: t.url } : { handler, url: t.url, i_env: String(t.iEnv) }, t.up ? 1 : 0);
         }
       },
     });

@@ -161,7 +161,7 @@ export class Sender {
     await this.config.read();
     // A target that was down when the last run stopped is still probed, not flooded.
     for (const t of await downTargets(this.opts.db, this.config.current.httpHandlerNames)) {
-      this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.since, t.probes);
+      this.deliverers.http.get(t.handler)?.restoreDown(t.url, t.i_env, t.since, t.probes);
     }
     await this.waiting.resume();
     // Events up to this position may already have outcomes: a replay skips them.
