@@ -21,7 +21,8 @@
  *
  *   CAPTURE_BASE=main node --import tsx bench/capture-statements.ts
  *
- * Prints µs per statement: the median of the rounds, and the spread.
+ * Prints µs per statement: the median of the rounds and their spread, and the
+ * median of each round's difference to the base (capture off without a base).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -116,9 +117,13 @@ async function main(): Promise<void> {
         const order = r % 4 === 0 || r % 4 === 3 ? variants.map((_, k) => k) : variants.map((_, k) => variants.length - 1 - k);
         for (const k of order) us[k]!.push(await round1(variants[k]!, kind, perRound, lo, hi));
       }
+      // Against the base (or capture off): the median of the differences of rounds run side by side.
+      const ref = base ? 1 : 0;
       for (const [k, v] of variants.entries()) {
         const s = [...us[k]!].sort((a, b) => a - b);
-        log(`${kind.padEnd(8)} ${v.label.padEnd(40)} ${round(median(s), 1)} µs (${round(s[0]!, 1)}–${round(s[s.length - 1]!, 1)})`);
+        const diffs = us[k]!.map((x, r) => x - us[ref]![r]!).sort((a, b) => a - b);
+        const vs = k === ref ? '' : `; paired with ${variants[ref]!.label}: ${round(median(diffs), 1)} µs (${round(diffs[0]!, 1)}…${round(diffs[diffs.length - 1]!, 1)})`;
+        log(`${kind.padEnd(8)} ${v.label.padEnd(40)} ${round(median(s), 1)} µs (${round(s[0]!, 1)}–${round(s[s.length - 1]!, 1)})${vs}`);
       }
     }
     log(`load ${os.loadavg().map((x) => round(x, 2)).join(' ')}`);
