@@ -67,50 +67,89 @@ $$;
 
 -- Cost of capture. A billing write pays, per statement, for every enabled
 -- capture trigger of its table whose column list it touches: PostgreSQL copies
--- the trigger's WHEN clause (stored as a node tree in text form), parses it back,
--- runs the planner's constant folding over it (which inlines SQL functions by
--- parsing their bodies) and compiles it, on every execution of the statement,
--- prepared or not. So the WHEN clauses are kept short: a transition that needs
--- more than a comparison or two is one call of a PL/pgSQL predicate below
--- (never inlined, so nothing is parsed per statement), given the whole OLD and
--- NEW rows. A captured row then costs one PL/pgSQL call that computes
--- i_event, builds the variables with a single jsonb_build_object and inserts
--- the outbox row.
+-- the trigger's WHEN clause (stored as a node tree in text form: every trigger
+-- of the table, on every statement), parses it back, runs the planner's constant
+-- folding over it (which inlines SQL functions by parsing their bodies) and
+-- compiles it, on every execution of the statement, prepared or not. So the
+-- WHEN clauses are kept short: a transition that needs more than a comparison
+-- or two is one call of a PL/pgSQL predicate below (never inlined, so nothing
+-- is parsed per statement), given the whole OLD and NEW rows. A PL/pgSQL
+-- function compiles its expressions once per session but sets up the state of
+-- each expression it runs once per transaction: in single-statement billing
+-- transactions that is every call, so the predicates run as few and as small
+-- expressions as they can on the common path (a funds predicate looks at one
+-- row when funds stay above zero, at both only when they stay at or below it).
+-- A captured row then
+-- costs one PL/pgSQL call that computes i_event, builds the variables with
+-- a single jsonb_build_object and inserts the outbox row. Measured per
+-- statement: docs/rules.md, "What a rule costs a billing write".
 
--- Funds transitions of an individual account (README, "Event catalogue": "funds disappear" /
--- "funds appear"): the WHEN clauses of Account/ZeroAvailableFunds and
--- Account/AvailableFundsAppear. Same rule as espf.account_funds.
+-- Funds transitions (README, "Event catalogue": "funds disappear" / "funds
+-- appear"): whether funds were > 0 in row a and are <= 0 in row b. The WHEN
+-- clause of a "funds disappear" rule is espf.account_funds_lost(OLD, NEW), of a
+-- "funds appear" rule espf.account_funds_lost(NEW, OLD). Same rule as
+-- espf.account_funds: funds > 0 is `balance > 0` (debit) or `credit_limit -
+-- balance > 0`, true when there is no credit limit (credit); an account whose
+-- balance is its customer's (subordinate) has no funds of its own.
+CREATE OR REPLACE FUNCTION espf.account_funds_lost(a billing.account, b billing.account)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  -- funds > 0 in b: none lost
+  IF b.billing_model = 'debit' THEN
+    IF b.balance > 0 THEN RETURN false; END IF;
+  ELSIF b.credit_limit - b.balance > 0 IS NOT FALSE THEN
+    RETURN false;
+  END IF;
+  -- funds <= 0 in a: none to lose
+  IF a.billing_model = 'debit' THEN
+    IF a.balance <= 0 THEN RETURN false; END IF;
+  ELSIF a.credit_limit - a.balance <= 0 THEN
+    RETURN false;
+  END IF;
+  RETURN a.balance_control = 'individual' AND b.balance_control = 'individual';
+END
+$$;
+
+-- The same for a customer (espf.customer_funds: no credit limit is unlimited).
+CREATE OR REPLACE FUNCTION espf.customer_funds_lost(a billing.customer, b billing.customer)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  IF b.credit_limit - b.balance > 0 IS NOT FALSE THEN RETURN false; END IF;
+  RETURN a.credit_limit - a.balance > 0 IS NOT FALSE;
+END
+$$;
+
+-- The WHEN clauses of the built-in funds rules before espf.account_funds_lost,
+-- kept for rules a DBA changed while they called them.
 CREATE OR REPLACE FUNCTION espf.account_funds_disappear(o billing.account, n billing.account)
-RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-BEGIN
-  RETURN o.balance_control = 'individual' AND n.balance_control = 'individual'
-     AND espf.account_funds(o.billing_model, o.balance, o.credit_limit) > 0
-     AND espf.account_funds(n.billing_model, n.balance, n.credit_limit) <= 0;
-END
-$$;
-
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN espf.account_funds_lost(o, n); END $$;
 CREATE OR REPLACE FUNCTION espf.account_funds_appear(o billing.account, n billing.account)
-RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-BEGIN
-  RETURN o.balance_control = 'individual' AND n.balance_control = 'individual'
-     AND espf.account_funds(o.billing_model, o.balance, o.credit_limit) <= 0
-     AND espf.account_funds(n.billing_model, n.balance, n.credit_limit) > 0;
-END
-$$;
-
--- The same for a customer: Customer/ZeroAvailableFunds, Customer/AvailableFundsAppear.
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN espf.account_funds_lost(n, o); END $$;
 CREATE OR REPLACE FUNCTION espf.customer_funds_disappear(o billing.customer, n billing.customer)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN espf.customer_funds_lost(o, n); END $$;
+CREATE OR REPLACE FUNCTION espf.customer_funds_appear(o billing.customer, n billing.customer)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$ BEGIN RETURN espf.customer_funds_lost(n, o); END $$;
+
+-- Whether a column a receiver provisions from changed (Subscriber/Updated,
+-- Customer/Updated: never balance, which changes on every charge). As a WHEN
+-- clause, the comparison of 13 columns is a node tree of 6 kB that every
+-- statement on billing.account copied, and every statement touching one of the
+-- columns parsed, folded and compiled; called here it is compiled once per session.
+CREATE OR REPLACE FUNCTION espf.account_provisioning_changed(o billing.account, n billing.account)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  RETURN espf.customer_funds(o.balance, o.credit_limit) > 0
-     AND espf.customer_funds(n.balance, n.credit_limit) <= 0;
+  RETURN (o.id, o.i_customer, o.i_product, o.i_env, o.role, o.billing_model, o.balance_control, o.credit_limit,
+          o.blocked, o.password, o.service_password, o.activation_date, o.expiration_date)
+         IS DISTINCT FROM
+         (n.id, n.i_customer, n.i_product, n.i_env, n.role, n.billing_model, n.balance_control, n.credit_limit,
+          n.blocked, n.password, n.service_password, n.activation_date, n.expiration_date);
 END
 $$;
 
-CREATE OR REPLACE FUNCTION espf.customer_funds_appear(o billing.customer, n billing.customer)
+CREATE OR REPLACE FUNCTION espf.customer_provisioning_changed(o billing.customer, n billing.customer)
 RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  RETURN espf.customer_funds(o.balance, o.credit_limit) <= 0
-     AND espf.customer_funds(n.balance, n.credit_limit) > 0;
+  RETURN (o.name, o.i_env, o.credit_limit, o.blocked, o.bill_status)
+         IS DISTINCT FROM (n.name, n.i_env, n.credit_limit, n.blocked, n.bill_status);
 END
 $$;

@@ -4,13 +4,14 @@
 -- unchanged one up to this definition, and keeps one a DBA changed (it says so).
 --
 -- Transitions that need more than a comparison or two are PL/pgSQL predicates
--- (sql/010_functions.sql, "Cost of capture"). Rules on tables other than the
--- account's or customer's own take the owner's row lock in `i_env` (evaluated
--- before i_event is taken: see espf.lock_account), so that i_event increases in
--- commit order for any one account or customer. A rule that can emit two events
--- for one row (a SIM card or an attribute moved between owners) writes its
--- variables as jsonb[]: one event per non-null element, in order, each element's
--- own i_env winning over the rule's.
+-- (sql/010_functions.sql, "Cost of capture"): the funds transitions, and the
+-- change of a provisioned column (Subscriber/Updated, Customer/Updated). Rules
+-- on tables other than the account's or customer's own take the owner's row
+-- lock in `i_env` (evaluated before i_event is taken: see espf.lock_account), so
+-- that i_event increases in commit order for any one account or customer. A
+-- rule that can emit two events for one row (a SIM card or an attribute moved
+-- between owners) writes its variables as jsonb[]: one event per non-null
+-- element, in order, each element's own i_env winning over the rule's.
 
 CREATE OR REPLACE FUNCTION espf.shipped_event_rules() RETURNS SETOF espf.builtin_event_rules
 LANGUAGE sql IMMUTABLE AS $fn$
@@ -36,10 +37,10 @@ VALUES
   -- An individual account's funds (a subordinate account's are its customer's:
   -- Customer/ZeroAvailableFunds and the CustomerToAccountsDispatcher).
   ('Account/ZeroAvailableFunds', 'Account/ZeroAvailableFunds', 'billing.account', '{UPDATE}',
-   '{balance,credit_limit,billing_model,balance_control}', 'espf.account_funds_disappear(OLD, NEW)',
+   '{balance,credit_limit,billing_model,balance_control}', 'espf.account_funds_lost(OLD, NEW)',
    $v$jsonb_build_object('i_account', NEW.i_account)$v$, 'NEW.i_env'),
   ('Account/AvailableFundsAppear', 'Account/AvailableFundsAppear', 'billing.account', '{UPDATE}',
-   '{balance,credit_limit,billing_model,balance_control}', 'espf.account_funds_appear(OLD, NEW)',
+   '{balance,credit_limit,billing_model,balance_control}', 'espf.account_funds_lost(NEW, OLD)',
    $v$jsonb_build_object('i_account', NEW.i_account)$v$, 'NEW.i_env'),
   ('Account/ExpirationDate/Changed', 'Account/ExpirationDate/Changed', 'billing.account', '{UPDATE}', '{expiration_date}',
    'OLD.expiration_date IS DISTINCT FROM NEW.expiration_date',
@@ -50,7 +51,7 @@ VALUES
    $v$jsonb_build_object('i_account', NEW.i_account)$v$, 'NEW.i_env'),
   ('Subscriber/Updated', 'Subscriber/Updated', 'billing.account', '{UPDATE}',
    '{id,i_customer,i_product,i_env,role,billing_model,balance_control,credit_limit,blocked,password,service_password,activation_date,expiration_date}',
-   $v$(OLD.id, OLD.i_customer, OLD.i_product, OLD.i_env, OLD.role, OLD.billing_model, OLD.balance_control, OLD.credit_limit, OLD.blocked, OLD.password, OLD.service_password, OLD.activation_date, OLD.expiration_date) IS DISTINCT FROM (NEW.id, NEW.i_customer, NEW.i_product, NEW.i_env, NEW.role, NEW.billing_model, NEW.balance_control, NEW.credit_limit, NEW.blocked, NEW.password, NEW.service_password, NEW.activation_date, NEW.expiration_date)$v$,
+   'espf.account_provisioning_changed(OLD, NEW)',
    $v$jsonb_build_object('i_account', NEW.i_account)$v$, 'NEW.i_env'),
   ('Subscriber/Deleted', 'Subscriber/Deleted', 'billing.account', '{DELETE}', NULL, NULL,
    $v$jsonb_build_object('i_account', OLD.i_account)$v$, 'OLD.i_env'),
@@ -62,10 +63,10 @@ VALUES
   ('Customer/Unblocked', 'Customer/Unblocked', 'billing.customer', '{UPDATE}', '{blocked}', 'OLD.blocked AND NOT NEW.blocked',
    $v$jsonb_build_object('i_customer', NEW.i_customer)$v$, 'NEW.i_env'),
   ('Customer/ZeroAvailableFunds', 'Customer/ZeroAvailableFunds', 'billing.customer', '{UPDATE}', '{balance,credit_limit}',
-   'espf.customer_funds_disappear(OLD, NEW)',
+   'espf.customer_funds_lost(OLD, NEW)',
    $v$jsonb_build_object('i_customer', NEW.i_customer)$v$, 'NEW.i_env'),
   ('Customer/AvailableFundsAppear', 'Customer/AvailableFundsAppear', 'billing.customer', '{UPDATE}', '{balance,credit_limit}',
-   'espf.customer_funds_appear(OLD, NEW)',
+   'espf.customer_funds_lost(NEW, OLD)',
    $v$jsonb_build_object('i_customer', NEW.i_customer)$v$, 'NEW.i_env'),
   ('Customer/Status/Suspend', 'Customer/Status/Suspend', 'billing.customer', '{UPDATE}', '{bill_status}',
    $v$OLD.bill_status <> 'suspended' AND NEW.bill_status = 'suspended'$v$,
@@ -83,7 +84,7 @@ VALUES
    $v$jsonb_build_object('i_customer', NEW.i_customer)$v$, 'NEW.i_env'),
   -- Customer/Updated: a change of a column a receiver provisions from (never balance).
   ('Customer/Updated', 'Customer/Updated', 'billing.customer', '{UPDATE}', '{name,i_env,credit_limit,blocked,bill_status}',
-   $v$(OLD.name, OLD.i_env, OLD.credit_limit, OLD.blocked, OLD.bill_status) IS DISTINCT FROM (NEW.name, NEW.i_env, NEW.credit_limit, NEW.blocked, NEW.bill_status)$v$,
+   'espf.customer_provisioning_changed(OLD, NEW)',
    $v$jsonb_build_object('i_customer', NEW.i_customer)$v$, 'NEW.i_env'),
   ('Customer/Deleted', 'Customer/Deleted', 'billing.customer', '{DELETE}', NULL, NULL,
    $v$jsonb_build_object('i_customer', OLD.i_customer)$v$, 'OLD.i_env'),
