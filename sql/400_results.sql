@@ -18,13 +18,22 @@
 -- time the row says its transaction committed (`committed_at`; a new event
 -- made after a failover was created later). Neither known: not checked.
 -- Returns the i_event of the outcomes dropped (the sender logs them).
+--
+-- The overview's counts (espf.delivery_minutes, sql/420_delivery_minutes.sql)
+-- of what this writes are kept here: each row it writes is a record as given,
+-- so the batch's finished records are counted from the records, in one upsert
+-- per (handler, minute) in key order, and the statement triggers need not read
+-- the rows back (espf.minutes_counted, set for this call only, tells them; the
+-- UPDATE trigger then only takes out what a rewritten row counted before).
+-- With its owner's rights (the sender may not write the counts); its search
+-- path is pg_catalog, so every name of espf is qualified.
 CREATE OR REPLACE FUNCTION espf.record_deliveries(
   instance text, check_identity boolean,
   i_event bigint[], handler text[], state text[], event_type text[], order_key text[], i_account bigint[],
   commit_lsn pg_lsn[], attempts int[], urls_done int[], last_http_status int[], last_error text[],
   next_attempt_at float8[], committed_at float8[], first_attempt_at float8[], last_attempt_at float8[],
   finished_at float8[], created_at float8[], steps_done int[], step_answers jsonb[])
-RETURNS bigint[] LANGUAGE sql AS $$
+RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET espf.minutes_counted = 'on' AS $$
   WITH given AS MATERIALIZED (
     SELECT r.*, (r.created_at IS NULL AND r.committed_at IS NULL) OR EXISTS (
              SELECT FROM espf.events e
@@ -82,9 +91,24 @@ RETURNS bigint[] LANGUAGE sql AS $$
          attempts   = excluded.attempts,
          message    = excluded.message,
          updated_at = excluded.updated_at
-  RETURNING 1)
+  RETURNING 1),
+  minutes AS (
+  INSERT INTO espf.delivery_minutes AS m (handler, minute, delivered, failed)
+  SELECT r.handler, date_trunc('minute', to_timestamp(r.finished_at / 1000.0)),
+         count(*) FILTER (WHERE r.state <> 'FAILED'), count(*) FILTER (WHERE r.state = 'FAILED')
+    FROM r
+   WHERE r.state IN ('DELIVERED', 'DISPATCHED', 'FAILED') AND r.finished_at IS NOT NULL
+   GROUP BY 1, 2
+  HAVING date_trunc('minute', to_timestamp(r.finished_at / 1000.0)) >= (SELECT s.kept_from FROM espf.delivery_minutes_state s)
+   ORDER BY 1, 2
+  ON CONFLICT (handler, minute) DO UPDATE
+     SET delivered = m.delivered + excluded.delivered, failed = m.failed + excluded.failed)
   SELECT coalesce(array_agg(g.i_event ORDER BY g.n), '{}') FROM given g WHERE NOT g.same_event AND check_identity;
 $$;
+REVOKE EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
+                                                  int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
+                                                 int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[]) TO espf_sender;
 
 -- The records as a JSON array of objects with those columns and `n`, their
 -- order in the batch (what espf run sent before 2026-12-07; kept so that a

@@ -148,7 +148,7 @@ describe('console rollup: espf.delivery_minutes', function () {
     await assertExact(db, "the sender's records, then a DBA's insert and update in one transaction");
   });
 
-  it('cannot be written by the sender role: only the trigger writes it', async () => {
+  it('cannot be written by the sender role: only the trigger and espf.record_deliveries write it', async () => {
     await assert.rejects(t.db.tx(async (tx) => {
       await tx.query(sql`SET LOCAL ROLE espf_sender`);
       await tx.query(sql`UPDATE espf.delivery_minutes SET delivered = delivered + 1000`);
