@@ -11,7 +11,7 @@
  * JSON body built by expressions from 4 variables) instead of the EventSender body.
  */
 import { ACCOUNT_BLOCKS_TO_SENDER, allowance, commitBursts, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf } from './lib/delivery.ts';
-import { CpuMeter } from './lib/cpu.ts';
+import { CpuMeter, POSTGRES_PARTS } from './lib/cpu.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { round } from './lib/util.ts';
 
@@ -59,6 +59,8 @@ function e2eFigure(name: string, shapedStep: boolean): Figure<E2eParams> {
           last_2xx_after_s: round((d.receivedAllAt - t0) / 1000, 3),
           last_status_row_after_s: round((d.lastFinishedAt - t0) / 1000, 3),
           receiver_duplicates: d.receiverDuplicates,
+          // cpu_us_postgres by process: the walsender, espf run's connections, the billing writes, background processes
+          ...Object.fromEntries(POSTGRES_PARTS.map((part) => [`cpu_us_postgres_${part}`, perEvent(used.postgresParts[part])])),
         },
       };
     });

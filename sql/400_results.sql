@@ -1,10 +1,12 @@
 -- Outcomes are written in batches by espf run: one call records many deliveries
 -- and the provisioning status of their accounts, in one transaction.
 --
--- records: a JSON array of objects with the columns of espf.event_deliveries
--- (one object per (i_event, handler), no duplicates; times as epoch
--- milliseconds), and `n`, its order in the batch. One statement: the JSON
--- text is read once (json, not jsonb: nothing is built that is not used).
+-- The records come as one array per column of espf.event_deliveries (the
+-- same length each; element k of every array is record k, in the order the
+-- batch was made; times as epoch milliseconds), one (i_event, handler) at most
+-- once. One statement; the arrays are read once (array input is a single pass
+-- with no per-record hash table: a batch as JSON cost about twice as much to
+-- read as the rest of this function, docs/benchmarks.md).
 --
 -- The identity of the event (docs/operations.md, "PostgreSQL 15 and 16, or a
 -- slot missing after a failover"): after an asynchronous failover the new
@@ -16,8 +18,22 @@
 -- time the row says its transaction committed (`committed_at`; a new event
 -- made after a failover was created later). Neither known: not checked.
 -- Returns the i_event of the outcomes dropped (the sender logs them).
-CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json, check_identity boolean)
-RETURNS bigint[] LANGUAGE sql AS $$
+--
+-- The overview's counts (espf.delivery_minutes, sql/420_delivery_minutes.sql)
+-- of what this writes are kept here: each row it writes is a record as given,
+-- so the batch's finished records are counted from the records, in one upsert
+-- per (handler, minute) in key order, and the statement triggers need not read
+-- the rows back (espf.minutes_counted, set for this call only, tells them; the
+-- UPDATE trigger then only takes out what a rewritten row counted before).
+-- With its owner's rights (the sender may not write the counts); its search
+-- path is pg_catalog, so every name of espf is qualified.
+CREATE OR REPLACE FUNCTION espf.record_deliveries(
+  instance text, check_identity boolean,
+  i_event bigint[], handler text[], state text[], event_type text[], order_key text[], i_account bigint[],
+  commit_lsn pg_lsn[], attempts int[], urls_done int[], last_http_status int[], last_error text[],
+  next_attempt_at float8[], committed_at float8[], first_attempt_at float8[], last_attempt_at float8[],
+  finished_at float8[], created_at float8[], steps_done int[], step_answers jsonb[])
+RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET espf.minutes_counted = 'on' AS $$
   WITH given AS MATERIALIZED (
     SELECT r.*, (r.created_at IS NULL AND r.committed_at IS NULL) OR EXISTS (
              SELECT FROM espf.events e
@@ -25,12 +41,12 @@ RETURNS bigint[] LANGUAGE sql AS $$
                 AND CASE WHEN r.created_at IS NOT NULL
                          THEN abs(extract(epoch FROM date_trunc('milliseconds', e.created_at)) * 1000 - r.created_at) < 0.5
                          ELSE e.created_at < to_timestamp(r.committed_at / 1000.0) + interval '1 millisecond' END) AS same_event
-      FROM json_to_recordset(records) AS r(
-           i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
-           commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
-           next_attempt_at float8, committed_at float8, first_attempt_at float8,
-           last_attempt_at float8, finished_at float8, n bigint, created_at float8,
-           steps_done int, step_answers jsonb)),
+      FROM unnest(i_event, handler, state, event_type, order_key, i_account, commit_lsn, attempts, urls_done,
+                  last_http_status, last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at,
+                  finished_at, created_at, steps_done, step_answers) WITH ORDINALITY AS r(
+           i_event, handler, state, event_type, order_key, i_account, commit_lsn, attempts, urls_done,
+           last_http_status, last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at,
+           finished_at, created_at, steps_done, step_answers, n)),
   r AS (SELECT * FROM given WHERE same_event OR NOT check_identity),
   deliveries AS (
   INSERT INTO espf.event_deliveries AS d
@@ -38,7 +54,7 @@ RETURNS bigint[] LANGUAGE sql AS $$
           urls_done, last_http_status, last_error, next_attempt_at, committed_at,
           first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
   SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
-         r.commit_lsn::pg_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
+         r.commit_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
          to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
          to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
          to_timestamp(r.finished_at / 1000.0), coalesce(r.steps_done, 0), r.step_answers
@@ -75,8 +91,45 @@ RETURNS bigint[] LANGUAGE sql AS $$
          attempts   = excluded.attempts,
          message    = excluded.message,
          updated_at = excluded.updated_at
-  RETURNING 1)
+  RETURNING 1),
+  minutes AS (
+  INSERT INTO espf.delivery_minutes AS m (handler, minute, delivered, failed)
+  SELECT r.handler, date_trunc('minute', to_timestamp(r.finished_at / 1000.0)),
+         count(*) FILTER (WHERE r.state <> 'FAILED'), count(*) FILTER (WHERE r.state = 'FAILED')
+    FROM r
+   WHERE r.state IN ('DELIVERED', 'DISPATCHED', 'FAILED') AND r.finished_at IS NOT NULL
+   GROUP BY 1, 2
+  HAVING date_trunc('minute', to_timestamp(r.finished_at / 1000.0)) >= (SELECT s.kept_from FROM espf.delivery_minutes_state s)
+   ORDER BY 1, 2
+  ON CONFLICT (handler, minute) DO UPDATE
+     SET delivered = m.delivered + excluded.delivered, failed = m.failed + excluded.failed)
   SELECT coalesce(array_agg(g.i_event ORDER BY g.n), '{}') FROM given g WHERE NOT g.same_event AND check_identity;
+$$;
+REVOKE EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
+                                                  int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
+                                                 int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[]) TO espf_sender;
+
+-- The records as a JSON array of objects with those columns and `n`, their
+-- order in the batch (what espf run sent before 2026-12-07; kept so that a
+-- running older sender goes on recording during an upgrade).
+CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json, check_identity boolean)
+RETURNS bigint[] LANGUAGE sql AS $$
+  SELECT espf.record_deliveries(instance, check_identity,
+           array_agg(r.i_event ORDER BY r.n), array_agg(r.handler ORDER BY r.n), array_agg(r.state ORDER BY r.n),
+           array_agg(r.event_type ORDER BY r.n), array_agg(r.order_key ORDER BY r.n), array_agg(r.i_account ORDER BY r.n),
+           array_agg(r.commit_lsn::pg_lsn ORDER BY r.n), array_agg(r.attempts ORDER BY r.n), array_agg(r.urls_done ORDER BY r.n),
+           array_agg(r.last_http_status ORDER BY r.n), array_agg(r.last_error ORDER BY r.n),
+           array_agg(r.next_attempt_at ORDER BY r.n), array_agg(r.committed_at ORDER BY r.n),
+           array_agg(r.first_attempt_at ORDER BY r.n), array_agg(r.last_attempt_at ORDER BY r.n),
+           array_agg(r.finished_at ORDER BY r.n), array_agg(r.created_at ORDER BY r.n),
+           array_agg(r.steps_done ORDER BY r.n), array_agg(r.step_answers ORDER BY r.n))
+    FROM json_to_recordset(records) AS r(
+         i_event bigint, handler text, state text, event_type text, order_key text, i_account bigint,
+         commit_lsn text, attempts int, urls_done int, last_http_status int, last_error text,
+         next_attempt_at float8, committed_at float8, first_attempt_at float8,
+         last_attempt_at float8, finished_at float8, n bigint, created_at float8,
+         steps_done int, step_answers jsonb);
 $$;
 
 CREATE OR REPLACE FUNCTION espf.record_deliveries(instance text, records json)

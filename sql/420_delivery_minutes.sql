@@ -34,19 +34,27 @@ REVOKE EXECUTE ON FUNCTION espf.add_delivery_minutes(text[], timestamptz[], bigi
 -- The trigger function of the three row-changing triggers: the transition
 -- tables it reads exist for its own event only (old_rows for UPDATE and
 -- DELETE, new_rows for INSERT and UPDATE).
+--
+-- espf.record_deliveries (sql/400_results.sql) counts the rows it writes
+-- itself, from its records, with espf.minutes_counted set for its call: then
+-- its INSERT adds nothing here, and its UPDATE (a record that rewrote a row)
+-- only takes out what the old rows counted.
 CREATE OR REPLACE FUNCTION espf.delivery_minutes_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   h text[]; m timestamptz[]; d bigint[]; f bigint[];
+  counted constant boolean := current_setting('espf.minutes_counted', true) = 'on';
 BEGIN
-  IF TG_OP = 'INSERT' THEN
+  IF TG_OP = 'INSERT' AND counted THEN
+    RETURN NULL;
+  ELSIF TG_OP = 'INSERT' THEN
     SELECT array_agg(x.handler), array_agg(x.minute), array_agg(x.d), array_agg(x.f) INTO h, m, d, f
       FROM (SELECT r.handler, date_trunc('minute', r.finished_at) AS minute,
                    count(*) FILTER (WHERE r.state <> 'FAILED') AS d, count(*) FILTER (WHERE r.state = 'FAILED') AS f
               FROM new_rows r
              WHERE r.state IN ('DELIVERED', 'DISPATCHED', 'FAILED') AND r.finished_at IS NOT NULL
              GROUP BY 1, 2) x;
-  ELSIF TG_OP = 'DELETE' THEN
+  ELSIF TG_OP = 'DELETE' OR counted THEN
     SELECT array_agg(x.handler), array_agg(x.minute), array_agg(-x.d), array_agg(-x.f) INTO h, m, d, f
       FROM (SELECT r.handler, date_trunc('minute', r.finished_at) AS minute,
                    count(*) FILTER (WHERE r.state <> 'FAILED') AS d, count(*) FILTER (WHERE r.state = 'FAILED') AS f

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
 import type { Db } from '../src/db/connect.ts';
-import { recordDeliveries } from '../src/db/deliveries.ts';
+import { recordDeliveries, type DeliveryRecord } from '../src/db/deliveries.ts';
+import type { DeliveryState } from '../src/db/delivery-states.ts';
 import { purgeBatch } from '../src/db/maintenance.ts';
 import { resendFiltered } from '../src/db/resend.ts';
 import { migrate } from '../src/migrate/migrate.ts';
@@ -42,14 +43,14 @@ interface Rec { i: number; state: string; finishedAgoMs?: number; attempts?: num
 /** One batch through espf.record_deliveries, as the record stage writes it (src/delivery/results-writer.ts). */
 async function record(db: Db, recs: readonly Rec[], handler = 'EventSender'): Promise<void> {
   const now = Date.now();
-  const rows = recs.map((r, n) => ({
-    i_event: r.i, handler, state: r.state, event_type: 'Account/Blocked', order_key: `a:${r.i}`, i_account: r.i,
+  const rows: DeliveryRecord[] = recs.map((r) => ({
+    i_event: r.i, handler, state: r.state as DeliveryState, event_type: 'Account/Blocked', order_key: `a:${r.i}`, i_account: r.i,
     commit_lsn: '0/16B3748', attempts: r.attempts ?? 1, urls_done: 0, last_http_status: r.state === 'DELIVERED' ? 200 : 503,
     last_error: r.state === 'DELIVERED' ? null : 'HTTP 503', next_attempt_at: r.state === 'RETRY' ? now + MIN : null,
     committed_at: null, first_attempt_at: now - (r.finishedAgoMs ?? 0), last_attempt_at: now - (r.finishedAgoMs ?? 0),
-    finished_at: r.finishedAgoMs === undefined ? null : now - r.finishedAgoMs, n, created_at: null, steps_done: 0, step_answers: null,
+    finished_at: r.finishedAgoMs === undefined ? null : now - r.finishedAgoMs, created_at: null, steps_done: 0, step_answers: null,
   }));
-  assert.deepEqual(await recordDeliveries(db, 'main', JSON.stringify(rows)), []);
+  assert.deepEqual(await recordDeliveries(db, 'main', rows), []);
 }
 
 describe('console rollup: espf.delivery_minutes', function () {
@@ -112,7 +113,42 @@ describe('console rollup: espf.delivery_minutes', function () {
     assert.equal(await assertExact(db, 'a TRUNCATE'), 0);
   });
 
-  it('cannot be written by the sender role: only the trigger writes it', async () => {
+  it('the record path counts what it writes itself: rewritten rows, dropped outcomes, the sender role, and other writes after it in one transaction', async () => {
+    const db = t.db;
+    await db.query(sql`TRUNCATE espf.event_deliveries`);
+    await assertExact(db, 'a TRUNCATE');
+    // 301..320 delivered now; then recorded again (a replay) as finished an hour ago: they move to that minute
+    await record(db, Array.from({ length: 20 }, (_, k) => ({ i: 301 + k, state: 'DELIVERED', finishedAgoMs: 0 })));
+    await record(db, Array.from({ length: 20 }, (_, k) => ({ i: 301 + k, state: 'DELIVERED', finishedAgoMs: 60 * MIN })));
+    assert.equal(await assertExact(db, 'rows rewritten into another minute'), 1);
+    // delivered, then failed for good in the same batch as new ones; then back to RETRY (nothing counts)
+    await record(db, [{ i: 301, state: 'FAILED', finishedAgoMs: 0 }, { i: 321, state: 'FAILED', finishedAgoMs: 0 }, { i: 322, state: 'RETRY' }]);
+    await assertExact(db, 'a delivered row failed, mixed with new rows');
+    await record(db, [{ i: 301, state: 'RETRY' }, { i: 321, state: 'RETRY' }]);
+    await assertExact(db, 'finished rows recorded waiting again');
+    // An outcome whose event is another one now (its created_at differs) writes nothing and counts nothing.
+    const [ev] = await db.query(sql`SELECT extract(epoch FROM created_at) * 1000 AS ms FROM espf.events WHERE i_event = 330`);
+    const stale: DeliveryRecord[] = [{ i_event: 330, handler: 'EventSender', state: 'DELIVERED', event_type: 'Account/Blocked', order_key: 'a:330', i_account: 330,
+      commit_lsn: '0/16B3748', attempts: 1, urls_done: 1, last_http_status: 200, last_error: null, next_attempt_at: null, committed_at: null,
+      first_attempt_at: Date.now(), last_attempt_at: Date.now(), finished_at: Date.now(), created_at: Number(ev.ms) + 5000,
+      steps_done: 0, step_answers: null }];
+    assert.deepEqual(await recordDeliveries(db, 'main', stale), [330]);
+    await assertExact(db, 'a dropped outcome');
+    // As espf run records (role espf_sender), and a statement of the same transaction after it counts through the trigger.
+    await db.tx(async (tx) => {
+      await tx.query(sql`SET LOCAL ROLE espf_sender`);
+      await record(tx as unknown as Db, Array.from({ length: 10 }, (_, k) => ({ i: 331 + k, state: 'DELIVERED', finishedAgoMs: 0 })));
+      await tx.query(sql`RESET ROLE`);
+      await tx.query(sql`INSERT INTO espf.event_deliveries (i_event, handler, state, event_type, order_key, i_account, instance, attempts, finished_at)
+                         SELECT g, 'EventSender', 'DELIVERED', 'Account/Blocked', 'a:' || g, g, 'main', 1, now() FROM generate_series(341, 345) g`);
+      await tx.query(sql`UPDATE espf.event_deliveries SET state = 'FAILED' WHERE i_event = 331`);
+    });
+    const [{ n }] = await db.query(sql`SELECT sum(delivered)::int AS n FROM espf.delivery_minutes WHERE minute >= date_trunc('minute', now() - interval '1 minute')`);
+    assert.ok(n >= 14, `the sender's records and the DBA's insert counted (${n})`);
+    await assertExact(db, "the sender's records, then a DBA's insert and update in one transaction");
+  });
+
+  it('cannot be written by the sender role: only the trigger and espf.record_deliveries write it', async () => {
     await assert.rejects(t.db.tx(async (tx) => {
       await tx.query(sql`SET LOCAL ROLE espf_sender`);
       await tx.query(sql`UPDATE espf.delivery_minutes SET delivered = delivered + 1000`);

@@ -33,15 +33,32 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
-/** The processes of the PostgreSQL server `db` talks to (backends, WAL senders, background workers). */
-export async function postgresPids(db: Db): Promise<number[]> {
-  const rows = await db.query(sql`SELECT pid FROM pg_stat_activity`) as { pid: number }[];
-  return rows.map((r) => r.pid);
+/**
+ * What a PostgreSQL process does on the path of an event: `walsender` (the
+ * slot's decoding), `espf` (a connection of `espf run`: recording outcomes,
+ * waiting pages, heartbeats), `billing` (the other client connections: the
+ * bench's billing writes with their capture triggers, and its own reads),
+ * `background` (checkpointer, WAL writer, autovacuum, …).
+ */
+export type PostgresPart = 'walsender' | 'espf' | 'billing' | 'background';
+export const POSTGRES_PARTS: readonly PostgresPart[] = ['walsender', 'espf', 'billing', 'background'];
+
+/** The processes of the PostgreSQL server `db` talks to (backends, WAL senders, background workers), each with its part. */
+export async function postgresPids(db: Db): Promise<Map<number, PostgresPart>> {
+  const rows = await db.query(sql`
+    SELECT pid, CASE WHEN backend_type = 'walsender' THEN 'walsender'
+                     WHEN backend_type <> 'client backend' THEN 'background'
+                     WHEN application_name LIKE 'espf run%' THEN 'espf'
+                     ELSE 'billing' END AS part
+      FROM pg_stat_activity`) as { pid: number; part: PostgresPart }[];
+  return new Map(rows.map((r) => [r.pid, r.part]));
 }
 
 export interface CpuSplit {
   readonly espf: number;
   readonly postgres: number;
+  /** `postgres` by part (a process counts in the part it had at the end, else at the start). */
+  readonly postgresParts: Readonly<Record<PostgresPart, number>>;
   readonly receiver: number;
 }
 
@@ -51,14 +68,14 @@ export interface CpuSplit {
  * ended in between are not counted (the figures leave them out: a lower bound).
  */
 export class CpuMeter {
-  private constructor(private readonly start: Map<number, number>, private readonly espfPid: number, private readonly receiverPid: number,
+  private constructor(private readonly start: Map<number, { cpu: number; part: PostgresPart }>, private readonly espfPid: number, private readonly receiverPid: number,
     private readonly espf0: number, private readonly receiver0: number) {}
 
   static async begin(db: Db, espfPid: number, receiverPid: number): Promise<CpuMeter> {
-    const start = new Map<number, number>();
-    for (const pid of await postgresPids(db)) {
-      const s = cpuSeconds(pid);
-      if (s !== null) start.set(pid, s);
+    const start = new Map<number, { cpu: number; part: PostgresPart }>();
+    for (const [pid, part] of await postgresPids(db)) {
+      const cpu = cpuSeconds(pid);
+      if (cpu !== null) start.set(pid, { cpu, part });
     }
     return new CpuMeter(start, espfPid, receiverPid, cpuSeconds(espfPid) ?? 0, cpuSeconds(receiverPid) ?? 0);
   }
@@ -66,13 +83,20 @@ export class CpuMeter {
   /** CPU seconds each used since begin(). */
   async end(db: Db): Promise<CpuSplit> {
     let postgres = 0;
-    for (const pid of new Set([...this.start.keys(), ...await postgresPids(db)])) {
+    const postgresParts: Record<PostgresPart, number> = { walsender: 0, espf: 0, billing: 0, background: 0 };
+    const now = await postgresPids(db);
+    for (const pid of new Set([...this.start.keys(), ...now.keys()])) {
       const s = cpuSeconds(pid);
-      if (s !== null) postgres += s - (this.start.get(pid) ?? 0);
+      const before = this.start.get(pid);
+      if (s === null) continue;
+      const used = s - (before?.cpu ?? 0);
+      postgres += used;
+      postgresParts[now.get(pid) ?? before!.part] += used;
     }
     return {
       espf: (cpuSeconds(this.espfPid) ?? this.espf0) - this.espf0,
       postgres,
+      postgresParts,
       receiver: (cpuSeconds(this.receiverPid) ?? this.receiver0) - this.receiver0,
     };
   }

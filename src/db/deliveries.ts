@@ -3,6 +3,7 @@
 // functions (sql/400_results.sql, sql/410_waiting_pages.sql); then the
 // backlog, resend (sql/700_resend.sql), and the reads of the console.
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
+import { arrayLiteral, jsonElement, numberElement, textElement } from './array-literal.ts';
 import type { Db } from './connect.ts';
 import { WAITING_STATES, type DeliveryState } from './delivery-states.ts';
 import type { Row } from './schema.ts';
@@ -68,9 +69,42 @@ export async function recordedDeliveries(db: Db, iEvents: readonly number[]): Pr
   return new Set(rows.map((r) => `${r.i_event}:${r.handler}`));
 }
 
-/** Writes a batch of outcomes (a JSON array of rows) in one transaction; the i_event of those dropped because their event is another now (sql/400_results.sql). */
-export async function recordDeliveries(db: Db, instance: string, rowsJson: string): Promise<number[]> {
-  const [row] = await db.query(sql`SELECT espf.record_deliveries(${instance}, ${rowsJson}::json, true) AS stale`);
+/** One outcome as the record stage writes it: the columns of its row of espf.event_deliveries (times as epoch milliseconds). */
+export interface DeliveryRecord {
+  i_event: number; handler: string; state: DeliveryState; event_type: string; order_key: string;
+  i_account: number | null; commit_lsn: string | null; attempts: number; urls_done: number;
+  last_http_status: number | null; last_error: string | null;
+  next_attempt_at: number | null; committed_at: number | null; first_attempt_at: number | null;
+  last_attempt_at: number | null; finished_at: number | null;
+  steps_done: number; step_answers: readonly unknown[] | null;
+  /** The event's created_at: its identity with i_event, checked before the outcome is written (sql/400_results.sql; a row's committed_at when absent). */
+  created_at: number | null;
+}
+
+/**
+ * Writes a batch of outcomes (at most one per (i_event, handler), in the order
+ * they were reported) in one transaction, as one array per column; the i_event
+ * of those dropped because their event is another now (sql/400_results.sql).
+ */
+export async function recordDeliveries(db: Db, instance: string, records: readonly DeliveryRecord[]): Promise<number[]> {
+  const n = records.length;
+  const c = Array.from({ length: 19 }, () => new Array<string>(n));
+  for (let k = 0; k < n; k++) {
+    const r = records[k]!;
+    c[0]![k] = numberElement(r.i_event); c[1]![k] = textElement(r.handler); c[2]![k] = textElement(r.state);
+    c[3]![k] = textElement(r.event_type); c[4]![k] = textElement(r.order_key); c[5]![k] = numberElement(r.i_account);
+    c[6]![k] = textElement(r.commit_lsn); c[7]![k] = numberElement(r.attempts); c[8]![k] = numberElement(r.urls_done);
+    c[9]![k] = numberElement(r.last_http_status); c[10]![k] = textElement(r.last_error); c[11]![k] = numberElement(r.next_attempt_at);
+    c[12]![k] = numberElement(r.committed_at); c[13]![k] = numberElement(r.first_attempt_at); c[14]![k] = numberElement(r.last_attempt_at);
+    c[15]![k] = numberElement(r.finished_at); c[16]![k] = numberElement(r.created_at); c[17]![k] = numberElement(r.steps_done);
+    c[18]![k] = jsonElement(r.step_answers);
+  }
+  const a = c.map(arrayLiteral);
+  const [row] = await db.query(sql`
+    SELECT espf.record_deliveries(${instance}, true, ${a[0]}::bigint[], ${a[1]}::text[], ${a[2]}::text[], ${a[3]}::text[],
+             ${a[4]}::text[], ${a[5]}::bigint[], ${a[6]}::pg_lsn[], ${a[7]}::int[], ${a[8]}::int[], ${a[9]}::int[],
+             ${a[10]}::text[], ${a[11]}::float8[], ${a[12]}::float8[], ${a[13]}::float8[], ${a[14]}::float8[],
+             ${a[15]}::float8[], ${a[16]}::float8[], ${a[17]}::int[], ${a[18]}::jsonb[]) AS stale`);
   return (row.stale as (string | number)[]).map(Number);
 }
 

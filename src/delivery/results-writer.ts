@@ -1,6 +1,6 @@
 import { Backoff } from '../backoff.ts';
 import type { Db } from '../db/connect.ts';
-import { recordDeliveries } from '../db/deliveries.ts';
+import { recordDeliveries, type DeliveryRecord } from '../db/deliveries.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AttemptState, Item } from './item.ts';
@@ -8,19 +8,6 @@ import { isFinalState, type DeliveryState as AnyDeliveryState } from '../db/deli
 
 /** The states an http handler records (src/db/delivery-states.ts has every state; DISPATCHED is a dispatcher's). */
 export type DeliveryState = Exclude<AnyDeliveryState, 'DISPATCHED'>;
-
-interface Row {
-  i_event: number; handler: string; state: DeliveryState; event_type: string; order_key: string;
-  i_account: number | null; commit_lsn: string | null; attempts: number; urls_done: number;
-  last_http_status: number | null; last_error: string | null;
-  // times as epoch milliseconds: cheaper to build and encode than ISO strings
-  next_attempt_at: number | null; committed_at: number | null; first_attempt_at: number | null;
-  last_attempt_at: number | null; finished_at: number | null;
-  steps_done: number; step_answers: readonly unknown[] | null;
-  /** The event's created_at: its identity with i_event, checked before the outcome is written (sql/400_results.sql; a row's committed_at when absent). */
-  created_at: number | null;
-  n?: number;
-}
 
 /** One state a delivery reached, with its attempt state then: what its row of espf.event_deliveries says. */
 export interface Outcome extends AttemptState {
@@ -34,7 +21,7 @@ export interface Outcome extends AttemptState {
 
 /** The records of one delivery in a batch: the newest one, and the item(s) it was reported for. */
 interface Entry {
-  row: Row;
+  row: DeliveryRecord;
   item: Item;
   /** Other items of the same (event, handler) reported in the same batch: rare (a page may read back a delivery held in memory). */
   more?: Item[];
@@ -115,7 +102,7 @@ export class ResultsWriter {
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING' || outcome.intermediate === true;
     const finished = isFinalState(outcome.state);
-    const row: Row = {
+    const row: DeliveryRecord = {
       i_event: item.event.i_event,
       handler: item.handler,
       state: outcome.state,
@@ -160,15 +147,12 @@ export class ResultsWriter {
   private async write(): Promise<void> {
     const batch = this.batch;
     this.batch = new Batch();
-    const rows: Row[] = [];
-    for (const e of batch.entries.values()) {
-      e.row.n = rows.length;
-      rows.push(e.row);
-    }
+    const rows: DeliveryRecord[] = [];
+    for (const e of batch.entries.values()) rows.push(e.row);
     this.inFlightRows = rows.length;
     const upTo = this.reported; // the batch holds every outcome reported so far (a failed batch is put back whole)
     try {
-      const stale = await recordDeliveries(this.db, this.instance, JSON.stringify(rows));
+      const stale = await recordDeliveries(this.db, this.instance, rows);
       if (stale.length > 0) {
         this.dropped += stale.length;
         this.log.warn({ instance: this.instance, i_events: stale.slice(0, 20), dropped: stale.length },

@@ -13,6 +13,7 @@ import { Expression, ExpressionError } from '../../src/delivery/steps/expression
 import { judge, parseBody } from '../../src/delivery/steps/judge.ts';
 import { parsePath, StepPlan } from '../../src/delivery/steps/plan.ts';
 import { join, publicSettings, renderStep, RenderError, stepInput } from '../../src/delivery/steps/render.ts';
+import { recordsOfCall } from '../support/record-call.ts';
 
 const row = (r: Partial<StepRow>): StepRow => ({
   handler: 'HSS', event_type: 'Account/New', step: 1, name: null, method: 'POST', path: '', headers: {}, body: null,
@@ -165,7 +166,7 @@ describe('request steps: the record of a done step (pure)', () => {
     const db = {
       query: async (q: { format(f: unknown): { values: unknown[] } }) => {
         const { values } = q.format({ escapeIdentifier: (s: string) => s, formatValue: (value: unknown) => ({ placeholder: '?', value }) });
-        writes.push(JSON.parse(values[1] as string));
+        writes.push(recordsOfCall(values));
         return [{ stale: [] }]; // espf.record_deliveries answers with the outcomes it dropped (none here)
       },
     } as unknown as Db;

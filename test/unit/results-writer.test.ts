@@ -4,6 +4,7 @@ import type { Db } from '../../src/db/connect.ts';
 import type { Item } from '../../src/delivery/item.ts';
 import { ResultsWriter, type Outcome } from '../../src/delivery/results-writer.ts';
 import type { Logger } from '../../src/log/logger.ts';
+import { recordsOfCall } from '../support/record-call.ts';
 
 const silent = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
 
@@ -22,7 +23,7 @@ function pool() {
     query: (q: { format(f: unknown): { values: unknown[] } }) => new Promise<unknown[]>((resolve, reject) => {
       const { values } = q.format({ escapeIdentifier: (s: string) => s, formatValue: (value: unknown) => ({ placeholder: '?', value }) });
       // espf.record_deliveries answers with the outcomes it dropped (none here).
-      writes.push({ rows: JSON.parse(values[1] as string), done: (err) => (err ? reject(err) : resolve([{ stale: [] }])) });
+      writes.push({ rows: recordsOfCall(values) as never, done: (err) => (err ? reject(err) : resolve([{ stale: [] }])) });
     }),
   } as unknown as Db;
   return { db, writes };

@@ -1,0 +1,65 @@
+// espf.record_deliveries takes a batch as one array per column (sql/400_results.sql):
+// the literals src/db/deliveries.ts builds (src/db/array-literal.ts) must reach the
+// row as the record stage gave them, whatever the text holds; the JSON form of
+// the function (an older sender during an upgrade) still records the same rows.
+import assert from 'node:assert/strict';
+import { sql } from '@databases/pg';
+import { recordDeliveries, type DeliveryRecord } from '../src/db/deliveries.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+
+const T = Date.UTC(2026, 11, 7, 5, 0, 0, 123);
+
+function rec(i: number, over: Partial<DeliveryRecord> = {}): DeliveryRecord {
+  return {
+    i_event: i, handler: 'EventSender', state: 'DELIVERED', event_type: 'Account/Blocked', order_key: `a:${i}`, i_account: i,
+    commit_lsn: '0/16B3748', attempts: 1, urls_done: 1, last_http_status: 200, last_error: null, next_attempt_at: null,
+    committed_at: T - 1000, first_attempt_at: T - 10, last_attempt_at: T, finished_at: T, steps_done: 0, step_answers: null,
+    created_at: null, ...over,
+  };
+}
+
+const COLUMNS = sql`i_event::int, handler, state, event_type, order_key, i_account::int, commit_lsn::text, attempts, urls_done,
+  last_http_status, last_error, extract(epoch FROM next_attempt_at) * 1000 AS next_attempt_at,
+  extract(epoch FROM committed_at) * 1000 AS committed_at, extract(epoch FROM first_attempt_at) * 1000 AS first_attempt_at,
+  extract(epoch FROM last_attempt_at) * 1000 AS last_attempt_at, extract(epoch FROM finished_at) * 1000 AS finished_at,
+  steps_done, step_answers`;
+
+describe('espf.record_deliveries: one array per column', function () {
+  let t: TestDatabase;
+  before(async () => {
+    t = await createTestDatabase();
+    await t.db.query(sql`INSERT INTO espf.events (i_event, event_type, variables, created_at)
+                         SELECT g, 'Account/Blocked', jsonb_build_object('i_account', g), to_timestamp(${T / 1000}) FROM generate_series(1, 20) g`);
+  });
+  after(async () => { await t?.drop(); });
+
+  it('writes every column as given, whatever the text holds; a stale outcome is dropped', async () => {
+    const nasty = ['', 'NULL', 'null', ' spaced ', 'a,b', '{braces}', 'quote " here', 'back\\slash', 'both \\" end\\', 'line\nbreak\ttab',
+      'ünïcödé ✓', '"', '\\'];
+    const answers = [{ status: 200, headers: { 'x-a': 'q"uote' }, body: { s: 'back\\slash "and" {braces}', n: [1, null] } }];
+    const records = nasty.map((s, k) => rec(1 + k, {
+      order_key: s, last_error: s, state: k % 3 === 0 ? 'RETRY' : k % 3 === 1 ? 'FAILED' : 'PENDING',
+      i_account: k % 2 ? null : 1 + k, commit_lsn: k % 4 ? '0/16B3748' : null, last_http_status: k % 2 ? null : 503,
+      next_attempt_at: k % 3 === 0 ? T + 60_000 : null, finished_at: k % 3 === 1 ? T : null,
+      steps_done: k % 3 === 2 ? 1 : 0, step_answers: k % 3 === 2 ? answers : null, created_at: T,
+    }));
+    records.push(rec(19, { created_at: T + 5000 }), rec(20, { created_at: T }));
+    assert.deepEqual(await recordDeliveries(t.db, 'main', records), [19], 'the outcome whose event has another created_at is dropped');
+    const rows = await t.db.query(sql`SELECT ${COLUMNS} FROM espf.event_deliveries ORDER BY i_event`);
+    const want = records.filter((r) => r.i_event !== 19).map(({ created_at: _, ...r }) => ({ ...r }));
+    assert.deepEqual(rows.map((r) => ({ ...r, next_attempt_at: r.next_attempt_at === null ? null : Number(r.next_attempt_at),
+      committed_at: Number(r.committed_at), first_attempt_at: Number(r.first_attempt_at), last_attempt_at: Number(r.last_attempt_at),
+      finished_at: r.finished_at === null ? null : Number(r.finished_at) })), want);
+    // The account statuses: the last record of each account.
+    const [s] = await t.db.query(sql`SELECT status, message FROM espf.account_provisioning_statuses WHERE i_account = 1`);
+    assert.deepEqual(s, { status: 'RETRY', message: '' });
+  });
+
+  it('the JSON form (an older sender) records the same rows', async () => {
+    const records = [rec(20, { state: 'FAILED', last_error: 'a "b" \\c', created_at: T }), rec(19, { created_at: T + 5000 })];
+    const [r] = await t.db.query(sql`SELECT espf.record_deliveries('main', ${JSON.stringify(records.map((x, n) => ({ ...x, n })))}::json, true) AS stale`);
+    assert.deepEqual(r.stale.map(Number), [19]);
+    const [row] = await t.db.query(sql`SELECT state, last_error FROM espf.event_deliveries WHERE i_event = 20`);
+    assert.deepEqual(row, { state: 'FAILED', last_error: 'a "b" \\c' });
+  });
+});
