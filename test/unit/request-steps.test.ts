@@ -42,11 +42,11 @@ describe('request steps (pure)', () => {
 
   it('an expression that runs too long or nests too deep is stopped, and the render fails with that reason', async () => {
     const plan = StepPlan.compile([row({ body: '($f := function($n){$n > 0 ? $n + $f($n - 1) : 0}; $f(100000))' })]);
-    await assert.rejects(renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
+    await assert.rejects(async () => renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
       (e: unknown) => e instanceof RenderError && /^body: stopped: nested deeper than/.test(e.message));
     const loop = StepPlan.compile([row({ body: '(function($f){$f($f)})(function($g){$g($g)})' })]);
     const started = Date.now();
-    await assert.rejects(renderStep(loop.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
+    await assert.rejects(async () => renderStep(loop.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
       (e: unknown) => e instanceof RenderError && /^body: stopped: ran longer than 250 ms/.test(e.message));
     assert.ok(Date.now() - started < 3000);
   });
@@ -89,10 +89,10 @@ describe('request steps (pure)', () => {
     const form = await renderStep(plan.stepsFor('Account/Blocked')[0]!, stepInput(event, {}, [], []), settings.url[0]!, env);
     assert.equal(form.body, 'a=42&t=a&t=b&n=');
     assert.equal(form.headers['content-type'], 'application/x-www-form-urlencoded');
-    await assert.rejects(renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, {}),
+    await assert.rejects(async () => renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, {}),
       (e: unknown) => e instanceof RenderError && /ESPF_SECRET_K, which is not set/.test(e.message));
     const notAllowed = StepPlan.compile([row({ body: '$secret("env:DATABASE_URL")' })]);
-    await assert.rejects(renderStep(notAllowed.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, { DATABASE_URL: 'postgres://x' }),
+    await assert.rejects(async () => renderStep(notAllowed.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, { DATABASE_URL: 'postgres://x' }),
       (e: unknown) => e instanceof RenderError && /does not read for rows/.test(e.message));
     assert.deepEqual(join('http://h:8/base?q=1', ''), { origin: 'http://h:8', target: '/base?q=1' });
     assert.deepEqual(join('http://h:8/', '/x?y=1'), { origin: 'http://h:8', target: '/x?y=1' });
