@@ -40,6 +40,26 @@ describe('request steps (pure)', () => {
     assert.throws(() => Expression.compile('{"a": variables.}'), (e: unknown) => e instanceof ExpressionError && /S0211 at character 17/.test(e.message));
   });
 
+  it('renders at once when the walker evaluates every expression, else through a promise, to the same request', async () => {
+    const input = stepInput(event, publicSettings('HSS', settings), [], []);
+    const fast = StepPlan.compile([row({ path: '/sub/{variables.id}', headers: { 'X-Acc': 'variables.i_account' }, body: '{"imsi": variables.id}' })]);
+    const r = renderStep(fast.stepsFor('Account/New')[0]!, input, settings.url[0]!);
+    assert.ok(!(r instanceof Promise), 'no promise when the walker evaluates it all');
+    assert.equal(r.target, '/api/sub/imsi-1');
+    assert.equal(r.headers['x-acc'], '42');
+    assert.equal(r.body, '{"imsi":"imsi-1"}');
+    // JSONata's evaluator for the header: the path before it and the body after it, in order, the same values.
+    const slow = StepPlan.compile([row({ path: '/sub/{variables.id}', headers: { 'X-Acc': '$string(variables.i_account)' }, body: '{"imsi": variables.id}' })]);
+    const p = renderStep(slow.stepsFor('Account/New')[0]!, input, settings.url[0]!);
+    assert.ok(p instanceof Promise);
+    const q = await p;
+    assert.deepEqual({ target: q.target, headers: q.headers, body: q.body }, { target: r.target, headers: r.headers, body: r.body });
+    // A failure after a JSONata evaluation is the rejection, with the field named.
+    const bad = StepPlan.compile([row({ path: '/sub/{$string(variables.i_account)}', headers: { 'X-O': 'variables.o' } })]);
+    await assert.rejects(async () => renderStep(bad.stepsFor('Account/New')[0]!, input, settings.url[0]!),
+      (e: unknown) => e instanceof RenderError && /^header X-O: is an object, not a string/.test(e.message));
+  });
+
   it('an expression that runs too long or nests too deep is stopped, and the render fails with that reason', async () => {
     const plan = StepPlan.compile([row({ body: '($f := function($n){$n > 0 ? $n + $f($n - 1) : 0}; $f(100000))' })]);
     await assert.rejects(async () => renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
