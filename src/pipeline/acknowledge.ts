@@ -148,7 +148,7 @@ export class Acknowledger {
     const o = this.opened(a);
     if (!o) return;
     o.tracker.hold(o.ticket);
-    this.held.set(item, { ticket: o.ticket, tracker: o.tracker });
+    this.held.set(item, o); // its ticket and tracker: no object per item
   }
 
   /** These items' outcomes are durable (items that hold nothing are ignored). */

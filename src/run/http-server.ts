@@ -6,7 +6,7 @@ import type { Metrics } from '../metrics/metrics.ts';
 import type { InstanceRegistry } from './instances.ts';
 import type { Sender } from './sender.ts';
 import { handleStatusApi } from './status-api.ts';
-import { createConsole } from '../console/server.ts';
+import type { createConsole } from '../console/server.ts';
 
 /** Connections the kernel keeps waiting for this server to accept them (capped by net.core.somaxconn). */
 export const LISTEN_BACKLOG = 2048;
@@ -43,7 +43,20 @@ export interface HttpServerOptions {
  * web console under /console/ (docs/console.md).
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(): Promise<void>; port: number }> {
-  const web = createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs, scryptN: opts.consoleScryptN, testEventDeny: opts.consoleTestEventDeny });
+  // The console's modules are loaded on its first request, not at start (resident memory:
+  // docs/benchmarks.md, "espf run per event and memory (2026-12-07)").
+  let web: Promise<ReturnType<typeof createConsole>> | undefined;
+  const consoleRequest = (req: http.IncomingMessage, res: http.ServerResponse, path: string): boolean => {
+    if (path !== '/console' && !path.startsWith('/console/')) return false;
+    web ??= import('../console/server.ts').then((m) => m.createConsole({ db: opts.consoleDb ?? opts.db, log: opts.log, logDir: opts.logDir, secureCookie: opts.secureCookie, settingsTtlMs: opts.consoleSettingsTtlMs, scryptN: opts.consoleScryptN, testEventDeny: opts.consoleTestEventDeny }));
+    web.then((w) => w.handle(req, res, path), (err: unknown) => {
+      web = undefined;
+      opts.log.error({ err: oneLine(err), path }, 'console: request failed');
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('console failed to load: see the espf run log\n');
+    });
+    return true;
+  };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -75,7 +88,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ close(
       return;
     }
     if (handleStatusApi(req, res, path, { db: opts.httpDb ?? opts.db, log: opts.log })) return;
-    if (web.handle(req, res, path)) return;
+    if (consoleRequest(req, res, path)) return;
     res.writeHead(404, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ error: 'not found' }));
   });

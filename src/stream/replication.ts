@@ -1,11 +1,11 @@
-import { LogicalReplicationService, PgoutputPlugin } from 'pg-logical-replication';
+import { LogicalReplicationService } from 'pg-logical-replication';
 import { Backoff } from '../backoff.ts';
 import { locatePrimary, type Db } from '../db/connect.ts';
 import { createSlot, dropLostSlot, emitMessage, publicationExists, PUBLICATION, refuseOtherDatabase, slotState } from '../db/replication.ts';
 import { EspfError, SQLSTATE, isConnectionError, oneLine, sqlState } from '../errors.ts';
 import { redactUrl } from '../security/redact.ts';
 import type { Logger } from '../log/logger.ts';
-import { acknowledgeUpTo } from './library.ts';
+import { acknowledgeUpTo, OutboxPgoutput } from './library.ts';
 import { parseLsn } from './lsn.ts';
 import { shardPublication, type Shard } from '../db/shards.ts';
 
@@ -257,7 +257,7 @@ export class ReplicationStream {
         this.busy = true;
         return r.finally(() => { this.busy = false; });
       });
-      const plugin = new PgoutputPlugin({ protoVersion: 1, publicationNames: [this.publication], messages: true });
+      const plugin = new OutboxPgoutput({ protoVersion: 1, publicationNames: [this.publication], messages: true });
       service.subscribe(plugin, this.opts.slot()).then(
         () => finish(this.stopped ? undefined : new Error('replication stream ended')),
         (err) => finish(err),
@@ -275,14 +275,15 @@ export class ReplicationStream {
         const c = this.current;
         if (msg.relation.schema !== 'espf' || msg.relation.name !== 'events' || !c) return;
         const row = msg.new;
-        c.events.push({
-          i_event: Number(row.i_event),
-          event_type: row.event_type as string,
-          variables: row.variables as Record<string, unknown>,
-          source_i_event: row.source_i_event == null ? null : Number(row.source_i_event),
-          target_handler: (row.target_handler as string | null | undefined) ?? null,
-          ...(row.created_at instanceof Date ? { created_at: row.created_at } : {}),
-        });
+        const i_event = Number(row.i_event);
+        const event_type = row.event_type as string;
+        const variables = row.variables as Record<string, unknown>;
+        const source_i_event = row.source_i_event == null ? null : Number(row.source_i_event);
+        const target_handler = (row.target_handler as string | null | undefined) ?? null;
+        // One literal per shape (no spread of a temporary object per event).
+        c.events.push(row.created_at instanceof Date
+          ? { i_event, event_type, variables, source_i_event, target_handler, created_at: row.created_at }
+          : { i_event, event_type, variables, source_i_event, target_handler });
         if (c.events.length < (this.opts.partSize ?? DEFAULT_PART_SIZE)) return;
         // A large transaction: hand on what came so far; the rest follows.
         return this.handOn(c);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { LogicalReplicationService } from 'pg-logical-replication';
-import { acknowledgeUpTo } from '../../src/stream/library.ts';
+import { acknowledgeUpTo, OutboxPgoutput } from '../../src/stream/library.ts';
 import { parseLsn } from '../../src/stream/lsn.ts';
 
 type Internals = { _messageQueue: unknown[]; _processing: boolean; _stop: boolean; _connection: unknown; _processQueue(): void };
@@ -55,5 +55,38 @@ describe('unit: pg-logical-replication internals espf relies on', function () {
     assert.equal(b[0], 0x72);   // standby status update
     const flushed = (BigInt(b.readUInt32BE(9)) << 32n) | BigInt(b.readUInt32BE(13));
     assert.equal(flushed, parseLsn('1/10'));
+  });
+
+  // src/stream/library.ts (OutboxPgoutput) changes the parser a relation message's
+  // column holds: the rows after it must be parsed with it.
+  it('parses the rows of espf.events with the parsers their relation message holds', () => {
+    const text = (s: string) => Buffer.from(`${s}\0`);
+    const u8 = (n: number) => Buffer.from([n]);
+    const i16 = (n: number) => { const b = Buffer.alloc(2); b.writeInt16BE(n); return b; };
+    const i32 = (n: number) => { const b = Buffer.alloc(4); b.writeInt32BE(n); return b; };
+    const columns: [string, number][] = [['i_event', 20], ['event_type', 25], ['variables', 3802], ['source_i_event', 20], ['created_at', 1184]];
+    const relation = Buffer.concat([u8(0x52), i32(16400), text('espf'), text('events'), u8(0x64), i16(columns.length),
+      ...columns.flatMap(([name, oid]) => [u8(0), text(name), i32(oid), i32(-1)])]);
+    const values = ['12345678901', 'Account/Blocked', '{"i_env": 1, "i_account": 7}', null, '2026-12-07 05:08:02.123456+00'];
+    const insert = Buffer.concat([u8(0x49), i32(16400), u8(0x4e), i16(values.length),
+      ...values.flatMap((v) => v === null ? [u8(0x6e)] : [u8(0x74), i32(Buffer.byteLength(v)), Buffer.from(v)])]);
+    const plugin = new OutboxPgoutput({ protoVersion: 1, publicationNames: ['p'] });
+    const r = plugin.parse(relation) as { tag: string; columns: { name: string; parser: (s: string) => unknown }[] };
+    assert.equal(r.tag, 'relation');
+    const parser = (name: string) => r.columns.find((c) => c.name === name)!.parser;
+    const pg = createRequire(import.meta.url)('pg') as { types: { getTypeParser(oid: number): unknown } };
+    assert.notEqual(parser('created_at'), pg.types.getTypeParser(1184), 'created_at: the parser of src/stream/timestamp.ts');
+    assert.notEqual(parser('i_event'), pg.types.getTypeParser(20), 'i_event: kept as text');
+    assert.equal(parser('variables'), pg.types.getTypeParser(3802), 'variables: pg\'s own');
+    // The rows are parsed with the parsers the relation message holds then (a marker shows it).
+    const variables = r.columns.find((c) => c.name === 'variables')!;
+    variables.parser = (s: string) => ['marker', s];
+    const m = plugin.parse(insert) as { tag: string; new: Record<string, unknown> };
+    assert.equal(m.tag, 'insert');
+    assert.equal(m.new.i_event, '12345678901');
+    assert.equal(m.new.source_i_event, null);
+    assert.deepEqual(m.new.variables, ['marker', '{"i_env": 1, "i_account": 7}']);
+    assert.ok(m.new.created_at instanceof Date);
+    assert.equal((m.new.created_at as Date).toISOString(), '2026-12-07T05:08:02.123Z');
   });
 });

@@ -41,13 +41,33 @@ describe('request steps (pure)', () => {
     assert.throws(() => Expression.compile('{"a": variables.}'), (e: unknown) => e instanceof ExpressionError && /S0211 at character 17/.test(e.message));
   });
 
+  it('renders at once when the walker evaluates every expression, else through a promise, to the same request', async () => {
+    const input = stepInput(event, publicSettings('HSS', settings), [], []);
+    const fast = StepPlan.compile([row({ path: '/sub/{variables.id}', headers: { 'X-Acc': 'variables.i_account' }, body: '{"imsi": variables.id}' })]);
+    const r = renderStep(fast.stepsFor('Account/New')[0]!, input, settings.url[0]!);
+    assert.ok(!(r instanceof Promise), 'no promise when the walker evaluates it all');
+    assert.equal(r.target, '/api/sub/imsi-1');
+    assert.equal(r.headers['x-acc'], '42');
+    assert.equal(r.body, '{"imsi":"imsi-1"}');
+    // JSONata's evaluator for the header: the path before it and the body after it, in order, the same values.
+    const slow = StepPlan.compile([row({ path: '/sub/{variables.id}', headers: { 'X-Acc': '$string(variables.i_account)' }, body: '{"imsi": variables.id}' })]);
+    const p = renderStep(slow.stepsFor('Account/New')[0]!, input, settings.url[0]!);
+    assert.ok(p instanceof Promise);
+    const q = await p;
+    assert.deepEqual({ target: q.target, headers: q.headers, body: q.body }, { target: r.target, headers: r.headers, body: r.body });
+    // A failure after a JSONata evaluation is the rejection, with the field named.
+    const bad = StepPlan.compile([row({ path: '/sub/{$string(variables.i_account)}', headers: { 'X-O': 'variables.o' } })]);
+    await assert.rejects(async () => renderStep(bad.stepsFor('Account/New')[0]!, input, settings.url[0]!),
+      (e: unknown) => e instanceof RenderError && /^header X-O: is an object, not a string/.test(e.message));
+  });
+
   it('an expression that runs too long or nests too deep is stopped, and the render fails with that reason', async () => {
     const plan = StepPlan.compile([row({ body: '($f := function($n){$n > 0 ? $n + $f($n - 1) : 0}; $f(100000))' })]);
-    await assert.rejects(renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
+    await assert.rejects(async () => renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
       (e: unknown) => e instanceof RenderError && /^body: stopped: nested deeper than/.test(e.message));
     const loop = StepPlan.compile([row({ body: '(function($f){$f($f)})(function($g){$g($g)})' })]);
     const started = Date.now();
-    await assert.rejects(renderStep(loop.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
+    await assert.rejects(async () => renderStep(loop.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),
       (e: unknown) => e instanceof RenderError && /^body: stopped: ran longer than 250 ms/.test(e.message));
     assert.ok(Date.now() - started < 3000);
   });
@@ -90,10 +110,10 @@ describe('request steps (pure)', () => {
     const form = await renderStep(plan.stepsFor('Account/Blocked')[0]!, stepInput(event, {}, [], []), settings.url[0]!, env);
     assert.equal(form.body, 'a=42&t=a&t=b&n=');
     assert.equal(form.headers['content-type'], 'application/x-www-form-urlencoded');
-    await assert.rejects(renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, {}),
+    await assert.rejects(async () => renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, {}),
       (e: unknown) => e instanceof RenderError && /ESPF_SECRET_K, which is not set/.test(e.message));
     const notAllowed = StepPlan.compile([row({ body: '$secret("env:DATABASE_URL")' })]);
-    await assert.rejects(renderStep(notAllowed.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, { DATABASE_URL: 'postgres://x' }),
+    await assert.rejects(async () => renderStep(notAllowed.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!, { DATABASE_URL: 'postgres://x' }),
       (e: unknown) => e instanceof RenderError && /does not read for rows/.test(e.message));
     assert.deepEqual(join('http://h:8/base?q=1', ''), { origin: 'http://h:8', target: '/base?q=1' });
     assert.deepEqual(join('http://h:8/', '/x?y=1'), { origin: 'http://h:8', target: '/x?y=1' });

@@ -75,9 +75,41 @@ export class RenderError extends Error {
  * Renders one step for an event: its path below the handler's base URL
  * (`base`, the handler's one URL), headers and body. `env` resolves `env:NAME`
  * secrets (header values written so, and `$secret("env:NAME")` in an expression).
+ * When the walker evaluates every expression (Expression.fastValue) the request
+ * comes at once, without a promise; otherwise a promise of it. A step that cannot
+ * be rendered gives a promise rejected with RenderError.
  */
-export async function renderStep(step: CompiledStep, input: Record<string, unknown>, base: string,
-                                 env: NodeJS.ProcessEnv = process.env): Promise<StepRequest> {
+export function renderStep(step: CompiledStep, input: Record<string, unknown>, base: string,
+                           env: NodeJS.ProcessEnv = process.env): StepRequest | Promise<StepRequest> {
+  const g = rendering(step, input, base, env);
+  let r: IteratorResult<Promise<unknown>, StepRequest>;
+  try {
+    r = g.next();
+  } catch (err) {
+    return Promise.reject(err as Error); // a step that cannot be rendered: always a rejection
+  }
+  return r.done ? r.value : resumeRendering(g, r.value);
+}
+
+/** The rest of a rendering once an expression went to JSONata: each value awaited, in order (a failure thrown back in where it was awaited). */
+async function resumeRendering(g: Generator<Promise<unknown>, StepRequest, unknown>, first: Promise<unknown>): Promise<StepRequest> {
+  let r: IteratorResult<Promise<unknown>, StepRequest> = { done: false, value: first };
+  while (!r.done) {
+    let value: unknown;
+    try {
+      value = await r.value;
+    } catch (err) {
+      r = g.throw(err);
+      continue;
+    }
+    r = g.next(value);
+  }
+  return r.value;
+}
+
+/** The rendering of one step: yields the promise of a value JSONata evaluates, and is given its value back. */
+function* rendering(step: CompiledStep, input: Record<string, unknown>, base: string,
+                    env: NodeJS.ProcessEnv): Generator<Promise<unknown>, StepRequest, unknown> {
   const secrets: string[] = [];
   let bindings: Bindings | undefined;
   const bind = (): Bindings => bindings ??= {
@@ -104,7 +136,7 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
   for (const part of step.path) {
     if (typeof part === 'string') { path += part; continue; }
     let v = evaluate(part, `path {${part.text}}`);
-    if (v instanceof Promise) v = await v;
+    if (v instanceof Promise) v = yield v;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new RenderError(`path {${part.text}}: ${v === undefined ? 'has no value' : `is ${describe(v)}, not a string or number`}`);
     }
@@ -122,7 +154,7 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
       secrets.push(v as string);
     } else {
       v = evaluate(h.expr, `header ${name}`);
-      if (v instanceof Promise) v = await v;
+      if (v instanceof Promise) v = yield v;
     }
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new RenderError(`header ${name}: is ${describe(v)}, not a string`);
@@ -133,7 +165,7 @@ export async function renderStep(step: CompiledStep, input: Record<string, unkno
   let body: string | undefined;
   if (step.body) {
     let v = evaluate(step.body, 'body');
-    if (v instanceof Promise) v = await v;
+    if (v instanceof Promise) v = yield v;
     if (v !== undefined) {
       body = step.form ? formBody(v) : JSON.stringify(v);
       if (body.length > MAX_BODY) throw new RenderError(`body: longer than ${MAX_BODY} characters`);

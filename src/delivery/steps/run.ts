@@ -54,7 +54,8 @@ export async function runSteps(d: Delivery, steps: readonly CompiledStep[], s: H
     const label = `step ${step.number}${step.name ? ` (${step.name})` : ''} ${step.method}`;
     let req: StepRequest;
     try {
-      req = await renderStep(step, input, base, deps.env);
+      const rendered = renderStep(step, input, base, deps.env);
+      req = rendered instanceof Promise ? await rendered : rendered; // at once when the walker evaluated it all
     } catch (err) {
       const why = err instanceof RenderError ? err.message : String(err);
       return { ok: false, status: null, reason: `${label} ${step.pathText}: ${why}`, retryAfterMs: null, durationMs: 0 };
