@@ -1,5 +1,5 @@
 // espf.record_deliveries takes a batch as one array per column (sql/400_results.sql):
-// the literals src/db/deliveries.ts builds (src/db/array-literal.ts) must reach the
+// the arrays src/db/deliveries.ts sends (node-postgres writes their literals) must reach the
 // row as the record stage gave them, whatever the text holds; the JSON form of
 // the function (an older sender during an upgrade) still records the same rows.
 import assert from 'node:assert/strict';

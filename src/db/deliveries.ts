@@ -3,7 +3,6 @@
 // functions (sql/400_results.sql, sql/410_waiting_pages.sql); then the
 // backlog, resend (sql/700_resend.sql), and the reads of the console.
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
-import { arrayLiteral, jsonElement, numberElement, textElement } from './array-literal.ts';
 import type { Db } from './connect.ts';
 import { WAITING_STATES, type DeliveryState } from './delivery-states.ts';
 import type { Row } from './schema.ts';
@@ -87,24 +86,23 @@ export interface DeliveryRecord {
  * of those dropped because their event is another now (sql/400_results.sql).
  */
 export async function recordDeliveries(db: Db, instance: string, records: readonly DeliveryRecord[]): Promise<number[]> {
+  // node-postgres sends a JS array parameter as an array literal; step_answers
+  // go as JSON text, so that an array of answers is not read as a 2-D array.
   const n = records.length;
-  const c = Array.from({ length: 19 }, () => new Array<string>(n));
+  const c = Array.from({ length: 19 }, () => new Array<string | number | null>(n));
   for (let k = 0; k < n; k++) {
     const r = records[k]!;
-    c[0]![k] = numberElement(r.i_event); c[1]![k] = textElement(r.handler); c[2]![k] = textElement(r.state);
-    c[3]![k] = textElement(r.event_type); c[4]![k] = textElement(r.order_key); c[5]![k] = numberElement(r.i_account);
-    c[6]![k] = textElement(r.commit_lsn); c[7]![k] = numberElement(r.attempts); c[8]![k] = numberElement(r.urls_done);
-    c[9]![k] = numberElement(r.last_http_status); c[10]![k] = textElement(r.last_error); c[11]![k] = numberElement(r.next_attempt_at);
-    c[12]![k] = numberElement(r.committed_at); c[13]![k] = numberElement(r.first_attempt_at); c[14]![k] = numberElement(r.last_attempt_at);
-    c[15]![k] = numberElement(r.finished_at); c[16]![k] = numberElement(r.created_at); c[17]![k] = numberElement(r.steps_done);
-    c[18]![k] = jsonElement(r.step_answers);
+    c[0]![k] = r.i_event; c[1]![k] = r.handler; c[2]![k] = r.state; c[3]![k] = r.event_type; c[4]![k] = r.order_key;
+    c[5]![k] = r.i_account; c[6]![k] = r.commit_lsn; c[7]![k] = r.attempts; c[8]![k] = r.urls_done;
+    c[9]![k] = r.last_http_status; c[10]![k] = r.last_error; c[11]![k] = r.next_attempt_at; c[12]![k] = r.committed_at;
+    c[13]![k] = r.first_attempt_at; c[14]![k] = r.last_attempt_at; c[15]![k] = r.finished_at; c[16]![k] = r.created_at;
+    c[17]![k] = r.steps_done; c[18]![k] = r.step_answers == null ? null : JSON.stringify(r.step_answers);
   }
-  const a = c.map(arrayLiteral);
   const [row] = await db.query(sql`
-    SELECT espf.record_deliveries(${instance}, true, ${a[0]}::bigint[], ${a[1]}::text[], ${a[2]}::text[], ${a[3]}::text[],
-             ${a[4]}::text[], ${a[5]}::bigint[], ${a[6]}::pg_lsn[], ${a[7]}::int[], ${a[8]}::int[], ${a[9]}::int[],
-             ${a[10]}::text[], ${a[11]}::float8[], ${a[12]}::float8[], ${a[13]}::float8[], ${a[14]}::float8[],
-             ${a[15]}::float8[], ${a[16]}::float8[], ${a[17]}::int[], ${a[18]}::jsonb[]) AS stale`);
+    SELECT espf.record_deliveries(${instance}, true, ${c[0]}::bigint[], ${c[1]}::text[], ${c[2]}::text[], ${c[3]}::text[],
+             ${c[4]}::text[], ${c[5]}::bigint[], ${c[6]}::pg_lsn[], ${c[7]}::int[], ${c[8]}::int[], ${c[9]}::int[],
+             ${c[10]}::text[], ${c[11]}::float8[], ${c[12]}::float8[], ${c[13]}::float8[], ${c[14]}::float8[],
+             ${c[15]}::float8[], ${c[16]}::float8[], ${c[17]}::int[], ${c[18]}::jsonb[]) AS stale`);
   return (row.stale as (string | number)[]).map(Number);
 }
 
