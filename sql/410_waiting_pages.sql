@@ -125,17 +125,50 @@ RETURNS void LANGUAGE sql AS $$
   SELECT espf.note_target_state(handler, url, instance, up, since, failures, probes, next_probe_at, last_http_status, last_error, NULL::int)
 $$;
 
+-- The environment whose lane of `for_handler` delivers an event with these
+-- variables (src/delivery/http-handler.ts, envOf): its whole-number i_env when
+-- espf.http_handler_envs has a row for it, else null (the default row's lane).
+CREATE OR REPLACE FUNCTION espf.lane_env(for_handler text, variables jsonb) RETURNS int
+LANGUAGE sql STABLE AS $$
+  SELECT h.i_env FROM espf.http_handler_envs h
+   WHERE h.handler = for_handler
+     AND h.i_env = CASE jsonb_typeof(variables -> 'i_env')
+           WHEN 'number' THEN CASE WHEN (variables ->> 'i_env')::numeric BETWEEN -2147483648 AND 2147483647
+                                   AND (variables ->> 'i_env')::numeric = trunc((variables ->> 'i_env')::numeric)
+                                   THEN (variables ->> 'i_env')::numeric::int END
+           WHEN 'string' THEN CASE WHEN (variables ->> 'i_env') ~ '^[0-9]{1,9}$' THEN (variables ->> 'i_env')::int END
+         END
+$$;
+
+-- migrations/0025_http_handler_envs.sql made targets per environment: down_targets
+-- returns their i_env (a changed result type: the old function is dropped first, once).
+DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM pg_proc p WHERE p.pronamespace = 'espf'::regnamespace
+                AND p.proname = 'down_targets' AND NOT ('i_env' = ANY (p.proargnames))) THEN
+    DROP FUNCTION espf.down_targets(interval);
+  END IF;
+END
+$$;
+
 -- Targets the circuit breaker holds down for longer than `older_than`, shaped as
--- espf.unreachable_targets (for the failure e-mail): `failing` counts the
--- handler's waiting deliveries, `failing_since` is when the target went down.
+-- espf.unreachable_targets (for the failure e-mail) plus the target's i_env:
+-- `failing` counts the waiting deliveries of its lane (those of the handler's
+-- events of that environment; of the other environments for the default row's
+-- targets), `failing_since` is when the target went down.
 CREATE OR REPLACE FUNCTION espf.down_targets(older_than interval)
 RETURNS TABLE (handler text, instance text, url text[], failing bigint, failing_since timestamptz,
-               last_http_status int, last_error text, probes int)
+               last_http_status int, last_error text, probes int, i_env int)
 LANGUAGE sql STABLE AS $$
   SELECT t.handler, t.instance, ARRAY[t.url],
-         (SELECT count(*) FROM espf.event_deliveries d WHERE d.handler = t.handler AND d.state IN ('PENDING', 'RETRY')),
-         t.since, t.last_http_status, t.last_error, t.probes
+         CASE WHEN t.i_env IS NULL AND NOT EXISTS (SELECT 1 FROM espf.http_handler_envs h WHERE h.handler = t.handler)
+           THEN (SELECT count(*) FROM espf.event_deliveries d WHERE d.handler = t.handler AND d.state IN ('PENDING', 'RETRY'))
+           ELSE (SELECT count(*) FROM espf.event_deliveries d JOIN espf.events e ON e.i_event = d.i_event
+                  WHERE d.handler = t.handler AND d.state IN ('PENDING', 'RETRY')
+                    AND espf.lane_env(t.handler, e.variables) IS NOT DISTINCT FROM t.i_env)
+         END,
+         t.since, t.last_http_status, t.last_error, t.probes, t.i_env
     FROM espf.target_states t
    WHERE NOT t.up AND t.since < now() - older_than
-   ORDER BY t.handler, t.url
+   ORDER BY t.handler, t.url, t.i_env NULLS FIRST
 $$;

@@ -14,6 +14,7 @@ import { consoleHttp, enableConsole, startConsoleServer, ADMIN, VIEWER } from '.
 import { databaseAtPreviousRelease } from './support/upgrade.ts';
 import { Metrics } from '../src/metrics/metrics.ts';
 import { formatStatus, readStatus } from '../src/cli/status-command.ts';
+import { composeDigest, type UnreachableTarget } from '../src/notify/digest.ts';
 
 const TYPES = ['Account/New'];
 const basic = (user: string, key: string) => `Basic ${Buffer.from(`${user}:${key}`).toString('base64')}`;
@@ -182,6 +183,14 @@ describe('settings per environment: delivery', function () {
     const status = formatStatus(await readStatus(db, { hours: 1, limit: 5 }), { hours: 1, limit: 5 });
     assert.match(status, /^handler +i_env +url +state/m);
     assert.match(status, new RegExp(`^EventSender +2 +${rxA.url.replace(/[.]/g, '\\.')} +DOWN `, 'm'));
+    // The failure e-mail: the target of env 2 with the waiting deliveries of its lane only.
+    const down = await eventually(async () => {
+      const rows: UnreachableTarget[] = await db.query(sql`SELECT * FROM espf.down_targets('0 seconds')`);
+      return rows.length === 1 && Number(rows[0]!.failing) === downA.length ? rows : undefined;
+    }, 10_000, 'env 2 down with its 4 waiting deliveries');
+    assert.equal(down[0]!.i_env, 2);
+    const mail = composeDigest({ from: 'espf@example.net', to: ['noc@example.net'], instance: 'main', failed: [], unreachable: down, lagging: [] });
+    assert.match(mail.text, new RegExp(`handler EventSender \\(instance main, i_env 2\\)  ${rxA.url.replace(/[.]/g, '\\.')}\n    down \\(circuit breaker open\\)[^\n]*; 4 deliveries waiting;`));
   });
 
   it('after a restart, deliveries read back from the database go to their environment\'s receiver, and only its target is restored down', async () => {

@@ -86,6 +86,8 @@ export interface UnreachableTarget {
   readonly failing_since: Date; readonly last_http_status: number | null; readonly last_error: string | null;
   /** Set for a target the circuit breaker holds down (espf.target_states): probes sent since. */
   readonly probes?: number;
+  /** Of a target held down: the environment whose settings it belongs to (espf.http_handler_envs); null: the default row. */
+  readonly i_env?: number | null;
 }
 
 export function unreportedFailures(db: Db, since: Date, max: number): Promise<FailedDelivery[]> {

@@ -104,7 +104,8 @@ export function composeDigest(d: {
   if (d.unreachable.length) {
     lines.push(`Targets failing for longer than unreachable_after: ${d.unreachable.length}`);
     for (const u of d.unreachable) {
-      lines.push(`  handler ${u.handler} (instance ${u.instance ?? '?'})  ${(u.url ?? []).map((x) => redactUrl(x)).join(', ')}`);
+      const env = u.i_env != null ? `, i_env ${u.i_env}` : '';
+      lines.push(`  handler ${u.handler} (instance ${u.instance ?? '?'}${env})  ${(u.url ?? []).map((x) => redactUrl(x)).join(', ')}`);
       if (u.probes !== undefined && u.probes !== null) {
         lines.push(`    down (circuit breaker open) since ${iso(u.failing_since)}, ${plural(Number(u.probes), 'probe', 'probes')} since; ` +
           `${plural(Number(u.failing), 'delivery', 'deliveries')} waiting; last ` +
