@@ -74,7 +74,7 @@ async function one(): Promise<void> {
       handler: 'EventSender', answered: () => undefined, checkpoint: () => Promise.resolve(),
       // A build before CompiledStep.answer passes the step number and reads the whole answer.
       request: (req, s, step) => client.request(req, s, message, (step as unknown as { answer?: AnswerNeeds }).answer),
-    });
+    }, undefined);
   if (!r.ok) throw new Error(r.reason);
 }
 

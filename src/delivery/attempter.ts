@@ -5,7 +5,8 @@ import { HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Delivery } from './keyed-queue.ts';
 import type { DeliveryObserver } from './observer.ts';
 import type { CompiledStep } from './steps/plan.ts';
-import { runSteps } from './steps/run.ts';
+import { runSteps, type StepsDeps } from './steps/run.ts';
+import type { MessageRef } from './standard-webhooks.ts';
 import { Targets, type TargetEvent, type TargetState } from './targets.ts';
 import { TokenBucket } from './token-bucket.ts';
 
@@ -43,6 +44,25 @@ export interface AttempterDeps {
 
 const NO_URL: PostResult = { ok: false, status: null, reason: 'handler has no URL', retryAfterMs: null, durationMs: 0 };
 
+function downResult(url: string): PostResult {
+  return { ok: false, status: null, reason: `${redactUrl(url)} is down (circuit breaker open): waiting for a probe to succeed`, retryAfterMs: null, durationMs: 0 };
+}
+
+/** One attempt's request steps: their URL, and whether the next answer is that of the probe of a down target. */
+class StepsAttempt {
+  constructor(readonly url: string, public probing: boolean) {}
+}
+
+/**
+ * The message of one step's request (src/delivery/standard-webhooks.ts): one
+ * webhook-id per step (docs/handlers.md), the same for each retry of it; made
+ * only when StandardWebhooks reads it.
+ */
+class StepMessage implements MessageRef {
+  constructor(readonly handler: string, private readonly iEvent: number, private readonly step: number) {}
+  get event(): { readonly i_event: string } { return { i_event: `${this.iEvent}-${this.step}` }; }
+}
+
 /**
  * The attempts of one http handler: how many may start now (one at a time
  * for a sync handler; for an async one, the token bucket and at most 256 on
@@ -58,10 +78,26 @@ export class Attempter {
   private bucket?: TokenBucket;
   private onWire = 0;
   private probeOnWire = false;
+  /** What the request steps of every attempt call back (src/delivery/steps/run.ts): made once. */
+  private readonly stepsDeps: StepsDeps<StepsAttempt>;
 
   constructor(readonly handler: string, caFile: string | null, private readonly deps: AttempterDeps) {
     this.client = deps.client ?? new HttpClient(caFile);
     this.targets = new Targets(handler, deps.log, deps.target, deps.iEnv ?? null);
+    this.stepsDeps = {
+      handler,
+      request: (r, settings, step, d) => {
+        if (!this.client.request) throw new Error('this client cannot send request steps');
+        return this.client.request(r, settings, new StepMessage(d.item.handler, d.item.event.i_event, step.number), step.answer);
+      },
+      answered: (d, shown, r, at) => {
+        this.logAttempt(d, redactUrl(shown), r, true);
+        this.deps.observer.attempt(this.handler, r);
+        this.targets.record(at.url, r, at.probing);
+        at.probing = false;
+      },
+      checkpoint: deps.checkpoint ?? (() => Promise.resolve()),
+    };
   }
 
   /** Requests on the wire. */
@@ -127,21 +163,30 @@ export class Attempter {
     let last = NO_URL;
     let targetDown = false;
     if (s && steps) {
-      ({ last, targetDown } = await this.attemptSteps(d, s, probe, steps));
+      // The request steps (src/delivery/steps/run.ts), to the handler's one URL: the circuit breaker
+      // as for a POST, the first request of the sequence is the probe of a target that is down.
+      const url = s.url[0]!;
+      const atDown = this.mayGo(url, s, probe);
+      if (atDown === null) {
+        last = downResult(url);
+        targetDown = true;
+      } else {
+        const at = new StepsAttempt(url, atDown);
+        last = await runSteps(d, steps, s, this.stepsDeps, at);
+        if (at.probing) this.targets.record(url, last, true); // the probe never went (a step could not be rendered): it failed
+        targetDown = !last.ok && atDown && !this.targets.breaker(url, s).up;
+      }
     } else if (s) {
       d.body ??= requestBody(d.item.event, s.event_names);
       const urls = s.url;
       while (d.urlsDone < urls.length) {
         const url = urls[d.urlsDone]!;
-        const breaker = this.targets.breaker(url, s);
-        const atDown = !breaker.up;
-        if (atDown && (!probe || breaker.probing)) {
-          // On the wire when the target went down, or a second down target: not sent.
-          last = { ok: false, status: null, reason: `${redactUrl(url)} is down (circuit breaker open): waiting for a probe to succeed`, retryAfterMs: null, durationMs: 0 };
+        const atDown = this.mayGo(url, s, probe);
+        if (atDown === null) {
+          last = downResult(url);
           targetDown = true;
           break;
         }
-        if (atDown) breaker.startProbe();
         last = await this.client.post(url, d.body, s, d.item);
         this.logAttempt(d, url, last);
         this.deps.observer.attempt(this.handler, last);
@@ -161,37 +206,17 @@ export class Attempter {
   }
 
   /**
-   * The request steps of one attempt (src/delivery/steps/run.ts), to the
-   * handler's one URL: the circuit breaker as for a POST, the first request
-   * of the sequence is the probe of a target that is down.
+   * Whether a request may go to `url` now: null when its target is down and
+   * this is not the probe (on the wire when the target went down, or a second
+   * down target: not sent); else whether it is the probe of a down target
+   * (started here).
    */
-  private async attemptSteps(d: Delivery, s: HttpSettings, probe: boolean, steps: readonly CompiledStep[]): Promise<{ last: PostResult; targetDown: boolean }> {
-    const url = s.url[0]!;
+  private mayGo(url: string, s: HttpSettings, probe: boolean): boolean | null {
     const breaker = this.targets.breaker(url, s);
-    const atDown = !breaker.up;
-    if (atDown && (!probe || breaker.probing)) {
-      return { last: { ok: false, status: null, reason: `${redactUrl(url)} is down (circuit breaker open): waiting for a probe to succeed`, retryAfterMs: null, durationMs: 0 }, targetDown: true };
-    }
-    if (atDown) breaker.startProbe();
-    let probing = atDown;
-    const client = this.client;
-    const last = await runSteps(d, steps, s, {
-      handler: this.handler,
-      request: (r, settings, step) => {
-        if (!client.request) throw new Error('this client cannot send request steps');
-        // StandardWebhooks: one webhook-id per step (docs/handlers.md), the same for each retry of it.
-        return client.request(r, settings, { handler: d.item.handler, event: { i_event: `${d.item.event.i_event}-${step.number}` } }, step.answer);
-      },
-      answered: (dd, shown, r) => {
-        this.logAttempt(dd, redactUrl(shown), r, true);
-        this.deps.observer.attempt(this.handler, r);
-        this.targets.record(url, r, probing);
-        probing = false;
-      },
-      checkpoint: this.deps.checkpoint ?? (() => Promise.resolve()),
-    });
-    if (probing) this.targets.record(url, last, true); // the probe never went (a step could not be rendered): it failed
-    return { last, targetDown: !last.ok && atDown && !this.targets.breaker(url, s).up };
+    if (breaker.up) return false;
+    if (!probe || breaker.probing) return null;
+    breaker.startProbe();
+    return true;
   }
 
   /** `url` as shown (credentials hidden); a POST's is redacted here. */

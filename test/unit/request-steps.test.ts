@@ -61,6 +61,27 @@ describe('request steps (pure)', () => {
       (e: unknown) => e instanceof RenderError && /^header X-O: is an object, not a string/.test(e.message));
   });
 
+  it('JSONata evaluates each of its expressions once, in order, and none after the first value that cannot be used', async () => {
+    const env = { ESPF_SECRET_A: 'alpha', ESPF_SECRET_B: 'bravo', ESPF_SECRET_C: 'charlie' };
+    const input = stepInput(event, {}, [], []);
+    // Walker values between JSONata ones: the rendering starts over after each JSONata value; $secret() records what it gave.
+    const plan = StepPlan.compile([row({
+      path: '/{$secret("env:ESPF_SECRET_A")}/{variables.id}',
+      headers: { 'X-B': '$secret("env:ESPF_SECRET_B")', 'X-Id': 'variables.i_account' },
+      body: '{"c": $secret("env:ESPF_SECRET_C"), "id": variables.id}',
+    })]);
+    const r = await renderStep(plan.stepsFor('Account/New')[0]!, input, settings.url[0]!, env);
+    assert.equal(r.target, '/api/alpha/imsi-1');
+    assert.equal(r.url, 'https://hss.example.com/api/alpha/imsi-1');
+    assert.deepEqual(r.headers, { 'x-b': 'bravo', 'x-id': '42', 'content-type': 'application/json' });
+    assert.equal(r.body, '{"c":"charlie","id":"imsi-1"}');
+    assert.deepEqual(r.secrets, ['alpha', 'bravo', 'charlie'], 'each $secret() once, in order');
+    // The path's value cannot be used: its error, not the body's (whose variable is not set: never evaluated).
+    const bad = StepPlan.compile([row({ path: '/{$merge([variables.o])}', body: '$secret("env:ESPF_SECRET_UNSET")' })]);
+    await assert.rejects(async () => renderStep(bad.stepsFor('Account/New')[0]!, input, settings.url[0]!, env),
+      (e: unknown) => e instanceof RenderError && /^path \{\$merge\(\[variables\.o\]\)\}: is an object, not a string or number$/.test(e.message));
+  });
+
   it('an expression that runs too long or nests too deep is stopped, and the render fails with that reason', async () => {
     const plan = StepPlan.compile([row({ body: '($f := function($n){$n > 0 ? $n + $f($n - 1) : 0}; $f(100000))' })]);
     await assert.rejects(async () => renderStep(plan.stepsFor('Account/New')[0]!, stepInput(event, {}, [], []), settings.url[0]!),

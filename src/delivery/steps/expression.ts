@@ -155,10 +155,12 @@ function fastOf(ast: jsonata.ExprNode): Fast | null {
   if (n.type === 'path' && Object.keys(n).every((k) => k === 'type' || k === 'steps') && n.steps
       && n.steps.every((s) => s.type === 'name' && typeof s.value === 'string' && Object.keys(s).every((k) => NAME_KEYS.has(k)))) {
     const names = n.steps.map((s) => s.value as string);
+    // Indexed loops, no iterator: these run for every expression of every event.
     return (input) => {
       let v: unknown = input;
-      for (const name of names) {
+      for (let i = 0; i < names.length; i++) {
         if (v === null || typeof v !== 'object' || Array.isArray(v)) return v === undefined || v === null || typeof v !== 'object' ? undefined : BAIL;
+        const name = names[i]!;
         if (!Object.hasOwn(v, name)) return undefined;
         v = (v as Record<string, unknown>)[name];
       }
@@ -175,12 +177,14 @@ function fastOf(ast: jsonata.ExprNode): Fast | null {
       pairs.push([k.value, f]);
     }
     if (new Set(pairs.map(([k]) => k)).size !== pairs.length) return null; // JSONata refuses a duplicate key: its error
+    const keys = pairs.map(([k]) => k);
+    const values = pairs.map(([, f]) => f);
     return (input) => {
       const o: Record<string, unknown> = {};
-      for (const [k, f] of pairs) {
-        const v = f(input);
+      for (let i = 0; i < keys.length; i++) {
+        const v = values[i]!(input);
         if (v === BAIL) return BAIL;
-        if (v !== undefined) o[k] = v;
+        if (v !== undefined) o[keys[i]!] = v;
       }
       return o;
     };

@@ -79,10 +79,15 @@ export function describeProblem(p: StepProblem): string {
  * problems sends nothing (its deliveries wait) until its rows are mended.
  */
 export class StepPlan {
+  /** The steps of '*' when no type has steps of its own (the common case: one lookup less per event), else null. */
+  private readonly onlyAny: readonly CompiledStep[] | null;
+
   private constructor(
     private readonly byType: ReadonlyMap<string, readonly CompiledStep[]>,
     readonly problems: readonly StepProblem[],
-  ) {}
+  ) {
+    this.onlyAny = byType.size === 1 ? byType.get(ANY_TYPE) ?? null : null;
+  }
 
   /** Compiles the rows of one handler (any order). */
   static compile(rows: readonly StepRow[]): StepPlan {
@@ -103,7 +108,7 @@ export class StepPlan {
 
   /** The steps for an event of `eventType`; empty: skipped (the handler has steps, none for this type). */
   stepsFor(eventType: string): readonly CompiledStep[] {
-    return this.byType.get(eventType) ?? this.byType.get(ANY_TYPE) ?? [];
+    return this.onlyAny ?? this.byType.get(eventType) ?? this.byType.get(ANY_TYPE) ?? [];
   }
 
   /** The event types with steps of their own ('*' included). */

@@ -57,6 +57,8 @@ export interface StepRequest {
   readonly origin: string;
   /** The path and query sent. */
   readonly target: string;
+  /** origin + target: the URL sent to, as messages and provisioning.log show it (its passwords masked there). */
+  readonly url: string;
   readonly headers: Record<string, string>;
   readonly body: string | undefined;
   /** The values of the secrets it carries: masked in every message. */
@@ -71,79 +73,110 @@ export class RenderError extends Error {
   readonly code = 'ESPF_STEP_RENDER';
 }
 
+/** The secrets of a request that carries none (shared: nobody changes a request's secrets). */
+const NO_SECRETS: readonly string[] = Object.freeze([]);
+
+/**
+ * What stops a rendering when the expression of slot `k` (the k-th expression
+ * of the step: path, headers, body, in order) needs JSONata's evaluator and
+ * its value is not known yet. Not an Error: no stack is taken.
+ */
+class NeedsEvaluator {
+  constructor(readonly k: number, readonly e: Expression, readonly where: string) {}
+}
+
+/** The value of slot `k` JSONata gave (`known`, filled by renderWithEvaluator); NeedsEvaluator when there is none yet. */
+function evaluated(known: readonly unknown[] | null, k: number, e: Expression, where: string): unknown {
+  if (known !== null && k < known.length && known[k] !== UNKNOWN) return known[k];
+  throw new NeedsEvaluator(k, e, where);
+}
+
+/** A slot of `known` that JSONata has not evaluated. */
+const UNKNOWN = Symbol('unknown');
+
 /**
  * Renders one step for an event: its path below the handler's base URL
  * (`base`, the handler's one URL), headers and body. `env` resolves `env:NAME`
  * secrets (header values written so, and `$secret("env:NAME")` in an expression).
  * When the walker evaluates every expression (Expression.fastValue) the request
- * comes at once, without a promise; otherwise a promise of it. A step that cannot
- * be rendered gives a promise rejected with RenderError.
+ * comes at once, without a promise, a generator or a closure; otherwise a
+ * promise of it. A step that cannot be rendered gives a promise rejected with
+ * RenderError.
  */
 export function renderStep(step: CompiledStep, input: Record<string, unknown>, base: string,
                            env: NodeJS.ProcessEnv = process.env): StepRequest | Promise<StepRequest> {
-  const g = rendering(step, input, base, env);
-  let r: IteratorResult<Promise<unknown>, StepRequest>;
   try {
-    r = g.next();
+    return assemble(step, input, base, env, null, NO_SECRETS);
   } catch (err) {
+    if (err instanceof NeedsEvaluator) return renderWithEvaluator(step, input, base, env, err);
     return Promise.reject(err as Error); // a step that cannot be rendered: always a rejection
   }
-  return r.done ? r.value : resumeRendering(g, r.value);
 }
 
-/** The rest of a rendering once an expression went to JSONata: each value awaited, in order (a failure thrown back in where it was awaited). */
-async function resumeRendering(g: Generator<Promise<unknown>, StepRequest, unknown>, first: Promise<unknown>): Promise<StepRequest> {
-  let r: IteratorResult<Promise<unknown>, StepRequest> = { done: false, value: first };
-  while (!r.done) {
-    let value: unknown;
-    try {
-      value = await r.value;
-    } catch (err) {
-      r = g.throw(err);
-      continue;
-    }
-    r = g.next(value);
-  }
-  return r.value;
-}
-
-/** The rendering of one step: yields the promise of a value JSONata evaluates, and is given its value back. */
-function* rendering(step: CompiledStep, input: Record<string, unknown>, base: string,
-                    env: NodeJS.ProcessEnv): Generator<Promise<unknown>, StepRequest, unknown> {
+/**
+ * A rendering in which some expression goes to JSONata: each such value
+ * awaited when the rendering reaches it (in order, after the checks of what
+ * comes before it, as the walker's values are checked), then the rendering
+ * starts over with the values known so far (the walker's values are computed
+ * again: they cost less than keeping them). A failure of an evaluation is a
+ * RenderError naming its field.
+ */
+async function renderWithEvaluator(step: CompiledStep, input: Record<string, unknown>, base: string,
+                                   env: NodeJS.ProcessEnv, first: NeedsEvaluator): Promise<StepRequest> {
+  const known: unknown[] = [];
   const secrets: string[] = [];
-  let bindings: Bindings | undefined;
-  const bind = (): Bindings => bindings ??= {
+  const bindings: Bindings = {
     secret: (ref: unknown) => {
       const v = resolveSecret(String(ref), `$secret(${JSON.stringify(String(ref).slice(0, 80))})`, env);
       secrets.push(v);
       return v;
     },
   };
-  const slow = async (e: Expression, where: string): Promise<unknown> => {
+  let need = first;
+  for (;;) {
+    let v: unknown;
     try {
-      return await e.evaluate(input, e.isFast ? undefined : bind());
+      v = await need.e.evaluate(input, need.e.isFast ? undefined : bindings);
     } catch (err) {
       const msg = err instanceof ExpressionError ? err.message : (err as Error).message;
-      throw new RenderError(`${where}: ${msg}`);
+      throw new RenderError(`${need.where}: ${msg}`);
     }
-  };
-  // The walker's value at once (no promise per expression); JSONata's through `slow`.
-  const evaluate = (e: Expression, where: string): unknown => {
-    const v = e.fastValue(input);
-    return v !== NOT_FAST ? v : slow(e, where);
-  };
+    while (known.length < need.k) known.push(UNKNOWN);
+    known[need.k] = v;
+    try {
+      return assemble(step, input, base, env, known, secrets);
+    } catch (err) {
+      if (!(err instanceof NeedsEvaluator)) throw err;
+      need = err;
+    }
+  }
+}
+
+/**
+ * The request of one step from its expressions' values: the walker's, or
+ * those JSONata gave (`known`, by slot); throws NeedsEvaluator for the first
+ * value it lacks, RenderError for the first value its place cannot hold.
+ * `evalSecrets`: what the evaluations' $secret() gave.
+ */
+function assemble(step: CompiledStep, input: Record<string, unknown>, base: string, env: NodeJS.ProcessEnv,
+                  known: readonly unknown[] | null, evalSecrets: readonly string[]): StepRequest {
+  let k = 0;
   let path = '';
-  for (const part of step.path) {
+  for (let i = 0; i < step.path.length; i++) {
+    const part = step.path[i]!;
     if (typeof part === 'string') { path += part; continue; }
-    let v = evaluate(part, `path {${part.text}}`);
-    if (v instanceof Promise) v = yield v;
+    let v = part.fastValue(input);
+    if (v === NOT_FAST) v = evaluated(known, k, part, `path {${part.text}}`);
+    k++;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw new RenderError(`path {${part.text}}: ${v === undefined ? 'has no value' : `is ${describe(v)}, not a string or number`}`);
     }
     path += encodeURIComponent(String(v));
   }
+  let secrets = evalSecrets;
   const headers: Record<string, string> = {};
-  for (const [name, h] of step.headers) {
+  for (let i = 0; i < step.headers.length; i++) {
+    const [name, h] = step.headers[i]!;
     let v: unknown;
     if ('secret' in h) {
       try {
@@ -151,10 +184,11 @@ function* rendering(step: CompiledStep, input: Record<string, unknown>, base: st
       } catch (err) {
         throw new RenderError((err as Error).message);
       }
-      secrets.push(v as string);
+      secrets = [...secrets, v as string];
     } else {
-      v = evaluate(h.expr, `header ${name}`);
-      if (v instanceof Promise) v = yield v;
+      v = h.expr.fastValue(input);
+      if (v === NOT_FAST) v = evaluated(known, k, h.expr, `header ${name}`);
+      k++;
     }
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') throw new RenderError(`header ${name}: is ${describe(v)}, not a string`);
@@ -164,16 +198,21 @@ function* rendering(step: CompiledStep, input: Record<string, unknown>, base: st
   }
   let body: string | undefined;
   if (step.body) {
-    let v = evaluate(step.body, 'body');
-    if (v instanceof Promise) v = yield v;
+    let v = step.body.fastValue(input);
+    if (v === NOT_FAST) v = evaluated(known, k, step.body, 'body');
     if (v !== undefined) {
       body = step.form ? formBody(v) : JSON.stringify(v);
       if (body.length > MAX_BODY) throw new RenderError(`body: longer than ${MAX_BODY} characters`);
       headers['content-type'] = step.contentType;
     }
   }
-  const { origin, target } = join(base, path);
-  return { method: step.method, path, origin, target, headers, body, secrets };
+  const b = baseOf(base);
+  if (b.problem !== null) throw new RenderError(b.problem);
+  const target = path === '' ? b.whole : `${b.path}${path}`;
+  return {
+    method: step.method, path, origin: b.origin, target, url: path === '' ? b.wholeUrl : `${b.origin}${target}`, headers, body,
+    secrets: secrets.length === 0 ? NO_SECRETS : secrets,
+  };
 }
 
 /** An object of scalar values (an array value: the key repeated) as application/x-www-form-urlencoded. */
@@ -191,23 +230,32 @@ function formBody(v: unknown): string {
 
 /** base + path: the base URL's path without its trailing "/", then the step's path (a path of "" keeps the base whole). */
 export function join(base: string, path: string): { origin: string; target: string } {
-  let b = bases.get(base);
-  if (b === undefined) {
-    const problem = httpUrlProblem(base);
-    if (problem !== null) b = { problem: `url ${redactUrl(base)} cannot be used: ${problem}`, origin: '', path: '', whole: '' };
-    else {
-      const u = new URL(base);
-      b = { problem: null, origin: u.origin, path: u.pathname.replace(/\/+$/, ''), whole: `${u.pathname}${u.search}` };
-    }
-    if (bases.size >= BASES_KEPT) bases.clear();
-    bases.set(base, b);
-  }
+  const b = baseOf(base);
   if (b.problem !== null) throw new RenderError(b.problem);
   return { origin: b.origin, target: path === '' ? b.whole : `${b.path}${path}` };
 }
 
+/** A base URL parsed: its origin, its path without the trailing "/", its path and query whole (and with the origin); or why it cannot be used. */
+interface Base { readonly problem: string | null; readonly origin: string; readonly path: string; readonly whole: string; readonly wholeUrl: string }
+
+function baseOf(base: string): Base {
+  let b = bases.get(base);
+  if (b === undefined) {
+    const problem = httpUrlProblem(base);
+    if (problem !== null) b = { problem: `url ${redactUrl(base)} cannot be used: ${problem}`, origin: '', path: '', whole: '', wholeUrl: '' };
+    else {
+      const u = new URL(base);
+      const whole = `${u.pathname}${u.search}`;
+      b = { problem: null, origin: u.origin, path: u.pathname.replace(/\/+$/, ''), whole, wholeUrl: `${u.origin}${whole}` };
+    }
+    if (bases.size >= BASES_KEPT) bases.clear();
+    bases.set(base, b);
+  }
+  return b;
+}
+
 /** Base URLs parsed once each (a handler has one). */
-const bases = new Map<string, { problem: string | null; origin: string; path: string; whole: string }>();
+const bases = new Map<string, Base>();
 const BASES_KEPT = 256;
 
 function describe(v: unknown): string {
