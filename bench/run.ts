@@ -46,41 +46,96 @@ type FigureOutcome =
   | { status: 'ok'; values: Record<string, number>; runs: RunResult[]; errors: string[]; skippedRuns: number }
   | { status: 'unavailable' | 'error'; reason: string; runs: RunResult[]; errors: string[] };
 
-async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string, unknown>): Promise<FigureOutcome> {
-  const results: RunResult[] = [];
-  const errors: string[] = [];
-  let skipped = 0;
-  let lastRunMs = 0;
-  for (let i = 1; i <= runs; i++) {
-    // Another run that would end well past the figure's budget is skipped (and recorded as such).
-    if (i > 1 && Date.now() + lastRunMs * 1.2 > ctx.deadline) { skipped = runs - i + 1; log(`${f.name}: budget spent, ${skipped} run(s) skipped`); break; }
-    const runStart = Date.now();
-    log(`${f.name}: run ${i}/${runs}`);
-    try {
-      const load = os.loadavg()[0]!;
-      const r = await f.run(ctx, params, i);
-      log(`${f.name}: run ${i}: ${JSON.stringify(r.values)}`);
-      results.push({ ...r, details: { ...r.details, seconds_run: round((Date.now() - runStart) / 1000, 1), load_avg_1m_at_start: round(load, 2) } });
-    } catch (err) {
-      if (err instanceof Unavailable) {
-        log(`${f.name}: unavailable: ${err.message}`);
-        return { status: 'unavailable', reason: err.message, runs: results, errors };
-      }
-      const msg = err instanceof Error ? err.message : String(err);
-      log(`${f.name}: run ${i} failed: ${msg}`);
-      errors.push(msg);
+/** One figure's runs so far: its results, the errors of failed runs, the runs skipped for its budget. */
+interface Runs { readonly results: RunResult[]; readonly errors: string[]; skipped: number; unavailable?: string }
+
+/** Run `i` of figure `f`, added to `into`; false when the figure is unavailable (no more runs then). */
+async function runOnce(ctx: BenchContext, f: Figure<any>, params: Record<string, unknown>, i: number, into: Runs): Promise<boolean> {
+  const runStart = Date.now();
+  log(`${f.name}: run ${i}/${runs}`);
+  try {
+    const load = os.loadavg()[0]!;
+    const r = await f.run(ctx, params, i);
+    log(`${f.name}: run ${i}: ${JSON.stringify(r.values)}`);
+    into.results.push({ ...r, details: { ...r.details, seconds_run: round((Date.now() - runStart) / 1000, 1), load_avg_1m_at_start: round(load, 2) } });
+  } catch (err) {
+    if (err instanceof Unavailable) {
+      log(`${f.name}: unavailable: ${err.message}`);
+      into.unavailable = err.message;
+      return false;
     }
-    lastRunMs = Date.now() - runStart;
+    const msg = err instanceof Error ? err.message : String(err);
+    log(`${f.name}: run ${i} failed: ${msg}`);
+    into.errors.push(msg);
   }
+  return true;
+}
+
+/** A figure's outcome from its runs: each value the median over the runs. */
+function summarize(r: Runs): FigureOutcome {
+  const { results, errors } = r;
+  if (r.unavailable !== undefined) return { status: 'unavailable', reason: r.unavailable, runs: results, errors };
   if (results.length === 0) return { status: 'error', reason: errors.join('; ') || 'no run completed', runs: results, errors };
   // A run cut short (complete: false) gives a bound, not a measurement: the median is
   // taken over the complete runs when there is one.
-  const complete = results.filter((r) => r.details?.complete !== false);
+  const complete = results.filter((x) => x.details?.complete !== false);
   const basis = complete.length > 0 ? complete : results;
   const values: Record<string, number> = {};
-  for (const key of Object.keys(basis[0]!.values)) values[key] = round(median(basis.map((r) => r.values[key]!).filter((x) => Number.isFinite(x))), 3);
-  return { status: 'ok', values, runs: results, errors, skippedRuns: skipped };
+  const keys = new Set(basis.flatMap((x) => Object.keys(x.values)));
+  for (const key of keys) values[key] = round(median(basis.map((x) => x.values[key]!).filter((x) => Number.isFinite(x))), 3);
+  return { status: 'ok', values, runs: results, errors, skippedRuns: r.skipped };
 }
+
+async function measure(ctx: BenchContext, f: Figure<any>, params: Record<string, unknown>): Promise<FigureOutcome> {
+  const r: Runs = { results: [], errors: [], skipped: 0 };
+  let lastRunMs = 0;
+  for (let i = 1; i <= runs; i++) {
+    // Another run that would end well past the figure's budget is skipped (and recorded as such).
+    if (i > 1 && Date.now() + lastRunMs * 1.2 > ctx.deadline) { r.skipped = runs - i + 1; log(`${f.name}: budget spent, ${r.skipped} run(s) skipped`); break; }
+    const runStart = Date.now();
+    if (!(await runOnce(ctx, f, params, i, r))) break;
+    lastRunMs = Date.now() - runStart;
+  }
+  return summarize(r);
+}
+
+/**
+ * Two figures whose quotient is a goal (e2e_shaped ÷ e2e), measured in turns:
+ * run i of both before run i + 1 of either, first one then the other, then the
+ * other way round (ABBA), so that the machine's drift and a second run's extra
+ * cost fall on both alike. Each run of `b` also gets `ratio_key`: its
+ * `value_key` ÷ that of the run of `a` beside it (their median is the figure's).
+ */
+async function measureInTurns(ctx: BenchContext, a: Figure<any>, b: Figure<any>, pa: Record<string, unknown>, pb: Record<string, unknown>,
+                              valueKey: string, ratioKey: string): Promise<[FigureOutcome, FigureOutcome]> {
+  const ra: Runs = { results: [], errors: [], skipped: 0 };
+  const rb: Runs = { results: [], errors: [], skipped: 0 };
+  let lastPairMs = 0;
+  for (let i = 1; i <= runs; i++) {
+    if (i > 1 && Date.now() + lastPairMs * 1.2 > ctx.deadline) {
+      ra.skipped = rb.skipped = runs - i + 1;
+      log(`${a.name}, ${b.name}: budget spent, ${ra.skipped} run(s) of each skipped`);
+      break;
+    }
+    const pairStart = Date.now();
+    const [na, nb] = [ra.results.length, rb.results.length];
+    const order: [Figure<any>, Record<string, unknown>, Runs][] = [[a, pa, ra], [b, pb, rb]];
+    if (i % 2 === 0) order.reverse();
+    for (const [f, p, r] of order) if (r.unavailable === undefined) await runOnce(ctx, f, p, i, r);
+    if (ra.unavailable !== undefined && rb.unavailable !== undefined) break;
+    const ya = ra.results.length > na ? ra.results[na]!.values[valueKey] : undefined;
+    const yb = rb.results.length > nb ? rb.results[nb]!.values[valueKey] : undefined;
+    if (ya && yb !== undefined) {
+      const run = rb.results[nb]!;
+      rb.results[nb] = { ...run, values: { ...run.values, [ratioKey]: round(yb / ya, 3) } };
+    }
+    lastPairMs = Date.now() - pairStart;
+  }
+  return [summarize(ra), summarize(rb)];
+}
+
+/** Figures measured in turns when both are run: [a, b, the value compared, the key of b's run ÷ a's]. */
+const IN_TURNS: readonly [string, string, string, string][] = [['e2e', 'e2e_shaped', 'cpu_us_espf', 'cpu_us_espf_per_e2e']];
 
 interface Row { figure: string; measured: string; goal: string; met: string }
 
@@ -127,7 +182,9 @@ function goalRows(out: Record<string, FigureOutcome>): { rows: Row[]; goals: Rec
   const plainCpu = v('e2e', 'cpu_us_espf');
   const shapedCpu = v('e2e_shaped', 'cpu_us_espf');
   add('e2e_shaped cpu per event: espf', 'e2e_shaped', shapedCpu, ' us', '-', undefined);
-  const shapedRatio = plainCpu && shapedCpu !== undefined ? round(shapedCpu / plainCpu, 2) : undefined;
+  // The median of the run-by-run quotients when the two ran in turns; else the quotient of the medians.
+  const pairedRatio = v('e2e_shaped', 'cpu_us_espf_per_e2e');
+  const shapedRatio = pairedRatio !== undefined ? round(pairedRatio, 2) : plainCpu && shapedCpu !== undefined ? round(shapedCpu / plainCpu, 2) : undefined;
   add('e2e_shaped cpu per event: espf / bare client', 'e2e_shaped', perBare('e2e_shaped'), ' x', '-', undefined);
   add('e2e_shaped / e2e cpu per event (espf)', 'e2e_shaped', shapedRatio, ' x', '<= 1.15', shapedRatio === undefined ? undefined : shapedRatio <= 1.15);
   const p50 = v('latency', 'p50');
@@ -200,7 +257,8 @@ function figuresJson(out: Record<string, FigureOutcome>): Record<string, unknown
   put('capture_overhead_ratio', 'capture_overhead', (v) => v.capture_overhead_ratio);
   put('e2e_eps', 'e2e', (v) => v.e2e_eps);
   put('e2e_cpu_us', 'e2e', (v) => ({ espf: v.cpu_us_espf, postgres: v.cpu_us_postgres, receiver: v.cpu_us_receiver }));
-  put('e2e_shaped', 'e2e_shaped', (v) => ({ e2e_eps: v.e2e_eps, cpu_us_espf: v.cpu_us_espf, cpu_us_postgres: v.cpu_us_postgres }));
+  put('e2e_shaped', 'e2e_shaped', (v) => ({ e2e_eps: v.e2e_eps, cpu_us_espf: v.cpu_us_espf, cpu_us_postgres: v.cpu_us_postgres,
+    cpu_us_espf_per_e2e: v.cpu_us_espf_per_e2e }));
   put('latency_ms', 'latency', (v) => ({ p50: v.p50, p95: v.p95, p99: v.p99 }));
   put('fanout_s', 'fanout', (v) => v.fanout_s);
   put('fanout_peak_rss_mb', 'fanout', (v) => v.fanout_peak_rss_mb);
@@ -283,13 +341,24 @@ async function main(): Promise<void> {
     };
     const outcomes: Record<string, FigureOutcome> = {};
     const parameters: Record<string, unknown> = { runs, quick, budget_scale: budgetScale, seed: sizes };
-    for (const f of FIGURES) {
-      if (only && !only.has(f.name)) continue;
+    const selected = FIGURES.filter((f) => !only || only.has(f.name));
+    const budgetOf = (f: Figure<any>) => (quick ? f.budgetS.quick : f.budgetS.full) * budgetScale;
+    for (const f of selected) {
+      if (outcomes[f.name]) continue; // measured in turns with another
       const params = f.params(ctx);
-      const budget = (quick ? f.budgetS.quick : f.budgetS.full) * budgetScale;
-      parameters[f.name] = { ...params, budget_s: budget };
+      parameters[f.name] = { ...params, budget_s: budgetOf(f) };
       const t = Date.now();
-      outcomes[f.name] = await measure({ ...ctx, deadline: t + budget * 1000 }, f, params);
+      const turns = IN_TURNS.find(([a]) => a === f.name);
+      const partner = turns && selected.find((g) => g.name === turns[1]);
+      if (turns && partner) {
+        const pb = partner.params(ctx);
+        parameters[partner.name] = { ...pb, budget_s: budgetOf(partner), in_turns_with: f.name };
+        [outcomes[f.name], outcomes[partner.name]] = await measureInTurns({ ...ctx, deadline: t + (budgetOf(f) + budgetOf(partner)) * 1000 },
+          f, partner, params, pb, turns[2], turns[3]);
+        log(`${f.name}, ${partner.name} in turns: ${round((Date.now() - t) / 1000, 1)} s`);
+        continue;
+      }
+      outcomes[f.name] = await measure({ ...ctx, deadline: t + budgetOf(f) * 1000 }, f, params);
       log(`${f.name}: ${round((Date.now() - t) / 1000, 1)} s`);
     }
     const { rows, goals } = goalRows(outcomes);
