@@ -22,13 +22,15 @@ function flagValue(flags: readonly string[], name: string): number | undefined {
 }
 
 describe('bin/espf.js node flags', () => {
-  it('keeps the old-space limit at 224 MB or more and a young generation of at most 2 x 8 MB', () => {
+  it('keeps the old-space limit at 224 MB or more, growing by a tenth, and a young generation of at most 2 x 8 MB', () => {
     const flags = firstLineFlags();
     const oldSpace = flagValue(flags, '--max-old-space-size');
     assert.ok(oldSpace !== undefined && oldSpace >= 224, `--max-old-space-size must stay >= 224 (a million-event transaction fits in it), got ${String(oldSpace)}`);
     const semi = flagValue(flags, '--max-semi-space-size');
     assert.ok(semi !== undefined && semi <= 8, `--max-semi-space-size must be set to 8 or less, got ${String(semi)}`);
     assert.ok(flags.includes('--liftoff-only'), 'WebAssembly stays in Liftoff (--liftoff-only)');
+    const growing = flagValue(flags, '--heap-growing-percent');
+    assert.ok(growing !== undefined && growing > 0 && growing <= 10, `--heap-growing-percent must be set to 1-10, got ${String(growing)}`);
   });
 
   it('are flags this node accepts', () => {
