@@ -3,6 +3,7 @@
 // functions (sql/400_results.sql, sql/410_waiting_pages.sql); then the
 // backlog, resend (sql/700_resend.sql), and the reads of the console.
 import { sql, type Queryable, type SQLQuery } from '@databases/pg';
+import { numberArray, textArray } from './array-literal.ts';
 import type { Db } from './connect.ts';
 import { WAITING_STATES, type DeliveryState } from './delivery-states.ts';
 import type { Row } from './schema.ts';
@@ -86,23 +87,19 @@ export interface DeliveryRecord {
  * of those dropped because their event is another now (sql/400_results.sql).
  */
 export async function recordDeliveries(db: Db, instance: string, records: readonly DeliveryRecord[]): Promise<number[]> {
-  // node-postgres sends a JS array parameter as an array literal; step_answers
-  // go as JSON text, so that an array of answers is not read as a 2-D array.
-  const n = records.length;
-  const c = Array.from({ length: 19 }, () => new Array<string | number | null>(n));
-  for (let k = 0; k < n; k++) {
-    const r = records[k]!;
-    c[0]![k] = r.i_event; c[1]![k] = r.handler; c[2]![k] = r.state; c[3]![k] = r.event_type; c[4]![k] = r.order_key;
-    c[5]![k] = r.i_account; c[6]![k] = r.commit_lsn; c[7]![k] = r.attempts; c[8]![k] = r.urls_done;
-    c[9]![k] = r.last_http_status; c[10]![k] = r.last_error; c[11]![k] = r.next_attempt_at; c[12]![k] = r.committed_at;
-    c[13]![k] = r.first_attempt_at; c[14]![k] = r.last_attempt_at; c[15]![k] = r.finished_at; c[16]![k] = r.created_at;
-    c[17]![k] = r.steps_done; c[18]![k] = r.step_answers == null ? null : JSON.stringify(r.step_answers);
-  }
+  // Each column goes as one array literal (src/db/array-literal.ts); step_answers as
+  // the JSON text of each delivery's answers, read as jsonb[].
+  const num = (f: (r: DeliveryRecord) => number | null) => numberArray(records.map(f));
+  const text = (f: (r: DeliveryRecord) => string | null, recur = false) => textArray(records.map(f), recur);
   const [row] = await db.query(sql`
-    SELECT espf.record_deliveries(${instance}, true, ${c[0]}::bigint[], ${c[1]}::text[], ${c[2]}::text[], ${c[3]}::text[],
-             ${c[4]}::text[], ${c[5]}::bigint[], ${c[6]}::pg_lsn[], ${c[7]}::int[], ${c[8]}::int[], ${c[9]}::int[],
-             ${c[10]}::text[], ${c[11]}::float8[], ${c[12]}::float8[], ${c[13]}::float8[], ${c[14]}::float8[],
-             ${c[15]}::float8[], ${c[16]}::float8[], ${c[17]}::int[], ${c[18]}::jsonb[]) AS stale`);
+    SELECT espf.record_deliveries(${instance}, true, ${num((r) => r.i_event)}::bigint[], ${text((r) => r.handler, true)}::text[],
+             ${text((r) => r.state, true)}::text[], ${text((r) => r.event_type, true)}::text[], ${text((r) => r.order_key)}::text[],
+             ${num((r) => r.i_account)}::bigint[], ${text((r) => r.commit_lsn)}::pg_lsn[], ${num((r) => r.attempts)}::int[],
+             ${num((r) => r.urls_done)}::int[], ${num((r) => r.last_http_status)}::int[], ${text((r) => r.last_error)}::text[],
+             ${num((r) => r.next_attempt_at)}::float8[], ${num((r) => r.committed_at)}::float8[], ${num((r) => r.first_attempt_at)}::float8[],
+             ${num((r) => r.last_attempt_at)}::float8[], ${num((r) => r.finished_at)}::float8[], ${num((r) => r.created_at)}::float8[],
+             ${num((r) => r.steps_done)}::int[],
+             ${text((r) => (r.step_answers == null ? null : JSON.stringify(r.step_answers)))}::jsonb[]) AS stale`);
   return (row.stale as (string | number)[]).map(Number);
 }
 

@@ -1,5 +1,5 @@
 // The records of one espf.record_deliveries call read back from its parameters
-// (src/db/deliveries.ts sends one array per column, step_answers as JSON text),
+// (src/db/deliveries.ts sends one array literal per column, step_answers as JSON text),
 // for the pure tests whose stand-in pool keeps what the record stage wrote.
 
 /** The columns in the order recordDeliveries sends them; step_answers as JSON text. */
@@ -11,11 +11,31 @@ const COLUMNS: readonly [string, 'number' | 'text' | 'json'][] = [
   ['steps_done', 'number'], ['step_answers', 'json'],
 ];
 
-/** The rows of one call, from the values of its query (the instance first, then one array per column). */
+/** The elements of a one-dimensional array literal as PostgreSQL's array input reads them (NULL: null). */
+export function literalElements(literal: string): (string | null)[] {
+  if (literal === '{}') return [];
+  const out: (string | null)[] = [];
+  let i = 1;
+  while (i < literal.length) {
+    let e = '';
+    if (literal[i] === '"') {
+      for (i++; literal[i] !== '"'; i++) e += literal[i] === '\\' ? literal[++i] : literal[i];
+      out.push(e);
+      i++;
+    } else {
+      for (; literal[i] !== ',' && literal[i] !== '}'; i++) e += literal[i];
+      out.push(/^null$/i.test(e) ? null : e);
+    }
+    i++; // the comma, or the closing brace
+  }
+  return out;
+}
+
+/** The rows of one call, from the values of its query (the instance first, then one array literal per column). */
 export function recordsOfCall(values: readonly unknown[]): Record<string, unknown>[] {
-  const columns = COLUMNS.map(([name, kind], c) => ({ name, kind, elements: values[1 + c] as unknown[] }));
+  const columns = COLUMNS.map(([name, kind], c) => ({ name, kind, elements: literalElements(values[1 + c] as string) }));
   return columns[0]!.elements.map((_, k) => Object.fromEntries(columns.map(({ name, kind, elements }) => {
     const e = elements[k] ?? null;
-    return [name, e !== null && kind === 'json' ? JSON.parse(e as string) : e];
+    return [name, e === null ? null : kind === 'json' ? JSON.parse(e) : kind === 'number' ? Number(e) : e];
   })));
 }

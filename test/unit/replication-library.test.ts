@@ -88,5 +88,13 @@ describe('unit: pg-logical-replication internals espf relies on', function () {
     assert.deepEqual(m.new.variables, ['marker', '{"i_env": 1, "i_account": 7}']);
     assert.ok(m.new.created_at instanceof Date);
     assert.equal((m.new.created_at as Date).toISOString(), '2026-12-07T05:08:02.123Z');
+    // Read straight from the buffer, the row is the one the library's own reader makes.
+    variables.parser = pg.types.getTypeParser(3802) as (s: string) => unknown;
+    const own = (plugin as unknown as { parser: { parse(b: Buffer): { new: Record<string, unknown> } } }).parser.parse(insert);
+    assert.deepEqual({ ...(plugin.parse(insert) as { new: Record<string, unknown> }).new }, { ...own.new });
+    // A kind it does not read (binary) goes to the library's reader.
+    const binary = Buffer.concat([u8(0x49), i32(16400), u8(0x4e), i16(values.length),
+      ...values.map((v, k) => k === 1 ? Buffer.concat([u8(0x62), i32(2), Buffer.from('ab')]) : v === null ? u8(0x6e) : Buffer.concat([u8(0x74), i32(Buffer.byteLength(v)), Buffer.from(v)]))]);
+    assert.ok(Buffer.isBuffer((plugin.parse(binary) as { new: Record<string, unknown> }).new.event_type));
   });
 });
