@@ -2,7 +2,7 @@ import { DurableBatches, type Durable } from './durability.ts';
 
 /** Accounts (order keys) remembered as spilled; past this every new delivery is spilled until the database is caught up. */
 const MAX_SPILLED_KEYS = 100_000;
-/** Deliveries of one handler held in memory at most, by default: above the 10,000 not yet durable that hold the stream back, so a fast receiver never meets the window. */
+/** Deliveries of one handler held in memory at most, by default: far above the 2,000 not yet durable that hold the stream back (src/pipeline/acknowledge.ts), so a fast receiver never meets the window. */
 export const DEFAULT_WINDOW = 12_000;
 
 /** What the pages of waiting deliveries compare with to know they have caught up. */

@@ -13,6 +13,16 @@ export interface Admission {
   readonly handedOut: number;
 }
 
+/**
+ * Items not yet durable before the stream is held, by default: enough to keep
+ * the requests on the wire (src/delivery/attempter.ts, MAX_IN_FLIGHT) and the
+ * record stage's batches busy. Read further ahead, events only wait in memory
+ * longer: each outlives the young generation and costs the garbage collector
+ * (10,000 cost `espf run` about 14 % more CPU per event in `e2e`,
+ * docs/benchmarks.md, "Fewer objects per event").
+ */
+export const DEFAULT_MAX_HELD = 2_000;
+
 interface Open {
   readonly commitLsn: bigint;
   readonly replay: boolean;
@@ -49,7 +59,7 @@ export class Acknowledger {
     /** Everything up to this position is durable: acknowledge it to the server. */
     private readonly advance: (lsn: bigint) => void,
     /** Items not yet durable before the stream is held (back-pressure). */
-    private readonly maxHeld = 10_000,
+    private readonly maxHeld = DEFAULT_MAX_HELD,
   ) {
     this.tracker = new AckTracker(0n, advance);
   }
