@@ -9,7 +9,11 @@
  * truncates it (test/unit/stream-timestamp.test.ts compares both).
  */
 export function timestamptzParser(fallback: (text: string) => unknown): (text: string) => unknown {
-  return (s) => {
+  // The events of one transaction share their created_at (now(), the transaction's start):
+  // the text seen last gives the Date made last (nothing changes a Date of an event).
+  let lastText = '';
+  let lastDate: Date | undefined;
+  const parse = (s: string): unknown => {
     const n = s.length;
     if (n < 22 || n > 29 || n === 23 || s.charCodeAt(n - 3) !== PLUS || s.charCodeAt(n - 2) !== ZERO || s.charCodeAt(n - 1) !== ZERO) return fallback(s);
     if (s.charCodeAt(4) !== DASH || s.charCodeAt(7) !== DASH || s.charCodeAt(10) !== SPACE || s.charCodeAt(13) !== COLON || s.charCodeAt(16) !== COLON) return fallback(s);
@@ -26,6 +30,12 @@ export function timestamptzParser(fallback: (text: string) => unknown): (text: s
       ms = 1000 * parseFloat(s.slice(19, n - 3));
     }
     return new Date(Date.UTC(year, month - 1, day, hour, minute, second, ms));
+  };
+  return (s) => {
+    if (s === lastText && lastDate !== undefined) return lastDate;
+    const d = parse(s);
+    if (d instanceof Date) { lastText = s; lastDate = d; }
+    return d;
   };
 }
 

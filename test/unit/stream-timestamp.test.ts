@@ -33,6 +33,14 @@ describe('unit: created_at from the stream (src/stream/timestamp.ts)', function 
     assert.deepEqual(calls, []);
   });
 
+  it('gives the events of one transaction (one created_at text) one Date', () => {
+    const a = parse('2026-12-07 05:08:02.123456+00'), b = parse('2026-12-07 05:08:02.123456+00');
+    assert.equal(a, b);
+    const c = parse('2026-12-07 05:08:02.123457+00');
+    assert.notEqual(c, a);
+    assert.equal((c as Date).getTime(), (a as Date).getTime(), 'the same millisecond, another Date');
+  });
+
   it('hands every other form to pg\'s parser', () => {
     calls.length = 0;
     const others = ['2026-12-07 05:08:02.123+01', '2026-12-07 05:08:02-03:30', '2026-12-07 05:08:02+05:45:10', '0050-01-01 00:00:00+00',
