@@ -2,6 +2,7 @@ import type { HandlerConfig } from '../config/snapshot.ts';
 import type { StreamEvent } from '../stream/replication.ts';
 import { HttpLane, type HttpLaneDeps } from './http-lane.ts';
 import type { Item } from './item.ts';
+import { LaneGate } from './lane-gate.ts';
 import type { DeliveryObserver } from './observer.ts';
 import type { StepProblem } from './steps/plan.ts';
 import type { TargetEvent, TargetState } from './targets.ts';
@@ -33,11 +34,13 @@ export function envOf(e: StreamEvent): number | null {
  * handler's memory window; what they publish is summed up here under the
  * handler's name (targets with their i_env).
  *
- * Per-account order holds within a lane. An account's events share its i_env;
- * when its i_env changes, or an override row of its environment is added or
- * removed, while earlier deliveries of it are still held, its later events go
- * to the other lane and may reach their receiver before those
- * (docs/handlers.md, "Settings per environment").
+ * Per-account order holds across the lanes. An account's events share its
+ * i_env; when its i_env changes, or an override row of its environment is
+ * added or removed, while earlier deliveries of it are still held in another
+ * lane, its later deliveries wait at the gate (src/delivery/lane-gate.ts,
+ * durable, counted in the window) until that lane holds none of the account
+ * any more; then they go to their own lane, with its settings. With one lane
+ * (no environment rows) nothing is looked up: the gate is passed by.
  */
 export class HttpHandler {
   readonly name: string;
@@ -49,10 +52,13 @@ export class HttpHandler {
   private readonly targets = new Map<LaneKey, readonly TargetState[]>();
   /** An environment's configuration, made once per configuration in force. */
   private readonly configs = new Map<number, { readonly from: HandlerConfig; readonly config: HandlerConfig }>();
+  /** Deliveries whose account another lane still holds (only used with more than one lane). */
+  private readonly gate: LaneGate<LaneKey>;
 
   constructor(name: string, private readonly deps: HttpHandlerDeps) {
     this.name = name;
     this.window = deps.window;
+    this.gate = new LaneGate(this.lanes, (type) => deps.config()?.coalesce?.has(type) ?? false);
     deps.observer.oldestWaiting(name, () => {
       let min: Date | null = null;
       for (const read of this.oldest.values()) {
@@ -65,9 +71,9 @@ export class HttpHandler {
     for (const env of deps.config()?.envs?.keys() ?? []) this.lane(env);
   }
 
-  /** Items held in memory (queued, in flight or waiting for a retry), in every lane. */
+  /** Items held in memory (queued, in flight or waiting for a retry), in every lane and at the gate. */
   get size(): number {
-    let n = 0;
+    let n = this.gate.size;
     for (const l of this.lanes.values()) n += l.size;
     return n;
   }
@@ -81,15 +87,28 @@ export class HttpHandler {
   /** Why the handler's request steps cannot be used (the same for every lane); empty when none. */
   get stepProblems(): readonly StepProblem[] { return this.lane(null).stepProblems; }
 
-  /** A delivery fresh from the stream, to the lane of its environment. */
+  /** A delivery fresh from the stream, to the lane of its environment (through the gate when there are several). */
   enqueue(item: Item): void {
-    this.laneOf(item).enqueue(item);
+    const to = this.laneKeyOf(item);
+    if (this.lanes.size > 1 && this.gate.take(item, to)) {
+      this.publishHeld();
+      return;
+    }
+    this.lane(to).enqueue(item);
   }
 
-  /** A delivery that waits in the database (a page, a requeued one); false when a lane holds it already. */
+  /** A delivery that waits in the database (a page, a requeued one); false when a lane or the gate holds it already. */
   enqueueWaiting(item: Item): boolean {
     for (const l of this.lanes.values()) if (l.holds(item.event.i_event)) return false;
-    return this.laneOf(item).enqueueWaiting(item);
+    const to = this.laneKeyOf(item);
+    if (this.lanes.size > 1) {
+      if (this.gate.holds(item.event.i_event)) return false;
+      if (this.gate.take(item, to)) {
+        this.publishHeld();
+        return true;
+      }
+    }
+    return this.lane(to).enqueueWaiting(item);
   }
 
   /** At start: a target URL of environment `iEnv` (null: the default row) the last run saw down. */
@@ -105,14 +124,16 @@ export class HttpHandler {
     this.publishTargets();
   }
 
-  /** Stops every lane (requests on the wire finish within `maxWaitMs`; what waits is recorded). */
+  /** Stops every lane (requests on the wire finish within `maxWaitMs`; what waits is recorded, at the gate it is already). */
   async stop(maxWaitMs: number): Promise<void> {
+    this.gate.stop();
     await Promise.all([...this.lanes.values()].map((l) => l.stop(maxWaitMs)));
   }
 
-  private laneOf(item: Item): HttpLane {
+  /** The lane of an item's environment, by the configuration in force (at its commit position, for one fresh from the stream). */
+  private laneKeyOf(item: Item): LaneKey {
     const env = envOf(item.event);
-    return this.lane(env !== null && this.deps.config()?.envs?.has(env) ? env : null);
+    return env !== null && this.deps.config()?.envs?.has(env) ? env : null;
   }
 
   /** The lanes whose settings are in force: the default row's and those of the environments with a row now. */
@@ -130,6 +151,7 @@ export class HttpHandler {
       config: key === null ? d.config : () => this.envConfig(key),
       target: (state, event) => d.target?.(this, { ...state, iEnv: key }, event),
       iEnv: key,
+      drained: (orderKey) => this.gate.drained(orderKey),
     });
     this.lanes.set(key, l);
     return l;
@@ -150,18 +172,28 @@ export class HttpHandler {
   /** What a lane publishes, summed up over the lanes under the handler's name. */
   private laneObserver(key: LaneKey): DeliveryObserver {
     const o = this.deps.observer;
-    const sum = (m: Map<LaneKey, number>) => [...m.values()].reduce((a, b) => a + b, 0);
     return {
       ...o,
-      held: (_h, n) => { this.held.set(key, n); o.held(this.name, sum(this.held)); },
+      held: (_h, n) => { this.held.set(key, n); this.publishHeld(); },
       inFlight: (_h, n) => { this.onWire.set(key, n); o.inFlight(this.name, sum(this.onWire)); },
       oldestWaiting: (_h, read) => { this.oldest.set(key, read); },
       targets: (_h, states) => { this.targets.set(key, states); this.publishTargets(); },
     };
   }
 
+  /** Deliveries held in memory: in the lanes and at the gate. */
+  private publishHeld(): void {
+    this.deps.observer.held(this.name, sum(this.held) + this.gate.size);
+  }
+
   private publishTargets(): void {
     const live = this.liveKeys();
     this.deps.observer.targets(this.name, [...this.targets].filter(([k]) => live.has(k)).flatMap(([k, states]) => states.map((s) => ({ ...s, iEnv: k }))));
   }
+}
+
+function sum(m: Map<LaneKey, number>): number {
+  let n = 0;
+  for (const v of m.values()) n += v;
+  return n;
 }

@@ -29,6 +29,8 @@ export interface HttpLaneDeps {
   readonly client?: Poster;
   /** The environment of the lane (espf.http_handler_envs), for log lines; null or absent: the default row. */
   readonly iEnv?: number | null;
+  /** The lane holds no delivery of `key` any more (src/delivery/lane-gate.ts waits for it). */
+  readonly drained?: (key: string) => void;
 }
 
 /** The record of a delivery fresh from the stream that goes to the database only: never attempted. */
@@ -74,7 +76,7 @@ export class HttpLane {
     this.name = name;
     this.window = deps.window;
     this.observer = deps.observer;
-    this.queue = new KeyedQueue({ ready: () => this.pump(), superseded: (d) => this.superseded(d) });
+    this.queue = new KeyedQueue({ ready: () => this.pump(), superseded: (d) => this.superseded(d), drained: deps.drained });
     this.attempter = new Attempter(name, deps.config()?.http?.ca_file ?? null, {
       instance: deps.instance, plog: deps.plog, log: deps.log, observer: deps.observer, client: deps.client, iEnv: deps.iEnv,
       tokens: () => this.pump(),
@@ -100,16 +102,47 @@ export class HttpLane {
 
   /** A delivery fresh from the stream: into memory, or past the window to the database only (PENDING). */
   enqueue(item: Item): void {
-    if (this.window.mustSpill(item.orderKey)) {
-      this.observer.outcome(item, 'PENDING');
-      this.window.spill(item.orderKey, this.deps.record(item, SPILLED));
-      return;
-    }
+    if (this.spilled(item)) return;
     this.add(deliveryOf(item));
   }
 
   /** The delivery of this event is held here. */
   holds(iEvent: number): boolean { return this.queue.holds(iEvent); }
+
+  /** Some delivery of `key` (an order key) is held here: queued, on the wire or waiting for its retry. */
+  holdsKey(key: string): boolean { return this.queue.holdsKey(key); }
+
+  /**
+   * A delivery that must not go into this lane yet (src/delivery/lane-gate.ts:
+   * another lane holds its key): counted in the memory window and made
+   * durable (PENDING; one read back from the database has its row), so the
+   * slot moves on. Null when the window sent it to the database only.
+   */
+  hold(item: Item): Delivery | null {
+    if (!item.resumed && this.spilled(item)) return null;
+    const d = deliveryOf(item);
+    this.window.entered();
+    this.park(d);
+    return d;
+  }
+
+  /** A delivery `hold` kept: into the queue now (it is counted in the window already). */
+  admit(d: Delivery): void {
+    this.add(d, false);
+  }
+
+  /** A delivery `hold` kept, superseded by a newer one of its type and key (coalescing): recorded SUPERSEDED, never sent. */
+  supersede(d: Delivery): void {
+    this.superseded(d);
+  }
+
+  /** Past the window, a delivery fresh from the stream goes to the database only (PENDING): true when it did. */
+  private spilled(item: Item): boolean {
+    if (!this.window.mustSpill(item.orderKey)) return false;
+    this.observer.outcome(item, 'PENDING');
+    this.window.spill(item.orderKey, this.deps.record(item, SPILLED));
+    return true;
+  }
 
   /** A delivery that waits in the database (a page, a requeued one); false when it is here already. */
   enqueueWaiting(item: Item): boolean {
@@ -153,8 +186,8 @@ export class HttpLane {
     this.pump();
   }
 
-  private add(d: Delivery): void {
-    this.window.entered();
+  private add(d: Delivery, enters = true): void {
+    if (enters) this.window.entered();
     const place = this.queue.add(d, this.deps.config()?.coalesce?.has(d.item.event.event_type) ?? false);
     // Behind a failing event, a target that is down or steps that do not compile, it may wait long: make it durable now so the slot moves on.
     if (place === 'behind-retry' || this.attempter.anyDown || this.stepProblems.length > 0) this.park(d);

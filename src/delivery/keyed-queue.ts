@@ -67,6 +67,8 @@ export class KeyedQueue {
     readonly ready: () => void;
     /** Coalescing took this delivery out of the queue: it is never sent. */
     readonly superseded: (d: Delivery) => void;
+    /** The last delivery of `key` left the queue (done: delivered, failed for good, skipped): the queue holds none of the key now. */
+    readonly drained?: (key: string) => void;
   }) {}
 
   /** Deliveries held: queued, on the wire or waiting for their retry. */
@@ -76,6 +78,9 @@ export class KeyedQueue {
 
   /** The event is queued, on the wire or waiting for its retry here. */
   holds(iEvent: number): boolean { return this.held.has(iEvent); }
+
+  /** Some delivery of `key` is queued, on the wire or waiting for its retry here. */
+  holdsKey(key: string): boolean { return this.keys.has(key); }
 
   /** Queues `d` behind its key's earlier deliveries; `coalesce`: its type supersedes the older ones of its type. */
   add(d: Delivery, coalesce: boolean): Place {
@@ -121,8 +126,12 @@ export class KeyedQueue {
     this.held.delete(d.item.event.i_event);
     const q = this.keys.get(d.item.orderKey);
     q?.shift();
-    if (q && q.length > 0) this.makeReady(q[0]!);
-    else this.keys.delete(d.item.orderKey);
+    if (q && q.length > 0) {
+      this.makeReady(q[0]!);
+      return;
+    }
+    this.keys.delete(d.item.orderKey);
+    this.on.drained?.(d.item.orderKey);
   }
 
   /** Every delivery held. */
