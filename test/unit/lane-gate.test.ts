@@ -7,14 +7,12 @@ import type { Item } from '../../src/delivery/item.ts';
 import { deliveryOf, KeyedQueue, type Delivery } from '../../src/delivery/keyed-queue.ts';
 import { LaneGate, type GatedLane } from '../../src/delivery/lane-gate.ts';
 
-let next = 1;
-function item(key: string, type = 'Account/Blocked', resumed: Item['resumed'] = null): Item {
-  const i = next++;
-  return {
-    event: { i_event: i, event_type: type, variables: {}, source_i_event: null },
-    handler: 'h', orderKey: key, iAccount: null, commitLsn: null, committedAt: new Date(1000 * i), resumed,
-  };
-}
+let seq = 1;
+/** An item of order key `key`, fresh from the stream, in commit order (each later than the last). */
+const item = (key: string, type = 'Account/Blocked'): Item => ({
+  handler: 'h', orderKey: key, iAccount: null, commitLsn: null, committedAt: new Date(1000 * seq), resumed: null,
+  event: { i_event: seq++, event_type: type, variables: {}, source_i_event: null },
+});
 
 /** A keyed queue whose "drained" calls are listed. */
 function drainingQueue(): { q: KeyedQueue; drained: string[]; superseded: Delivery[] } {
