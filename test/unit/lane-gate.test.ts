@@ -68,6 +68,8 @@ class FakeLane implements GatedLane {
   readonly held: Item[] = [];
   readonly superseded: Delivery[] = [];
   spill = false;
+  /** A delivery admitted finishes at once (as one skipped: a type without request steps). */
+  finishAtOnce = false;
   constructor(drained: (key: string) => void) {
     this.q = new KeyedQueue({ ready: () => undefined, superseded: () => undefined, drained });
   }
@@ -77,7 +79,11 @@ class FakeLane implements GatedLane {
     this.held.push(i);
     return deliveryOf(i);
   }
-  admit(d: Delivery): void { this.admitted.push(d); this.q.add(d, false); }
+  admit(d: Delivery): void {
+    this.admitted.push(d);
+    this.q.add(d, false);
+    if (this.finishAtOnce && this.q.next() === d) this.q.done(d);
+  }
   supersede(d: Delivery): void { this.superseded.push(d); }
   /** The lane puts a delivery in (as the handler does when the gate lets it by). */
   put(i: Item): Delivery {
@@ -176,6 +182,20 @@ describe('lane gate (pure)', () => {
     assert.equal(enqueue(newest, 'env2'), 'gated', 'taken by the gate...');
     assert.deepEqual(lane(null).superseded.map((d) => d.item), [old]);
     assert.deepEqual(lane('env2').admitted.map((d) => d.item), [newest], '...and let go at once: only its own lane holds the key');
+    assert.equal(gate.size, 0);
+  });
+
+  it('a delivery that finishes as it is admitted lets the next ones go, each once, in order', () => {
+    const { gate, lane, enqueue } = gateWith([null, 'env2']);
+    enqueue(item('a:1'), null);
+    const [x, y, z] = [item('a:1'), item('a:1'), item('a:1')];
+    enqueue(x, 'env2');
+    enqueue(y, 'env2');
+    enqueue(z, null);
+    lane('env2').finishAtOnce = true;
+    lane(null).finishHead('a:1');
+    assert.deepEqual(lane('env2').admitted.map((d) => d.item), [x, y]);
+    assert.deepEqual(lane(null).admitted.map((d) => d.item), [z]);
     assert.equal(gate.size, 0);
   });
 
