@@ -90,17 +90,19 @@ export class HttpHandler {
   /** A delivery fresh from the stream, to the lane of its environment (through the gate when there are several). */
   enqueue(item: Item): void {
     const to = this.laneKeyOf(item);
+    const lane = this.lane(to);
     if (this.lanes.size > 1 && this.gate.take(item, to)) {
       this.publishHeld();
       return;
     }
-    this.lane(to).enqueue(item);
+    lane.enqueue(item);
   }
 
   /** A delivery that waits in the database (a page, a requeued one); false when a lane or the gate holds it already. */
   enqueueWaiting(item: Item): boolean {
     for (const l of this.lanes.values()) if (l.holds(item.event.i_event)) return false;
     const to = this.laneKeyOf(item);
+    const lane = this.lane(to);
     if (this.lanes.size > 1) {
       if (this.gate.holds(item.event.i_event)) return false;
       if (this.gate.take(item, to)) {
@@ -108,7 +110,7 @@ export class HttpHandler {
         return true;
       }
     }
-    return this.lane(to).enqueueWaiting(item);
+    return lane.enqueueWaiting(item);
   }
 
   /** At start: a target URL of environment `iEnv` (null: the default row) the last run saw down. */

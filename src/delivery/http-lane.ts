@@ -48,7 +48,10 @@ const SPILLED: Outcome = { state: 'PENDING', attempts: 0, urlsDone: 0, firstAtte
  * (src/delivery/window.ts, owned by the waiting deliveries). What is left
  * here: what waits long is made durable (parked: recorded PENDING, or RETRY
  * behind a probe) so the slot moves on, the one probe of a down target, and
- * the graceful stop. It reports outcomes to the record stage and knows
+ * the graceful stop. The handler's lane gate (src/delivery/lane-gate.ts) has
+ * the lane hold a delivery another lane's deliveries of its account go before
+ * (`hold`: counted and made durable, `admit` later), and hears when the lane
+ * holds no delivery of an account any more (`drained`). It reports outcomes to the record stage and knows
  * nothing of WAL positions.
  *
  * Long outages (docs/operations.md, "A receiver is down"): a target that

@@ -52,7 +52,9 @@ export type Place = 'head' | 'behind' | 'behind-retry';
  * for its retry is ready when its time comes (`ready` is called). Fresh
  * deliveries and those from the database take turns, so neither starves the
  * other. Coalescing (espf.event_types.coalesce): a new delivery supersedes
- * the older ones of its type that wait in its key, not on the wire.
+ * the older ones of its type that wait in its key, not on the wire. When the
+ * last delivery of a key is done, `drained` says so (the lane gate of the
+ * handler, src/delivery/lane-gate.ts, waits for it).
  */
 export class KeyedQueue {
   private readonly keys = new Map<string, Delivery[]>();
