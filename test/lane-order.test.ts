@@ -85,6 +85,25 @@ describe('per-account order across environment lanes', function () {
     await inOrder(a);
   });
 
+  it('coalescing reaches across: a newer event of a coalesced type in env 2 supersedes the older one waiting in the default lane', async () => {
+    await f.t.db.query(sql`UPDATE espf.event_types SET coalesce = true WHERE name = 'Account/Blocked'`);
+    await envRow(2);
+    const { a, letGo } = await failingAccount(1);
+    await f.t.db.query(sql`UPDATE billing.account SET blocked = true WHERE i_account = ${a}`);    // behind the retry, default lane
+    await f.t.db.query(sql`UPDATE billing.account SET blocked = false WHERE i_account = ${a}`);   // Account/Unblocked: not subscribed
+    await f.t.db.query(sql`UPDATE billing.account SET i_env = 2, blocked = true WHERE i_account = ${a}`);
+    const states = async () => (await f.t.db.query(sql`SELECT e.event_type, d.state FROM espf.event_deliveries d JOIN espf.events e USING (i_event) WHERE d.i_account = ${a} ORDER BY d.i_event`))
+      .map((r) => `${r.event_type} ${r.state}`).join(', ');
+    await eventually(async () => (await states()) === 'Account/New RETRY, Account/Blocked SUPERSEDED, Account/Blocked PENDING', 15_000, 'the older Blocked superseded');
+    letGo();
+    const [first] = await eventually(async () => of(f.rx, a, 'Account/New').length > 0 && of(f.rx, a, 'Account/New'), 15_000, 'A\'s first event delivered');
+    const [later] = await eventually(async () => of(rx2, a, 'Account/Blocked').length > 0 && of(rx2, a, 'Account/Blocked'), 15_000, 'the newest Blocked at env 2\'s receiver');
+    assert.ok(later!.at >= first!.at);
+    await eventually(async () => (await states()) === 'Account/New DELIVERED, Account/Blocked SUPERSEDED, Account/Blocked DELIVERED', 15_000, 'the final rows');
+    assert.deepEqual(of(f.rx, a, 'Account/Blocked', 'arrived'), [], 'the superseded one was never sent');
+    assert.equal(of(rx2, a, 'Account/Blocked', 'arrived').length, 1);
+  });
+
   it('across a restart of the sender: the waiting deliveries read back keep the order', async () => {
     await envRow(2);
     const { a, letGo } = await failingAccount(1);

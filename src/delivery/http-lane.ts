@@ -139,6 +139,12 @@ export class HttpLane {
     this.superseded(d);
   }
 
+  /** A newer delivery of `type` and order key `key` waits at the gate (coalescing): those of that type waiting here are superseded. */
+  supersedeWaiting(key: string, type: string): void {
+    this.queue.supersedeWaiting(key, type);
+    this.observer.held(this.name, this.queue.size);
+  }
+
   /** Past the window, a delivery fresh from the stream goes to the database only (PENDING): true when it did. */
   private spilled(item: Item): boolean {
     if (!this.window.mustSpill(item.orderKey)) return false;

@@ -159,25 +159,41 @@ export class KeyedQueue {
     }
   }
 
+  /**
+   * A newer delivery of `type` and `key` waits elsewhere (another lane of the
+   * handler, src/delivery/lane-gate.ts): the deliveries of that type that wait
+   * here, not on the wire, are superseded; `drained` if the key empties.
+   */
+  supersedeWaiting(key: string, type: string): void {
+    const q = this.keys.get(key);
+    if (!q || this.supersedeType(key, q, type)) return;
+    this.keys.delete(key);
+    this.on.drained?.(key);
+  }
+
   /** Returns the queue, or undefined if it emptied. */
   private supersedeOlder(q: Delivery[], d: Delivery): Delivery[] | undefined {
-    const type = d.item.event.event_type;
+    const key = d.item.orderKey;
+    if (this.supersedeType(key, q, d.item.event.event_type)) return q;
+    this.keys.delete(key);
+    return undefined;
+  }
+
+  /** Supersedes the deliveries of `type` in `q`, the queue of `key`, that wait (not on the wire); false when it emptied. */
+  private supersedeType(key: string, q: Delivery[], type: string): boolean {
     for (let i = q.length - 1; i >= 1; i--) {
       if (q[i]!.item.event.event_type === type) this.supersede(q.splice(i, 1)[0]!);
     }
     const head = q[0]!;
-    if (head.item.event.event_type !== type || !head.timer) return q; // the head is on the wire, or of another type
+    if (head.item.event.event_type !== type || !head.timer) return true; // the head is on the wire, or of another type
     clearTimeout(head.timer); // it was waiting for its retry
     head.timer = undefined;
-    this.retrying.delete(d.item.orderKey);
+    this.retrying.delete(key);
     q.shift();
     this.supersede(head);
-    if (q.length === 0) {
-      this.keys.delete(d.item.orderKey);
-      return undefined;
-    }
+    if (q.length === 0) return false;
     if (this.makeReady(q[0]!)) this.on.ready();
-    return q;
+    return true;
   }
 
   private supersede(d: Delivery): void {

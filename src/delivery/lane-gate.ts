@@ -11,6 +11,8 @@ export interface GatedLane {
   admit(d: Delivery): void;
   /** A delivery `hold` kept, superseded (coalescing): recorded, never sent. */
   supersede(d: Delivery): void;
+  /** A newer delivery of `type` and `key` waits at the gate (coalescing): the lane's waiting ones of that type are superseded. */
+  supersedeWaiting(key: string, type: string): void;
 }
 
 /** A delivery held at the gate, and the lane it goes to (the one of its commit position). */
@@ -30,8 +32,9 @@ interface Gated<K> {
  * to its own lane. A delivery held here is counted in the handler's memory
  * window and made durable (recorded PENDING) by its lane, so the slot moves
  * on; a page of waiting deliveries (src/pipeline/waiting.ts) passes through
- * the gate as the stream does. Coalescing applies among the deliveries held
- * here as in a keyed queue (all of them wait, none is on the wire).
+ * the gate as the stream does. Coalescing (docs/dba.md, "Coalescing") reaches
+ * across: a delivery held here supersedes the older ones of its type and key
+ * held here (none is on the wire) and those waiting in the other lanes.
  */
 export class LaneGate<K> {
   /** Per order key, the deliveries held, in commit order. */
@@ -64,7 +67,13 @@ export class LaneGate<K> {
     if (!q && !this.heldElsewhere(key, to)) return false;
     const d = this.lanes.get(to)!.hold(item);
     if (!d) return true;
-    if (q && this.coalesce(item.event.event_type)) this.supersedeOlder(q, item.event.event_type);
+    if (this.coalesce(item.event.event_type)) {
+      if (q) this.supersedeOlder(q, item.event.event_type);
+      // In the other lanes too (their own keeps its deliveries until it is admitted there, and supersedes them then).
+      // A lane that empties drains: the ones held here before this one may go on.
+      for (const [k, lane] of this.lanes) if (k !== to && lane.holdsKey(key)) lane.supersedeWaiting(key, item.event.event_type);
+      q = this.keys.get(key);
+    }
     if (!q) this.keys.set(key, q = []);
     q.push({ d, lane: to });
     this.events.add(item.event.i_event);

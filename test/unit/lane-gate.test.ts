@@ -59,6 +59,29 @@ describe('keyed queue: the "key drained" signal', () => {
     q.done(newest);
     assert.deepEqual(drained, ['a:1']);
   });
+
+  it('supersedeWaiting (a newer one waits in another lane): the waiting ones of the type go, not the one on the wire; a key it empties is drained', () => {
+    const { q, drained, superseded } = drainingQueue();
+    const [wire, older, other] = [deliveryOf(item('a:1', 'Account/Balance')), deliveryOf(item('a:1', 'Account/Balance')), deliveryOf(item('a:1', 'Account/Blocked'))];
+    q.add(wire, true);
+    q.next();
+    q.add(older, true);
+    q.add(other, true);
+    q.supersedeWaiting('a:1', 'Account/Balance');
+    assert.deepEqual(superseded, [older]);
+    assert.deepEqual([...q.entries()], [wire, other]);
+    assert.deepEqual(drained, []);
+    const retrying = deliveryOf(item('a:2', 'Account/Balance'));
+    q.add(retrying, true);
+    q.next();
+    q.retryAt(retrying, new Date(Date.now() + 60_000));
+    q.supersedeWaiting('a:2', 'Account/Balance');
+    assert.deepEqual(superseded, [older, retrying]);
+    assert.equal(q.holdsKey('a:2'), false);
+    assert.deepEqual(drained, ['a:2']);
+    q.supersedeWaiting('a:3', 'Account/Balance');
+    assert.deepEqual(drained, ['a:2'], 'a key it does not hold is left alone');
+  });
 });
 
 /** A lane for the gate: a keyed queue and the calls the gate made. */
@@ -67,11 +90,13 @@ class FakeLane implements GatedLane {
   readonly admitted: Delivery[] = [];
   readonly held: Item[] = [];
   readonly superseded: Delivery[] = [];
+  /** Superseded in the lane's own queue (coalescing reaching across from the gate). */
+  readonly supersededHere: Delivery[] = [];
   spill = false;
   /** A delivery admitted finishes at once (as one skipped: a type without request steps). */
   finishAtOnce = false;
   constructor(drained: (key: string) => void) {
-    this.q = new KeyedQueue({ ready: () => undefined, superseded: () => undefined, drained });
+    this.q = new KeyedQueue({ ready: () => undefined, superseded: (d) => this.supersededHere.push(d), drained });
   }
   holdsKey(key: string): boolean { return this.q.holdsKey(key); }
   hold(i: Item): Delivery | null {
@@ -85,6 +110,7 @@ class FakeLane implements GatedLane {
     if (this.finishAtOnce && this.q.next() === d) this.q.done(d);
   }
   supersede(d: Delivery): void { this.superseded.push(d); }
+  supersedeWaiting(key: string, type: string): void { this.q.supersedeWaiting(key, type); }
   /** The lane puts a delivery in (as the handler does when the gate lets it by). */
   put(i: Item): Delivery {
     const d = deliveryOf(i);
@@ -197,6 +223,46 @@ describe('lane gate (pure)', () => {
     assert.deepEqual(lane('env2').admitted.map((d) => d.item), [x, y]);
     assert.deepEqual(lane(null).admitted.map((d) => d.item), [z]);
     assert.equal(gate.size, 0);
+  });
+
+  it('coalescing reaches into the other lane: its waiting ones of the type are superseded; the gated one goes once that lane drains', () => {
+    const balance = (t: string) => t === 'Account/Balance';
+    const { gate, lane, enqueue } = gateWith([null, 'env2'], balance);
+    const head = enqueue(item('a:1', 'Account/Blocked'), null) as Delivery;
+    lane(null).q.next();                                     // on the wire
+    const older = item('a:1', 'Account/Balance');
+    enqueue(older, null);
+    const newest = item('a:1', 'Account/Balance');
+    assert.equal(enqueue(newest, 'env2'), 'gated');
+    assert.deepEqual(lane(null).supersededHere.map((d) => d.item), [older]);
+    assert.equal(gate.size, 1);
+    lane(null).q.done(head);
+    assert.deepEqual(lane('env2').admitted.map((d) => d.item), [newest]);
+  });
+
+  it('coalescing that empties the other lane (its head waited for a retry) lets the new one go at once', () => {
+    const { gate, lane, enqueue } = gateWith([null, 'env2'], (t) => t === 'Account/Balance');
+    const retrying = enqueue(item('a:1', 'Account/Balance'), null) as Delivery;
+    lane(null).q.next();
+    lane(null).q.retryAt(retrying, new Date(Date.now() + 60_000));
+    const earlier = item('a:1', 'Account/Blocked');
+    const newest = item('a:1', 'Account/Balance');
+    lane(null).q.add(deliveryOf(earlier), false);            // waits behind the retry in the default lane
+    assert.equal(enqueue(newest, 'env2'), 'gated');
+    assert.deepEqual(lane(null).supersededHere.map((d) => d.item), [retrying.item]);
+    assert.deepEqual(lane('env2').admitted, [], 'the earlier Blocked still holds the key in the default lane');
+    lane(null).q.next();
+    lane(null).finishHead('a:1');
+    assert.deepEqual(lane('env2').admitted.map((d) => d.item), [newest]);
+    assert.equal(gate.size, 0);
+    const { gate: g2, lane: l2, enqueue: e2 } = gateWith([null, 'env2'], (t) => t === 'Account/Balance');
+    const alone = e2(item('a:1', 'Account/Balance'), null) as Delivery;
+    l2(null).q.next();
+    l2(null).q.retryAt(alone, new Date(Date.now() + 60_000));
+    const next2 = item('a:1', 'Account/Balance');
+    assert.equal(e2(next2, 'env2'), 'gated');
+    assert.deepEqual(l2('env2').admitted.map((d) => d.item), [next2], 'the default lane drained: at once');
+    assert.equal(g2.size, 0);
   });
 
   it('after stop nothing goes on to a lane', () => {
