@@ -50,12 +50,11 @@ function setup(windowSize = 100) {
   const h = new HttpHandler('H', { instance: 'main', record, plog, log: silent, observer: completeObserver(), window, client, config: () => config });
   /** Waits until a post of `iEvent` is on the wire (the token bucket hands out tokens on a timer). */
   const posted = (iEvent: number) => eventually(async () => posts.find((x) => x.iEvent === iEvent), 5_000, `a post of event ${iEvent}`);
-  return { h, posts, records, window, posted };
-}
-
-describe('http handler: the lane gate (pure)', () => {
-  it('an account moved to env 2 while its first event is on the wire in the default lane: the later one waits, recorded and counted, then goes to env 2\'s URL', async () => {
-    const { h, posts, records, window, posted } = setup();
+  /**
+   * Account 1's first event (env 1) on the wire in the default lane; then it
+   * moves to env 2 and has a later event; account 2 of env 2 has one too.
+   */
+  const moved = async () => {
     const first = item(1, 1);
     h.enqueue(first);
     const wire = await posted(first.event.i_event);
@@ -63,6 +62,15 @@ describe('http handler: the lane gate (pure)', () => {
     const other = item(2, 2);
     h.enqueue(later);
     h.enqueue(other);
+    return { first, wire, later, other };
+  };
+  return { h, posts, records, window, posted, moved };
+}
+
+describe('http handler: the lane gate (pure)', () => {
+  it('an account moved to env 2 while its first event is on the wire in the default lane: the later one waits, recorded and counted, then goes to env 2\'s URL', async () => {
+    const { h, posts, records, window, posted, moved } = setup();
+    const { wire, later, other } = await moved();
     assert.ok(records.includes(`${later.event.i_event} PENDING`), 'recorded PENDING: the slot moves on');
     assert.equal(window.held, 3, 'counted in the memory window');
     assert.equal(h.size, 3);
@@ -97,14 +105,8 @@ describe('http handler: the lane gate (pure)', () => {
   });
 
   it('a stop leaves what waits at the gate recorded and never sent', async () => {
-    const { h, posts, records, posted } = setup();
-    const first = item(1, 1);
-    h.enqueue(first);
-    const wire = await posted(first.event.i_event);
-    const later = item(1, 2);
-    const other = item(2, 2);
-    h.enqueue(later);
-    h.enqueue(other);
+    const { h, posts, records, posted, moved } = setup();
+    const { first, wire, later, other } = await moved();
     (await posted(other.event.i_event)).answer(ok);
     assert.equal(posts.some((p) => p.iEvent === later.event.i_event), false, 'it waits at the gate');
     const stopped = h.stop(1000);
