@@ -229,7 +229,13 @@ export class HttpLane {
       this.probeEntry = null;
     }
     const n = this.attempter.slots(this.queue.readyCount, s);
-    for (let i = 0; i < n; i++) void this.send(this.queue.next()!, false);
+    for (let i = 0; i < n; i++) {
+      // A delivery that finishes at once (skipped: no request steps for its type) pumps again, and
+      // may let the lane gate admit another: that inner pump may have taken what was ready here.
+      const d = this.queue.next();
+      if (!d) break;
+      void this.send(d, false);
+    }
   }
 
   /** A target is down: one probe at a time (the oldest waiting delivery), when its interval has passed. */

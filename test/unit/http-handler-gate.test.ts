@@ -5,6 +5,7 @@
 // other lane has let go of the account, and stays recorded across a stop.
 import assert from 'node:assert/strict';
 import type { HandlerConfig, HttpSettings } from '../../src/config/snapshot.ts';
+import type { StepRow } from '../../src/db/config.ts';
 import type { Poster } from '../../src/delivery/attempter.ts';
 import type { PostResult } from '../../src/delivery/http-client.ts';
 import { HttpHandler } from '../../src/delivery/http-handler.ts';
@@ -36,7 +37,7 @@ const item = (a: number, env: number): Item => ({
 });
 
 /** A handler whose posts wait until the test answers them. */
-function setup(windowSize = 100) {
+function setup(windowSize = 100, handler: HandlerConfig = config) {
   const posts: { url: string; iEvent: number; answer: (r: PostResult) => void }[] = [];
   const client: Poster = {
     post: (url, body) => new Promise<PostResult>((answer) => { posts.push({ url, iEvent: (JSON.parse(body) as { variables: { n: number } }).variables.n, answer }); }),
@@ -47,7 +48,7 @@ function setup(windowSize = 100) {
   const window = new SpillWindow(windowSize);
   const silent = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
   const plog = { attempt: () => undefined, flush: async () => undefined } as unknown as ProvisioningLog;
-  const h = new HttpHandler('H', { instance: 'main', record, plog, log: silent, observer: completeObserver(), window, client, config: () => config });
+  const h = new HttpHandler('H', { instance: 'main', record, plog, log: silent, observer: completeObserver(), window, client, config: () => handler });
   /** Waits until a post of `iEvent` is on the wire (the token bucket hands out tokens on a timer). */
   const posted = (iEvent: number) => eventually(async () => posts.find((x) => x.iEvent === iEvent), 5_000, `a post of event ${iEvent}`);
   /**
@@ -115,5 +116,28 @@ describe('http handler: the lane gate (pure)', () => {
     assert.ok(records.includes(`${later.event.i_event} PENDING`));
     assert.ok(records.includes(`${first.event.i_event} DELIVERED`));
     assert.equal(posts.some((p) => p.iEvent === later.event.i_event), false, 'not let go into a stopping lane');
+  });
+
+  it('request steps: deliveries of a type without steps, ready together, are each recorded SKIPPED (one finishing at once pumps again)', async () => {
+    const step: StepRow = {
+      handler: 'H', event_type: 'Account/New', step: 1, name: null, method: 'POST', path: '', headers: {}, body: null,
+      content_type: 'application/json', success_when: null, refuse_when: null, exists_when: null,
+    };
+    const { h, records, posts } = setup(100, { ...config, steps: [step] });
+    const rejected: unknown[] = [];
+    const onRejection = (err: unknown) => { rejected.push(err); };
+    process.on('unhandledRejection', onRejection);
+    try {
+      const items = [1, 2, 3, 4, 5].map((a) => item(a, 1));
+      for (const i of items) h.enqueue(i);
+      await eventually(async () => records.length === items.length, 5_000, 'each recorded');
+      await new Promise((r) => setImmediate(r)); // rejections are reported after the microtasks
+      assert.deepEqual(rejected, [], 'no attempt of nothing');
+    } finally {
+      process.off('unhandledRejection', onRejection);
+    }
+    assert.deepEqual(records.map((r) => r.split(' ')[1]), ['SKIPPED', 'SKIPPED', 'SKIPPED', 'SKIPPED', 'SKIPPED']);
+    assert.equal(posts.length, 0);
+    assert.equal(h.size, 0);
   });
 });
