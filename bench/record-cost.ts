@@ -7,15 +7,18 @@
 // from the stream (created_at given: the identity check reads espf.events), one
 // account each; as one array per column, or, to a tree whose
 // espf.record_deliveries takes no arrays (before 2026-12-07), as the JSON array
-// of objects it took. Not part of `make bench` (bench/README.md, "PostgreSQL
+// of objects it took (so also a tree before `fresh`). Not part of `make bench` (bench/README.md, "PostgreSQL
 // per recorded delivery").
 //
 //   npx tsx bench/record-cost.ts [--rows N] [--batch B] [--rounds R] [--retry]
-//                                [--tree DIR]... [--no-rollup]
+//                                [--tree DIR]... [--no-rollup] [--fresh]
 //
 // --tree DIR: migrate with the migrations/ and sql/ of another checkout (e.g. a
 // worktree of main); several --tree run in turns, round by round, on one
 // throwaway durable cluster (or DATABASE_URL). Without one: this checkout.
+// --fresh: each tree also runs with every record marked fresh (no row of it yet:
+// written by a plain INSERT, as espf run writes the first outcome of an event
+// from the stream; without it, INSERT … ON CONFLICT).
 // --no-rollup: each tree also runs with the triggers of
 // sql/420_delivery_minutes.sql dropped (what they cost).
 // --retry: every delivery is first recorded RETRY, then DELIVERED (both
@@ -41,13 +44,16 @@ const ROUNDS = option('--rounds', 3);
 const RETRY = args.includes('--retry');
 const trees = args.flatMap((a, i) => (args[i - 1] === '--tree' ? [path.resolve(a)] : []));
 if (trees.length === 0) trees.push(ROOT);
-const arms = trees.flatMap((tree) => [{ tree, rollup: true }, ...(args.includes('--no-rollup') ? [{ tree, rollup: false }] : [])]);
-const label = (a: { tree: string; rollup: boolean }) => `${path.basename(a.tree)}${a.rollup ? '' : ' (no rollup triggers)'}`;
+const FRESH = args.includes('--fresh');
+const arms = trees.flatMap((tree) => [{ tree, rollup: true, fresh: false }, ...(FRESH ? [{ tree, rollup: true, fresh: true }] : []),
+  ...(args.includes('--no-rollup') ? [{ tree, rollup: false, fresh: false }] : [])]);
+const label = (a: { tree: string; rollup: boolean; fresh: boolean }) =>
+  `${path.basename(a.tree)}${a.rollup ? '' : ' (no rollup triggers)'}${a.fresh ? ' (fresh)' : ''}`;
 
 const EPOCH = Date.parse('2026-12-07T00:00:00Z');
 
 /** The batches the record stage would send for events 1..ROWS in this state. */
-function batches(state: 'DELIVERED' | 'RETRY', now: number): DeliveryRecord[][] {
+function batches(state: 'DELIVERED' | 'RETRY', now: number, fresh: boolean): DeliveryRecord[][] {
   const out: DeliveryRecord[][] = [];
   for (let first = 1; first <= ROWS; first += BATCH) {
     const rows: DeliveryRecord[] = [];
@@ -58,7 +64,7 @@ function batches(state: 'DELIVERED' | 'RETRY', now: number): DeliveryRecord[][] 
         urls_done: state === 'DELIVERED' ? 1 : 0, last_http_status: state === 'DELIVERED' ? 200 : 503,
         last_error: state === 'DELIVERED' ? null : 'HTTP 503', next_attempt_at: state === 'RETRY' ? now + 60_000 : null,
         committed_at: EPOCH + i, first_attempt_at: now, last_attempt_at: now, finished_at: state === 'DELIVERED' ? now : null,
-        steps_done: 0, step_answers: null, created_at: EPOCH + i,
+        steps_done: 0, step_answers: null, created_at: EPOCH + i, fresh,
       });
     }
     out.push(rows);
@@ -66,7 +72,7 @@ function batches(state: 'DELIVERED' | 'RETRY', now: number): DeliveryRecord[][] 
   return out;
 }
 
-/** Records one batch as the tree's function takes it. */
+/** Records one batch as the tree's function takes it (a tree without `fresh`, before 2026-12-07's tenth session, as JSON). */
 async function record(db: Db, rows: DeliveryRecord[], arrays: boolean): Promise<void> {
   if (arrays) await recordDeliveries(db, 'main', rows);
   else await db.query(sql`SELECT espf.record_deliveries('main', ${JSON.stringify(rows.map((r, n) => ({ ...r, n })))}::json, true)`);
@@ -77,7 +83,7 @@ interface Measured { cpuUs: number; walBytes: number; decodeUs: number }
 /** Records `bodies` on one backend; the CPU time, WAL and decoding per delivery. */
 async function measure(url: string, bodies: readonly DeliveryRecord[][], slot: string): Promise<Measured> {
   return withDb(url, async (db: Db) => {
-    const [{ arrays }] = await db.query(sql`SELECT to_regprocedure('espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[], int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[])') IS NOT NULL AS arrays`) as [{ arrays: boolean }];
+    const [{ arrays }] = await db.query(sql`SELECT to_regprocedure('espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[], int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[], boolean[])') IS NOT NULL AS arrays`) as [{ arrays: boolean }];
     const [{ pid }] = await db.query(sql`SELECT pg_backend_pid() AS pid`) as [{ pid: number }];
     const [{ lsn: lsn0 }] = await db.query(sql`SELECT pg_current_wal_lsn()::text AS lsn`) as [{ lsn: string }];
     const c0 = cpuSeconds(pid)!;
@@ -130,8 +136,9 @@ try {
         }, 1);
         const r = results.get(label(arm))!;
         const now = Date.now();
-        if (RETRY) r.retry.push(await measure(url, batches('RETRY', now), slot));
-        const m = await measure(url, batches('DELIVERED', now + 1000), slot);
+        // With --retry the RETRY record is a delivery's first (fresh in a fresh arm), DELIVERED its second.
+        if (RETRY) r.retry.push(await measure(url, batches('RETRY', now, arm.fresh), slot));
+        const m = await measure(url, batches('DELIVERED', now + 1000, arm.fresh && !RETRY), slot);
         r.delivered.push(m);
         log(`round ${round_}, ${label(arm)}: ${round(m.cpuUs, 2)} µs CPU, ${round(m.walBytes, 0)} B WAL, ${round(m.decodeUs, 2)} µs decoding per delivery`);
       } finally {

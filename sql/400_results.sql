@@ -25,6 +25,17 @@
 -- per (handler, minute) in key order, and the statement triggers need not read
 -- the rows back (espf.minutes_counted, set for this call only, tells them; the
 -- UPDATE trigger then only takes out what a rewritten row counted before).
+--
+-- `fresh` (true per record, or NULL): the sender knows no row of that delivery
+-- exists yet (an event from the stream past what was recorded before, its first
+-- outcome: src/pipeline/route.ts). Those rows are written by a plain INSERT,
+-- the others by INSERT … ON CONFLICT DO UPDATE: a speculative insertion probes
+-- the primary key before it inserts and writes one more WAL record per row to
+-- confirm it, about 2 µs and 48 bytes per delivery (docs/benchmarks.md,
+-- "WAL records per event"). A fresh record whose row exists after all fails
+-- the call with unique_violation (23505); the sender then writes the batch
+-- again with every record not fresh.
+--
 -- With its owner's rights (the sender may not write the counts); its search
 -- path is pg_catalog, so every name of espf is qualified.
 CREATE OR REPLACE FUNCTION espf.record_deliveries(
@@ -32,7 +43,7 @@ CREATE OR REPLACE FUNCTION espf.record_deliveries(
   i_event bigint[], handler text[], state text[], event_type text[], order_key text[], i_account bigint[],
   commit_lsn pg_lsn[], attempts int[], urls_done int[], last_http_status int[], last_error text[],
   next_attempt_at float8[], committed_at float8[], first_attempt_at float8[], last_attempt_at float8[],
-  finished_at float8[], created_at float8[], steps_done int[], step_answers jsonb[])
+  finished_at float8[], created_at float8[], steps_done int[], step_answers jsonb[], fresh boolean[])
 RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET espf.minutes_counted = 'on' AS $$
   WITH given AS MATERIALIZED (
     SELECT r.*, (r.created_at IS NULL AND r.committed_at IS NULL) OR EXISTS (
@@ -43,11 +54,23 @@ RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_
                          ELSE e.created_at < to_timestamp(r.committed_at / 1000.0) + interval '1 millisecond' END) AS same_event
       FROM unnest(i_event, handler, state, event_type, order_key, i_account, commit_lsn, attempts, urls_done,
                   last_http_status, last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at,
-                  finished_at, created_at, steps_done, step_answers) WITH ORDINALITY AS r(
+                  finished_at, created_at, steps_done, step_answers, fresh) WITH ORDINALITY AS r(
            i_event, handler, state, event_type, order_key, i_account, commit_lsn, attempts, urls_done,
            last_http_status, last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at,
-           finished_at, created_at, steps_done, step_answers, n)),
+           finished_at, created_at, steps_done, step_answers, fresh, n)),
   r AS (SELECT * FROM given WHERE same_event OR NOT check_identity),
+  fresh_deliveries AS (
+  INSERT INTO espf.event_deliveries AS d
+         (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
+          urls_done, last_http_status, last_error, next_attempt_at, committed_at,
+          first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
+  SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
+         r.commit_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
+         to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
+         to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
+         to_timestamp(r.finished_at / 1000.0), coalesce(r.steps_done, 0), r.step_answers
+    FROM r
+   WHERE r.fresh),
   deliveries AS (
   INSERT INTO espf.event_deliveries AS d
          (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
@@ -59,6 +82,7 @@ RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_
          to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
          to_timestamp(r.finished_at / 1000.0), coalesce(r.steps_done, 0), r.step_answers
     FROM r
+   WHERE r.fresh IS NOT TRUE
   ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO UPDATE SET
          state            = excluded.state,
          instance         = excluded.instance,
@@ -104,6 +128,25 @@ RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_
   ON CONFLICT (handler, minute) DO UPDATE
      SET delivered = m.delivered + excluded.delivered, failed = m.failed + excluded.failed)
   SELECT coalesce(array_agg(g.i_event ORDER BY g.n), '{}') FROM given g WHERE NOT g.same_event AND check_identity;
+$$;
+REVOKE EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
+                                                  int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[], boolean[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
+                                                 int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[], boolean[]) TO espf_sender;
+
+-- The same without `fresh` (what espf run sent before 2026-12-07, tenth session;
+-- kept so that a running older sender goes on recording during an upgrade): every
+-- record by INSERT … ON CONFLICT DO UPDATE.
+CREATE OR REPLACE FUNCTION espf.record_deliveries(
+  instance text, check_identity boolean,
+  i_event bigint[], handler text[], state text[], event_type text[], order_key text[], i_account bigint[],
+  commit_lsn pg_lsn[], attempts int[], urls_done int[], last_http_status int[], last_error text[],
+  next_attempt_at float8[], committed_at float8[], first_attempt_at float8[], last_attempt_at float8[],
+  finished_at float8[], created_at float8[], steps_done int[], step_answers jsonb[])
+RETURNS bigint[] LANGUAGE sql AS $$
+  SELECT espf.record_deliveries(instance, check_identity, i_event, handler, state, event_type, order_key, i_account,
+           commit_lsn, attempts, urls_done, last_http_status, last_error, next_attempt_at, committed_at,
+           first_attempt_at, last_attempt_at, finished_at, created_at, steps_done, step_answers, NULL::boolean[]);
 $$;
 REVOKE EXECUTE ON FUNCTION espf.record_deliveries(text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[],
                                                   int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[]) FROM PUBLIC;

@@ -62,4 +62,39 @@ describe('espf.record_deliveries: one array per column', function () {
     const [row] = await t.db.query(sql`SELECT state, last_error FROM espf.event_deliveries WHERE i_event = 20`);
     assert.deepEqual(row, { state: 'FAILED', last_error: 'a "b" \\c' });
   });
+
+  it('a fresh record is a plain insert; one whose row exists fails the batch whole (23505); not fresh, it updates', async () => {
+    await t.db.query(sql`INSERT INTO espf.events (i_event, event_type, variables, created_at)
+                         SELECT g, 'Account/Blocked', jsonb_build_object('i_account', g), to_timestamp(${T / 1000}) FROM generate_series(21, 24) g`);
+    const [{ n: before }] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.event_deliveries WHERE i_event > 20`);
+    assert.equal(before, 0);
+    // 21 and 22 fresh, 23 not: all three are written.
+    assert.deepEqual(await recordDeliveries(t.db, 'main', [rec(21, { fresh: true, created_at: T }), rec(22, { created_at: T, fresh: true }), rec(23, { created_at: T, state: 'RETRY' })]), []);
+    // 22 again as fresh (its row exists), with 24 new: nothing of the batch is written.
+    await assert.rejects(recordDeliveries(t.db, 'main', [rec(24, { created_at: T, fresh: true }), rec(22, { created_at: T, fresh: true, state: 'FAILED', last_error: 'x' })]),
+      (err: { code?: string }) => err.code === '23505');
+    assert.deepEqual(await t.db.query(sql`SELECT i_event::int, state FROM espf.event_deliveries WHERE i_event > 20 ORDER BY 1`),
+      [{ i_event: 21, state: 'DELIVERED' }, { i_event: 22, state: 'DELIVERED' }, { i_event: 23, state: 'RETRY' }]);
+    // Written again with no record fresh (what the record stage does): 22 is updated, 24 inserted.
+    assert.deepEqual(await recordDeliveries(t.db, 'main', [rec(24, { created_at: T }), rec(22, { created_at: T, state: 'FAILED', last_error: 'x', finished_at: T })]), []);
+    assert.deepEqual(await t.db.query(sql`SELECT i_event::int, state, last_error FROM espf.event_deliveries WHERE i_event > 20 ORDER BY 1`),
+      [{ i_event: 21, state: 'DELIVERED', last_error: null }, { i_event: 22, state: 'FAILED', last_error: 'x' },
+       { i_event: 23, state: 'RETRY', last_error: null }, { i_event: 24, state: 'DELIVERED', last_error: null }]);
+    // The overview's counts took each finished row once (22: DELIVERED taken out, FAILED counted).
+    const [m] = await t.db.query(sql`SELECT sum(delivered)::int AS delivered, sum(failed)::int AS failed FROM espf.delivery_minutes
+                                      WHERE handler = 'EventSender' AND minute = date_trunc('minute', to_timestamp(${T / 1000}))`);
+    const [want] = await t.db.query(sql`SELECT count(*) FILTER (WHERE state <> 'FAILED')::int AS delivered, count(*) FILTER (WHERE state = 'FAILED')::int AS failed
+                                         FROM espf.event_deliveries WHERE handler = 'EventSender' AND state IN ('DELIVERED', 'FAILED') AND finished_at IS NOT NULL`);
+    assert.deepEqual(m, want);
+  });
+
+  it('the form without `fresh` (an older sender) writes every record as INSERT … ON CONFLICT', async () => {
+    const [r] = await t.db.query(sql`SELECT espf.record_deliveries('main', true, '{21}'::bigint[], '{EventSender}'::text[], '{FAILED}'::text[],
+      '{Account/Blocked}'::text[], '{a:21}'::text[], '{21}'::bigint[], '{0/16B3748}'::pg_lsn[], '{2}'::int[], '{0}'::int[], '{500}'::int[],
+      '{boom}'::text[], '{NULL}'::float8[], ${`{${T - 1000}}`}::float8[], ${`{${T}}`}::float8[], ${`{${T}}`}::float8[], ${`{${T}}`}::float8[],
+      ${`{${T}}`}::float8[], '{0}'::int[], '{NULL}'::jsonb[]) AS stale`);
+    assert.deepEqual(r.stale, []);
+    const [row] = await t.db.query(sql`SELECT state, attempts, last_error FROM espf.event_deliveries WHERE i_event = 21`);
+    assert.deepEqual(row, { state: 'FAILED', attempts: 2, last_error: 'boom' });
+  });
 });

@@ -79,6 +79,8 @@ export interface DeliveryRecord {
   steps_done: number; step_answers: readonly unknown[] | null;
   /** The event's created_at: its identity with i_event, checked before the outcome is written (sql/400_results.sql; a row's committed_at when absent). */
   created_at: number | null;
+  /** No row of this delivery exists yet (Item.fresh): written by a plain INSERT, not INSERT … ON CONFLICT (sql/400_results.sql). */
+  fresh?: boolean;
 }
 
 /**
@@ -99,8 +101,19 @@ export async function recordDeliveries(db: Db, instance: string, records: readon
              ${num((r) => r.next_attempt_at)}::float8[], ${num((r) => r.committed_at)}::float8[], ${num((r) => r.first_attempt_at)}::float8[],
              ${num((r) => r.last_attempt_at)}::float8[], ${num((r) => r.finished_at)}::float8[], ${num((r) => r.created_at)}::float8[],
              ${num((r) => r.steps_done)}::int[],
-             ${text((r) => (r.step_answers == null ? null : JSON.stringify(r.step_answers)))}::jsonb[]) AS stale`);
+             ${text((r) => (r.step_answers == null ? null : JSON.stringify(r.step_answers)))}::jsonb[],
+             ${freshArray(records)}::boolean[]) AS stale`);
   return (row.stale as (string | number)[]).map(Number);
+}
+
+/** The `fresh` column of a batch as an array literal; null when no record is fresh. */
+function freshArray(records: readonly DeliveryRecord[]): string | null {
+  let any = false;
+  for (let i = 0; i < records.length && !any; i++) any = records[i]!.fresh === true;
+  if (!any) return null;
+  let out = '{';
+  for (let i = 0; i < records.length; i++) out += (i === 0 ? '' : ',') + (records[i]!.fresh === true ? 't' : 'f');
+  return `${out}}`;
 }
 
 /** Runs a dispatcher over source events in one transaction; the number of events it produced. */

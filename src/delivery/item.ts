@@ -25,6 +25,13 @@ export interface Item {
    * state its row had.
    */
   readonly resumed: AttemptState | null;
+  /**
+   * No row of this delivery is in espf.event_deliveries yet: set by the route
+   * stage for an event from the stream past what was recorded before (or one a
+   * replay's lookup found unrecorded), cleared by the record stage at its first
+   * outcome, which it then writes by a plain INSERT (sql/400_results.sql).
+   */
+  fresh?: boolean;
 }
 
 /** How far the attempts of one delivery went: a row of espf.event_deliveries, or the deliver stage's own count. */

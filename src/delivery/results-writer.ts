@@ -1,7 +1,7 @@
 import { Backoff } from '../backoff.ts';
 import type { Db } from '../db/connect.ts';
 import { recordDeliveries, type DeliveryRecord } from '../db/deliveries.ts';
-import { oneLine } from '../errors.ts';
+import { oneLine, SQLSTATE, sqlState } from '../errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { AttemptState, Item } from './item.ts';
 import { isFinalState, type DeliveryState as AnyDeliveryState } from '../db/delivery-states.ts';
@@ -101,6 +101,9 @@ export class ResultsWriter {
     this.reported++;
     const at = outcome.at ? outcome.at.getTime() : Date.now();
     const attempted = outcome.state !== 'PENDING' || outcome.intermediate === true;
+    // Its first outcome: no row of it exists yet (Item.fresh), unless an earlier one is queued in this batch.
+    const fresh = item.fresh === true;
+    if (fresh) item.fresh = false;
     const finished = isFinalState(outcome.state);
     const row: DeliveryRecord = {
       i_event: item.event.i_event,
@@ -123,13 +126,17 @@ export class ResultsWriter {
       // Kept while the delivery waits (its later steps read them); a finished one needs them no more (a resend starts at step 1).
       step_answers: !finished && outcome.stepAnswers && outcome.stepAnswers.length > 0 ? outcome.stepAnswers : null,
       created_at: item.event.created_at ? item.event.created_at.getTime() : null,
+      fresh,
     };
     const key = `${row.i_event}\u0000${row.handler}`;
     const entries = this.batch.entries;
     const prior = entries.get(key);
     if (prior) {
       // A PENDING record never replaces an outcome already queued for the same delivery (an intermediate one does).
-      if (!(row.state === 'PENDING' && prior.row.state !== 'PENDING' && outcome.intermediate !== true)) prior.row = row;
+      if (!(row.state === 'PENDING' && prior.row.state !== 'PENDING' && outcome.intermediate !== true)) {
+        row.fresh = prior.row.fresh === true;
+        prior.row = row;
+      }
       add(prior, item);
     } else {
       entries.set(key, { row, item });
@@ -174,13 +181,18 @@ export class ResultsWriter {
       }
       this.durable(items);
     } catch (err) {
-      this.onError(err);
+      // A fresh record whose row existed after all (another writer was first): written again at once, not fresh.
+      const freshTaken = sqlState(err) === SQLSTATE.uniqueViolation && rows.some((r) => r.fresh === true);
+      if (!freshTaken) this.onError(err);
       if (Date.now() >= this.closeAt) this.closed = true;
-      if (!this.closed) this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.backoff.nextMs }, 'recording outcomes failed; will retry');
-      // Put the batch back under anything newer that arrived meanwhile.
+      if (freshTaken) this.log.info({ rows: rows.length }, 'a delivery recorded as new had a row already; the batch is written again as updates');
+      else if (!this.closed) this.log.warn({ err: oneLine(err), rows: rows.length, retryInMs: this.backoff.nextMs }, 'recording outcomes failed; will retry');
+      // Put the batch back under anything newer that arrived meanwhile, every record of it
+      // written by INSERT … ON CONFLICT: a fresh one may have failed it (its row existed after all).
       const next = this.batch;
       next.absorb(batch);
       for (const [k, e] of batch.entries) {
+        e.row.fresh = false;
         const newer = next.entries.get(k);
         if (newer) {
           add(newer, e.item);
@@ -189,7 +201,7 @@ export class ResultsWriter {
           next.entries.set(k, e);
         }
       }
-      if (!this.closed) await this.backoff.wait();
+      if (!this.closed && !freshTaken) await this.backoff.wait();
     } finally {
       this.inFlightRows = 0;
       this.writing = false;

@@ -66,7 +66,7 @@ export class Router {
         if (recorded?.has(`${e.i_event}:${h.name}`)) continue;
         const item: Item = {
           event: e, handler: h.name, orderKey: orderKey(e), iAccount: accountOf(e),
-          commitLsn, committedAt: part.tx.commitTime, resumed: null,
+          commitLsn, committedAt: part.tx.commitTime, resumed: null, fresh: true,
         };
         ack.hold(admitted, item);
         deliver(h, item);

@@ -31,11 +31,18 @@ export function literalElements(literal: string): (string | null)[] {
   return out;
 }
 
-/** The rows of one call, from the values of its query (the instance first, then one array literal per column). */
+/**
+ * The rows of one call, from the values of its query (the instance first, then one array
+ * literal per column, then `fresh`: a literal of t and f, or null when no record is fresh).
+ */
 export function recordsOfCall(values: readonly unknown[]): Record<string, unknown>[] {
   const columns = COLUMNS.map(([name, kind], c) => ({ name, kind, elements: literalElements(values[1 + c] as string) }));
-  return columns[0]!.elements.map((_, k) => Object.fromEntries(columns.map(({ name, kind, elements }) => {
-    const e = elements[k] ?? null;
-    return [name, e === null ? null : kind === 'json' ? JSON.parse(e) : kind === 'number' ? Number(e) : e];
-  })));
+  const fresh = values[1 + COLUMNS.length] == null ? [] : literalElements(values[1 + COLUMNS.length] as string);
+  return columns[0]!.elements.map((_, k) => ({
+    ...Object.fromEntries(columns.map(({ name, kind, elements }) => {
+      const e = elements[k] ?? null;
+      return [name, e === null ? null : kind === 'json' ? JSON.parse(e) : kind === 'number' ? Number(e) : e];
+    })),
+    fresh: fresh[k] === 't',
+  }));
 }

@@ -8,17 +8,17 @@ import { recordsOfCall } from '../support/record-call.ts';
 
 const silent = { warn() {}, info() {}, debug() {}, error() {} } as unknown as Logger;
 
-function item(i: number): Item {
+function item(i: number, fresh?: boolean): Item {
   return {
     event: { i_event: i, event_type: 'Account/Blocked', variables: {}, source_i_event: null },
-    handler: 'H', orderKey: `a:${i}`, iAccount: i, commitLsn: null, committedAt: null, resumed: null,
+    handler: 'H', orderKey: `a:${i}`, iAccount: i, commitLsn: null, committedAt: null, resumed: null, ...(fresh ? { fresh } : {}),
   };
 }
 const outcome = (state: Outcome['state'], attempts = 0): Outcome => ({ state, attempts, urlsDone: 0, firstAttemptAt: null, nextAttemptAt: null });
 
 /** A pool whose writes wait for `commit()` (or fail with `fail()`), keeping the rows of each. */
 function pool() {
-  const writes: { rows: { i_event: number; state: string; attempts: number }[]; done: (err?: Error) => void }[] = [];
+  const writes: { rows: { i_event: number; state: string; attempts: number; fresh: boolean }[]; done: (err?: Error) => void }[] = [];
   const db = {
     query: (q: { format(f: unknown): { values: unknown[] } }) => new Promise<unknown[]>((resolve, reject) => {
       const { values } = q.format({ escapeIdentifier: (s: string) => s, formatValue: (value: unknown) => ({ placeholder: '?', value }) });
@@ -31,6 +31,28 @@ function pool() {
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('results writer (pure)', () => {
+  it('the first record of a fresh item is fresh, later ones not; a batch that failed is written again with none fresh', async () => {
+    const { db, writes } = pool();
+    const warned: string[] = [];
+    const log = { ...silent, warn: (_: unknown, m: string) => warned.push(m) } as unknown as Logger;
+    const w = new ResultsWriter(db, 'main', log);
+    const [a, b, c] = [item(1, true), item(2, true), item(3)];
+    w.record(a, outcome('PENDING'));
+    w.record(a, outcome('DELIVERED', 1));   // replaces the PENDING in the same batch: still the row's first write
+    w.record(b, outcome('PENDING'));
+    w.record(c, outcome('PENDING'));        // read back from the table (not fresh)
+    await tick();
+    assert.deepEqual(writes[0]!.rows.map((r) => [r.i_event, r.state, r.fresh]), [[1, 'DELIVERED', true], [2, 'PENDING', true], [3, 'PENDING', false]]);
+    w.record(b, outcome('DELIVERED', 1));
+    // Its row existed after all: written again at once (no wait, no warning), with no record fresh.
+    writes[0]!.done(Object.assign(new Error('duplicate key value violates unique constraint "event_deliveries_pkey"'), { code: '23505' }));
+    await tick(); await tick();
+    assert.equal(writes.length, 2);
+    assert.deepEqual(writes[1]!.rows.map((r) => [r.i_event, r.state, r.fresh]), [[2, 'DELIVERED', false], [1, 'DELIVERED', false], [3, 'PENDING', false]]);
+    assert.deepEqual(warned, []);
+    writes[1]!.done();
+  });
+
   it('records of one batch share one promise, resolved when the batch commits; its items are reported durable', async () => {
     const { db, writes } = pool();
     const durable: Item[][] = [];
