@@ -5,7 +5,9 @@
 import assert from 'node:assert/strict';
 import { sql } from '@databases/pg';
 import { recordDeliveries, type DeliveryRecord } from '../src/db/deliveries.ts';
+import { migrate } from '../src/migrate/migrate.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { releaseBeforeChangeOf, type ReleasedCode } from './support/upgrade.ts';
 
 const T = Date.UTC(2026, 11, 7, 5, 0, 0, 123);
 
@@ -96,5 +98,44 @@ describe('espf.record_deliveries: one array per column', function () {
     assert.deepEqual(r.stale, []);
     const [row] = await t.db.query(sql`SELECT state, attempts, last_error FROM espf.event_deliveries WHERE i_event = 21`);
     assert.deepEqual(row, { state: 'FAILED', attempts: 2, last_error: 'boom' });
+  });
+});
+
+describe('espf.record_deliveries: upgrade from the release before `fresh`', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  let prev: ReleasedCode | null;
+  /** The call of a sender of that release: one array per column, no `fresh`. */
+  const olderSender = (i: number, state: string, error: string | null) => t.db.query(sql`
+    SELECT espf.record_deliveries('main', true, ${`{${i}}`}::bigint[], '{EventSender}'::text[], ${`{${state}}`}::text[],
+      '{Account/Blocked}'::text[], ${`{a:${i}}`}::text[], ${`{${i}}`}::bigint[], '{0/16B3748}'::pg_lsn[], '{1}'::int[], '{0}'::int[],
+      '{NULL}'::int[], ${`{${error ?? 'NULL'}}`}::text[], '{NULL}'::float8[], ${`{${T - 1000}}`}::float8[], ${`{${T}}`}::float8[],
+      ${`{${T}}`}::float8[], ${`{${T}}`}::float8[], ${`{${T}}`}::float8[], '{0}'::int[], '{NULL}'::jsonb[]) AS stale`);
+  before(async function () {
+    prev = await releaseBeforeChangeOf('sql/400_results.sql');
+    if (!prev) this.skip(); // not a git checkout
+    t = await createTestDatabase({ empty: true });
+    await prev.migrate(t.db, { migrations: prev.migrations, repeatable: prev.repeatable });
+    await t.db.query(sql`INSERT INTO espf.events (i_event, event_type, variables, created_at)
+                         SELECT g, 'Account/Blocked', jsonb_build_object('i_account', g), to_timestamp(${T / 1000}) FROM generate_series(1, 4) g`);
+    for (const i of [1, 2]) assert.deepEqual((await olderSender(i, 'RETRY', 'boom'))[0].stale, []);
+  });
+  after(async () => { await t?.drop(); await prev?.remove(); });
+
+  it('keeps events and deliveries; an older sender and this one both record on the upgraded database', async () => {
+    await migrate(t.db);
+    assert.deepEqual((await t.db.query(sql`SELECT count(*)::int AS n FROM espf.events`))[0].n, 4);
+    // A sender of the release before, still running during the upgrade:
+    assert.deepEqual((await olderSender(2, 'FAILED', 'gone'))[0].stale, []);
+    // This release's: a fresh first outcome (3) and an update (1).
+    assert.deepEqual(await recordDeliveries(t.db, 'main', [rec(3, { created_at: T, fresh: true }), rec(1, { created_at: T })]), []);
+    assert.deepEqual(await t.db.query(sql`SELECT i_event::int, state, last_error FROM espf.event_deliveries ORDER BY 1`), [
+      { i_event: 1, state: 'DELIVERED', last_error: null }, { i_event: 2, state: 'FAILED', last_error: 'gone' },
+      { i_event: 3, state: 'DELIVERED', last_error: null }]);
+    // The sender role may run both forms.
+    const sig = 'text, boolean, bigint[], text[], text[], text[], text[], bigint[], pg_lsn[], int[], int[], int[], text[], float8[], float8[], float8[], float8[], float8[], float8[], int[], jsonb[]';
+    const [p] = await t.db.query(sql`SELECT has_function_privilege('espf_sender', ${`espf.record_deliveries(${sig}, boolean[])`}, 'EXECUTE') AS now,
+                                            has_function_privilege('espf_sender', ${`espf.record_deliveries(${sig})`}, 'EXECUTE') AS older`);
+    assert.deepEqual(p, { now: true, older: true });
   });
 });
