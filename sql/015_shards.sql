@@ -62,6 +62,47 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT shards <= 1 OR coalesce(e.shard_key, espf.shard_key(e.variables, e.i_event)) % shards = shard
 $$;
 
+-- The trigger events_shard_key (espf.set_shard_key, migrations/0013_shards.sql)
+-- fills espf.events.shard_key on insert, which the row filter of a shard's
+-- publication reads. It is needed while shards are in use: a handler with
+-- shards > 1, a publication of a shard, or a planned change of shards
+-- (migrations/0026_shard_key_on_demand.sql dropped it where none was: with no
+-- shard its PL/pgSQL call cost a captured event about 7 µs of a one-row
+-- billing transaction, docs/benchmarks.md, "WAL records per event"). Rows
+-- written without it keep a null shard_key, which readers compute
+-- (espf.in_shard). It is made before any shard's publication or slot: in the
+-- transaction that sets shards > 1 (check_handler_shards, below) and in
+-- espf.shard_publication. Making it waits for the transactions that wrote to
+-- espf.events (SHARE ROW EXCLUSIVE), so every event a shard's slot can carry
+-- has its shard_key. espf migrate neither makes nor drops it: its sql/
+-- transaction also replaces triggers of billing tables, and locking
+-- espf.events there could deadlock with a billing write that holds a billing
+-- table and then inserts an event.
+CREATE OR REPLACE FUNCTION espf.shard_keys_needed() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT EXISTS (SELECT FROM espf.handlers h WHERE h.shards > 1)
+      OR EXISTS (SELECT FROM espf.shard_changes)
+      OR EXISTS (SELECT FROM pg_publication p WHERE p.pubname ~ '^espf_events_[0-9]+of[0-9]+$')
+$$;
+
+CREATE OR REPLACE FUNCTION espf.has_shard_key_trigger() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = 'espf.events'::regclass AND t.tgname = 'events_shard_key')
+$$;
+
+-- Makes the trigger if it is missing. SECURITY DEFINER: whoever sets
+-- espf.handlers.shards need not own espf.events.
+CREATE OR REPLACE FUNCTION espf.ensure_shard_key_trigger() RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT espf.has_shard_key_trigger() THEN
+    CREATE OR REPLACE TRIGGER events_shard_key BEFORE INSERT ON espf.events
+      FOR EACH ROW EXECUTE FUNCTION espf.set_shard_key();
+  END IF;
+END
+$$;
+GRANT EXECUTE ON FUNCTION espf.ensure_shard_key_trigger() TO PUBLIC;
+
 -- The publication of shard K of N, made on first use. SECURITY DEFINER: the
 -- role of espf run (a member of espf_sender) does not own espf.events, which a
 -- publication of the table requires. Returns its name.
@@ -77,6 +118,7 @@ BEGIN
     RETURN 'espf_events';
   END IF;
   pub := format('espf_events_%sof%s', shard, shards);
+  PERFORM espf.ensure_shard_key_trigger(); -- before the publication and the shard's slot
   IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = pub) THEN
     BEGIN
       EXECUTE format('CREATE PUBLICATION %I FOR TABLE espf.events WHERE (shard_key %% %s = %s) WITH (publish = %L)',
@@ -98,6 +140,9 @@ CREATE OR REPLACE FUNCTION espf.check_handler_shards() RETURNS trigger LANGUAGE 
 BEGIN
   IF NEW.shards IS NULL OR NEW.shards < 1 OR NEW.shards > 64 THEN
     PERFORM espf.refuse('espf.handlers.shards', format('%s is not a number of shards (1 … 64)', coalesce(NEW.shards::text, 'null')));
+  END IF;
+  IF NEW.shards > 1 THEN
+    PERFORM espf.ensure_shard_key_trigger();
   END IF;
   RETURN NEW;
 END

@@ -455,6 +455,72 @@ describe('shards: the waiting deliveries a shard reads back are its own', functi
   });
 });
 
+describe('shards: the shard_key trigger exists while shards are in use', function () {
+  this.timeout(60_000);
+  let t: TestDatabase;
+  beforeEach(async () => { t = await createTestDatabase(); });
+  afterEach(async () => { await t?.drop(); });
+  const hasTrigger = async () => (await t.db.query(sql`SELECT espf.has_shard_key_trigger() AS t`))[0].t as boolean;
+  const insert = async (i: number) => (await t.db.query(sql`
+    INSERT INTO espf.events (i_event, event_type, variables) VALUES (${i}, 'Account/Blocked', jsonb_build_object('i_account', ${i}::bigint))
+    RETURNING shard_key`))[0].shard_key as number | null;
+
+  it('no shard: no trigger, shard_key null, in_shard computes it; shards > 1 make it in the same transaction; migrate keeps it', async () => {
+    assert.equal(await hasTrigger(), false);
+    assert.equal(await insert(1), null);
+    const [s] = await t.db.query(sql`SELECT count(*) FILTER (WHERE espf.in_shard(e, 0, 2))::int + count(*) FILTER (WHERE espf.in_shard(e, 1, 2))::int AS n
+                                       FROM espf.events e WHERE i_event = 1`);
+    assert.equal(s.n, 1, 'a row without shard_key is in exactly one shard');
+    // Refused: changes nothing, the trigger included.
+    await assert.rejects(t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE name = 'EventSender'`), (e: { code?: string }) => e.code === '23514');
+    assert.equal(await hasTrigger(), false);
+    await t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'main'`);
+    assert.equal(await hasTrigger(), true);
+    await insert(2);
+    const [k] = await t.db.query(sql`SELECT shard_key = espf.shard_key(variables, i_event) AS same FROM espf.events WHERE i_event = 2`);
+    assert.deepEqual(k, { same: true });
+    await migrate(t.db);
+    assert.equal(await hasTrigger(), true, 'kept by migrate');
+    // Back to one shard: kept (only migrations/0026 drops it, once, in a transaction of its own).
+    await t.db.query(sql`UPDATE espf.handlers SET shards = 1 WHERE instance = 'main'`);
+    await migrate(t.db);
+    assert.equal(await hasTrigger(), true);
+  });
+
+  it('a shard publication makes it first, and migrate keeps it while the publication exists', async () => {
+    const [p] = await t.db.query(sql`SELECT espf.shard_publication(1, 2) AS pub`);
+    assert.equal(p.pub, 'espf_events_1of2');
+    assert.equal(await hasTrigger(), true);
+    await migrate(t.db);
+    assert.equal(await hasTrigger(), true);
+    assert.notEqual(await insert(3), null);
+    await t.db.query(sql`DROP PUBLICATION espf_events_1of2`);
+  });
+
+  it('upgrade from the release before: dropped where no shard is in use, kept where one is; events keep their keys', async function () {
+    const prev = await previousRelease('0026_shard_key_on_demand.sql');
+    if (!prev) this.skip(); // not a git checkout
+    for (const shards of [1, 2]) {
+      const e = await createTestDatabase({ empty: true });
+      const db = connect({ connectionString: e.url, poolSize: 2 });
+      try {
+        await migrate(db, prev!);
+        await db.query(sql`UPDATE espf.handlers SET shards = ${shards} WHERE instance = 'main'`);
+        await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables) SELECT g, 'Account/Blocked', jsonb_build_object('i_account', g) FROM generate_series(1, 5) g`);
+        const before = await db.query(sql`SELECT i_event, shard_key FROM espf.events ORDER BY i_event`);
+        assert.ok(before.every((r) => r.shard_key !== null), 'that release keys every event');
+        await migrate(db);
+        const [h] = await db.query(sql`SELECT espf.has_shard_key_trigger() AS t`);
+        assert.equal(h.t, shards > 1, `shards = ${shards}`);
+        assert.deepEqual(await db.query(sql`SELECT i_event, shard_key FROM espf.events ORDER BY i_event`), before);
+      } finally {
+        await db.dispose();
+        await e.drop();
+      }
+    }
+  });
+});
+
 describe('shards: upgrade from the previous release (migrations/0013_shards.sql)', function () {
   it('keeps events, deliveries and handlers without rewriting the outbox; new events get their shard_key; waiting deliveries are read back in pages, whole and per shard', async function () {
     this.timeout(60_000);
@@ -478,12 +544,14 @@ describe('shards: upgrade from the previous release (migrations/0013_shards.sql)
       assert.ok(r.applied.includes('0013_shards.sql'), `applied ${r.applied.join(', ')}`);
       assert.deepEqual(await db.query(sql`SELECT to_jsonb(e) - 'shard_key' - 'target_handler' AS e FROM espf.events e ORDER BY i_event`), events);
       assert.deepEqual(await db.query(sql`SELECT to_jsonb(d) - 'steps_done' - 'step_answers' AS d FROM espf.event_deliveries d ORDER BY i_event`), deliveries);
-      // Not rewritten: existing rows keep no shard_key (readers compute it); new rows get it.
+      // Not rewritten: existing rows keep no shard_key (readers compute it); new rows get it once shards are in use.
       const [k] = await db.query(sql`SELECT count(shard_key)::int AS keyed FROM espf.events`);
       assert.equal(k.keyed, 0);
+      await db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'hss'`);
       await db.query(sql`INSERT INTO espf.events (i_event, event_type, variables) VALUES (1000, 'Account/Blocked', '{"i_account": 3}')`);
       const [nk] = await db.query(sql`SELECT shard_key = espf.shard_key(variables, i_event) AS ok FROM espf.events WHERE shard_key IS NOT NULL`);
       assert.deepEqual(nk, { ok: true });
+      await db.query(sql`UPDATE espf.handlers SET shards = 1 WHERE instance = 'hss'`);
       const [h] = await db.query(sql`SELECT instance, shards, enabled FROM espf.handlers WHERE name = 'EventSender'`);
       assert.deepEqual(h, { instance: 'hss', shards: 1, enabled: true });
       const waiting = await db.query(sql`SELECT i_event FROM espf.waiting_page('EventSender', NULL, 0, 100)`);
