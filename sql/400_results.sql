@@ -59,30 +59,30 @@ RETURNS bigint[] LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_
            last_http_status, last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at,
            finished_at, created_at, steps_done, step_answers, fresh, n)),
   r AS (SELECT * FROM given WHERE same_event OR NOT check_identity),
-  fresh_deliveries AS (
-  INSERT INTO espf.event_deliveries AS d
-         (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
-          urls_done, last_http_status, last_error, next_attempt_at, committed_at,
-          first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
-  SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
+  -- The rows of espf.event_deliveries the records make; each goes in by one of the two inserts below.
+  row_of AS (
+  SELECT r.fresh, r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance AS instance,
          r.commit_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
-         to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
-         to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
-         to_timestamp(r.finished_at / 1000.0), coalesce(r.steps_done, 0), r.step_answers
-    FROM r
-   WHERE r.fresh),
+         to_timestamp(r.next_attempt_at / 1000.0) AS next_attempt_at, to_timestamp(r.committed_at / 1000.0) AS committed_at,
+         to_timestamp(r.first_attempt_at / 1000.0) AS first_attempt_at, to_timestamp(r.last_attempt_at / 1000.0) AS last_attempt_at,
+         to_timestamp(r.finished_at / 1000.0) AS finished_at, coalesce(r.steps_done, 0) AS steps_done, r.step_answers
+    FROM r),
+  fresh_deliveries AS (
+  INSERT INTO espf.event_deliveries
+         (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts, urls_done, last_http_status,
+          last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
+  SELECT o.i_event, o.handler, o.state, o.event_type, o.order_key, o.i_account, o.instance, o.commit_lsn, o.attempts, o.urls_done,
+         o.last_http_status, o.last_error, o.next_attempt_at, o.committed_at, o.first_attempt_at, o.last_attempt_at, o.finished_at,
+         o.steps_done, o.step_answers
+    FROM row_of o WHERE o.fresh),
   deliveries AS (
   INSERT INTO espf.event_deliveries AS d
-         (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts,
-          urls_done, last_http_status, last_error, next_attempt_at, committed_at,
-          first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
-  SELECT r.i_event, r.handler, r.state, r.event_type, r.order_key, r.i_account, record_deliveries.instance,
-         r.commit_lsn, r.attempts, r.urls_done, r.last_http_status, r.last_error,
-         to_timestamp(r.next_attempt_at / 1000.0), to_timestamp(r.committed_at / 1000.0),
-         to_timestamp(r.first_attempt_at / 1000.0), to_timestamp(r.last_attempt_at / 1000.0),
-         to_timestamp(r.finished_at / 1000.0), coalesce(r.steps_done, 0), r.step_answers
-    FROM r
-   WHERE r.fresh IS NOT TRUE
+         (i_event, handler, state, event_type, order_key, i_account, instance, commit_lsn, attempts, urls_done, last_http_status,
+          last_error, next_attempt_at, committed_at, first_attempt_at, last_attempt_at, finished_at, steps_done, step_answers)
+  SELECT o.i_event, o.handler, o.state, o.event_type, o.order_key, o.i_account, o.instance, o.commit_lsn, o.attempts, o.urls_done,
+         o.last_http_status, o.last_error, o.next_attempt_at, o.committed_at, o.first_attempt_at, o.last_attempt_at, o.finished_at,
+         o.steps_done, o.step_answers
+    FROM row_of o WHERE o.fresh IS NOT TRUE
   ON CONFLICT ON CONSTRAINT event_deliveries_pkey DO UPDATE SET
          state            = excluded.state,
          instance         = excluded.instance,
