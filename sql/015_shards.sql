@@ -91,9 +91,12 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- Makes the trigger if it is missing. SECURITY DEFINER: whoever sets
--- espf.handlers.shards need not own espf.events.
+-- espf.handlers.shards need not own espf.events. Its lock on espf.events
+-- (SHARE ROW EXCLUSIVE, held to the end of the caller's transaction) waits 2 s
+-- at most: behind a long billing transaction it fails (55P03, try again)
+-- instead of queueing every capture behind it.
 CREATE OR REPLACE FUNCTION espf.ensure_shard_key_trigger() RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET lock_timeout = '2s' AS $$
 BEGIN
   IF NOT espf.has_shard_key_trigger() THEN
     CREATE OR REPLACE TRIGGER events_shard_key BEFORE INSERT ON espf.events

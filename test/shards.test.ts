@@ -487,6 +487,27 @@ describe('shards: the shard_key trigger exists while shards are in use', functio
     assert.equal(await hasTrigger(), true);
   });
 
+  it('behind a billing transaction that wrote an event, setting shards gives up after 2 s (55P03) and changes nothing', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    let wrote!: () => void;
+    const written = new Promise<void>((r) => { wrote = r; });
+    const billing = t.db.tx(async (tx) => {
+      await tx.query(sql`INSERT INTO espf.events (i_event, event_type, variables) VALUES (7, 'Account/Blocked', '{"i_account": 7}')`);
+      wrote();
+      await held;
+    });
+    await written;
+    const started = Date.now();
+    await assert.rejects(t.db.query(sql`UPDATE espf.handlers SET shards = 2 WHERE instance = 'main'`), (e: { code?: string }) => e.code === '55P03');
+    assert.ok(Date.now() - started < 10_000);
+    release();
+    await billing;
+    assert.equal(await hasTrigger(), false);
+    const [h] = await t.db.query(sql`SELECT count(*)::int AS n FROM espf.handlers WHERE shards > 1`);
+    assert.equal(h.n, 0);
+  });
+
   it('a shard publication makes it first, and migrate keeps it while the publication exists', async () => {
     const [p] = await t.db.query(sql`SELECT espf.shard_publication(1, 2) AS pub`);
     assert.equal(p.pub, 'espf_events_1of2');
