@@ -78,12 +78,7 @@ $$;
 -- transaction also replaces triggers of billing tables, and locking
 -- espf.events there could deadlock with a billing write that holds a billing
 -- table and then inserts an event.
-CREATE OR REPLACE FUNCTION espf.shard_keys_needed() RETURNS boolean
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT EXISTS (SELECT FROM espf.handlers h WHERE h.shards > 1)
-      OR EXISTS (SELECT FROM espf.shard_changes)
-      OR EXISTS (SELECT FROM pg_publication p WHERE p.pubname ~ '^espf_events_[0-9]+of[0-9]+$')
-$$;
+DROP FUNCTION IF EXISTS espf.shard_keys_needed(); -- used by no one since migrations/0026 decides once
 
 CREATE OR REPLACE FUNCTION espf.has_shard_key_trigger() RETURNS boolean
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
