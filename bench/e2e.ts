@@ -59,6 +59,7 @@ function e2eFigure(name: string, shapedStep: boolean): Figure<E2eParams> {
           last_2xx_after_s: round((d.receivedAllAt - t0) / 1000, 3),
           last_status_row_after_s: round((d.lastFinishedAt - t0) / 1000, 3),
           receiver_duplicates: d.receiverDuplicates,
+          cpu_us_espf_system: perEvent(used.espfSystem),
           // cpu_us_postgres by process: the walsender, espf run's connections, the billing writes, background processes
           ...Object.fromEntries(POSTGRES_PARTS.map((part) => [`cpu_us_postgres_${part}`, perEvent(used.postgresParts[part])])),
         },

@@ -12,7 +12,7 @@
  * Figures: peak_rss_outage_mb (VmHWM of `espf run` at the end of the outage;
  * goal <= 200 MB), down_requests (POSTs the down receiver got; goal: probes
  * only, i.e. at most down_requests_bound = breaker_failures + the requests on
- * the wire when the breaker opened (256) + one per probe interval), and
+ * the wire when the breaker opened (128, src/delivery/attempter.ts) + one per probe interval), and
  * drain_eps (events/s from the first 2xx after the receiver came back to the
  * last DELIVERED row; goal >= 0.8 x backlog_eps). recovery_s is the time from
  * the receiver coming back to its first 2xx (the probe interval at that moment:
@@ -22,6 +22,7 @@ import { sql } from '@databases/pg';
 import { ACCOUNT_BLOCKS_TO_SENDER, allowance, lastEventId, NO_RATE_LIMIT, waitDelivered, withEspf, writeOutboxEvents } from './lib/delivery.ts';
 import type { BenchContext, Figure, RunResult } from './lib/figure.ts';
 import { log, round, sleep } from './lib/util.ts';
+import { maxInFlight } from '../src/delivery/attempter.ts';
 
 export interface OutageParams extends Record<string, unknown> {
   readonly events: number;
@@ -36,8 +37,8 @@ export interface OutageParams extends Record<string, unknown> {
   readonly maxDrainSeconds: number;
 }
 
-/** Requests of one handler on the wire at once (src/delivery/http-handler.ts). */
-const MAX_IN_FLIGHT = 256;
+/** Requests of the one-URL handler on the wire at once (src/delivery/attempter.ts). */
+const MAX_IN_FLIGHT = maxInFlight({ url: ['http://receiver'] });
 
 export const outage: Figure<OutageParams> = {
   name: 'outage',

@@ -33,6 +33,17 @@ export function cpuSeconds(pid: number): number | null {
   }
 }
 
+/** User and system CPU seconds of a process so far, apart; null when it is gone or /proc cannot be read. */
+export function cpuUserSystem(pid: number): { user: number; system: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(rest[11]) / clockTicks(), system: Number(rest[12]) / clockTicks() };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * What a PostgreSQL process does on the path of an event: `walsender` (the
  * slot's decoding), `espf` (a connection of `espf run`: recording outcomes,
@@ -60,6 +71,8 @@ export interface CpuSplit {
   /** `postgres` by part (a process counts in the part it had at the end, else at the start). */
   readonly postgresParts: Readonly<Record<PostgresPart, number>>;
   readonly receiver: number;
+  /** `espf` in user and in system (kernel) time: on loopback the kernel's TCP work is charged to the sender. */
+  readonly espfSystem: number;
 }
 
 /**
@@ -69,7 +82,7 @@ export interface CpuSplit {
  */
 export class CpuMeter {
   private constructor(private readonly start: Map<number, { cpu: number; part: PostgresPart }>, private readonly espfPid: number, private readonly receiverPid: number,
-    private readonly espf0: number, private readonly receiver0: number) {}
+    private readonly espf0: number, private readonly receiver0: number, private readonly espfSystem0: number) {}
 
   static async begin(db: Db, espfPid: number, receiverPid: number): Promise<CpuMeter> {
     const start = new Map<number, { cpu: number; part: PostgresPart }>();
@@ -77,7 +90,8 @@ export class CpuMeter {
       const cpu = cpuSeconds(pid);
       if (cpu !== null) start.set(pid, { cpu, part });
     }
-    return new CpuMeter(start, espfPid, receiverPid, cpuSeconds(espfPid) ?? 0, cpuSeconds(receiverPid) ?? 0);
+    return new CpuMeter(start, espfPid, receiverPid, cpuSeconds(espfPid) ?? 0, cpuSeconds(receiverPid) ?? 0,
+      cpuUserSystem(espfPid)?.system ?? 0);
   }
 
   /** CPU seconds each used since begin(). */
@@ -98,6 +112,7 @@ export class CpuMeter {
       postgres,
       postgresParts,
       receiver: (cpuSeconds(this.receiverPid) ?? this.receiver0) - this.receiver0,
+      espfSystem: (cpuUserSystem(this.espfPid)?.system ?? this.espfSystem0) - this.espfSystem0,
     };
   }
 }

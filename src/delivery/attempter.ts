@@ -1,7 +1,7 @@
 import type { HttpSettings } from '../config/snapshot.ts';
 import type { Logger, ProvisioningLog } from '../log/logger.ts';
 import { redactUrl } from '../security/redact.ts';
-import { HttpClient, requestBody, type PostResult } from './http-client.ts';
+import { CONNECTIONS_PER_ORIGIN, HttpClient, requestBody, type PostResult } from './http-client.ts';
 import type { Delivery } from './keyed-queue.ts';
 import type { DeliveryObserver } from './observer.ts';
 import type { CompiledStep } from './steps/plan.ts';
@@ -10,8 +10,17 @@ import type { MessageRef } from './standard-webhooks.ts';
 import { Targets, type TargetEvent, type TargetState } from './targets.ts';
 import { TokenBucket } from './token-bucket.ts';
 
-/** Requests of one handler on the wire at once (undici pools 128 connections per origin). */
-export const MAX_IN_FLIGHT = 256;
+/**
+ * Attempts of one async handler at once: as many as the HTTP client has
+ * connections for its URLs (an attempt is on one URL at a time). One more
+ * would only wait inside the client as a request already built, and every
+ * such object outlives young collections: 256 per handler instead of 128 for
+ * one URL cost `espf run` about 7 % more CPU per event in `e2e`
+ * (docs/benchmarks.md, "Requests on the wire").
+ */
+export function maxInFlight(s: Pick<HttpSettings, 'url'>): number {
+  return CONNECTIONS_PER_ORIGIN * Math.max(1, s.url.length);
+}
 
 /** What one attempt came to. */
 export interface AttemptOutcome {
@@ -65,8 +74,8 @@ class StepMessage implements MessageRef {
 
 /**
  * The attempts of one http handler: how many may start now (one at a time
- * for a sync handler; for an async one, the token bucket and at most 256 on
- * the wire), the circuit breaker of each target URL (src/delivery/targets.ts:
+ * for a sync handler; for an async one, the token bucket and at most 128 per
+ * URL on the wire, maxInFlight), the circuit breaker of each target URL (src/delivery/targets.ts:
  * a target that is down gets one probe at a time), and the request(s) of one
  * attempt: the handler's URLs in turn, from the first not yet answered 2xx,
  * each logged to provisioning.log. It reports what the attempt came to; what
@@ -121,12 +130,13 @@ export class Attempter {
 
   /**
    * How many of `ready` deliveries may be attempted now: a sync handler one at
-   * a time; an async one as the token bucket allows, at most MAX_IN_FLIGHT on
+   * a time; an async one as the token bucket allows, at most maxInFlight on
    * the wire (when tokens, not slots, are short, more are fetched: `tokens` is called).
    */
   slots(ready: number, s: HttpSettings): number {
     if (!s.async_mode) return this.onWire === 0 ? Math.min(ready, 1) : 0;
-    if (this.onWire >= MAX_IN_FLIGHT) return 0;
+    const max = maxInFlight(s);
+    if (this.onWire >= max) return 0;
     if (!this.bucket) {
       const bucket = new TokenBucket(s.token_rate, s.token_burstiness);
       bucket.onTokens = this.deps.tokens;
@@ -134,8 +144,8 @@ export class Attempter {
       this.bucket = bucket;
       this.deps.observer.bucketWaited(this.handler, 0);
     }
-    const n = this.bucket.takeNow(Math.min(ready, MAX_IN_FLIGHT - this.onWire));
-    if (ready > n && this.onWire + n < MAX_IN_FLIGHT) this.bucket.fetch();
+    const n = this.bucket.takeNow(Math.min(ready, max - this.onWire));
+    if (ready > n && this.onWire + n < max) this.bucket.fetch();
     return n;
   }
 

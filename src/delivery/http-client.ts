@@ -29,6 +29,13 @@ export function requestBody(event: { readonly event_type: string; readonly varia
   return JSON.stringify({ event_type: name, variables: event.variables });
 }
 
+/**
+ * Keep-alive connections per origin, one request on each at a time (no
+ * pipelining): what an http handler can have on the wire to one URL
+ * (src/delivery/attempter.ts starts no more attempts than that).
+ */
+export const CONNECTIONS_PER_ORIGIN = 128;
+
 const MAX_ERROR_BODY = 512;     // bytes of a non-2xx answer kept for the log
 const MAX_OK_BODY = 65536;      // bytes of a 2xx answer read; the rest is dropped (with the connection)
 
@@ -183,7 +190,7 @@ async function makeAgent(caFile: string | null, extra?: { readonly lookup?: Look
   const ca = caFile ? await readCaFile(caFile, readEnv().caDir) : undefined;
   return new Agent({
     keepAliveTimeout: 30_000,
-    connections: 128,
+    connections: CONNECTIONS_PER_ORIGIN,
     pipelining: 1,
     maxResponseSize: -1,
     connect: ca || extra ? { ...(ca ? { ca } : {}), ...extra } : undefined,

@@ -15,7 +15,7 @@ export interface Admission {
 
 /**
  * Items not yet durable before the stream is held, by default: enough to keep
- * the requests on the wire (src/delivery/attempter.ts, MAX_IN_FLIGHT) and the
+ * the requests on the wire (src/delivery/attempter.ts, maxInFlight) and the
  * record stage's batches busy. Read further ahead, events only wait in memory
  * longer: each outlives the young generation and costs the garbage collector
  * (10,000 cost `espf run` about 14 % more CPU per event in `e2e`,

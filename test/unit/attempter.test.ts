@@ -1,7 +1,7 @@
 // Pure unit tests (no database, no network): the attempts of an http handler.
 import assert from 'node:assert/strict';
 import type { HttpSettings } from '../../src/config/snapshot.ts';
-import { Attempter, type Poster } from '../../src/delivery/attempter.ts';
+import { Attempter, maxInFlight, type Poster } from '../../src/delivery/attempter.ts';
 import type { PostResult } from '../../src/delivery/http-client.ts';
 import { deliveryOf } from '../../src/delivery/keyed-queue.ts';
 import { completeObserver } from '../../src/delivery/observer.ts';
@@ -111,5 +111,36 @@ describe('attempter (pure)', () => {
     await on;
     assert.equal(slow.slots(5, s), 1);
     assert.equal(slow.slots(0, s), 0, 'nothing ready');
+  });
+  it('an async handler has at most as many attempts on the wire as connections for its URLs (128 each)', async () => {
+    assert.equal(maxInFlight({ url: ['http://a.test/x'] }), 128);
+    assert.equal(maxInFlight({ url: ['http://a.test/x', 'http://b.test/y'] }), 256);
+    for (const url of [['http://a.test/x'], ['http://a.test/x', 'http://b.test/y']]) {
+      const hanging: (() => void)[] = [];
+      const a = new Attempter('H', null, {
+        instance: 'main', plog: { attempt() {}, flush: async () => undefined } as ProvisioningLog, log: silent, tokens: () => undefined,
+        observer: completeObserver(), target: () => undefined,
+        client: { post: () => new Promise((r) => { hanging.push(() => r(ok)); }), close: async () => undefined },
+      });
+      const s = settings({ url, async_mode: true, token_rate: 1_000_000, token_burstiness: 2_000_000 });
+      const attempts: Promise<unknown>[] = [];
+      // Tokens come in as the bucket refills: take slots until none is given for a while.
+      for (let idle = 0, t0 = Date.now(); idle < 20 && Date.now() - t0 < 5000;) {
+        const n = a.slots(1000, s);
+        for (let i = 0; i < n; i++) attempts.push(a.attempt(delivery(), s, false));
+        idle = n === 0 ? idle + 1 : 0;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.equal(a.inFlight, maxInFlight(s), `${url.length} URL(s)`);
+      assert.equal(hanging.length, maxInFlight(s));
+      for (const release of hanging.splice(0)) release();
+      for (let i = 0; i < url.length; i++) {
+        await new Promise((r) => setImmediate(r));
+        for (const release of hanging.splice(0)) release();
+      }
+      await Promise.all(attempts);
+      assert.equal(a.inFlight, 0);
+      a.reconfigure({ ...s, token_rate: 1 }); // stops the bucket's timer
+    }
   });
 });
