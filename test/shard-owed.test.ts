@@ -54,7 +54,7 @@ describe('a shard stopped between making its slot and its catch-up', function ()
     run = await startSender(t.db, t.url, 'main', { shard });
     try {
       const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
-      await rx.waitFor(() => gap.every((i) => got().has(i)), 20_000, `the ${gap.length} events of the gap`);
+      await rx.waitFor(() => { const g = got(); return gap.every((i) => g.has(i)); }, 20_000, `the ${gap.length} events of the gap`);
       assert.equal(await owed(), null, 'paid: the mark is gone once the catch-up committed');
       const all = [...first, ...gap];
       assert.deepEqual([...got()].sort((a, b) => a - b), all, 'shard 1\'s events, no other shard\'s');

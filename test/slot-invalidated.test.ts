@@ -81,7 +81,7 @@ describe('an invalidated slot (wal_status lost)', function () {
       assert.equal(run.sender.slot, slot, 'the same name');
       const want = (await db.query(sql`SELECT i_event FROM espf.events WHERE event_type = 'Account/New'`)).map((r: { i_event: string }) => Number(r.i_event));
       const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
-      await rx.waitFor(() => want.every((i) => got().has(i)), 30_000, `all ${want.length} events`);
+      await rx.waitFor(() => { const g = got(); return want.every((i) => g.has(i)); }, 30_000, `all ${want.length} events`);
       const [s] = await db.query(sql`SELECT wal_status, active FROM pg_replication_slots WHERE slot_name = ${slot}`);
       assert.notEqual(s.wal_status, 'lost', 'a new slot');
       assert.equal(s.active, true);
