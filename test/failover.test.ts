@@ -88,7 +88,7 @@ describe('failover: the standby is promoted while espf run streams', function ()
           await rx.waitFor(() => { const g = got(); return [...want].every((i) => g.has(i)); }, 60_000, `all ${want.size} events at the receiver`)
             .catch(async (err: Error) => {
               const slots = await newPrimary.query(sql`SELECT slot_name, (to_jsonb(s) ->> 'synced') AS synced, confirmed_flush_lsn::text, (to_jsonb(s) ->> 'invalidation_reason') AS invalid FROM pg_replication_slots s`);
-              throw new Error(`${err.message}; slots on the new primary ${JSON.stringify(slots)}; missing ${((g) => [...want].filter((i) => !g.has(i)))(got()).slice(0, 20).join(', ')}…; espf run said:\n${espf!.output.split('\n').slice(-40).join('\n')}`);
+              throw new Error(`${err.message}; slots on the new primary ${JSON.stringify(slots)}; missing ${[...want].filter((i) => !got().has(i)).slice(0, 20).join(', ')}…; espf run said:\n${espf!.output.split('\n').slice(-40).join('\n')}`);
             });
           await eventually(async () => {
             const [r] = await newPrimary.query(sql`

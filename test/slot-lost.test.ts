@@ -59,7 +59,7 @@ describe('a slot dropped while espf run is disconnected', function () {
     const want = new Set(events.map((e) => Number(e.i_event)));
     const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
     await rx.waitFor(() => { const g = got(); return [...want].every((i) => g.has(i)); }, 30_000, `all ${want.size} events at the receiver`)
-      .catch((err: Error) => { throw new Error(`${err.message}; missing ${((g) => [...want].filter((i) => !g.has(i)))(got()).slice(0, 20).join(', ')}`); });
+      .catch((err: Error) => { throw new Error(`${err.message}; missing ${[...want].filter((i) => !got().has(i)).slice(0, 20).join(', ')}`); });
     await eventually(async () => {
       const [r] = await t.db.query(sql`
         SELECT count(*)::int AS n FROM espf.events e
@@ -107,7 +107,7 @@ describe('a shard\'s slot dropped while its process is disconnected', function (
       const want = new Set(events.map((e) => Number(e.i_event)));
       const got = () => new Set(rx.received.map((r) => Number(r.json.variables.i_event)));
       await rx.waitFor(() => { const g = got(); return [...want].every((i) => g.has(i)); }, 30_000, `all ${want.size} events at the receiver`)
-        .catch((err: Error) => { throw new Error(`${err.message}; missing ${((g) => [...want].filter((i) => !g.has(i)))(got()).slice(0, 20).join(', ')}`); });
+        .catch((err: Error) => { throw new Error(`${err.message}; missing ${[...want].filter((i) => !got().has(i)).slice(0, 20).join(', ')}`); });
       assert.equal(rx.received.length, got().size, 'no event sent twice (by two shards, or by the catch-up and the stream)');
       assertAccountOrder(rx.received);
       assert.match(await metrics[1]!.text(), /espf_slot_recreated_total\{slot="espf_main_1of2"\} 1\b/);

@@ -21,27 +21,22 @@ function clockTicks(): number {
   return ticksPerSecond;
 }
 
-/** User + system CPU seconds of a process so far; null when it is gone or /proc cannot be read. */
-export function cpuSeconds(pid: number): number | null {
+/** User and system CPU seconds of a process so far, apart; null when it is gone or /proc cannot be read. */
+export function cpuUserSystem(pid: number): { user: number; system: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name (which may hold spaces and parentheses): state is field 3.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / clockTicks();   // utime (14), stime (15)
+    return { user: Number(rest[11]) / clockTicks(), system: Number(rest[12]) / clockTicks() };   // utime (14), stime (15)
   } catch {
     return null;
   }
 }
 
-/** User and system CPU seconds of a process so far, apart; null when it is gone or /proc cannot be read. */
-export function cpuUserSystem(pid: number): { user: number; system: number } | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { user: Number(rest[11]) / clockTicks(), system: Number(rest[12]) / clockTicks() };
-  } catch {
-    return null;
-  }
+/** User + system CPU seconds of a process so far; null when it is gone or /proc cannot be read. */
+export function cpuSeconds(pid: number): number | null {
+  const t = cpuUserSystem(pid);
+  return t === null ? null : t.user + t.system;
 }
 
 /**
@@ -90,8 +85,8 @@ export class CpuMeter {
       const cpu = cpuSeconds(pid);
       if (cpu !== null) start.set(pid, { cpu, part });
     }
-    return new CpuMeter(start, espfPid, receiverPid, cpuSeconds(espfPid) ?? 0, cpuSeconds(receiverPid) ?? 0,
-      cpuUserSystem(espfPid)?.system ?? 0);
+    const espf = cpuUserSystem(espfPid);
+    return new CpuMeter(start, espfPid, receiverPid, espf ? espf.user + espf.system : 0, cpuSeconds(receiverPid) ?? 0, espf?.system ?? 0);
   }
 
   /** CPU seconds each used since begin(). */
@@ -107,12 +102,13 @@ export class CpuMeter {
       postgres += used;
       postgresParts[now.get(pid) ?? before!.part] += used;
     }
+    const espf = cpuUserSystem(this.espfPid);
     return {
-      espf: (cpuSeconds(this.espfPid) ?? this.espf0) - this.espf0,
+      espf: (espf ? espf.user + espf.system : this.espf0) - this.espf0,
       postgres,
       postgresParts,
       receiver: (cpuSeconds(this.receiverPid) ?? this.receiver0) - this.receiver0,
-      espfSystem: (cpuUserSystem(this.espfPid)?.system ?? this.espfSystem0) - this.espfSystem0,
+      espfSystem: (espf ? espf.system : this.espfSystem0) - this.espfSystem0,
     };
   }
 }

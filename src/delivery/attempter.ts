@@ -75,11 +75,12 @@ class StepMessage implements MessageRef {
 /**
  * The attempts of one http handler: how many may start now (one at a time
  * for a sync handler; for an async one, the token bucket and at most 128 per
- * URL on the wire, maxInFlight), the circuit breaker of each target URL (src/delivery/targets.ts:
- * a target that is down gets one probe at a time), and the request(s) of one
- * attempt: the handler's URLs in turn, from the first not yet answered 2xx,
- * each logged to provisioning.log. It reports what the attempt came to; what
- * becomes of the delivery is the outcome policy's (src/delivery/outcome-policy.ts).
+ * URL on the wire, maxInFlight), the circuit breaker of each target URL
+ * (src/delivery/targets.ts: a target that is down gets one probe at a time),
+ * and the request(s) of one attempt: the handler's URLs in turn, from the
+ * first not yet answered 2xx, each logged to provisioning.log. It reports what
+ * the attempt came to; what becomes of the delivery is the outcome policy's
+ * (src/delivery/outcome-policy.ts).
  */
 export class Attempter {
   private readonly client: Poster;
